@@ -1,0 +1,274 @@
+"""Typed configuration: `params.yaml` parsed once, at the edge, into frozen dataclasses.
+
+Every stage reads one section (`data`, `model`, `profile`, `supernet`, `search`, `finetune`,
+`evaluate`) plus `seed`; `tracking` configures MLflow. Validation happens here, before any work:
+an unknown key, a wrong type or an out-of-range value raises `ConfigError` with a one-line message
+naming the full key, e.g. ``search.budget: must be > 0, got -1``.
+
+Constraints live in each field's metadata (`ge`, `gt`, `le`, `lt`), so the schema is the single
+place that says what a valid value is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from netadapt.errors import ConfigError
+
+
+def _num(default: Any, **bounds: float) -> Any:
+    """A numeric field with bounds (`ge`, `gt`, `le`, `lt`) checked by the parser."""
+    return field(default=default, metadata=bounds)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: Literal["fashion-mnist", "fashion-mnist-t10k", "cifar10", "image-folder"] = "fashion-mnist-t10k"
+    root: str = "data/fashion-mnist-t10k"  # folder holding the dataset's original files
+    holdout_fraction: float = _num(0.1, gt=0.0, lt=1.0)  # carved from train; search scores on it
+    test_fraction: float = _num(0.2, gt=0.0, lt=1.0)  # used only by datasets that ship one split
+    verify_checksums: bool = True  # check files against <root>/SHA256SUMS when it exists
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: Literal["mobilenet_v2", "mobilenet_v1", "plain_cnn"] = "mobilenet_v2"
+    width_mult: float = _num(1.0, gt=0.0, le=4.0)  # scales every maximum width
+    granularity: int = _num(8, ge=1)  # searchable widths are multiples of this
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    backend: Literal["torch-cpu", "onnxruntime-cpu", "torch-cuda"] = "torch-cpu"
+    threads: int = _num(1, ge=1)
+    batch_size: int = _num(1, ge=1)
+    warmup: int = _num(5, ge=0)
+    repeats: int = _num(20, ge=1)
+    interpolate: bool = False  # estimate configurations missing from the table
+    fidelity_samples: int = _num(8, ge=0)  # random networks measured to check the table
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    epochs: int = _num(3, ge=0)
+    batch_size: int = _num(128, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = _num(0.05, gt=0.0)
+    momentum: float = _num(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = _num(4e-5, ge=0.0)
+    label_smoothing: float = _num(0.0, ge=0.0, lt=1.0)
+    sampling: Literal["sandwich", "random"] = "sandwich"  # sandwich: largest + smallest + random
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    algorithm: Literal["mcd", "netadapt"] = "mcd"  # mcd: NetAdaptV2; netadapt: the ECCV'18 V1
+    metric: Literal["latency", "macs", "params"] = "latency"
+    budget: float = _num(0.5, gt=0.0)
+    budget_type: Literal["relative", "absolute"] = "relative"  # fraction of base, or ms/MACs/params
+    initial_reduction: float = _num(0.1, gt=0.0, lt=1.0)  # dR_0 as a fraction of the base resource
+    decay: float = _num(0.98, gt=0.0, le=1.0)  # dR_t = initial_reduction * base * decay**t
+    candidates: int = _num(8, ge=1)  # J, candidates per MCD iteration
+    layers_per_candidate: int = _num(2, ge=1)  # L, dimensions one MCD candidate shrinks
+    selection: Literal["accuracy", "accuracy_per_resource"] = "accuracy"
+    bn_recalibration_batches: int = _num(4, ge=0)
+    eval_batches: int = _num(0, ge=0)  # holdout batches to score on; 0 = all of holdout
+    batch_size: int = _num(256, ge=1)
+    max_halvings: int = _num(4, ge=0)  # when no candidate can cut dR
+    short_term_steps: int = _num(50, ge=0)  # V1: fine-tune steps per proposal
+    long_term_epochs: int = _num(1, ge=0)  # V1: fine-tune epochs at the end
+    lr: float = _num(0.01, gt=0.0)  # V1 fine-tuning learning rate
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    epochs: int = _num(2, ge=0)
+    init: Literal["supernet", "scratch"] = "supernet"
+    batch_size: int = _num(128, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = _num(0.02, gt=0.0)
+    momentum: float = _num(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = _num(4e-5, ge=0.0)
+    label_smoothing: float = _num(0.0, ge=0.0, lt=1.0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    batch_size: int = _num(256, ge=1)
+    latency_repeats: int = _num(30, ge=1)
+    latency_warmup: int = _num(10, ge=0)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    experiment: str = "netadapt"
+    register_model: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = _num(0, ge=0)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def section_digest(self, *sections: str) -> str:
+        """Content digest of the named sections (cache keys, checkpoint provenance)."""
+        payload = {name: to_dict(getattr(self, name)) if dataclasses.is_dataclass(getattr(self, name))
+                   else getattr(self, name) for name in sections}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    """Check `value` against annotation `tp`; return it (ints widened to float where asked)."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value not in get_args(tp) or isinstance(value, bool):
+            raise ConfigError(f"{key}: must be {_type_name(tp)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(key, args[0], value)
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif tp is str:
+        ok = isinstance(value, str)
+    else:  # pragma: no cover - schema error, not user error
+        raise TypeError(f"unsupported annotation {tp} for {key}")
+    if not ok:
+        raise ConfigError(f"{key}: must be {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _check_bounds(key: str, value: Any, raw: Any, meta: typing.Mapping[str, float]) -> None:
+    tests = {"ge": (lambda v, b: v >= b, ">="), "gt": (lambda v, b: v > b, ">"),
+             "le": (lambda v, b: v <= b, "<="), "lt": (lambda v, b: v < b, "<")}
+    for name, bound in meta.items():
+        test, symbol = tests[name]
+        if not test(value, bound):
+            raise ConfigError(f"{key}: must be {symbol} {bound:g}, got {raw!r}")
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'params'}: must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            raise ConfigError(f"{prefix}{key}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in raw:
+            continue
+        key, tp = prefix + f.name, hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[f.name] = _build(tp, raw[f.name], key + ".")
+        else:
+            value = _coerce(key, tp, raw[f.name])
+            if value is not None:
+                _check_bounds(key, value, raw[f.name], f.metadata)
+            kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _check_consistency(cfg: Config) -> None:
+    """Rules that involve more than one key."""
+    if cfg.search.budget_type == "relative" and cfg.search.budget > 1.0:
+        raise ConfigError(f"search.budget: a relative budget is a fraction of the base network, "
+                          f"must be <= 1, got {cfg.search.budget!r} (set search.budget_type: absolute "
+                          f"for a value in the metric's unit)")
+
+
+def parse_config(raw: dict[str, Any]) -> Config:
+    """Validate a nested mapping (as loaded from params.yaml) into a `Config`."""
+    cfg = _build(Config, raw if raw is not None else {}, "")
+    _check_consistency(cfg)
+    return cfg
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `-S key=value` overrides (values parsed as YAML, as `dvc exp run -S` does)."""
+    raw = json.loads(json.dumps(raw or {}))  # deep copy of plain data
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"-S {item}: expected key=value, e.g. -S search.budget=0.4")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{key}: cannot parse override value {text!r}: {exc.problem}") from None
+        node, parts = raw, key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(parts[:i + 1])}: is not a section, cannot set {key}")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def load_config(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Config:
+    """Read, override and validate a params file; every failure is a `ConfigError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must hold a mapping of sections, got {type(raw).__name__}")
+    return parse_config(apply_overrides(raw or {}, overrides or []))
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Plain nested dict of a config (for JSON, digests and MLflow params)."""
+    return dataclasses.asdict(obj)
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """`{"search.budget": 0.5, ...}`: the dotted keys that `-S` and MLflow use."""
+    out: dict[str, Any] = {}
+    for key, value in (to_dict(obj) if dataclasses.is_dataclass(obj) else obj).items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out

@@ -1,0 +1,103 @@
+"""The dataset registry: what files a named dataset has and how its splits are obtained."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from netadapt.data.checksums import Checksums
+from netadapt.data.idx import read_idx_images, read_idx_labels
+from netadapt.data.image_folder import class_folders, read_image_folder
+from netadapt.errors import DataError
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck"]
+
+
+@dataclass
+class RawSplit:
+    images: np.ndarray  # uint8 [N, C, H, W]
+    labels: np.ndarray  # int64 [N]
+
+
+@dataclass
+class RawDataset:
+    classes: list[str]
+    train: RawSplit
+    test: RawSplit | None  # None: the dataset ships one split; test is carved from it
+
+
+def _idx_split(root: Path, prefix: str, checksums: Checksums) -> RawSplit:
+    images = read_idx_images(root / f"{prefix}-images-idx3-ubyte.gz", checksums)
+    labels_path = root / f"{prefix}-labels-idx1-ubyte.gz"
+    labels = read_idx_labels(labels_path, checksums)
+    if len(labels) != len(images):
+        raise DataError(f"{labels_path}: {len(labels)} labels for {len(images)} images")
+    return RawSplit(images, labels.astype(np.int64))
+
+
+def _check_labels(split: RawSplit, classes: list[str], where: Path) -> None:
+    if len(split.labels) and int(split.labels.max()) >= len(classes):
+        raise DataError(f"{where}: label {int(split.labels.max())} out of range for {len(classes)} classes")
+
+
+def _fashion_mnist(root: Path, checksums: Checksums) -> RawDataset:
+    train, test = _idx_split(root, "train", checksums), _idx_split(root, "t10k", checksums)
+    for split, prefix in ((train, "train"), (test, "t10k")):
+        _check_labels(split, FASHION_CLASSES, root / f"{prefix}-labels-idx1-ubyte.gz")
+    return RawDataset(FASHION_CLASSES, train, test)
+
+
+def _fashion_mnist_t10k(root: Path, checksums: Checksums) -> RawDataset:
+    split = _idx_split(root, "t10k", checksums)
+    _check_labels(split, FASHION_CLASSES, root / "t10k-labels-idx1-ubyte.gz")
+    return RawDataset(FASHION_CLASSES, split, None)
+
+
+def _folders(root: Path, checksums: Checksums, expected: list[str] | None) -> RawDataset:
+    train_classes = class_folders(root / "train")
+    test_classes = class_folders(root / "test")
+    if train_classes != test_classes:
+        missing = sorted(set(train_classes) - set(test_classes))
+        extra = sorted(set(test_classes) - set(train_classes))
+        raise DataError(f"{root / 'test'}: class folders differ from {root / 'train'}: "
+                        f"missing {missing}, extra {extra}")
+    if expected is not None and train_classes != expected:
+        raise DataError(f"{root / 'train'}: class folders {train_classes} are not the expected {expected}")
+    train = RawSplit(*read_image_folder(root / "train", train_classes, checksums))
+    test = RawSplit(*read_image_folder(root / "test", train_classes, checksums))
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise DataError(f"{root / 'test'}: images are {test.images.shape[1:]}, train's are {train.images.shape[1:]}")
+    return RawDataset(train_classes, train, test)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    description: str
+    read: Callable[[Path, Checksums], RawDataset]
+
+
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in [
+    DatasetSpec("fashion-mnist", "IDX files train-* (60000) and t10k-* (10000), 28x28x1", _fashion_mnist),
+    DatasetSpec("fashion-mnist-t10k", "Fashion-MNIST's t10k-* files alone (the embedded default); "
+                "test is carved out with data.test_fraction", _fashion_mnist_t10k),
+    DatasetSpec("cifar10", "train/<class>/*.jpg and test/<class>/*.jpg, the ten CIFAR-10 classes, 32x32x3",
+                lambda root, sums: _folders(root, sums, CIFAR10_CLASSES)),
+    DatasetSpec("image-folder", "any train/<class>/ and test/<class>/ image folders of one image size",
+                lambda root, sums: _folders(root, sums, None)),
+]}
+
+
+def read_dataset(name: str, root: Path, verify_checksums: bool = True) -> RawDataset:
+    """Read a registered dataset from `root`, verifying files against SHA256SUMS when present."""
+    if name not in DATASETS:
+        raise DataError(f"data.name: unknown dataset {name!r} (known: {', '.join(DATASETS)})")
+    if not root.is_dir():
+        raise DataError(f"data.root: folder not found: {root}")
+    return DATASETS[name].read(root, Checksums.load(root, verify_checksums))

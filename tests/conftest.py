@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny datasets written in the original formats, so tests need no real data."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_idx(root: Path, prefix: str, n: int, classes: int = 10, seed: int = 0, size: int = 28) -> None:
+    """IDX image + label files for `n` samples, labels cycling through the classes."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, size, size), dtype=np.uint8)
+    labels = (np.arange(n) % classes).astype(np.uint8)
+    root.mkdir(parents=True, exist_ok=True)
+    with gzip.open(root / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">IIII", 2051, n, size, size) + images.tobytes())
+    with gzip.open(root / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">II", 2049, n) + labels.tobytes())
+
+
+def write_folders(root: Path, classes: list[str], per_class: dict[str, int], size: int = 8,
+                  suffix: str = ".png", seed: int = 0) -> None:
+    """`root/<split>/<class>/NNNN<suffix>` RGB images."""
+    rng = np.random.default_rng(seed)
+    for split, count in per_class.items():
+        for name in classes:
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:04d}{suffix}")
+
+
+def write_sha256sums(root: Path) -> None:
+    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(root).as_posix()}"
+             for p in sorted(root.rglob("*")) if p.is_file() and p.name != "SHA256SUMS"]
+    (root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def idx_root(tmp_path: Path) -> Path:
+    """A tiny Fashion-MNIST-shaped dataset: train (200) and t10k (50) IDX files with SHA256SUMS."""
+    root = tmp_path / "fmnist"
+    write_idx(root, "train", 200, seed=1)
+    write_idx(root, "t10k", 50, seed=2)
+    write_sha256sums(root)
+    return root
+
+
+@pytest.fixture
+def folder_root(tmp_path: Path) -> Path:
+    """A tiny image-folder dataset: 3 classes, 10 train and 4 test images each."""
+    root = tmp_path / "folders"
+    write_folders(root, ["cat", "dog", "owl"], {"train": 10, "test": 4})
+    write_sha256sums(root)
+    return root

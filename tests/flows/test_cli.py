@@ -1,0 +1,83 @@
+"""The CLI as a user meets it: bad input exits 2 with one line naming the key or file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+from tests.conftest import REPO
+
+BAD_PARAMS = [
+    (["-S", "foo=1"], "foo: unknown key"),
+    (["-S", "search.bugdet=0.4"], "search.bugdet: unknown key"),
+    (["-S", "supernet.epochs=three"], "supernet.epochs: must be an integer, got 'three'"),
+    (["-S", "supernet.epochs=-1"], "supernet.epochs: must be >= 0, got -1"),
+    (["-S", "finetune.epochs=1.5"], "finetune.epochs: must be an integer, got 1.5"),
+    (["-S", "search.budget=-1"], "search.budget: must be > 0, got -1"),
+    (["-S", "search.budget=0"], "search.budget: must be > 0, got 0"),
+    (["-S", "search.budget=abc"], "search.budget: must be a number, got 'abc'"),
+    (["-S", "search.budget=2"], "search.budget: a relative budget is a fraction of the base network"),
+    (["-S", "model.granularity=0"], "model.granularity: must be >= 1, got 0"),
+    (["-S", "data.holdout_fraction=1.5"], "data.holdout_fraction: must be < 1, got 1.5"),
+    (["-S", "data.holdout_fraction=0"], "data.holdout_fraction: must be > 0, got 0"),
+    (["-S", "data.name=imagenet"], "data.name: must be one of 'fashion-mnist', 'fashion-mnist-t10k'"),
+    (["-S", "model.name=resnet50"], "model.name: must be one of 'mobilenet_v2'"),
+    (["-S", "search.metric=flops"], "search.metric: must be one of 'latency', 'macs', 'params'"),
+    (["-S", "profile.interpolate=maybe"], "profile.interpolate: must be a boolean, got 'maybe'"),
+    (["-S", "profile.threads=0"], "profile.threads: must be >= 1, got 0"),
+    (["-S", "search=3"], "search: must be a mapping, got 3"),
+    (["-S", "search.budget"], "-S search.budget: expected key=value"),
+    (["-S", "seed.x=1"], "seed: is not a section, cannot set seed.x"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_PARAMS, ids=[a[-1] for a, _ in BAD_PARAMS])
+def test_bad_params_fail_before_work_naming_the_key(args, message, tmp_path, capsys):
+    code = main(["prepare", *args, "--artifacts", str(tmp_path / "a"), "--metrics", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("netadapt: error: ") and message in err
+    assert err.count("\n") == 1, "one line"
+    assert not (tmp_path / "a").exists() and not (tmp_path / "m").exists(), "no work was started"
+
+
+def test_bad_params_file_contents(tmp_path, capsys):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("search: [unclosed\n")
+    not_mapping = tmp_path / "list.yaml"
+    not_mapping.write_text("- 1\n- 2\n")
+    for path, message in [(bad_yaml, "bad.yaml: not valid YAML"),
+                          (not_mapping, "list.yaml: must hold a mapping of sections"),
+                          (tmp_path / "missing.yaml", "missing.yaml: params file not found")]:
+        assert main(["prepare", "--params", str(path)]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_prepare_writes_splits_and_metrics(idx_root, tmp_path, capsys):
+    code = main(["prepare", "-S", "data.name=fashion-mnist", "-S", f"data.root={idx_root}",
+                 "--artifacts", str(tmp_path / "art"), "--metrics", str(tmp_path / "met")])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    written = json.loads((tmp_path / "met" / "prepare.json").read_text())
+    assert printed == written
+    assert (written["train"], written["holdout"], written["test"], written["classes"]) == (180, 20, 50, 10)
+
+
+def test_stages_not_built_yet_say_so(capsys):
+    for command in ["flow"]:
+        assert main([command]) == 3
+        assert "not built yet" in capsys.readouterr().err
+
+
+def test_console_script_runs_as_installed():
+    """`netadapt` on PATH (as dvc.yaml calls it) reaches the same main()."""
+    exe = Path(sys.executable).with_name("netadapt")
+    out = subprocess.run([str(exe), "prepare", "-S", "search.budget=-1"], capture_output=True, text=True,
+                         cwd=REPO)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "netadapt: error: search.budget: must be > 0, got -1"

@@ -1,0 +1,47 @@
+from pathlib import Path
+
+import pytest
+
+from netadapt.config import Config, apply_overrides, flatten, load_config, parse_config
+from netadapt.errors import ConfigError
+from tests.conftest import REPO
+
+
+def test_repo_params_parse_into_typed_sections():
+    cfg = load_config(REPO / "params.yaml")
+    assert isinstance(cfg, Config)
+    assert cfg.data.name == "fashion-mnist-t10k"
+    assert isinstance(cfg.search.budget, float) and 0 < cfg.search.budget <= 1
+
+
+def test_repo_params_set_every_key_explicitly():
+    """params.yaml documents every key: the defaults in code and the file cannot drift apart."""
+    import yaml
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert set(flatten(raw)) == set(flatten(Config()))
+    assert flatten(parse_config(raw)) == flatten(Config())
+
+
+def test_overrides_parse_values_as_yaml_and_set_nested_keys():
+    raw = apply_overrides({"search": {"budget": 0.5}}, ["search.budget=0.25", "model.name=plain_cnn"])
+    assert raw == {"search": {"budget": 0.25}, "model": {"name": "plain_cnn"}}
+    assert parse_config(raw).search.budget == 0.25
+
+
+def test_ints_are_accepted_for_floats_but_not_bools_for_ints():
+    assert parse_config({"search": {"budget": 1}}).search.budget == 1.0
+    with pytest.raises(ConfigError, match=r"^seed: must be an integer, got True$"):
+        parse_config({"seed": True})
+
+
+def test_section_digest_changes_only_with_its_sections():
+    a = parse_config({})
+    b = parse_config({"search": {"budget": 0.3}})
+    assert a.section_digest("supernet", "model") == b.section_digest("supernet", "model")
+    assert a.section_digest("search") != b.section_digest("search")
+
+
+def test_missing_params_file_names_it(tmp_path: Path):
+    with pytest.raises(ConfigError, match="nope.yaml: params file not found"):
+        load_config(tmp_path / "nope.yaml")
