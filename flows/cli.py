@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Callable
@@ -18,7 +19,7 @@ from netadapt.errors import NetAdaptError
 STAGES = ["prepare", "profile", "supernet", "search", "finetune", "evaluate"]
 PIPELINES = {"run": "the whole pipeline through `dvc repro`",
              "flow": "the whole pipeline as a Prefect flow"}
-NOT_BUILT = {"profile", "supernet", "search", "finetune", "evaluate", "run", "flow"}
+NOT_BUILT = {"profile", "search", "finetune", "evaluate", "run", "flow"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="artifacts folder (default: %(default)s)")
         p.add_argument("--metrics", default=Path("metrics"), type=Path,
                        help="metrics folder (default: %(default)s)")
+        p.add_argument("--plots", default=Path("plots"), type=Path,
+                       help="plot data folder (default: %(default)s)")
     return parser
 
 
@@ -43,11 +46,12 @@ def _run_stage(name: str, args: argparse.Namespace) -> dict:
 
     cfg = load_config(args.params, args.overrides)
     stage: Callable = getattr(stages, name)
-    return stage(cfg, stages.Paths(artifacts=args.artifacts, metrics=args.metrics))
+    return stage(cfg, stages.Paths(artifacts=args.artifacts, metrics=args.metrics, plots=args.plots))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if args.command in NOT_BUILT:
         print(f"netadapt {args.command}: not built yet", file=sys.stderr)
         return 3

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from netadapt.errors import ConfigError
+from netadapt.models.registry import BUILTIN_MODELS
 
 
 def _num(default: Any, **bounds: float) -> Any:
@@ -44,7 +46,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: Literal["mobilenet_v2", "mobilenet_v1", "plain_cnn"] = "mobilenet_v2"
+    name: str = "mobilenet_v2"  # a built-in (mobilenet_v2 | mobilenet_v1 | plain_cnn) or "module:Class"
     width_mult: float = _num(1.0, gt=0.0, le=4.0)  # scales every maximum width
     granularity: int = _num(8, ge=1)  # searchable widths are multiples of this
 
@@ -56,20 +58,23 @@ class ProfileConfig:
     batch_size: int = _num(1, ge=1)
     warmup: int = _num(5, ge=0)
     repeats: int = _num(20, ge=1)
+    network_repeats: int = _num(50, ge=1)  # timed runs of whole networks (calibration, fidelity)
     interpolate: bool = False  # estimate configurations missing from the table
+    allow_mismatch: bool = False  # use a table measured for another backend/threads/batch/versions
     fidelity_samples: int = _num(8, ge=0)  # random networks measured to check the table
 
 
 @dataclass(frozen=True)
 class SupernetConfig:
-    epochs: int = _num(3, ge=0)
+    epochs: int = _num(5, ge=0)
     batch_size: int = _num(128, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = _num(0.05, gt=0.0)
     momentum: float = _num(0.9, ge=0.0, lt=1.0)
     weight_decay: float = _num(4e-5, ge=0.0)
     label_smoothing: float = _num(0.0, ge=0.0, lt=1.0)
-    sampling: Literal["sandwich", "random"] = "sandwich"  # sandwich: largest + smallest + random
+    sampling: Literal["sandwich", "random", "none"] = "sandwich"  # sandwich: largest + smallest + random
+    group_size: int = _num(16, ge=1)  # samples sharing one sub-network draw (and BN statistics)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
@@ -208,7 +213,14 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 
 def _check_consistency(cfg: Config) -> None:
-    """Rules that involve more than one key."""
+    """Rules beyond one field's type and bounds."""
+    name = cfg.model.name
+    if name not in BUILTIN_MODELS and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", name):
+        raise ConfigError(f"model.name: must be one of {', '.join(map(repr, BUILTIN_MODELS))} "
+                          f"or a 'package.module:ClassName' path, got {name!r}")
+    if cfg.supernet.batch_size % cfg.supernet.group_size:
+        raise ConfigError(f"supernet.group_size: must divide supernet.batch_size "
+                          f"({cfg.supernet.batch_size}), got {cfg.supernet.group_size}")
     if cfg.search.budget_type == "relative" and cfg.search.budget > 1.0:
         raise ConfigError(f"search.budget: a relative budget is a fraction of the base network, "
                           f"must be <= 1, got {cfg.search.budget!r} (set search.budget_type: absolute "

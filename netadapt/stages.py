@@ -9,9 +9,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+import torch
+
+from netadapt.arch import ModelSpec
 from netadapt.config import Config
-from netadapt.data import prepare_data
-from netadapt.io import write_json
+from netadapt.data import load_info, load_split, prepare_data
+from netadapt.io import atomic_path, write_json
+from netadapt.models import build_supernet
+from netadapt.supernet import history_rows, save_supernet, train_supernet
+from netadapt.training import resolve_device
 
 
 @dataclass(frozen=True)
@@ -20,13 +27,23 @@ class Paths:
 
     artifacts: Path = Path("artifacts")
     metrics: Path = Path("metrics")
+    plots: Path = Path("plots")
 
     @property
     def prepared(self) -> Path:
         return self.artifacts / "prepared"
 
+    @property
+    def supernet(self) -> Path:
+        return self.artifacts / "supernet" / "supernet.pt"
+
     def metrics_file(self, stage: str) -> Path:
         return self.metrics / f"{stage}.json"
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
 def prepare(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]:
@@ -37,3 +54,31 @@ def prepare(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]
                "seconds": round(time.perf_counter() - start, 3)}
     write_json(paths.metrics_file("prepare"), metrics)
     return metrics
+
+
+def model_spec(cfg: Config, prepared: Path) -> ModelSpec:
+    """The super-network's spec: the model section plus the prepared data's shape and classes."""
+    info = load_info(prepared)
+    return ModelSpec(cfg.model.name, info.input_shape, len(info.classes), cfg.model.width_mult,
+                     cfg.model.granularity)
+
+
+def supernet(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
+    """Train the super-network with ordered dropout; checkpoint, training curve, metrics."""
+    start = time.perf_counter()
+    spec = model_spec(cfg, paths.prepared)
+    train, holdout = load_split(paths.prepared, "train"), load_split(paths.prepared, "holdout")
+    device = resolve_device(cfg.supernet.device)
+    torch.manual_seed(cfg.seed)
+    model = build_supernet(spec)
+    history = train_supernet(model, train, holdout, cfg.supernet, cfg.seed, device)
+    save_supernet(paths.supernet, model, cfg.section_digest("seed", "model", "supernet"))
+    write_csv(paths.plots / "supernet.csv", history_rows(history))
+    last = history[-1] if history else None
+    metrics = {"epochs": cfg.supernet.epochs, "seconds": round(time.perf_counter() - start, 3),
+               "holdout_acc_largest": last.holdout_acc_largest if last else 0.0,
+               "holdout_acc_smallest": last.holdout_acc_smallest if last else 0.0,
+               "loss": last.loss if last else 0.0, "dimensions": len(model.space().dims)}
+    write_json(paths.metrics_file("supernet"), metrics)
+    return metrics
+

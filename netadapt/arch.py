@@ -1,0 +1,134 @@
+"""Architecture description: a super-network's identity plus the width of each searchable dimension.
+
+A *dimension* is a channel space the search may shrink: an expansion width (ordered dropout, never 0),
+or a block's output width under channel-level bypass (may reach 0: the block disappears). Widths move
+on a grid of `granularity`; the maximum is what the super-network was built with.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Iterable, Mapping
+
+from netadapt.errors import NetAdaptError
+
+
+class ArchitectureError(NetAdaptError):
+    """A width off the grid, over the maximum or under the minimum; names the dimension."""
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    max_width: int
+    width: int
+    granularity: int = 8
+    min_width: int = 8  # 0 where the block is bypassable (CBC)
+
+    def __post_init__(self) -> None:
+        g = self.granularity
+        if g < 1:
+            raise ArchitectureError(f"{self.name}: granularity must be >= 1, got {g}")
+        if self.max_width < 1 or self.max_width % g:
+            raise ArchitectureError(f"{self.name}: maximum width {self.max_width} is not a positive "
+                                    f"multiple of the granularity {g}")
+        if self.min_width < 0 or self.min_width % g or self.min_width > self.max_width:
+            raise ArchitectureError(f"{self.name}: minimum width {self.min_width} must be a multiple of "
+                                    f"{g} between 0 and {self.max_width}")
+        self.check(self.width)
+
+    @property
+    def bypassable(self) -> bool:
+        return self.min_width == 0
+
+    def check(self, width: int) -> None:
+        if isinstance(width, bool) or not isinstance(width, int):
+            raise ArchitectureError(f"{self.name}: width must be an integer, got {width!r}")
+        if width > self.max_width:
+            raise ArchitectureError(f"{self.name}: width {width} is over the maximum {self.max_width}")
+        if width % self.granularity:
+            raise ArchitectureError(f"{self.name}: width {width} is not a multiple of the granularity "
+                                    f"{self.granularity}")
+        if width < self.min_width:
+            reason = "0 is allowed only for bypassable blocks" if width == 0 else f"minimum {self.min_width}"
+            raise ArchitectureError(f"{self.name}: width {width} is below the minimum ({reason})")
+
+    def choices(self) -> list[int]:
+        """Every allowed width, ascending."""
+        return list(range(self.min_width, self.max_width + 1, self.granularity))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild the super-network: registered name and construction arguments."""
+
+    name: str
+    input_shape: tuple[int, int, int]  # C, H, W
+    num_classes: int
+    width_mult: float = 1.0
+    granularity: int = 8
+
+
+@dataclass(frozen=True)
+class Architecture:
+    model: ModelSpec
+    dims: tuple[Dimension, ...]
+
+    def __post_init__(self) -> None:
+        names = [d.name for d in self.dims]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ArchitectureError(f"{dupes[0]}: dimension named twice")
+
+    @property
+    def widths(self) -> dict[str, int]:
+        return {d.name: d.width for d in self.dims}
+
+    def dim(self, name: str) -> Dimension:
+        for d in self.dims:
+            if d.name == name:
+                return d
+        raise ArchitectureError(f"{name}: no such dimension (known: {', '.join(d.name for d in self.dims)})")
+
+    def with_widths(self, widths: Mapping[str, int]) -> "Architecture":
+        """A copy with some widths changed; each is validated against its dimension."""
+        unknown = set(widths) - {d.name for d in self.dims}
+        if unknown:
+            self.dim(sorted(unknown)[0])  # raises, naming it
+        return replace(self, dims=tuple(replace(d, width=widths.get(d.name, d.width)) for d in self.dims))
+
+    def largest(self) -> "Architecture":
+        return self.with_widths({d.name: d.max_width for d in self.dims})
+
+    def smallest(self) -> "Architecture":
+        return self.with_widths({d.name: d.min_width for d in self.dims})
+
+    def same_space(self, other: "Architecture") -> bool:
+        return self.model == other.model and self.largest() == other.largest()
+
+    # -- JSON ---------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": {**asdict(self.model), "input_shape": list(self.model.input_shape)},
+                "dimensions": [asdict(d) for d in self.dims]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "Architecture":
+        try:
+            model = dict(raw["model"])
+            model["input_shape"] = tuple(model["input_shape"])
+            dims: Iterable[Mapping[str, Any]] = raw["dimensions"]
+            return cls(ModelSpec(**model), tuple(Dimension(**d) for d in dims))
+        except (KeyError, TypeError) as exc:
+            raise ArchitectureError(f"architecture: malformed description ({exc})") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> "Architecture":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise ArchitectureError(f"architecture: not valid JSON ({exc})") from None

@@ -1,0 +1,49 @@
+"""Sub-network evaluation with super-network weights and no fine-tuning.
+
+The sub-network is extracted (physically slim, so it runs at its own cost), optionally has its
+batch-norm statistics re-estimated on a few batches (shared statistics were accumulated over many
+widths), then is scored. The super-network itself is never modified.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from netadapt.arch import Architecture
+from netadapt.data import Split
+from netadapt.models import extract
+from netadapt.training import accuracy, batches
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, split: Split, num_batches: int, batch_size: int,
+                   device: torch.device) -> None:
+    """Replace running BN statistics with their plain average over `num_batches` batches of `split`."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if num_batches <= 0 or not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: equal weight per batch
+    model.train()
+    for inputs, _ in batches(split, batch_size, None, device, num_batches):
+        model(inputs)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+
+
+def evaluate_subnet(supernet: nn.Module, arch: Architecture, holdout: Split, *, batch_size: int = 256,
+                    bn_recalibration_batches: int = 0, eval_batches: int = 0,
+                    device: torch.device = torch.device("cpu"), calibration: Split | None = None) -> float:
+    """Holdout top-1 accuracy of `arch` with the super-network's weights.
+
+    BN statistics are re-estimated on `bn_recalibration_batches` batches of `calibration` (default:
+    the holdout itself) when > 0; `eval_batches` > 0 scores on that many batches only.
+    """
+    model = extract(supernet, arch).to(device)
+    recalibrate_bn(model, calibration if calibration is not None else holdout, bn_recalibration_batches,
+                   batch_size, device)
+    return accuracy(model, holdout, batch_size, device, limit=eval_batches)[1]

@@ -1,0 +1,232 @@
+"""Super-network building blocks. Each has three views of one structure:
+
+- `forward(x, widths, stream)`: the masked super-network (ordered dropout + CBC, widths per sample);
+- `extract(widths, cin)`: a physically slim module (weights sliced, bypassed blocks gone);
+- `layers(widths, cin, h, w)`: the `LayerSpec`s the slim module executes (resources, LUT keys).
+
+Tests hold the three views equal: outputs (masked vs slim) and ops/params (specs vs slim).
+
+Masks are deferred: a block returns its output *unmasked* together with its pending width (`stream`,
+None = full), and each consumer applies it where it is cheapest and harmless. A dense conv masks its
+input; a channel-local op (depthwise conv, pooling) masks its output. Masking before a depthwise conv
+would instead feed its batch norm zeros for every sample whose sub-network lacks the channel, so
+the statistics of high channels collapse and training with per-sample widths diverges.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from netadapt.arch import Dimension
+from netadapt.bypass import Bypass, ResidualBypass, bypass, residual_bypass
+from netadapt.layers import LayerSpec, conv_bn_act
+from netadapt.ordered_dropout import GroupStatsBatchNorm2d, Width, Widths, channel_mask, widest
+
+ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
+
+
+def make_divisible(value: float, divisor: int) -> int:
+    """Round a channel count to a multiple of `divisor`, never below it nor 10% under `value`."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+class ConvBN(nn.Module):
+    """conv (no bias) -> BN -> optional activation; `same` padding."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, depthwise: bool = False,
+                 act: str | None = "relu6"):
+        super().__init__()
+        self.kernel, self.stride, self.depthwise, self.act_name = kernel, stride, depthwise, act
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=cout if depthwise else 1,
+                              bias=False)
+        self.bn = GroupStatsBatchNorm2d(cout)
+        self.act = ACTIVATIONS[act]() if act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+    def extract(self, cin: int, cout: int) -> nn.Sequential:
+        """Slim copy taking the first `cin` input and producing the first `cout` output channels."""
+        groups = cout if self.depthwise else 1
+        conv = nn.Conv2d(cin, cout, self.kernel, self.stride, self.kernel // 2, groups=groups, bias=False)
+        conv.weight.data.copy_(self.conv.weight.data[:cout, : (1 if self.depthwise else cin)])
+        bn = nn.BatchNorm2d(cout, eps=self.bn.eps, momentum=self.bn.momentum)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(bn, name).data.copy_(getattr(self.bn, name).data[:cout])
+        bn.num_batches_tracked.data.copy_(self.bn.num_batches_tracked.data)
+        return nn.Sequential(conv, bn, ACTIVATIONS[self.act_name]() if self.act_name else nn.Identity())
+
+    def layers(self, cin: int, cout: int, h: int, w: int) -> tuple[list[LayerSpec], int, int]:
+        return conv_bn_act(cin, cout, h, w, self.kernel, self.stride, cout if self.depthwise else 1,
+                           self.act_name)
+
+
+class ConvBlock(nn.Module):
+    """A ConvBN as a block (stem, head, plain CNN layers); its output width is a searchable
+    dimension (ordered dropout, never 0) when `searchable`, else fixed."""
+
+    def __init__(self, name: str, cin: int, cout: int, kernel: int, stride: int, granularity: int,
+                 searchable: bool = True, act: str = "relu6"):
+        super().__init__()
+        self.cout = cout
+        self.dim = Dimension(name, cout, cout, granularity, granularity) if searchable else None
+        self.op = ConvBN(cin, cout, kernel, stride, act=act)
+
+    def dims(self) -> list[Dimension]:
+        return [self.dim] if self.dim else []
+
+    def _width(self, widths: Mapping[str, int]) -> int:
+        return widths[self.dim.name] if self.dim else self.cout
+
+    def forward(self, x: torch.Tensor, widths: Widths, stream: Width | None):
+        y = self.op(channel_mask(x, stream))
+        return y, (widths.get(self.dim.name) if self.dim else None)
+
+    def extract(self, widths: Mapping[str, int], cin: int) -> tuple[nn.Module, int]:
+        cout = self._width(widths)
+        return self.op.extract(cin, cout), cout
+
+    def layers(self, widths: Mapping[str, int], cin: int, h: int, w: int) -> tuple[list[LayerSpec], int, int, int]:
+        cout = self._width(widths)
+        specs, h, w = self.op.layers(cin, cout, h, w)
+        return specs, cout, h, w
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expand -> 3x3 depthwise -> 1x1 project (+ residual when shapes match).
+
+    Dimensions: `<name>.expand` (the hidden width, ordered dropout) and, for residual blocks,
+    `<name>.out` (CBC width of the branch; 0 removes the block).
+    """
+
+    def __init__(self, name: str, cin: int, cout: int, stride: int, expand_ratio: int, granularity: int):
+        super().__init__()
+        hidden = make_divisible(cin * expand_ratio, granularity) if expand_ratio != 1 else cin
+        self.cin, self.cout, self.hidden = cin, cout, hidden
+        self.residual = stride == 1 and cin == cout
+        self.expand = ConvBN(cin, hidden) if expand_ratio != 1 else None
+        self.dw = ConvBN(hidden, hidden, 3, stride, depthwise=True)
+        self.project = ConvBN(hidden, cout, act=None)
+        self.expand_dim = Dimension(f"{name}.expand", hidden, hidden, granularity, granularity) \
+            if self.expand is not None else None
+        self.out_dim = Dimension(f"{name}.out", cout, cout, granularity, 0) if self.residual else None
+
+    def dims(self) -> list[Dimension]:
+        return [d for d in (self.expand_dim, self.out_dim) if d is not None]
+
+    def _width(self, widths: Mapping, dim: Dimension | None, default: int):
+        return default if dim is None else widths.get(dim.name, default)
+
+    def forward(self, x: torch.Tensor, widths: Widths, stream: Width | None):
+        """Output (all channels valid: pending width None)."""
+        if self.expand is None:
+            e, h = stream, x
+        else:
+            e, h = widths.get(self.expand_dim.name), self.expand(channel_mask(x, stream))
+        y = self.project(channel_mask(self.dw(h), e))  # depthwise: mask after, channel-local
+        if not self.residual:
+            return y, None
+        return residual_bypass(channel_mask(x, stream), y, widths.get(self.out_dim.name)), None
+
+    def extract(self, widths: Mapping[str, int], cin: int) -> tuple[nn.Module | None, int]:
+        e = self._width(widths, self.expand_dim, cin)
+        w = self._width(widths, self.out_dim, self.cout)
+        if self.residual and w == 0:
+            return None, cin
+        parts = [self.expand.extract(cin, e)] if self.expand is not None else []
+        parts += [self.dw.extract(e, e), self.project.extract(e, w)]
+        body = nn.Sequential(*parts)
+        return (ResidualBypass(body, w, self.cout) if self.residual else body), self.cout
+
+    def layers(self, widths: Mapping[str, int], cin: int, h: int, w: int) -> tuple[list[LayerSpec], int, int, int]:
+        e = self._width(widths, self.expand_dim, cin)
+        out = self._width(widths, self.out_dim, self.cout)
+        if self.residual and out == 0:
+            return [], cin, h, w
+        specs: list[LayerSpec] = []
+        oh, ow = h, w
+        if self.expand is not None:
+            part, oh, ow = self.expand.layers(cin, e, oh, ow)
+            specs += part
+        part, oh, ow = self.dw.layers(e, e, oh, ow)
+        specs += part
+        part, oh, ow = self.project.layers(e, out, oh, ow)
+        specs += part
+        if self.residual:
+            op = "add" if out == self.cout else "partial_add"
+            specs.append(LayerSpec(op, self.cout, out, oh, ow))
+        return specs, self.cout, oh, ow
+
+
+class DepthwiseSeparable(nn.Module):
+    """MobileNetV1 block: 3x3 depthwise -> 1x1 pointwise.
+
+    Dimension `<name>.out`, the pointwise width: ordered dropout, or CBC (may reach 0) when input
+    and output widths are equal and the stride is 1. The depthwise conv shares the input's channel
+    space, whose width `stream` (per sample) is passed along by the model.
+    """
+
+    def __init__(self, name: str, cin: int, cout: int, stride: int, granularity: int):
+        super().__init__()
+        self.cin, self.cout = cin, cout
+        self.bypassable = stride == 1 and cin == cout
+        self.dw = ConvBN(cin, cin, 3, stride, depthwise=True, act="relu")
+        self.pw = ConvBN(cin, cout, act="relu")
+        self.dim = Dimension(f"{name}.out", cout, cout, granularity, 0 if self.bypassable else granularity)
+
+    def dims(self) -> list[Dimension]:
+        return [self.dim]
+
+    def forward(self, x: torch.Tensor, widths: Widths, stream: Width | None):
+        """Output and its pending width (per sample): max(stream, w) under CBC, else w."""
+        y = self.pw(channel_mask(self.dw(x), stream))
+        w = widths.get(self.dim.name)
+        if not self.bypassable:
+            return y, w
+        return bypass(x, y, w), widest(stream, w)
+
+    def extract(self, widths: Mapping[str, int], cin: int) -> tuple[nn.Module | None, int]:
+        w = widths[self.dim.name]
+        if self.bypassable and w == 0:
+            return None, cin
+        body = nn.Sequential(self.dw.extract(cin, cin), self.pw.extract(cin, w))
+        if not self.bypassable:
+            return body, w
+        return Bypass(body, w, cin), max(cin, w)
+
+    def layers(self, widths: Mapping[str, int], cin: int, h: int, w: int) -> tuple[list[LayerSpec], int, int, int]:
+        width = widths[self.dim.name]
+        if self.bypassable and width == 0:
+            return [], cin, h, w
+        specs, oh, ow = self.dw.layers(cin, cin, h, w)
+        part, oh, ow = self.pw.layers(cin, width, oh, ow)
+        specs += part
+        if self.bypassable and width < cin:
+            specs.append(LayerSpec("bypass_cat", cin, width, oh, ow))
+        return specs, (max(cin, width) if self.bypassable else width), oh, ow
+
+
+class Classifier(nn.Module):
+    """Global average pool -> linear, reading the first `cin` features."""
+
+    def __init__(self, cin: int, num_classes: int):
+        super().__init__()
+        self.linear = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor, stream: Width | None = None) -> torch.Tensor:
+        pooled = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return self.linear(channel_mask(pooled, stream))  # pooling is channel-local: mask after
+
+    def extract(self, cin: int) -> nn.Module:
+        linear = nn.Linear(cin, self.linear.out_features)
+        linear.weight.data.copy_(self.linear.weight.data[:, :cin])
+        linear.bias.data.copy_(self.linear.bias.data)
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), linear)
+
+    def layers(self, cin: int, h: int, w: int) -> list[LayerSpec]:
+        return [LayerSpec("avgpool", cin, cin, h, w),
+                LayerSpec("linear", cin, self.linear.out_features, 1, 1, bias=True)]

@@ -1,0 +1,61 @@
+"""`SearchableNetwork`: blocks in sequence, then a classifier; the built-in models' shared body."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from netadapt.arch import Architecture, ArchitectureError, ModelSpec
+from netadapt.layers import LayerSpec
+from netadapt.models.blocks import Classifier
+from netadapt.ordered_dropout import Widths
+
+
+class SlimNetwork(nn.Sequential):
+    """A physically slim network extracted from a super-network for one architecture."""
+
+
+class SearchableNetwork(nn.Module):
+    """Implements the `SearchableModel` protocol for a chain of blocks (see netadapt.models)."""
+
+    def __init__(self, spec: ModelSpec, blocks: list[nn.Module], classifier: Classifier):
+        super().__init__()
+        self.spec = spec
+        self.blocks = nn.ModuleList(blocks)
+        self.classifier = classifier
+        self._space = Architecture(spec, tuple(d for b in blocks for d in b.dims()))
+
+    def space(self) -> Architecture:
+        """The full search space, every width at its maximum."""
+        return self._space
+
+    def forward(self, x: torch.Tensor, widths: Widths | None = None) -> torch.Tensor:
+        widths = widths or {}
+        stream = None
+        for block in self.blocks:
+            x, stream = block(x, widths, stream)
+        return self.classifier(x, stream)
+
+    def _check(self, arch: Architecture) -> dict[str, int]:
+        if not self._space.same_space(arch):
+            raise ArchitectureError(f"architecture: it belongs to another search space than this "
+                                    f"{self.spec.name} super-network ({arch.model} vs {self.spec})")
+        return arch.widths
+
+    def extract(self, arch: Architecture) -> SlimNetwork:
+        widths = self._check(arch)
+        modules, cin = [], self.spec.input_shape[0]
+        for block in self.blocks:
+            module, cin = block.extract(widths, cin)
+            if module is not None:
+                modules.append(module)
+        modules.append(self.classifier.extract(cin))
+        return SlimNetwork(*modules)
+
+    def layers(self, arch: Architecture) -> list[LayerSpec]:
+        widths = self._check(arch)
+        (cin, h, w), specs = self.spec.input_shape, []
+        for block in self.blocks:
+            part, cin, h, w = block.layers(widths, cin, h, w)
+            specs += part
+        return specs + self.classifier.layers(cin, h, w)

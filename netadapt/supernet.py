@@ -1,0 +1,93 @@
+"""Super-network training with ordered dropout, and its checkpoint.
+
+Every batch draws per-sample widths (`ordered_dropout.sample_widths`), so one forward-backward pass
+trains many sub-networks; the full network is always sample 0. `sampling: none` is plain training
+of the full network (the baseline OD is compared with).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from netadapt.arch import Architecture
+from netadapt.config import SupernetConfig
+from netadapt.data import Split
+from netadapt.errors import NetAdaptError
+from netadapt.evaluation import evaluate_subnet
+from netadapt.io import load_tensors, save_tensors
+from netadapt.models import build_supernet
+from netadapt.ordered_dropout import sample_widths
+from netadapt.training import accuracy, cosine_schedule, make_optimizer, train_epoch
+
+log = logging.getLogger("netadapt")
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    epoch: int
+    loss: float
+    holdout_acc_largest: float
+    holdout_acc_smallest: float
+    lr: float
+    seconds: float
+
+
+MONITOR_BN_BATCHES = 4  # train batches to re-estimate the smallest sub-network's BN statistics
+
+
+def train_supernet(model: nn.Module, train: Split, holdout: Split, cfg: SupernetConfig, seed: int,
+                   device: torch.device, eval_batch_size: int = 512) -> list[EpochMetrics]:
+    """Train `model` in place for `cfg.epochs`; per-epoch loss and holdout accuracy of the largest
+    sub-network (its running BN statistics are tracked) and of the smallest (BN statistics
+    re-estimated on a few train batches, so holdout stays a pure scoring set)."""
+    model.to(device)
+    space = model.space()
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
+    steps_per_epoch = -(-len(train) // cfg.batch_size)
+    scheduler = cosine_schedule(optimizer, cfg.epochs * steps_per_epoch)
+    history: list[EpochMetrics] = []
+    for epoch in range(cfg.epochs):
+        start = time.perf_counter()
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        loss = train_epoch(model, train, optimizer, scheduler, cfg.batch_size, generator, device,
+                           lambda b: sample_widths(space, b, generator, cfg.sampling, cfg.group_size),
+                           cfg.label_smoothing, desc=f"supernet epoch {epoch + 1}/{cfg.epochs}",
+                           group_size=cfg.group_size if cfg.sampling != "none" else 1)
+        largest_acc = accuracy(model, holdout, eval_batch_size, device)[1]
+        smallest_acc = evaluate_subnet(model, space.smallest(), holdout, batch_size=cfg.batch_size,
+                                       bn_recalibration_batches=MONITOR_BN_BATCHES, device=device,
+                                       calibration=train)
+        metrics = EpochMetrics(epoch + 1, loss, largest_acc, smallest_acc, lr, time.perf_counter() - start)
+        history.append(metrics)
+        log.info("supernet epoch %d/%d  loss %.4f  holdout acc largest %.4f smallest %.4f  (%.1f s)",
+                 epoch + 1, cfg.epochs, loss, largest_acc, smallest_acc, metrics.seconds)
+    return history
+
+
+def save_supernet(path: Path, model: nn.Module, config_digest: str) -> None:
+    """Atomic checkpoint: state dict + architecture JSON + the digest of the config that made it."""
+    save_tensors(path, {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                        "arch": model.space().to_json(), "config_digest": config_digest})
+
+
+def load_supernet(path: Path) -> tuple[nn.Module, str]:
+    """Rebuild a super-network from its checkpoint (loaded with weights_only=True); returns it in eval
+    mode with the config digest it was trained under."""
+    if not Path(path).is_file():
+        raise NetAdaptError(f"{path}: super-network checkpoint not found; run `netadapt supernet` first")
+    blob = load_tensors(path)
+    arch = Architecture.from_json(blob["arch"])
+    model = build_supernet(arch.model)
+    model.load_state_dict(blob["state_dict"])
+    return model.eval(), blob["config_digest"]
+
+
+def history_rows(history: list[EpochMetrics]) -> list[dict]:
+    return [asdict(m) for m in history]

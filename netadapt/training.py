@@ -1,0 +1,107 @@
+"""Small training utilities shared by super-network training, V1 fine-tuning and final training."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Callable, Iterator, Literal
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from netadapt.data import Split
+from netadapt.ordered_dropout import Widths, set_bn_groups
+
+log = logging.getLogger("netadapt")
+
+
+def resolve_device(name: Literal["auto", "cpu", "cuda"]) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from netadapt.errors import ConfigError
+        raise ConfigError("device: cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def to_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float network input in [-1, 1] (the one normalization used everywhere)."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def batches(split: Split, batch_size: int, generator: torch.Generator | None = None,
+            device: torch.device = torch.device("cpu"), limit: int = 0,
+            drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(inputs, labels) batches; shuffled when a generator is given; at most `limit` batches if > 0;
+    `drop_last` skips a final partial batch."""
+    n = len(split)
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    count = n // batch_size if drop_last and n >= batch_size else math.ceil(n / batch_size)
+    for i in range(count if limit <= 0 else min(count, limit)):
+        idx = order[i * batch_size:(i + 1) * batch_size]
+        yield to_input(split.images[idx]).to(device), split.labels[idx].to(device)
+
+
+def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
+
+
+def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LRScheduler | None, batch_size: int,
+                generator: torch.Generator, device: torch.device,
+                sample_widths: Callable[[int], Widths | None] = lambda b: None,
+                label_smoothing: float = 0.0, desc: str = "train", max_steps: int = 0,
+                group_size: int = 1) -> float:
+    """One pass over `split` (or `max_steps` batches); each batch gets widths from `sample_widths`.
+
+    With per-sample widths, one forward-backward pass trains every sampled sub-network at once;
+    with `group_size` > 1, batch norm uses per-group statistics (partial batches are dropped).
+    Returns the mean training loss.
+    """
+    model.train()
+    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    total, count = 0.0, 0
+    drop_last = group_size > 1
+    steps = (len(split) // batch_size if drop_last else math.ceil(len(split) / batch_size)) \
+        if max_steps <= 0 else max_steps
+    bar = tqdm(batches(split, batch_size, generator, device, max_steps, drop_last), total=steps, desc=desc,
+               unit="batch", leave=False, disable=None)
+    for inputs, labels in bar:
+        widths = sample_widths(len(labels))
+        if widths is not None:
+            widths = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in widths.items()}
+            set_bn_groups(model, len(labels) // group_size if group_size > 1 else 1)
+        loss = criterion(model(inputs, widths) if widths is not None else model(inputs), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total, count = total + loss.item() * len(labels), count + len(labels)
+        bar.set_postfix(loss=f"{total / count:.3f}", refresh=False)
+    set_bn_groups(model, 1)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, split: Split, batch_size: int, device: torch.device,
+             widths: Widths | None = None, limit: int = 0, topk: tuple[int, ...] = (1,)) -> dict[int, float]:
+    """Top-k accuracies (fractions) of `model` in eval mode; `widths` for a masked super-network."""
+    model.eval()
+    correct = {k: 0 for k in topk}
+    seen = 0
+    for inputs, labels in batches(split, batch_size, None, device, limit):
+        logits = model(inputs, widths) if widths is not None else model(inputs)
+        top = logits.topk(max(topk), dim=1).indices
+        hits = top == labels.unsqueeze(1)
+        for k in topk:
+            correct[k] += int(hits[:, :k].any(dim=1).sum())
+        seen += len(labels)
+    return {k: correct[k] / max(seen, 1) for k in topk}

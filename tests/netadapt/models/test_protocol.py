@@ -1,0 +1,97 @@
+"""Bring your own model: a module defined only here is searched through the public protocol."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from netadapt.arch import Architecture, Dimension, ModelSpec
+from netadapt.bypass import residual_bypass
+from netadapt.config import parse_config
+from netadapt.errors import ConfigError
+from netadapt.layers import LayerSpec, total_params
+from netadapt.models import SearchableModel, build_supernet, extract
+from netadapt.ordered_dropout import channel_mask
+
+
+class TinyNet(nn.Module):
+    """conv(hidden, searchable) -> residual 1x1 block (bypassable) -> linear. No BN, no blocks library."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec, c, g = spec, 16, spec.granularity
+        self.conv = nn.Conv2d(spec.input_shape[0], c, 3, padding=1)
+        self.res = nn.Conv2d(c, c, 1)
+        self.fc = nn.Linear(c, spec.num_classes)
+        self._space = Architecture(spec, (Dimension("hidden", c, c, g, g), Dimension("res", c, c, g, 0)))
+
+    def space(self) -> Architecture:
+        return self._space
+
+    def forward(self, x, widths=None):
+        widths = widths or {}
+        h = channel_mask(torch.relu(self.conv(x)), widths.get("hidden"))
+        h = residual_bypass(h, channel_mask(self.res(h), widths.get("hidden")), widths.get("res"))
+        return self.fc(h.mean((2, 3)))
+
+    def extract(self, arch: Architecture) -> nn.Module:
+        hid, res = arch.widths["hidden"], arch.widths["res"]
+        conv = nn.Conv2d(self.conv.in_channels, hid, 3, padding=1)
+        conv.weight.data, conv.bias.data = self.conv.weight.data[:hid].clone(), self.conv.bias.data[:hid].clone()
+        fc = nn.Linear(hid, self.fc.out_features)
+        fc.weight.data, fc.bias.data = self.fc.weight.data[:, :hid].clone(), self.fc.bias.data.clone()
+        keep = min(res, hid)
+        resc = None
+        if keep:
+            resc = nn.Conv2d(hid, keep, 1)
+            resc.weight.data = self.res.weight.data[:keep, :hid].clone()
+            resc.bias.data = self.res.bias.data[:keep].clone()
+
+        class Slim(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv, self.res, self.fc = conv, resc, fc
+
+            def forward(self, x):
+                h = torch.relu(self.conv(x))
+                if self.res is not None:
+                    h = torch.cat([h[:, :keep] + self.res(h), h[:, keep:]], 1)
+                return self.fc(h.mean((2, 3)))
+
+        return Slim()
+
+    def layers(self, arch: Architecture) -> list[LayerSpec]:
+        hid, res = arch.widths["hidden"], arch.widths["res"]
+        c, h, w = self.spec.input_shape
+        specs = [LayerSpec("conv", c, hid, h, w, 3, bias=True)]
+        if min(res, hid):
+            specs.append(LayerSpec("conv", hid, min(res, hid), h, w, 1, bias=True))
+        return specs + [LayerSpec("linear", hid, self.spec.num_classes, 1, 1, bias=True)]
+
+
+NAME = f"{__name__}:TinyNet"
+
+
+def test_a_model_defined_outside_the_package_is_searchable():
+    cfg = parse_config({"model": {"name": NAME}})
+    model = build_supernet(ModelSpec(cfg.model.name, (1, 8, 8), 4))
+    assert isinstance(model, SearchableModel)
+    space = model.space()
+    x = torch.randn(5, 1, 8, 8)
+    for widths in [{"hidden": 16, "res": 16}, {"hidden": 8, "res": 0}, {"hidden": 8, "res": 16},
+                   {"hidden": 16, "res": 8}]:
+        arch = space.with_widths(widths)
+        slim = extract(model, arch)
+        with torch.no_grad():
+            assert torch.allclose(slim(x), model(x, arch.widths), atol=1e-5), widths
+        assert sum(p.numel() for p in slim.parameters()) == total_params(model.layers(arch))
+
+
+def test_unknown_or_non_conforming_models_fail_naming_the_key():
+    with pytest.raises(ConfigError, match="model.name: cannot import 'no_such_module:Net'"):
+        build_supernet(ModelSpec("no_such_module:Net", (1, 8, 8), 4))
+    with pytest.raises(ConfigError, match="does not implement the SearchableModel protocol"):
+        build_supernet(ModelSpec("torch.nn:Identity", (1, 8, 8), 4))
+    with pytest.raises(ConfigError, match="model.name: must be one of 'mobilenet_v2'"):
+        parse_config({"model": {"name": "resnet 50"}})

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from flows.cli import main
+from netadapt.arch import ModelSpec
+from netadapt.config import SupernetConfig
+from netadapt.data import Split
+from netadapt.evaluation import evaluate_subnet
+from netadapt.models import build_supernet
+from netadapt.supernet import load_supernet, save_supernet, train_supernet
+from netadapt.training import accuracy
+
+
+def quadrant_task(n: int, seed: int) -> Split:
+    """Four classes: which quadrant of a 16x16 image is bright. Learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 4
+    images = torch.randint(0, 60, (n, 1, 16, 16), generator=g, dtype=torch.uint8)
+    for i, c in enumerate(labels.tolist()):
+        r, col = divmod(c, 2)
+        images[i, 0, r * 8:(r + 1) * 8, col * 8:(col + 1) * 8] += 180
+    return Split(images, labels)
+
+
+CFG = SupernetConfig(epochs=8, batch_size=32, group_size=8, lr=0.05)
+SPEC = ModelSpec("plain_cnn", (1, 16, 16), 4)
+
+
+def train(seed: int = 0, cfg: SupernetConfig = CFG):
+    torch.manual_seed(seed)
+    model = build_supernet(SPEC)
+    history = train_supernet(model, quadrant_task(256, 1), quadrant_task(64, 2), cfg, seed, torch.device("cpu"))
+    return model, history
+
+
+def test_training_lowers_the_loss_and_trains_small_and_large_sub_networks():
+    model, history = train()
+    assert history[-1].loss < 0.6 * history[0].loss
+    assert history[-1].holdout_acc_largest > 0.9
+    assert history[-1].holdout_acc_smallest > 0.5, "the smallest sub-network learned too (chance is 0.25)"
+
+
+def test_training_is_deterministic_on_cpu():
+    a, ha = train()
+    b, hb = train()
+    assert [m.loss for m in ha] == [m.loss for m in hb]
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+
+def test_checkpoint_round_trip_loads_with_weights_only(tmp_path: Path):
+    model, _ = train(cfg=SupernetConfig(epochs=1, batch_size=32, group_size=8))
+    save_supernet(tmp_path / "s.pt", model, "abc123")
+    blob = torch.load(tmp_path / "s.pt", weights_only=True)
+    assert set(blob) == {"state_dict", "arch", "config_digest"}
+    loaded, digest = load_supernet(tmp_path / "s.pt")
+    assert digest == "abc123" and loaded.space() == model.space()
+    x = torch.randn(4, 1, 16, 16)
+    model.eval()
+    assert torch.equal(loaded(x), model(x))
+
+
+def test_sub_network_evaluation_leaves_the_super_network_untouched():
+    model, _ = train(cfg=SupernetConfig(epochs=1, batch_size=32, group_size=8))
+    holdout = quadrant_task(64, 2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    arch = model.space().smallest()
+    evaluate_subnet(model, arch, holdout, bn_recalibration_batches=2, batch_size=16)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    full = evaluate_subnet(model, model.space(), holdout, bn_recalibration_batches=0)
+    assert full == accuracy(model, holdout, 64, torch.device("cpu"))[1]
+
+
+def test_supernet_stage_through_the_cli(idx_root: Path, tmp_path: Path, caplog):
+    common = ["-S", "data.name=fashion-mnist", "-S", f"data.root={idx_root}", "--artifacts", str(tmp_path / "a"),
+              "--metrics", str(tmp_path / "m"), "--plots", str(tmp_path / "p")]
+    caplog.set_level("INFO", logger="netadapt")
+    assert main(["prepare", *common]) == 0
+    assert main(["supernet", *common, "-S", "model.name=plain_cnn", "-S", "supernet.epochs=2",
+                 "-S", "supernet.batch_size=32", "-S", "supernet.group_size=8"]) == 0
+    metrics = json.loads((tmp_path / "m" / "supernet.json").read_text())
+    assert metrics["epochs"] == 2 and 0 <= metrics["holdout_acc_smallest"] <= 1
+    assert {"epochs", "seconds", "holdout_acc_largest", "holdout_acc_smallest"} <= set(metrics)
+    curve = (tmp_path / "p" / "supernet.csv").read_text().splitlines()
+    assert curve[0].startswith("epoch,loss,holdout_acc_largest") and len(curve) == 3
+    model, _ = load_supernet(tmp_path / "a" / "supernet" / "supernet.pt")
+    assert model.spec.name == "plain_cnn" and model.spec.input_shape == (1, 28, 28)
+    assert "supernet epoch 2/2" in caplog.text, "per-epoch progress is logged"
