@@ -17,6 +17,7 @@ from netadapt.config import Config
 from netadapt.data import load_info, load_split, prepare_data
 from netadapt.io import atomic_path, write_json
 from netadapt.models import build_supernet
+from netadapt.resources.profiling import ProfileSettings, plot_fidelity, profile_space
 from netadapt.supernet import history_rows, save_supernet, train_supernet
 from netadapt.training import resolve_device
 
@@ -32,6 +33,10 @@ class Paths:
     @property
     def prepared(self) -> Path:
         return self.artifacts / "prepared"
+
+    @property
+    def lut(self) -> Path:
+        return self.artifacts / "profile" / "lut.csv"
 
     @property
     def supernet(self) -> Path:
@@ -82,3 +87,31 @@ def supernet(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     write_json(paths.metrics_file("supernet"), metrics)
     return metrics
 
+
+def profile_settings(cfg: Config) -> ProfileSettings:
+    p = cfg.profile
+    return ProfileSettings(p.backend, p.threads, p.batch_size, p.warmup, p.repeats, p.network_repeats)
+
+
+def profile(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]:
+    """Measure the latency lookup table on the target backend, calibrate it, check its fidelity."""
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    model = build_supernet(model_spec(cfg, paths.prepared)).eval()  # latency does not depend on weights
+    result = profile_space(model, profile_settings(cfg), cfg.profile.fidelity_samples, cfg.seed,
+                           cfg.profile.interpolate)
+    table, check = result.table, result.fidelity
+    table.save(paths.lut)
+    write_csv(paths.plots / "fidelity.csv", check.to_dict("records"))
+    plot_fidelity(check, paths.plots / "fidelity.png",
+                  f"{model.spec.name} on {cfg.profile.backend}: lookup table vs measured")
+    base = check[check.network == "base"].iloc[0]
+    metrics = {"backend": cfg.profile.backend, "entries": len(table),
+               "seconds": round(time.perf_counter() - start, 3), "constant_ms": table.constant_ms,
+               "unit_offset_ms": table.unit_offset_ms,
+               "base_latency_measured_ms": float(base.measured_ms),
+               "base_latency_estimated_ms": float(base.estimated_ms),
+               "lut_mean_abs_error": float(check.rel_error.mean()),
+               "lut_max_abs_error": float(check.rel_error.max()), "fidelity_networks": len(check)}
+    write_json(paths.metrics_file("profile"), metrics)
+    return metrics

@@ -1,0 +1,180 @@
+"""Timing backends: how one module is run and timed on the target device.
+
+- `torch-cpu`: eager PyTorch in inference mode, intra-op threads pinned.
+- `onnxruntime-cpu`: the module exported to ONNX, run in an InferenceSession with pinned threads
+  (graph optimizations on, as deployed: conv + BN + activation fuse), inputs and outputs bound
+  once; the fixed cost of one call from Python is subtracted (see `ort_call_overhead_ms`).
+- `torch-cuda`: eager PyTorch on the GPU, timed with CUDA events after synchronizing.
+
+Each measurement: `warmup` untimed runs, then `repeats` timed runs; the median is what counts.
+A backend gives a *runner* (one timed call), so callers can interleave calls of many modules.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import statistics
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from netadapt.errors import NetAdaptError
+
+Backend = Literal["torch-cpu", "onnxruntime-cpu", "torch-cuda"]
+BACKENDS: tuple[str, ...] = ("torch-cpu", "onnxruntime-cpu", "torch-cuda")
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    repeats: int
+
+    @classmethod
+    def of(cls, samples_ms: list[float]) -> "Timing":
+        ordered = sorted(samples_ms)
+        pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return cls(statistics.median(ordered), pick(0.1), pick(0.9), len(ordered))
+
+
+@contextmanager
+def timing_context(threads: int) -> Iterator[None]:
+    """Pinned intra-op threads and inference mode, for every torch backend's timed calls."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+Runner = Callable[[], float]  # runs the module once, returns the elapsed milliseconds
+
+
+def _cpu_runner(call: Callable[[], object]) -> Runner:
+    def run() -> float:
+        start = time.perf_counter_ns()
+        call()
+        return (time.perf_counter_ns() - start) / 1e6
+    return run
+
+
+def _torch_cpu(module: nn.Module, inputs: tuple[torch.Tensor, ...], threads: int) -> Runner:
+    module = module.eval().cpu()
+    return _cpu_runner(lambda: module(*inputs))
+
+
+def _torch_cuda(module: nn.Module, inputs: tuple[torch.Tensor, ...], threads: int) -> Runner:
+    if not torch.cuda.is_available():
+        raise NetAdaptError("profile.backend: torch-cuda was asked for but no CUDA device is available")
+    module = module.eval().cuda()
+    inputs = tuple(t.cuda() for t in inputs)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def run() -> float:
+        torch.cuda.synchronize()
+        start.record()
+        module(*inputs)
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end)
+    return run
+
+
+def onnx_bytes(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> bytes:
+    """Export a module to an in-memory ONNX model (TorchScript exporter: fast for many small graphs)."""
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # chosen on purpose: ~10x faster per graph
+        torch.onnx.export(module.eval().cpu(), inputs, buffer, dynamo=False, opset_version=17,
+                          input_names=[f"input{i}" for i in range(len(inputs))])
+    return buffer.getvalue()
+
+
+def _ort_session(model: bytes, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def _ort_bound_call(session, feeds: dict) -> Callable[[], object]:
+    """One run over pre-bound inputs and engine-allocated outputs (no numpy copies per call)."""
+    binding = session.io_binding()
+    for name, value in feeds.items():
+        binding.bind_cpu_input(name, value)
+    for output in session.get_outputs():
+        binding.bind_output(output.name, "cpu")
+    return lambda: session.run_with_iobinding(binding)
+
+
+@functools.lru_cache(maxsize=None)
+def ort_call_overhead_ms(threads: int) -> float:
+    """The fixed cost of one bound `run` from Python, timed on a one-element Identity graph.
+
+    It is paid once per network but once per unit in a table, so ORT timings exclude it: units and
+    networks alike are then timed inside the engine.
+    """
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    call = _ort_bound_call(_ort_session(model.SerializeToString(), threads), {"x": np.zeros(1, np.float32)})
+    for _ in range(50):
+        call()
+    samples = []
+    for _ in range(500):
+        start = time.perf_counter_ns()
+        call()
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+    return statistics.median(samples)
+
+
+def _onnxruntime_cpu(module: nn.Module, inputs: tuple[torch.Tensor, ...], threads: int) -> Runner:
+    session = _ort_session(onnx_bytes(module, inputs), threads)
+    call = _ort_bound_call(session, {f"input{i}": t.numpy() for i, t in enumerate(inputs)})
+    overhead = ort_call_overhead_ms(threads)
+    timed = _cpu_runner(call)
+    return lambda: max(timed() - overhead, 0.0)
+
+
+_RUNNERS = {"torch-cpu": _torch_cpu, "onnxruntime-cpu": _onnxruntime_cpu, "torch-cuda": _torch_cuda}
+
+
+def make_runner(module: nn.Module, inputs: tuple[torch.Tensor, ...], backend: Backend, threads: int = 1) -> Runner:
+    """A callable that runs `module(*inputs)` once on `backend` and returns the elapsed ms.
+    Call it inside `timing_context(threads)`."""
+    if backend not in _RUNNERS:
+        raise NetAdaptError(f"profile.backend: unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+    return _RUNNERS[backend](module, inputs, threads)
+
+
+def time_module(module: nn.Module, inputs: tuple[torch.Tensor, ...], backend: Backend, threads: int = 1,
+                warmup: int = 5, repeats: int = 20) -> Timing:
+    """Latency (ms) of `module(*inputs)` on `backend`: `warmup` untimed runs, then `repeats` timed."""
+    with timing_context(threads):
+        run = make_runner(module, inputs, backend, threads)
+        for _ in range(warmup):
+            run()
+        return Timing.of([run() for _ in range(repeats)])
+
+
+def measure_latency(module: nn.Module, input_shape: tuple[int, ...], backend: Backend, threads: int = 1,
+                    batch_size: int = 1, warmup: int = 10, repeats: int = 50, seed: int = 0) -> Timing:
+    """Latency of a whole network on an input of `input_shape` (C, H, W) with `batch_size` samples."""
+    x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(seed))
+    return time_module(module, (x,), backend, threads, warmup, repeats)

@@ -1,0 +1,162 @@
+"""Latency lookup table: per-unit latencies measured on the target device, summed to estimate a network.
+
+The table is a pandas DataFrame keyed by `LayerSpec` fields, with the median latency of each unit,
+plus two calibrated terms for what units timed alone do not show: a constant per network (what
+lies outside the units) and an offset per unit (a unit timed alone pays a dispatch cost that a node
+inside a network does not: small on eager torch, ~4 us per unit on onnxruntime). Both are fitted
+on measured networks (see `profiling.profile_space`). It remembers where it was measured (backend, threads, batch size, torch and onnxruntime
+versions, CPU); using it for another setting is an error unless explicitly allowed, and a unit
+missing from it is an error naming the unit unless interpolation is on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from netadapt.arch import Architecture
+from netadapt.errors import NetAdaptError
+from netadapt.io import atomic_path
+from netadapt.layers import LayerSpec
+
+KEY_FIELDS = [f.name for f in dataclasses.fields(LayerSpec)]
+
+
+class TableError(NetAdaptError):
+    """A table that does not fit the request: wrong setting, or a unit it never measured."""
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _onnxruntime_version() -> str:
+    try:
+        import onnxruntime
+        return onnxruntime.__version__
+    except ImportError:  # pragma: no cover - a dependency, but tables stay readable without it
+        return ""
+
+
+@dataclass(frozen=True)
+class TableContext:
+    """Where and how a table was measured; two contexts must agree for a table to be reused."""
+
+    backend: str
+    threads: int
+    batch_size: int
+    torch_version: str
+    onnxruntime_version: str
+    cpu: str
+
+    @classmethod
+    def current(cls, backend: str, threads: int, batch_size: int) -> "TableContext":
+        ort = _onnxruntime_version() if backend == "onnxruntime-cpu" else ""
+        return cls(backend, threads, batch_size, torch.__version__, ort, cpu_model())
+
+    def mismatches(self, other: "TableContext") -> list[str]:
+        checked = ["backend", "threads", "batch_size", "torch_version", "onnxruntime_version"]
+        return [f"{k}: table has {getattr(self, k)!r}, asked for {getattr(other, k)!r}"
+                for k in checked if getattr(self, k) != getattr(other, k)]
+
+
+@dataclass
+class LatencyTable:
+    context: TableContext
+    entries: pd.DataFrame  # KEY_FIELDS + latency_ms, p10_ms, p90_ms
+    constant_ms: float = 0.0
+    interpolate: bool = False
+    unit_offset_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._index = {tuple(row[k] for k in KEY_FIELDS): float(row["latency_ms"])
+                       for row in self.entries.to_dict("records")}
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def latency(self, spec: LayerSpec) -> float:
+        """Median latency (ms) of one unit."""
+        found = self._index.get(spec.key())
+        if found is not None:
+            return found
+        if self.interpolate:
+            return self._interpolate(spec)
+        raise TableError(f"latency table: no entry for {spec} (re-run `netadapt profile` for this search "
+                         f"space, or set profile.interpolate: true)")
+
+    def estimate_layers(self, layers: list[LayerSpec]) -> float:
+        return sum(self.latency(spec) + self.unit_offset_ms for spec in layers) + self.constant_ms
+
+    def _interpolate(self, spec: LayerSpec) -> float:
+        """Nearest measured unit of the same kind (op, kernel, stride, size, depthwise-ness), scaled
+        by the ratio of work (MACs for convs and linear layers, elements otherwise)."""
+        df = self.entries
+        same = df[(df.op == spec.op) & (df.kernel == spec.kernel) & (df.stride == spec.stride)
+                  & (df.h == spec.h) & (df.w == spec.w) & (df.norm == spec.norm) & (df.act == spec.act)
+                  & ((df.groups == df.cin) == (spec.groups == spec.cin))]
+        if same.empty:
+            raise TableError(f"latency table: no entry of the same kind as {spec} to interpolate from")
+        distance = (same.cin - spec.cin).abs() + (same.cout - spec.cout).abs()
+        near = same.loc[distance.idxmin()]
+        ref = LayerSpec(**{k: near[k] for k in KEY_FIELDS})
+        work = lambda s: s.macs or s.cin * s.h * s.w + s.cout * s.h * s.w
+        return float(near.latency_ms) * work(spec) / max(work(ref), 1)
+
+    def check(self, expected: TableContext, allow_mismatch: bool = False) -> None:
+        """Raise if the table was measured for another setting than `expected` (unless allowed)."""
+        problems = self.context.mismatches(expected)
+        if problems and not allow_mismatch:
+            raise TableError("latency table: measured for another setting (" + "; ".join(problems)
+                             + "); re-run `netadapt profile`, or set profile.allow_mismatch: true")
+
+    # -- files: the table as CSV (pandas), its context and constant as JSON beside it ------------------
+
+    def save(self, csv_path: Path) -> None:
+        with atomic_path(csv_path) as tmp:
+            self.entries.to_csv(tmp, index=False)
+        with atomic_path(csv_path.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps({"context": asdict(self.context), "constant_ms": self.constant_ms,
+                                       "unit_offset_ms": self.unit_offset_ms, "entries": len(self)},
+                                      indent=2) + "\n")
+
+    @classmethod
+    def load(cls, csv_path: Path, interpolate: bool = False) -> "LatencyTable":
+        meta_path = Path(csv_path).with_suffix(".json")
+        for path in (Path(csv_path), meta_path):
+            if not path.is_file():
+                raise TableError(f"{path}: latency table not found; run `netadapt profile` first")
+        meta = json.loads(meta_path.read_text())
+        entries = pd.read_csv(csv_path, keep_default_na=False)
+        missing = set(KEY_FIELDS + ["latency_ms"]) - set(entries.columns)
+        if missing:
+            raise TableError(f"{csv_path}: not a latency table (missing columns {sorted(missing)})")
+        entries["act"] = entries["act"].astype(str)
+        return cls(TableContext(**meta["context"]), entries, float(meta["constant_ms"]), interpolate,
+                   float(meta.get("unit_offset_ms", 0.0)))
+
+
+@dataclass
+class LatencyModel:
+    """Latency (ms) of an architecture, estimated from the lookup table."""
+
+    supernet: nn.Module
+    table: LatencyTable
+    name: str = "latency"
+    unit: str = "ms"
+
+    def estimate(self, arch: Architecture) -> float:
+        return self.table.estimate_layers(self.supernet.layers(arch))
