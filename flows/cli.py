@@ -19,7 +19,7 @@ from netadapt.errors import NetAdaptError
 STAGES = ["prepare", "profile", "supernet", "search", "finetune", "evaluate"]
 PIPELINES = {"run": "the whole pipeline through `dvc repro`",
              "flow": "the whole pipeline as a Prefect flow"}
-NOT_BUILT = {"search", "finetune", "evaluate", "run", "flow"}
+NOT_BUILT = {"run", "flow"}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -93,9 +93,11 @@ class SearchConfig:
     eval_batches: int = _num(0, ge=0)  # holdout batches to score on; 0 = all of holdout
     batch_size: int = _num(256, ge=1)
     max_halvings: int = _num(4, ge=0)  # when no candidate can cut dR
-    short_term_steps: int = _num(50, ge=0)  # V1: fine-tune steps per proposal
+    short_term_steps: int = _num(10, ge=0)  # V1: fine-tune steps per proposal
     long_term_epochs: int = _num(1, ge=0)  # V1: fine-tune epochs at the end
     lr: float = _num(0.01, gt=0.0)  # V1 fine-tuning learning rate
+    train_batch_size: int = _num(64, ge=1)  # V1 fine-tuning batch size
+    start_checkpoint: str = ""  # V1: a plainly trained super-network checkpoint ("" = the supernet stage's)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ widths), then is scored. The super-network itself is never modified.
 
 from __future__ import annotations
 
+import functools
+import time
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -47,3 +51,29 @@ def evaluate_subnet(supernet: nn.Module, arch: Architecture, holdout: Split, *, 
     recalibrate_bn(model, calibration if calibration is not None else holdout, bn_recalibration_batches,
                    batch_size, device)
     return accuracy(model, holdout, batch_size, device, limit=eval_batches)[1]
+
+
+@functools.lru_cache(maxsize=4)
+def _supernet(path: str, mtime: float) -> nn.Module:
+    from netadapt.supernet import load_supernet
+    return load_supernet(Path(path))[0]
+
+
+@functools.lru_cache(maxsize=4)
+def _split(prepared: str, name: str, mtime: float) -> Split:
+    from netadapt.data import load_split
+    return load_split(Path(prepared), name)
+
+
+def evaluate_candidate(arch_json: str, supernet_path: str, prepared_path: str, *, bn_recalibration_batches: int,
+                       batch_size: int, eval_batches: int = 0, device: str = "cpu") -> tuple[float, float]:
+    """Holdout accuracy and seconds of one candidate, from paths alone (so callers can map it over
+    workers); the super-network and holdout are loaded once per process and never modified."""
+    start = time.perf_counter()
+    supernet = _supernet(supernet_path, Path(supernet_path).stat().st_mtime)
+    holdout_file = Path(prepared_path) / "holdout.pt"
+    holdout = _split(prepared_path, "holdout", holdout_file.stat().st_mtime if holdout_file.exists() else 0.0)
+    acc = evaluate_subnet(supernet, Architecture.from_json(arch_json), holdout, batch_size=batch_size,
+                          bn_recalibration_batches=bn_recalibration_batches, eval_batches=eval_batches,
+                          device=torch.device(device))
+    return acc, time.perf_counter() - start

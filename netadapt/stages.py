@@ -5,21 +5,37 @@ atomically, writes `metrics/<stage>.json` and returns those metrics.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from netadapt.arch import ModelSpec
-from netadapt.config import Config
+from netadapt.arch import Architecture, ModelSpec
+from netadapt.config import Config, to_dict
+from netadapt.errors import NetAdaptError
 from netadapt.data import load_info, load_split, prepare_data
-from netadapt.io import atomic_path, write_json
+from netadapt.evaluation import evaluate_candidate
+from netadapt.finetune import export_onnx, initial_network, load_network, save_network
+from netadapt.io import atomic_path, read_json, write_json
 from netadapt.models import build_supernet
-from netadapt.resources.profiling import ProfileSettings, plot_fidelity, profile_space
-from netadapt.supernet import history_rows, save_supernet, train_supernet
-from netadapt.training import resolve_device
+from netadapt.netadapt_v1 import FineTuning, NetAdaptV1
+from netadapt.plots import plot_fidelity, plot_tradeoff, plot_trajectory
+from netadapt.resources import ResourceModel
+from netadapt.resources.analytic import MacsModel, ParamsModel
+from netadapt.resources.lookup_table import LatencyModel, LatencyTable, TableContext
+from netadapt.resources.profiling import ProfileSettings, network_latencies, profile_space
+from netadapt.schedule import Schedule
+from netadapt.search import SearchSettings, SearchStopped, mcd_step
+from netadapt.search import search as search_loop
+from netadapt.supernet import history_rows, load_supernet, save_supernet, train_supernet
+from netadapt.training import accuracy, cosine_schedule, make_optimizer, resolve_device, train_epoch
+
+log = logging.getLogger("netadapt")
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,14 @@ class Paths:
     @property
     def supernet(self) -> Path:
         return self.artifacts / "supernet" / "supernet.pt"
+
+    @property
+    def search(self) -> Path:
+        return self.artifacts / "search"
+
+    @property
+    def final(self) -> Path:
+        return self.artifacts / "finetune" / "model.pt"
 
     def metrics_file(self, stage: str) -> Path:
         return self.metrics / f"{stage}.json"
@@ -114,4 +138,182 @@ def profile(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]
                "lut_mean_abs_error": float(check.rel_error.mean()),
                "lut_max_abs_error": float(check.rel_error.max()), "fidelity_networks": len(check)}
     write_json(paths.metrics_file("profile"), metrics)
+    return metrics
+
+
+def file_digest(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(Path(path).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def resource_model(cfg: Config, supernet: torch.nn.Module, paths: Paths) -> ResourceModel:
+    """The search metric as a `ResourceModel`; a latency table is checked against the profile settings."""
+    if cfg.search.metric == "macs":
+        return MacsModel(supernet)
+    if cfg.search.metric == "params":
+        return ParamsModel(supernet)
+    return LatencyModel(supernet, latency_table(cfg, paths))
+
+
+def latency_table(cfg: Config, paths: Paths) -> LatencyTable:
+    """The profiled table, refused if it was measured for another setting than `profile.*` asks."""
+    table = LatencyTable.load(paths.lut, cfg.profile.interpolate)
+    table.check(TableContext.current(cfg.profile.backend, cfg.profile.threads, cfg.profile.batch_size),
+                cfg.profile.allow_mismatch)
+    return table
+
+
+def search_identity(cfg: Config, paths: Paths) -> str:
+    """What a search history depends on besides the budget: super-network, table, settings, seed."""
+    inputs = [paths.supernet] + ([paths.lut] if cfg.search.metric == "latency" else [])
+    settings = {k: v for k, v in to_dict(cfg.search).items() if k not in ("budget", "budget_type")}
+    return hashlib.sha256(json.dumps([file_digest(*inputs), settings, cfg.seed], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _previous_history(paths: Paths, identity: str) -> tuple[pd.DataFrame | None, float | None]:
+    meta_path, csv_path = paths.search / "history.json", paths.search / "history.csv"
+    if not (meta_path.is_file() and csv_path.is_file()):
+        return None, None
+    meta = read_json(meta_path)
+    if meta.get("identity") != identity:
+        log.info("search: the earlier history is for another super-network, table or settings: not reused")
+        return None, None
+    return pd.read_csv(csv_path), float(meta["budget"])
+
+
+def search(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]:
+    """Shrink the super-network's largest network to the budget; history, architecture, trajectory."""
+    start = time.perf_counter()
+    s = cfg.search
+    supernet_model, _ = load_supernet(paths.supernet)
+    space = supernet_model.space()
+    resource = resource_model(cfg, supernet_model, paths)
+    schedule = Schedule.from_settings(resource.estimate(space), resource.estimate(space.smallest()), s.budget,
+                                      s.budget_type, s.initial_reduction, s.decay, resource.unit)
+    identity = search_identity(cfg, paths)
+    previous, previous_budget = _previous_history(paths, identity)
+    device = str(resolve_device(cfg.supernet.device))
+
+    def evaluate(archs: list) -> list[tuple[float, float]]:
+        return [evaluate_candidate(a.to_json(), str(paths.supernet), str(paths.prepared),
+                                   bn_recalibration_batches=s.bn_recalibration_batches, batch_size=s.batch_size,
+                                   eval_batches=s.eval_batches, device=device) for a in archs]
+
+    v1_network = paths.search / "network.pt"  # V1's pruned, fine-tuned weights (finetune starts there)
+    if s.algorithm == "netadapt":
+        start_path = Path(s.start_checkpoint) if s.start_checkpoint else paths.supernet
+        start_network, _ = load_supernet(start_path)
+        if not start_network.space().same_space(space):
+            raise NetAdaptError(f"search.start_checkpoint: {start_path} is not a network of this search space")
+        v1 = NetAdaptV1(start_network, resource, load_split(paths.prepared, "train"),
+                        load_split(paths.prepared, "holdout"),
+                        FineTuning(s.short_term_steps, s.long_term_epochs, s.lr, s.train_batch_size, s.batch_size,
+                                   s.eval_batches, cfg.seed, resolve_device(cfg.supernet.device)))
+        step, evaluate, previous = v1.step, v1.evaluate, None  # V1 carries weights: nothing to replay
+    else:
+        step = mcd_step(resource, s.candidates, s.layers_per_candidate)
+        v1_network.unlink(missing_ok=True)
+    settings = SearchSettings(cfg.seed, s.selection, s.max_halvings)
+    meta = {"identity": identity, "budget": schedule.budget, "base": schedule.base, "metric": s.metric,
+            "unit": resource.unit, "algorithm": s.algorithm}
+    try:
+        result = search_loop(space, resource, evaluate, step, schedule, settings, previous, previous_budget)
+    except SearchStopped as stop:
+        save_history(paths, stop.history, meta)
+        raise
+    save_history(paths, result.history, meta)
+    if s.algorithm == "netadapt":
+        save_supernet(v1_network, v1.finish(result.chosen), cfg.section_digest("seed", "search"))
+    with atomic_path(paths.search / "arch.json") as tmp:
+        tmp.write_text(result.chosen.to_json() + "\n")
+    trajectory = result.history[result.history.kept.astype(bool)]
+    write_csv(paths.plots / "search.csv", trajectory[["iteration", "resource_estimated", "holdout_acc"]]
+              .to_dict("records"))
+    plot_trajectory(result.history, schedule.budget, resource.unit, paths.plots / "search.png")
+    log.info("search: %s", result.message)
+    metrics = {"algorithm": s.algorithm, "metric": s.metric, "budget": schedule.budget,
+               "budget_fraction": schedule.budget / schedule.base, "base_resource": schedule.base,
+               "iterations": result.iterations, "candidates_evaluated": result.candidates_evaluated,
+               "reused_iterations": result.reused_iterations, "seconds": round(time.perf_counter() - start, 3),
+               "holdout_acc": result.holdout_acc, "resource_estimated": result.resource_estimated}
+    write_json(paths.metrics_file("search"), metrics)
+    return metrics
+
+
+def save_history(paths: Paths, history: pd.DataFrame, meta: dict) -> None:
+    write_csv(paths.search / "history.csv", history.to_dict("records"))
+    write_json(paths.search / "history.json", meta)
+
+
+def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
+    """Train the discovered network further (from super-network weights, or from scratch)."""
+    start = time.perf_counter()
+    f = cfg.finetune
+    v1_network = paths.search / "network.pt"
+    supernet_model, _ = load_supernet(v1_network if v1_network.is_file() else paths.supernet)
+    arch_path = paths.search / "arch.json"
+    if not arch_path.is_file():
+        raise NetAdaptError(f"{arch_path}: not found; run `netadapt search` first")
+    arch = Architecture.from_json(arch_path.read_text())
+    train, holdout = load_split(paths.prepared, "train"), load_split(paths.prepared, "holdout")
+    device = resolve_device(f.device)
+    torch.manual_seed(cfg.seed)
+    model = initial_network(supernet_model, arch, f.init).to(device)
+    optimizer = make_optimizer(f.optimizer, model.parameters(), f.lr, f.momentum, f.weight_decay)
+    scheduler = cosine_schedule(optimizer, f.epochs * -(-len(train) // f.batch_size))
+    curve = []
+    holdout_acc = accuracy(model, holdout, f.batch_size, device)[1]
+    for epoch in range(f.epochs):
+        t0 = time.perf_counter()
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        loss = train_epoch(model, train, optimizer, scheduler, f.batch_size, generator, device,
+                           label_smoothing=f.label_smoothing, desc=f"finetune epoch {epoch + 1}/{f.epochs}")
+        holdout_acc = accuracy(model, holdout, f.batch_size, device)[1]
+        curve.append({"epoch": epoch + 1, "loss": loss, "holdout_acc": holdout_acc,
+                      "seconds": time.perf_counter() - t0})
+        log.info("finetune epoch %d/%d  loss %.4f  holdout acc %.4f", epoch + 1, f.epochs, loss, holdout_acc)
+    model.cpu().eval()
+    save_network(paths.final, model, arch, cfg.section_digest("seed", "finetune"))
+    export_onnx(model, arch.model.input_shape, paths.final.with_suffix(".onnx"))
+    write_csv(paths.plots / "finetune.csv", curve)
+    weights = "scratch" if f.init == "scratch" else ("netadapt-v1" if v1_network.is_file() else "supernet")
+    metrics = {"epochs": f.epochs, "seconds": round(time.perf_counter() - start, 3), "holdout_acc": holdout_acc,
+               "weights_from": weights}
+    write_json(paths.metrics_file("finetune"), metrics)
+    return metrics
+
+
+def evaluate(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
+    """Test accuracy, measured vs estimated latency, the base network's latency, MACs, parameters."""
+    start = time.perf_counter()
+    model, arch = load_network(paths.final)
+    supernet_model, _ = load_supernet(paths.supernet)
+    test = load_split(paths.prepared, "test")
+    classes = arch.model.num_classes
+    topk = (1, 5) if classes > 5 else (1,)
+    acc = accuracy(model, test, cfg.evaluate.batch_size, torch.device("cpu"), topk=topk)
+    settings = replace(profile_settings(cfg), warmup=cfg.evaluate.latency_warmup,
+                       network_repeats=cfg.evaluate.latency_repeats)
+    base_ms, final_ms = network_latencies(supernet_model, [supernet_model.space(), arch], settings, cfg.seed)
+    latency = LatencyModel(supernet_model, latency_table(cfg, paths))
+    estimated_ms, base_estimated_ms = latency.estimate(arch), latency.estimate(supernet_model.space())
+    # The machine's speed drifts between profiling and now; the base network, measured beside the
+    # final one, tells by how much, so the estimate can also be compared at today's speed.
+    drift = base_ms / base_estimated_ms
+    metrics = {"test_acc": acc[1], "latency_measured_ms": final_ms, "latency_estimated_ms": estimated_ms,
+               "base_latency_measured_ms": base_ms, "base_latency_estimated_ms": base_estimated_ms,
+               "latency_ratio": final_ms / base_ms, "machine_speed_drift": drift,
+               "latency_estimate_error": abs(estimated_ms * drift - final_ms) / final_ms,
+               "macs": int(MacsModel(supernet_model).estimate(arch)),
+               "params": int(ParamsModel(supernet_model).estimate(arch)),
+               "base_macs": int(MacsModel(supernet_model).estimate(supernet_model.space())),
+               "backend": cfg.profile.backend, "seconds": round(time.perf_counter() - start, 3)}
+    if 5 in acc:
+        metrics["test_acc_top5"] = acc[5]
+    history_path = paths.search / "history.csv"
+    if history_path.is_file():
+        plot_tradeoff(pd.read_csv(history_path), metrics, paths.plots / "tradeoff.png")
+    write_json(paths.metrics_file("evaluate"), metrics)
     return metrics

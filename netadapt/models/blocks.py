@@ -34,6 +34,27 @@ def make_divisible(value: float, divisor: int) -> int:
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
+def _take(t: torch.Tensor, order: torch.Tensor, axis: int) -> None:
+    t.data.copy_(t.data.index_select(axis, order))
+
+
+def filter_norms(convbn: "ConvBN") -> torch.Tensor:
+    """L2 norm of each output filter (the ECCV'18 NetAdapt criterion)."""
+    return convbn.conv.weight.detach().flatten(1).norm(dim=1)
+
+
+def permute_outputs(convbn: "ConvBN", order: torch.Tensor) -> None:
+    """Reorder a ConvBN's output channels (filters, BN affine and statistics)."""
+    _take(convbn.conv.weight, order, 0)
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        _take(getattr(convbn.bn, name), order, 0)
+
+
+def permute_inputs(layer: nn.Module, order: torch.Tensor) -> None:
+    """Reorder the input channels a dense conv or linear layer reads."""
+    _take(layer.weight, order, 1)
+
+
 class ConvBN(nn.Module):
     """conv (no bias) -> BN -> optional activation; `same` padding."""
 
@@ -94,6 +115,14 @@ class ConvBlock(nn.Module):
         cout = self._width(widths)
         specs, h, w = self.op.layers(cin, cout, h, w)
         return specs, cout, h, w
+
+    # channel reordering (NetAdapt V1 keeps the largest filters by moving them first)
+    def producer(self, dim: str) -> ConvBN | None:
+        return self.op if self.dim is not None and dim == self.dim.name else None
+
+    def permute_input(self, order: torch.Tensor) -> bool:
+        permute_inputs(self.op.conv, order)
+        return False  # a conv ends the channel space
 
 
 class InvertedResidual(nn.Module):
@@ -161,6 +190,24 @@ class InvertedResidual(nn.Module):
             specs.append(LayerSpec(op, self.cout, out, oh, ow))
         return specs, self.cout, oh, ow
 
+    def producer(self, dim: str) -> ConvBN | None:
+        return self.expand if self.expand_dim is not None and dim == self.expand_dim.name else None
+
+    def permute_internal(self, dim: str, order: torch.Tensor) -> bool:
+        """The expansion space lives inside the block: expand filters, depthwise, projection inputs."""
+        if self.producer(dim) is None:
+            return False
+        permute_outputs(self.expand, order)
+        permute_outputs(self.dw, order)
+        permute_inputs(self.project.conv, order)
+        return True
+
+    def permute_input(self, order: torch.Tensor) -> bool:
+        if self.expand is None or self.residual:
+            raise NotImplementedError("reordering the stream into a residual or expansion-free block")
+        permute_inputs(self.expand.conv, order)
+        return False
+
 
 class DepthwiseSeparable(nn.Module):
     """MobileNetV1 block: 3x3 depthwise -> 1x1 pointwise.
@@ -209,6 +256,18 @@ class DepthwiseSeparable(nn.Module):
             specs.append(LayerSpec("bypass_cat", cin, width, oh, ow))
         return specs, (max(cin, width) if self.bypassable else width), oh, ow
 
+    def producer(self, dim: str) -> ConvBN | None:
+        return self.pw if dim == self.dim.name and not self.bypassable else None
+
+    def permute_input(self, order: torch.Tensor) -> bool:
+        """Depthwise channels follow the stream; a bypassable block passes it on, so its own output
+        channels follow too and the reordering continues downstream."""
+        permute_outputs(self.dw, order)
+        permute_inputs(self.pw.conv, order)
+        if self.bypassable:
+            permute_outputs(self.pw, order)
+        return self.bypassable
+
 
 class Classifier(nn.Module):
     """Global average pool -> linear, reading the first `cin` features."""
@@ -226,6 +285,10 @@ class Classifier(nn.Module):
         linear.weight.data.copy_(self.linear.weight.data[:, :cin])
         linear.bias.data.copy_(self.linear.bias.data)
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), linear)
+
+    def permute_input(self, order: torch.Tensor) -> bool:
+        permute_inputs(self.linear, order)
+        return False
 
     def layers(self, cin: int, h: int, w: int) -> list[LayerSpec]:
         return [LayerSpec("avgpool", cin, cin, h, w),

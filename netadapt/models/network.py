@@ -7,7 +7,7 @@ from torch import nn
 
 from netadapt.arch import Architecture, ArchitectureError, ModelSpec
 from netadapt.layers import LayerSpec
-from netadapt.models.blocks import Classifier
+from netadapt.models.blocks import Classifier, filter_norms, permute_outputs
 from netadapt.ordered_dropout import Widths
 
 
@@ -59,3 +59,30 @@ class SearchableNetwork(nn.Module):
             part, cin, h, w = block.layers(widths, cin, h, w)
             specs += part
         return specs + self.classifier.layers(cin, h, w)
+
+    # -- NetAdapt V1: keep the filters of largest L2 norm by moving them first ---------------------
+
+    def can_reorder(self, dim: str) -> bool:
+        return any(b.producer(dim) is not None for b in self.blocks)
+
+    @torch.no_grad()
+    def keep_largest_filters(self, dim: str, width: int) -> None:
+        """Reorder the channel space `dim` so that its `width` currently kept filters of largest L2
+        norm come first (the others keep their order after them); producer and every consumer are
+        reordered together, so the network computes the same function. Bypass (CBC) widths cannot
+        be reordered: channel k of a bypassed block is tied to input channel k."""
+        for i, block in enumerate(self.blocks):
+            producer = block.producer(dim)
+            if producer is None:
+                continue
+            norms = filter_norms(producer)
+            kept = torch.argsort(norms[:width], descending=True, stable=True)
+            order = torch.cat([kept, torch.arange(width, len(norms))])
+            if hasattr(block, "permute_internal") and block.permute_internal(dim, order):
+                return
+            permute_outputs(producer, order)
+            for consumer in list(self.blocks[i + 1:]) + [self.classifier]:
+                if not consumer.permute_input(order):
+                    return
+            return
+        raise ArchitectureError(f"{dim}: not a reorderable dimension of {self.spec.name}")

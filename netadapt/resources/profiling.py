@@ -221,28 +221,3 @@ def sample_architectures(space: Architecture, count: int, seed: int) -> list[tup
 
 def json_widths(arch: Architecture) -> str:
     return ",".join(f"{k}={v}" for k, v in arch.widths.items())
-
-
-def plot_fidelity(df: pd.DataFrame, path, title: str) -> None:
-    """Scatter of estimated vs measured latency with the y = x line, saved as PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from netadapt.io import atomic_path
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    hi = max(df.estimated_ms.max(), df.measured_ms.max()) * 1.05
-    ax.plot([0, hi], [0, hi], color="grey", lw=1, ls="--", label="y = x")
-    for kind, marker in (("base", "s"), ("smallest", "^")):
-        sel = df[df.network == kind]
-        ax.scatter(sel.measured_ms, sel.estimated_ms, marker=marker, s=60, label=kind, zorder=3)
-    rand = df[~df.network.isin(["base", "smallest"])]
-    ax.scatter(rand.measured_ms, rand.estimated_ms, s=25, alpha=0.8, label="random")
-    ax.set(xlim=(0, hi), ylim=(0, hi), xlabel="measured latency (ms)", ylabel="estimated latency (ms)",
-           title=title)
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)

@@ -12,8 +12,9 @@ from netadapt.models import build_supernet
 from netadapt.resources import ResourceModel
 from netadapt.resources.backends import time_module
 from netadapt.resources.lookup_table import KEY_FIELDS, LatencyModel, LatencyTable, TableContext, TableError
+from netadapt.plots import plot_fidelity
 from netadapt.resources.profiling import (ProfileSettings, enumerate_layers, fit_offset_and_constant,
-                                          plot_fidelity, profile_space, sample_architectures)
+                                          profile_space, sample_architectures)
 from netadapt.resources.units import build_unit
 
 SPEC = ModelSpec("plain_cnn", (1, 8, 8), 3)

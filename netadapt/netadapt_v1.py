@@ -1,0 +1,114 @@
+"""NetAdapt (ECCV 2018), the V1 algorithm, on the shared search loop.
+
+Starting from a plainly trained network, each iteration proposes, for every dimension, the largest
+width that cuts the iteration's reduction (per the resource model); keeps that many filters of
+largest L2 norm (the channel space reordered so they come first, then sliced physically); fine-tunes
+the proposal for `short_term_steps`; scores it on holdout. The best proposal is kept, and the final
+network gets a long-term fine-tune. Unlike MCD, the state carried between iterations is the
+network's weights, so its iterations are not replayed from an earlier history.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from netadapt.arch import Architecture
+from netadapt.data import Split
+from netadapt.mcd import Candidate, shrink
+from netadapt.models import extract
+from netadapt.resources import ResourceModel
+from netadapt.search import widths_json
+from netadapt.training import accuracy, cosine_schedule, make_optimizer, train_epoch
+
+log = logging.getLogger("netadapt")
+
+
+@dataclass(frozen=True)
+class FineTuning:
+    short_term_steps: int
+    long_term_epochs: int
+    lr: float
+    batch_size: int
+    eval_batch_size: int
+    eval_batches: int
+    seed: int
+    device: torch.device
+
+
+class NetAdaptV1:
+    """`step` proposes one candidate per dimension; `evaluate` fine-tunes and scores each. The
+    fine-tuned network of every proposal is kept by architecture until the next step picks the
+    kept one up."""
+
+    def __init__(self, network: nn.Module, resource: ResourceModel, train: Split, holdout: Split,
+                 tuning: FineTuning):
+        self.resource, self.train, self.holdout, self.tuning = resource, train, holdout, tuning
+        self.current: Architecture = network.space()
+        self.base: nn.Module = network.to(tuning.device)
+        self.networks: dict[str, nn.Module] = {widths_json(self.current): self.base}
+        self.iteration = -1
+
+    def step(self, current: Architecture, current_resource: float, target: float,
+             rng: np.random.Generator) -> list[Candidate]:
+        if current != self.current or self.iteration < 0:  # a new iteration, not a halving retry
+            self.base = self.networks[widths_json(current)]  # the kept proposal of the last one
+            self.networks = {widths_json(current): self.base}
+            self.current = current
+            self.iteration += 1
+        proposals = []
+        for d in current.dims:
+            if d.width > d.min_width:
+                arch, estimate, met = shrink(current, self.resource, d.name, target)
+                if met:
+                    proposals.append(Candidate(arch, estimate))
+        return proposals
+
+    def evaluate(self, archs: list[Architecture]) -> list[tuple[float, float]]:
+        return [self._score(self.base, arch) if arch == self.current else self._propose(arch, j)
+                for j, arch in enumerate(archs)]
+
+    def _score(self, network: nn.Module, arch: Architecture, start: float | None = None) -> tuple[float, float]:
+        start = time.perf_counter() if start is None else start
+        acc = accuracy(extract(network, arch).to(self.tuning.device), self.holdout, self.tuning.eval_batch_size,
+                       self.tuning.device, limit=self.tuning.eval_batches)[1]
+        return acc, time.perf_counter() - start
+
+    def _propose(self, arch: Architecture, index: int) -> tuple[float, float]:
+        start = time.perf_counter()
+        network = copy.deepcopy(self.base)
+        (dim,) = [k for k, v in arch.widths.items() if v != self.current.widths[k]]
+        if network.can_reorder(dim):
+            network.keep_largest_filters(dim, self.current.widths[dim])
+        self._fine_tune(network, arch, steps=self.tuning.short_term_steps, salt=index)
+        self.networks[widths_json(arch)] = network
+        return self._score(network, arch, start)
+
+    def _fine_tune(self, network: nn.Module, arch: Architecture, steps: int = 0, epochs: int = 0,
+                   salt: int = 0) -> None:
+        t = self.tuning
+        stream = t.seed * 1_000_003 + max(self.iteration, 0) * 10_007 + salt  # seeded from (seed, t)
+        generator = torch.Generator().manual_seed(stream)
+        torch.manual_seed(stream)
+        optimizer = make_optimizer("sgd", network.parameters(), t.lr, 0.9, 0.0)
+        widths = arch.widths
+        if steps:
+            train_epoch(network, self.train, optimizer, None, t.batch_size, generator, t.device,
+                        lambda b: widths, max_steps=steps, desc="short-term fine-tune")
+        for epoch in range(epochs):
+            scheduler = cosine_schedule(optimizer, -(-len(self.train) // t.batch_size))
+            train_epoch(network, self.train, optimizer, scheduler, t.batch_size, generator, t.device,
+                        lambda b: widths, desc=f"long-term fine-tune {epoch + 1}/{epochs}")
+        network.eval()
+
+    def finish(self, arch: Architecture) -> nn.Module:
+        """The kept network of `arch` after the long-term fine-tune (super-network form, masked)."""
+        network = self.networks[widths_json(arch)]
+        self._fine_tune(network, arch, epochs=self.tuning.long_term_epochs, salt=10_000)
+        return network.cpu()

@@ -1,0 +1,46 @@
+"""Resource budget and reduction schedule.
+
+The budget is a fraction of the base network's resource (default) or an absolute value in the
+metric's unit. Iteration t asks for a cut of dR_t = initial_reduction * base * decay**t, with the
+last step clipped so the target never goes below the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netadapt.errors import NetAdaptError
+
+
+class BudgetError(NetAdaptError):
+    """A budget the search space cannot reach."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    base: float  # resource of the base (largest) network
+    budget: float  # absolute, in the metric's unit
+    initial_reduction: float
+    decay: float
+
+    @classmethod
+    def from_settings(cls, base: float, smallest: float, budget: float, budget_type: str,
+                      initial_reduction: float, decay: float, unit: str) -> "Schedule":
+        absolute = budget * base if budget_type == "relative" else budget
+        if absolute < smallest:
+            raise BudgetError(f"search.budget: {absolute:.6g} {unit} is below the smallest network of the "
+                              f"space ({smallest:.6g} {unit} = {smallest / base:.3f} of the base network's "
+                              f"{base:.6g} {unit}); the smallest achievable budget is {smallest:.6g} {unit}")
+        return cls(base, absolute, initial_reduction, decay)
+
+    @property
+    def met_by_base(self) -> bool:
+        return self.base <= self.budget
+
+    def reduction(self, iteration: int) -> float:
+        """dR_t before any halving."""
+        return self.initial_reduction * self.base * self.decay ** iteration
+
+    def target(self, current: float, reduction: float) -> float:
+        """The resource the next iterate must meet: one cut below `current`, never below the budget."""
+        return max(current - reduction, self.budget)

@@ -1,0 +1,160 @@
+"""The search loop shared by both algorithms: schedule, history, reuse, stopping.
+
+Every iteration t is seeded from (seed, t), so the same inputs give the same history. The history
+records every candidate of every iteration (architecture, estimated resource, holdout accuracy,
+seconds, whether it was kept). Handed the history of an earlier search over the same super-network,
+table and settings but another budget, the search replays it: an iteration is reused when it would
+start from the same architecture with the same, unclipped target, so the result always equals a
+fresh run. A tighter budget continues from the last reusable iterate; a looser one stops at the first
+recorded iterate that meets it (evaluating only a last step that its own budget clips differently).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+import pandas as pd
+
+from netadapt.arch import Architecture
+from netadapt.errors import NetAdaptError
+from netadapt.mcd import Candidate, generate_candidates
+from netadapt.resources import ResourceModel
+from netadapt.schedule import Schedule
+
+log = logging.getLogger("netadapt")
+
+COLUMNS = ["iteration", "candidate", "resource_estimated", "holdout_acc", "seconds", "kept", "target",
+           "reduction", "halvings", "clipped", "start", "arch"]
+
+Evaluate = Callable[[list[Architecture]], list[tuple[float, float]]]  # -> (holdout accuracy, seconds) each
+
+
+class SearchStopped(NetAdaptError):
+    """No candidate could make the cut even after halving it; carries the history so far."""
+
+    def __init__(self, message: str, history: pd.DataFrame):
+        super().__init__(message)
+        self.history = history
+
+
+def _reusable(recorded: pd.DataFrame, unclipped: bool, same_budget: bool) -> bool:
+    """A recorded iteration replays exactly when it started where we are and neither run clipped its
+    first target to its budget (or both runs had the same budget)."""
+    return len(recorded) > 0 and (same_budget or (unclipped and not bool(recorded.iloc[0].clipped)))
+
+
+class Step(Protocol):
+    """One iteration's proposals: candidates that meet `target`, from `current`."""
+
+    def __call__(self, current: Architecture, current_resource: float, target: float,
+                 rng: np.random.Generator) -> list[Candidate]: ...
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    seed: int
+    selection: str = "accuracy"  # or "accuracy_per_resource"
+    max_halvings: int = 4
+
+
+@dataclass
+class SearchResult:
+    chosen: Architecture
+    history: pd.DataFrame
+    schedule: Schedule
+    iterations: int
+    candidates_evaluated: int
+    reused_iterations: int
+    holdout_acc: float
+    resource_estimated: float
+    message: str
+
+
+def widths_json(arch: Architecture) -> str:
+    return json.dumps(arch.widths, sort_keys=True)
+
+
+def mcd_step(resource: ResourceModel, candidates: int, layers: int) -> Step:
+    return lambda current, r, target, rng: generate_candidates(current, r, target, resource, candidates, layers, rng)
+
+
+def _select(rows: list[dict], selection: str, start_acc: float, start_resource: float) -> int:
+    if selection == "accuracy_per_resource":
+        cost = [(start_acc - r["holdout_acc"]) / max(start_resource - r["resource_estimated"], 1e-12) for r in rows]
+        return min(range(len(rows)), key=lambda i: (cost[i], rows[i]["resource_estimated"]))
+    return max(range(len(rows)), key=lambda i: (rows[i]["holdout_acc"], -rows[i]["resource_estimated"]))
+
+
+def search(space: Architecture, resource: ResourceModel, evaluate: Evaluate, step: Step, schedule: Schedule,
+           settings: SearchSettings, previous: pd.DataFrame | None = None,
+           previous_budget: float | None = None) -> SearchResult:
+    """Shrink `space`'s largest network until its estimated resource meets `schedule.budget`."""
+    current, current_resource = space, schedule.base
+    prior = previous if previous is not None and len(previous) else pd.DataFrame(columns=COLUMNS)
+    rows: list[dict] = []
+    reused = evaluated = 0
+
+    start_row = prior[prior.iteration == -1]
+    if len(start_row):
+        start_acc = float(start_row.iloc[0].holdout_acc)
+        rows.append(start_row.iloc[0].to_dict())
+    else:
+        (start_acc, seconds), = evaluate([space])
+        evaluated += 1
+        rows.append(dict(iteration=-1, candidate=0, resource_estimated=schedule.base, holdout_acc=start_acc,
+                         seconds=seconds, kept=True, target=schedule.base, reduction=0.0, halvings=0,
+                         clipped=False, start=widths_json(space), arch=widths_json(space)))
+    current_acc = start_acc
+    if schedule.met_by_base:
+        message = (f"budget {schedule.budget:.6g} is at or above the base network's {schedule.base:.6g}: "
+                   f"nothing to search, the base network is the answer")
+        log.info("search: %s", message)
+        return SearchResult(space, pd.DataFrame(rows, columns=COLUMNS), schedule, 0, evaluated, 0, start_acc,
+                            schedule.base, message)
+
+    t = 0
+    while current_resource > schedule.budget:
+        reduction = schedule.reduction(t)
+        unclipped = current_resource - reduction >= schedule.budget
+        recorded = prior[(prior.iteration == t) & (prior.start == widths_json(current))]
+        if _reusable(recorded, unclipped, previous_budget == schedule.budget):
+            kept = recorded[recorded.kept.astype(bool)].iloc[0]
+            rows += recorded.to_dict("records")
+            reused += 1
+        else:
+            for halvings in range(settings.max_halvings + 1):
+                cut = reduction / 2 ** halvings
+                target = schedule.target(current_resource, cut)
+                rng = np.random.default_rng([settings.seed, t, halvings])
+                candidates = step(current, current_resource, target, rng)
+                if candidates:
+                    break
+                log.info("search: iteration %d: no candidate cuts %.6g; halving the cut", t, cut)
+            if not candidates:
+                raise SearchStopped(
+                    f"search: iteration {t}: no candidate could cut the resource from {current_resource:.6g} "
+                    f"even after {settings.max_halvings} halvings (budget {schedule.budget:.6g}); "
+                    f"stopping with the last iterate", pd.DataFrame(rows, columns=COLUMNS))
+            scores = evaluate([c.arch for c in candidates])
+            evaluated += len(candidates)
+            new = [dict(iteration=t, candidate=j, resource_estimated=c.resource, holdout_acc=acc, seconds=sec,
+                        kept=False, target=target, reduction=cut, halvings=halvings, clipped=not unclipped,
+                        start=widths_json(current), arch=widths_json(c.arch))
+                   for j, (c, (acc, sec)) in enumerate(zip(candidates, scores))]
+            best = _select(new, settings.selection, current_acc, current_resource)
+            new[best]["kept"] = True
+            rows += new
+            kept = new[best]
+        current = space.with_widths(json.loads(kept["arch"]))
+        current_resource, current_acc = float(kept["resource_estimated"]), float(kept["holdout_acc"])
+        log.info("search: iteration %d: resource %.6g (budget %.6g), holdout acc %.4f", t, current_resource,
+                 schedule.budget, current_acc)
+        t += 1
+    history = pd.DataFrame(rows, columns=COLUMNS)
+    message = f"met the budget in {t} iterations ({reused} reused, {evaluated} candidates evaluated)"
+    return SearchResult(current, history, schedule, t, evaluated, reused, current_acc, current_resource, message)

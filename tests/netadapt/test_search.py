@@ -1,0 +1,128 @@
+"""Schedule, MCD candidates, the search loop, history reuse: on a tiny space with a synthetic score."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from netadapt.arch import ModelSpec
+from netadapt.mcd import generate_candidates
+from netadapt.models import build_supernet
+from netadapt.resources.analytic import MacsModel
+from netadapt.schedule import BudgetError, Schedule
+from netadapt.search import SearchSettings, SearchStopped, mcd_step, search
+
+MODEL = build_supernet(ModelSpec("mobilenet_v2", (1, 28, 28), 10))
+SPACE = MODEL.space()
+MACS = MacsModel(MODEL)
+BASE, SMALLEST = MACS.estimate(SPACE), MACS.estimate(SPACE.smallest())
+
+
+def score(arch) -> float:
+    """A deterministic stand-in for holdout accuracy: grows with every width, unevenly per dimension."""
+    return sum(math.log1p(w) * (1 + i % 3) for i, w in enumerate(arch.widths.values())) / 100
+
+
+class Counting:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, archs):
+        self.calls += len(archs)
+        return [(score(a), 0.0) for a in archs]
+
+
+def schedule(budget: float) -> Schedule:
+    return Schedule.from_settings(BASE, SMALLEST, budget, "relative", 0.1, 0.9, "MACs")
+
+
+def run(budget: float, previous=None, previous_budget=None, evaluate=None, seed: int = 0):
+    return search(SPACE, MACS, evaluate or Counting(), mcd_step(MACS, 6, 2), schedule(budget),
+                  SearchSettings(seed), previous, previous_budget)
+
+
+def test_schedule_arithmetic_and_last_step_clipping():
+    s = Schedule.from_settings(100.0, 10.0, 0.5, "relative", 0.1, 0.8, "ms")
+    assert s.budget == 50.0
+    assert [round(s.reduction(t), 6) for t in range(3)] == [10.0, 8.0, 6.4]
+    assert s.target(80.0, s.reduction(0)) == 70.0
+    assert s.target(55.0, s.reduction(2)) == 50.0, "clipped to the budget"
+    assert Schedule.from_settings(100.0, 10.0, 30.0, "absolute", 0.1, 0.8, "ms").budget == 30.0
+
+
+def test_unreachable_budget_fails_before_searching_naming_the_smallest():
+    with pytest.raises(BudgetError, match=rf"search.budget: .* is below the smallest network .*"
+                                          rf"smallest achievable budget is {SMALLEST:.6g} MACs"):
+        schedule(0.5 * SMALLEST / BASE)
+
+
+def test_budget_at_or_above_the_base_finishes_at_once():
+    evaluate = Counting()
+    result = run(1.0, evaluate=evaluate)
+    assert result.iterations == 0 and result.chosen == SPACE and "nothing to search" in result.message
+    assert evaluate.calls == 1, "only the base network is scored"
+
+
+def test_every_candidate_meets_its_target():
+    rng = np.random.default_rng(0)
+    target = BASE * 0.85
+    candidates = generate_candidates(SPACE, BASE, target, MACS, 20, 2, rng)
+    assert len(candidates) >= 5
+    for c in candidates:
+        assert c.resource == MACS.estimate(c.arch) <= target
+        changed = [k for k, v in c.arch.widths.items() if v != SPACE.widths[k]]
+        assert 1 <= len(changed)
+
+
+def test_search_meets_the_budget_and_keeps_the_best_of_each_iteration():
+    result = run(0.5)
+    h = result.history
+    assert result.resource_estimated <= 0.5 * BASE and result.iterations >= 3
+    assert MACS.estimate(result.chosen) == result.resource_estimated
+    for t in range(result.iterations):
+        it = h[h.iteration == t]
+        assert (it.resource_estimated <= it.target + 1e-9).all()
+        kept = it[it.kept.astype(bool)]
+        assert len(kept) == 1 and kept.holdout_acc.iloc[0] == it.holdout_acc.max()
+
+
+def test_same_inputs_same_history_and_the_seed_matters():
+    a, b, c = run(0.5), run(0.5), run(0.5, seed=1)
+    pd.testing.assert_frame_equal(a.history, b.history)
+    assert not a.history.arch.equals(c.history.arch)
+
+
+@pytest.mark.parametrize("first,second", [(0.7, 0.5), (0.5, 0.7), (0.5, 0.62)])
+def test_reusing_an_earlier_history_equals_a_fresh_run(first, second):
+    earlier = run(first)
+    evaluate = Counting()
+    reused = run(second, earlier.history, schedule(first).budget, evaluate=evaluate)
+    fresh = run(second)
+    assert reused.chosen == fresh.chosen and reused.iterations == fresh.iterations
+    pd.testing.assert_frame_equal(reused.history.reset_index(drop=True), fresh.history.reset_index(drop=True),
+                                  check_dtype=False)
+    assert reused.reused_iterations >= 1
+    assert evaluate.calls == reused.candidates_evaluated < fresh.candidates_evaluated
+
+
+def test_a_looser_budget_met_by_a_recorded_unclipped_step_needs_no_evaluation():
+    earlier = run(0.5)
+    kept = earlier.history[earlier.history.kept.astype(bool) & (earlier.history.iteration >= 0)]
+    unclipped = kept[~kept.clipped.astype(bool)]
+    looser = float(unclipped.resource_estimated.iloc[-1]) / BASE  # exactly met by a recorded iterate
+    evaluate = Counting()
+    result = run(looser, earlier.history, schedule(0.5).budget, evaluate=evaluate)
+    assert evaluate.calls == 0 and result.candidates_evaluated == 0
+    assert result.resource_estimated == float(unclipped.resource_estimated.iloc[-1])
+
+
+def test_no_candidate_can_cut_halves_then_stops_with_the_history():
+    def never(current, r, target, rng):
+        return []
+
+    with pytest.raises(SearchStopped, match=r"iteration 0: no candidate could cut .* after 4 halvings") as stop:
+        search(SPACE, MACS, Counting(), never, schedule(0.5), SearchSettings(0))
+    assert list(stop.value.history.iteration) == [-1], "the base evaluation is kept"

@@ -1,0 +1,98 @@
+"""The stage functions end to end through the CLI, on tiny data and the plain CNN."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from flows.cli import main
+from netadapt.finetune import load_network
+from tests.conftest import write_idx
+
+TINY = ["-S", "model.name=plain_cnn", "-S", "profile.warmup=1", "-S", "profile.repeats=3",
+        "-S", "profile.network_repeats=5", "-S", "profile.fidelity_samples=2", "-S", "supernet.epochs=2",
+        "-S", "supernet.batch_size=32", "-S", "supernet.group_size=8", "-S", "search.candidates=3",
+        "-S", "search.bn_recalibration_batches=1", "-S", "search.metric=macs", "-S", "search.initial_reduction=0.2",
+        "-S", "finetune.epochs=1", "-S", "finetune.batch_size=32", "-S", "evaluate.latency_repeats=5"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[list[str], Path]:
+    root = tmp_path_factory.mktemp("stages")
+    write_idx(root / "data", "train", 300, seed=1)
+    write_idx(root / "data", "t10k", 100, seed=2)
+    args = ["-S", "data.name=fashion-mnist", "-S", f"data.root={root / 'data'}", *TINY,
+            "--artifacts", str(root / "a"), "--metrics", str(root / "m"), "--plots", str(root / "p")]
+    for stage in ["prepare", "profile", "supernet"]:
+        assert main([stage, *args]) == 0
+    return args, root
+
+
+def metrics(root: Path, stage: str) -> dict:
+    return json.loads((root / "m" / f"{stage}.json").read_text())
+
+
+def test_search_finetune_evaluate(project):
+    args, root = project
+    assert main(["search", *args, "-S", "search.budget=0.5"]) == 0
+    m = metrics(root, "search")
+    assert m["resource_estimated"] <= m["budget"] == pytest.approx(0.5 * m["base_resource"])
+    assert m["iterations"] >= 2 and m["reused_iterations"] == 0
+    assert set(m) >= {"algorithm", "budget", "iterations", "candidates_evaluated", "reused_iterations", "seconds",
+                      "holdout_acc", "resource_estimated"}
+    assert (root / "p" / "search.png").is_file() and (root / "a" / "search" / "arch.json").is_file()
+
+    assert main(["finetune", *args]) == 0
+    assert set(metrics(root, "finetune")) >= {"epochs", "seconds", "holdout_acc"}
+    model, arch = load_network(root / "a" / "finetune" / "model.pt")
+    onnx.checker.check_model(str(root / "a" / "finetune" / "model.onnx"))
+
+    assert main(["evaluate", *args]) == 0
+    e = metrics(root, "evaluate")
+    assert set(e) >= {"test_acc", "test_acc_top5", "latency_measured_ms", "latency_estimated_ms",
+                      "base_latency_measured_ms", "latency_ratio", "macs", "params"}
+    assert e["macs"] <= 0.5 * e["base_macs"] and 0 < e["latency_ratio"]
+    assert e["params"] == sum(p.numel() for p in model.parameters())
+    x = torch.randn(2, 1, 28, 28)
+    assert model(x).shape == (2, 10)
+
+
+def test_a_tighter_budget_continues_the_stage_history(project):
+    args, root = project
+    assert main(["search", *args, "-S", "search.budget=0.6"]) == 0
+    first = metrics(root, "search")
+    assert main(["search", *args, "-S", "search.budget=0.4"]) == 0
+    second = metrics(root, "search")
+    assert second["reused_iterations"] >= 1 and second["resource_estimated"] <= second["budget"]
+    assert second["candidates_evaluated"] < second["iterations"] * 3 + 1
+    assert first["iterations"] <= second["iterations"]
+
+
+def test_unreachable_budget_fails_before_searching(project, capsys):
+    args, root = project
+    assert main(["search", *args, "-S", "search.budget=0.0001"]) == 2
+    err = capsys.readouterr().err
+    assert "search.budget:" in err and "smallest achievable budget" in err
+
+
+def test_netadapt_v1_end_to_end(project):
+    args, root = project
+    v1 = ["-S", "search.algorithm=netadapt", "-S", "search.short_term_steps=2", "-S", "search.long_term_epochs=1",
+          "-S", "search.train_batch_size=32", "-S", "search.budget=0.6"]
+    assert main(["search", *args, *v1]) == 0
+    m = metrics(root, "search")
+    assert m["algorithm"] == "netadapt" and m["resource_estimated"] <= m["budget"] and m["iterations"] >= 1
+    history = __import__("pandas").read_csv(root / "a" / "search" / "history.csv")
+    for t in range(m["iterations"]):
+        changed = [sum(a != b for a, b in zip(json.loads(row.arch).values(), json.loads(row.start).values()))
+                   for row in history[history.iteration == t].itertuples()]
+        assert set(changed) == {1}, "V1 proposals each shrink one dimension"
+    assert (root / "a" / "search" / "network.pt").is_file()
+    assert main(["finetune", *args]) == 0 and main(["evaluate", *args]) == 0
+    # MCD afterwards removes V1's network so finetune starts from the super-network again
+    assert main(["search", *args, "-S", "search.budget=0.6"]) == 0
+    assert not (root / "a" / "search" / "network.pt").exists()
