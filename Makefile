@@ -28,10 +28,12 @@ test: $(STAMP)
 run: $(STAMP)
 	$(BIN)/dvc repro
 	@echo
-	@echo "== results =="
-	@$(BIN)/dvc metrics show
+	@echo "== results (metrics/*.json; all of them: dvc metrics show) =="
+	@$(BIN)/python -c "import json, pathlib; [print(f'{p.stem:9}', '  '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in json.loads(p.read_text()).items())) for s in ('prepare', 'profile', 'supernet', 'search', 'finetune', 'evaluate') for p in [pathlib.Path('metrics', s + '.json')] if p.exists()]"
 	@echo
-	@echo "artifacts: $(CURDIR)/artifacts   metrics: $(CURDIR)/metrics"
+	@echo "artifacts: $(CURDIR)/artifacts  (final model: artifacts/finetune/model.pt, model.onnx)"
+	@echo "plots:     $(CURDIR)/plots  (fidelity.png, search.png, tradeoff.png; or: dvc plots show)"
+	@echo "change the budget: dvc exp run -S search.budget=0.4   (re-runs search, finetune, evaluate only)"
 
 clean:
 	rm -rf artifacts metrics .dvc/cache .dvc/tmp
