@@ -46,7 +46,12 @@ def _run_stage(name: str, args: argparse.Namespace) -> dict:
 
     cfg = load_config(args.params, args.overrides)
     stage: Callable = getattr(stages, name)
-    return stage(cfg, stages.Paths(artifacts=args.artifacts, metrics=args.metrics, plots=args.plots))
+    paths = stages.Paths(artifacts=args.artifacts, metrics=args.metrics, plots=args.plots)
+    metrics = stage(cfg, paths)
+    from tasks.tracking import log_stage  # imported late: MLflow costs seconds, and bad input never needs it
+
+    log_stage(name, cfg, paths, metrics)
+    return metrics
 
 
 def main(argv: list[str] | None = None) -> int:

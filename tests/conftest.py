@@ -14,6 +14,12 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _tracking_off(monkeypatch):
+    """Stage runs in tests do not write MLflow runs, except where a test turns it back on."""
+    monkeypatch.setenv("NETADAPT_TRACKING", "off")
+
+
 def write_idx(root: Path, prefix: str, n: int, classes: int = 10, seed: int = 0, size: int = 28) -> None:
     """IDX image + label files for `n` samples, labels cycling through the classes."""
     rng = np.random.default_rng(seed)
