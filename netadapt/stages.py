@@ -204,6 +204,8 @@ def search(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]:
     v1_network = paths.search / "network.pt"  # V1's pruned, fine-tuned weights (finetune starts there)
     if s.algorithm == "netadapt":
         start_path = Path(s.start_checkpoint) if s.start_checkpoint else paths.supernet
+        if s.start_checkpoint and not start_path.is_file():
+            raise NetAdaptError(f"search.start_checkpoint: {start_path} not found")
         start_network, _ = load_supernet(start_path)
         if not start_network.space().same_space(space):
             raise NetAdaptError(f"search.start_checkpoint: {start_path} is not a network of this search space")

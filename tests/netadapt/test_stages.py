@@ -96,3 +96,9 @@ def test_netadapt_v1_end_to_end(project):
     # MCD afterwards removes V1's network so finetune starts from the super-network again
     assert main(["search", *args, "-S", "search.budget=0.6"]) == 0
     assert not (root / "a" / "search" / "network.pt").exists()
+
+
+def test_a_missing_v1_start_checkpoint_names_the_key(project, capsys):
+    args, root = project
+    assert main(["search", *args, "-S", "search.algorithm=netadapt", "-S", "search.start_checkpoint=nope.pt"]) == 2
+    assert "search.start_checkpoint: nope.pt not found" in capsys.readouterr().err
