@@ -90,6 +90,47 @@ def _select(rows: list[dict], selection: str, start_acc: float, start_resource: 
     return max(range(len(rows)), key=lambda i: (rows[i]["holdout_acc"], -rows[i]["resource_estimated"]))
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """One iteration's candidates and how they were asked for (before any evaluation)."""
+
+    iteration: int
+    start: Architecture
+    target: float
+    cut: float
+    halvings: int
+    clipped: bool  # the first attempt's target was clipped to the budget
+    candidates: list[Candidate]
+
+
+def propose_iteration(t: int, current: Architecture, current_resource: float, schedule: Schedule, step: Step,
+                      settings: SearchSettings) -> Proposal:
+    """Candidates for iteration t, seeded from (seed, t); the cut is halved while none can make it
+    (no candidates after `max_halvings` halvings means the search must stop)."""
+    reduction = schedule.reduction(t)
+    clipped = current_resource - reduction < schedule.budget
+    for halvings in range(settings.max_halvings + 1):
+        cut = reduction / 2 ** halvings
+        target = schedule.target(current_resource, cut)
+        candidates = step(current, current_resource, target, np.random.default_rng([settings.seed, t, halvings]))
+        if candidates:
+            break
+        log.info("search: iteration %d: no candidate cuts %.6g; halving the cut", t, cut)
+    return Proposal(t, current, target, cut, halvings, clipped, candidates)
+
+
+def conclude_iteration(proposal: Proposal, scores: list[tuple[float, float]], current_acc: float,
+                       current_resource: float, settings: SearchSettings) -> list[dict]:
+    """History rows of an evaluated proposal, the selected candidate marked `kept`."""
+    rows = [dict(iteration=proposal.iteration, candidate=j, resource_estimated=c.resource, holdout_acc=acc,
+                 seconds=sec, kept=False, target=proposal.target, reduction=proposal.cut,
+                 halvings=proposal.halvings, clipped=proposal.clipped, start=widths_json(proposal.start),
+                 arch=widths_json(c.arch))
+            for j, (c, (acc, sec)) in enumerate(zip(proposal.candidates, scores))]
+    rows[_select(rows, settings.selection, current_acc, current_resource)]["kept"] = True
+    return rows
+
+
 def search(space: Architecture, resource: ResourceModel, evaluate: Evaluate, step: Step, schedule: Schedule,
            settings: SearchSettings, previous: pd.DataFrame | None = None,
            previous_budget: float | None = None) -> SearchResult:
@@ -127,29 +168,17 @@ def search(space: Architecture, resource: ResourceModel, evaluate: Evaluate, ste
             rows += recorded.to_dict("records")
             reused += 1
         else:
-            for halvings in range(settings.max_halvings + 1):
-                cut = reduction / 2 ** halvings
-                target = schedule.target(current_resource, cut)
-                rng = np.random.default_rng([settings.seed, t, halvings])
-                candidates = step(current, current_resource, target, rng)
-                if candidates:
-                    break
-                log.info("search: iteration %d: no candidate cuts %.6g; halving the cut", t, cut)
-            if not candidates:
+            proposal = propose_iteration(t, current, current_resource, schedule, step, settings)
+            if not proposal.candidates:
                 raise SearchStopped(
                     f"search: iteration {t}: no candidate could cut the resource from {current_resource:.6g} "
                     f"even after {settings.max_halvings} halvings (budget {schedule.budget:.6g}); "
                     f"stopping with the last iterate", pd.DataFrame(rows, columns=COLUMNS))
-            scores = evaluate([c.arch for c in candidates])
-            evaluated += len(candidates)
-            new = [dict(iteration=t, candidate=j, resource_estimated=c.resource, holdout_acc=acc, seconds=sec,
-                        kept=False, target=target, reduction=cut, halvings=halvings, clipped=not unclipped,
-                        start=widths_json(current), arch=widths_json(c.arch))
-                   for j, (c, (acc, sec)) in enumerate(zip(candidates, scores))]
-            best = _select(new, settings.selection, current_acc, current_resource)
-            new[best]["kept"] = True
+            scores = evaluate([c.arch for c in proposal.candidates])
+            evaluated += len(proposal.candidates)
+            new = conclude_iteration(proposal, scores, current_acc, current_resource, settings)
             rows += new
-            kept = new[best]
+            kept = next(r for r in new if r["kept"])
         current = space.with_widths(json.loads(kept["arch"]))
         current_resource, current_acc = float(kept["resource_estimated"]), float(kept["holdout_acc"])
         log.info("search: iteration %d: resource %.6g (budget %.6g), holdout acc %.4f", t, current_resource,
