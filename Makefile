@@ -35,6 +35,7 @@ run: $(STAMP)
 	@echo "plots:     $(CURDIR)/plots  (fidelity.png, search.png, tradeoff.png; or: dvc plots show)"
 	@echo "change the budget: dvc exp run -S search.budget=0.4   (re-runs search, finetune, evaluate only)"
 	@echo "review in MLflow:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db   (then http://127.0.0.1:5000)"
+	@echo "the Prefect flow:  $(BIN)/netadapt flow   (its UI: PREFECT_HOME=$(CURDIR)/.prefect $(BIN)/prefect server start)"
 
 clean:
 	rm -rf artifacts metrics .dvc/cache .dvc/tmp

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -17,9 +18,8 @@ from typing import Callable
 from netadapt.errors import NetAdaptError
 
 STAGES = ["prepare", "profile", "supernet", "search", "finetune", "evaluate"]
-PIPELINES = {"run": "the whole pipeline through `dvc repro`",
-             "flow": "the whole pipeline as a Prefect flow"}
-NOT_BUILT = {"run", "flow"}
+PIPELINES = {"run": "the whole pipeline in this process, stage after stage (no caching)",
+             "flow": "the whole pipeline as a Prefect flow (cached tasks, mapped candidate evaluation)"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,14 +54,32 @@ def _run_stage(name: str, args: argparse.Namespace) -> dict:
     return metrics
 
 
+def _run_all(args: argparse.Namespace) -> dict:
+    from netadapt.stages import STAGES
+
+    return {stage: _run_stage(stage, args) for stage in STAGES}
+
+
+def _run_flow(args: argparse.Namespace) -> dict:
+    """The Prefect flow; its state (results, ephemeral API database) lives in the project unless
+    PREFECT_HOME says otherwise, and telemetry is off. Set before Prefect is imported."""
+    os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    from flows.pipeline import netadapt_flow
+
+    return netadapt_flow(str(args.params), list(args.overrides), str(args.artifacts), str(args.metrics),
+                         str(args.plots))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    if args.command in NOT_BUILT:
-        print(f"netadapt {args.command}: not built yet", file=sys.stderr)
-        return 3
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("netadapt").setLevel(logging.INFO)  # our progress lines, not every library's
+    run = {"run": _run_all, "flow": _run_flow}.get(args.command, lambda a: _run_stage(a.command, a))
     try:
-        metrics = _run_stage(args.command, args)
+        metrics = run(args)
     except NetAdaptError as exc:
         print(f"netadapt: error: {exc}", file=sys.stderr)
         return 2

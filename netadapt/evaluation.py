@@ -65,7 +65,7 @@ def _split(prepared: str, name: str, mtime: float) -> Split:
     return load_split(Path(prepared), name)
 
 
-def evaluate_candidate(arch_json: str, supernet_path: str, prepared_path: str, *, bn_recalibration_batches: int,
+def evaluate_candidate(arch_json: str, *, supernet_path: str, prepared_path: str, bn_recalibration_batches: int,
                        batch_size: int, eval_batches: int = 0, device: str = "cpu") -> tuple[float, float]:
     """Holdout accuracy and seconds of one candidate, from paths alone (so callers can map it over
     workers); the super-network and holdout are loaded once per process and never modified."""

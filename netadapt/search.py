@@ -131,10 +131,18 @@ def conclude_iteration(proposal: Proposal, scores: list[tuple[float, float]], cu
     return rows
 
 
+Propose = Callable[[int, Architecture, float, Schedule, Step, SearchSettings], Proposal]
+
+
 def search(space: Architecture, resource: ResourceModel, evaluate: Evaluate, step: Step, schedule: Schedule,
            settings: SearchSettings, previous: pd.DataFrame | None = None,
-           previous_budget: float | None = None) -> SearchResult:
-    """Shrink `space`'s largest network until its estimated resource meets `schedule.budget`."""
+           previous_budget: float | None = None, propose: Propose | None = None) -> SearchResult:
+    """Shrink `space`'s largest network until its estimated resource meets `schedule.budget`.
+
+    `evaluate` and `propose` (default `propose_iteration`) may be wrapped by an orchestrator, to
+    map evaluations over workers and cache iterations; they must compute the same thing.
+    """
+    propose = propose or propose_iteration
     current, current_resource = space, schedule.base
     prior = previous if previous is not None and len(previous) else pd.DataFrame(columns=COLUMNS)
     rows: list[dict] = []
@@ -168,7 +176,7 @@ def search(space: Architecture, resource: ResourceModel, evaluate: Evaluate, ste
             rows += recorded.to_dict("records")
             reused += 1
         else:
-            proposal = propose_iteration(t, current, current_resource, schedule, step, settings)
+            proposal = propose(t, current, current_resource, schedule, step, settings)
             if not proposal.candidates:
                 raise SearchStopped(
                     f"search: iteration {t}: no candidate could cut the resource from {current_resource:.6g} "

@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -30,12 +31,22 @@ from netadapt.resources.analytic import MacsModel, ParamsModel
 from netadapt.resources.lookup_table import LatencyModel, LatencyTable, TableContext
 from netadapt.resources.profiling import ProfileSettings, network_latencies, profile_space
 from netadapt.schedule import Schedule
-from netadapt.search import SearchSettings, SearchStopped, mcd_step
+from netadapt.search import Propose, SearchSettings, SearchStopped, mcd_step
 from netadapt.search import search as search_loop
 from netadapt.supernet import history_rows, load_supernet, save_supernet, train_supernet
 from netadapt.training import accuracy, cosine_schedule, make_optimizer, resolve_device, train_epoch
 
 log = logging.getLogger("netadapt")
+
+STAGES = ("prepare", "profile", "supernet", "search", "finetune", "evaluate")
+STAGE_PARAMS = {  # the params sections each stage reads (as in dvc.yaml; cache keys, MLflow params)
+    "prepare": ("seed", "data"),
+    "profile": ("seed", "model", "profile"),
+    "supernet": ("seed", "model", "supernet"),
+    "search": ("seed", "search", "profile", "supernet"),
+    "finetune": ("seed", "finetune"),
+    "evaluate": ("evaluate", "profile"),
+}
 
 
 @dataclass(frozen=True)
@@ -183,8 +194,23 @@ def _previous_history(paths: Paths, identity: str) -> tuple[pd.DataFrame | None,
     return pd.read_csv(csv_path), float(meta["budget"])
 
 
-def search(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]:
-    """Shrink the super-network's largest network to the budget; history, architecture, trajectory."""
+def candidate_settings(cfg: Config, paths: Paths) -> dict:
+    """Keyword arguments of `evaluation.evaluate_candidate` for this config (paths, BN, batches, device)."""
+    s = cfg.search
+    return dict(supernet_path=str(paths.supernet), prepared_path=str(paths.prepared),
+                bn_recalibration_batches=s.bn_recalibration_batches, batch_size=s.batch_size,
+                eval_batches=s.eval_batches, device=str(resolve_device(cfg.supernet.device)))
+
+
+def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
+           evaluate_candidates: Callable[[list[str]], list[tuple[float, float]]] | None = None,
+           reuse_history: bool = True) -> dict[str, float | int | str]:
+    """Shrink the super-network's largest network to the budget; history, architecture, trajectory.
+
+    An orchestrator may pass `propose` (per-iteration proposals) and `evaluate_candidates` (scores
+    of architecture JSONs, e.g. mapped over workers); both default to in-process calls. With
+    `reuse_history` the earlier history on disk is replayed (the orchestrator's cache may do it).
+    """
     start = time.perf_counter()
     s = cfg.search
     supernet_model, _ = load_supernet(paths.supernet)
@@ -193,13 +219,12 @@ def search(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]:
     schedule = Schedule.from_settings(resource.estimate(space), resource.estimate(space.smallest()), s.budget,
                                       s.budget_type, s.initial_reduction, s.decay, resource.unit)
     identity = search_identity(cfg, paths)
-    previous, previous_budget = _previous_history(paths, identity)
-    device = str(resolve_device(cfg.supernet.device))
+    previous, previous_budget = _previous_history(paths, identity) if reuse_history else (None, None)
+    kwargs = candidate_settings(cfg, paths)
+    score = evaluate_candidates or (lambda jsons: [evaluate_candidate(j, **kwargs) for j in jsons])
 
     def evaluate(archs: list) -> list[tuple[float, float]]:
-        return [evaluate_candidate(a.to_json(), str(paths.supernet), str(paths.prepared),
-                                   bn_recalibration_batches=s.bn_recalibration_batches, batch_size=s.batch_size,
-                                   eval_batches=s.eval_batches, device=device) for a in archs]
+        return score([a.to_json() for a in archs])
 
     v1_network = paths.search / "network.pt"  # V1's pruned, fine-tuned weights (finetune starts there)
     if s.algorithm == "netadapt":
@@ -221,7 +246,8 @@ def search(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]:
     meta = {"identity": identity, "budget": schedule.budget, "base": schedule.base, "metric": s.metric,
             "unit": resource.unit, "algorithm": s.algorithm}
     try:
-        result = search_loop(space, resource, evaluate, step, schedule, settings, previous, previous_budget)
+        result = search_loop(space, resource, evaluate, step, schedule, settings, previous, previous_budget,
+                             propose)
     except SearchStopped as stop:
         save_history(paths, stop.history, meta)
         raise

@@ -22,16 +22,8 @@ from typing import Any
 import pandas as pd
 
 from netadapt.config import Config, flatten
-from netadapt.stages import Paths
+from netadapt.stages import STAGE_PARAMS, Paths
 
-STAGE_SECTIONS = {
-    "prepare": ["seed", "data"],
-    "profile": ["seed", "model", "profile"],
-    "supernet": ["seed", "model", "supernet"],
-    "search": ["seed", "search"],
-    "finetune": ["seed", "finetune"],
-    "evaluate": ["evaluate", "profile"],
-}
 PIPELINE_TAG, STAGE_TAG = "netadapt.pipeline_id", "netadapt.stage"
 
 
@@ -142,7 +134,7 @@ def log_stage(stage: str, cfg: Config, paths: Paths, metrics: dict) -> str | Non
     pid = pipeline_id()
     parent = _parent(client, experiment.experiment_id, pid, cfg)
     with mlflow.start_run(run_name=stage, parent_run_id=parent, tags={PIPELINE_TAG: pid, STAGE_TAG: stage}) as run:
-        mlflow.log_params(_params(cfg, STAGE_SECTIONS.get(stage, [])))
+        mlflow.log_params(_params(cfg, list(STAGE_PARAMS.get(stage, ()))))
         mlflow.log_metrics(_numbers(metrics))
         for step, values in _curves(stage, paths):
             mlflow.log_metrics(_numbers(values), step=step)
