@@ -102,3 +102,14 @@ def test_a_missing_v1_start_checkpoint_names_the_key(project, capsys):
     args, root = project
     assert main(["search", *args, "-S", "search.algorithm=netadapt", "-S", "search.start_checkpoint=nope.pt"]) == 2
     assert "search.start_checkpoint: nope.pt not found" in capsys.readouterr().err
+
+
+def test_netadapt_run_runs_every_stage_in_order(tmp_path, capsys):
+    write_idx(tmp_path / "data", "train", 200, seed=3)
+    write_idx(tmp_path / "data", "t10k", 60, seed=4)
+    args = ["-S", "data.name=fashion-mnist", "-S", f"data.root={tmp_path / 'data'}", *TINY,
+            "--artifacts", str(tmp_path / "a"), "--metrics", str(tmp_path / "m"), "--plots", str(tmp_path / "p")]
+    assert main(["run", *args]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == {"prepare", "profile", "supernet", "search", "finetune", "evaluate"}
+    assert printed["evaluate"] == metrics(tmp_path, "evaluate")
