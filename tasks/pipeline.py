@@ -38,12 +38,13 @@ def code_version() -> str:
 
 
 def content_digest(paths: list[Path]) -> str:
-    """Digest of files and folders (every file below, sorted); a missing path counts as such."""
+    """Digest of files and folders (every file below, sorted), by content and by name relative to the
+    path given, so a moved project keeps its cache; a missing path counts as such."""
     h = hashlib.sha256()
     for path in paths:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for f in files:
-            h.update(str(f).encode())
+            h.update((f.relative_to(path).as_posix() if path.is_dir() else f.name).encode())
             h.update(f.read_bytes() if f.is_file() else b"<missing>")
     return h.hexdigest()[:16]
 

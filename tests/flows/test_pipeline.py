@@ -60,3 +60,15 @@ def test_a_second_flow_run_with_another_budget_reuses_what_it_can(tmp_path: Path
     assert arch(tmp_path / "run") == arch(tmp_path / "fresh")
     for key in ("iterations", "resource_estimated", "holdout_acc"):
         assert second["metrics"]["search"][key] == fresh["metrics"]["search"][key]
+
+
+def test_content_digests_follow_content_not_location(tmp_path: Path):
+    from tasks.pipeline import content_digest
+
+    for name in ("a", "b"):
+        (tmp_path / name / "sub").mkdir(parents=True)
+        (tmp_path / name / "sub" / "x.bin").write_bytes(b"same")
+    assert content_digest([tmp_path / "a"]) == content_digest([tmp_path / "b"])
+    (tmp_path / "b" / "sub" / "x.bin").write_bytes(b"other")
+    assert content_digest([tmp_path / "a"]) != content_digest([tmp_path / "b"])
+    assert content_digest([tmp_path / "missing"]) != content_digest([tmp_path / "a"])
