@@ -23,7 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from netadapt import stages
 from netadapt.config import load_config, parse_config, to_dict
-from netadapt.search import Proposal, widths_json
+from netadapt.search import Proposal
 from tasks.pipeline import candidate_task, folder_paths, iteration_task, stage_outputs, stage_task
 from tasks.tracking import log_stage
 
@@ -39,7 +39,7 @@ def search_flow(params: dict, folders: dict[str, str]) -> dict:
 
     def propose(t, current, current_resource, schedule, step, settings) -> Proposal:
         first_target = schedule.target(current_resource, schedule.reduction(t))
-        state = iteration_task(t, widths_json(current), first_target, identity, current, current_resource,
+        state = iteration_task(t, current.widths_json(), first_target, identity, current, current_resource,
                                schedule, step, settings, return_state=True)
         iteration_states.append(state.name)
         return state.result()

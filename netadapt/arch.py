@@ -104,6 +104,10 @@ class Architecture:
     def smallest(self) -> "Architecture":
         return self.with_widths({d.name: d.min_width for d in self.dims})
 
+    def widths_json(self) -> str:
+        """The widths as canonical JSON: a key for histories, caches and measurement tables."""
+        return json.dumps(self.widths, sort_keys=True)
+
     def same_space(self, other: "Architecture") -> bool:
         return self.model == other.model and self.largest() == other.largest()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -46,6 +47,18 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def content_digest(paths: list[Path]) -> str:
+    """Digest of files and folders (every file below, sorted), by content and by name relative to the
+    path given, so a moved project keeps its digests; a missing path counts as such."""
+    h = hashlib.sha256()
+    for path in map(Path, paths):
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            h.update((f.relative_to(path).as_posix() if path.is_dir() else f.name).encode())
+            h.update(f.read_bytes() if f.is_file() else b"<missing>")
+    return h.hexdigest()[:16]
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -24,7 +24,6 @@ from netadapt.data import Split
 from netadapt.mcd import Candidate, shrink
 from netadapt.models import extract
 from netadapt.resources import ResourceModel
-from netadapt.search import widths_json
 from netadapt.training import accuracy, cosine_schedule, make_optimizer, train_epoch
 
 log = logging.getLogger("netadapt")
@@ -52,14 +51,14 @@ class NetAdaptV1:
         self.resource, self.train, self.holdout, self.tuning = resource, train, holdout, tuning
         self.current: Architecture = network.space()
         self.base: nn.Module = network.to(tuning.device)
-        self.networks: dict[str, nn.Module] = {widths_json(self.current): self.base}
+        self.networks: dict[str, nn.Module] = {self.current.widths_json(): self.base}
         self.iteration = -1
 
     def step(self, current: Architecture, current_resource: float, target: float,
              rng: np.random.Generator) -> list[Candidate]:
         if current != self.current or self.iteration < 0:  # a new iteration, not a halving retry
-            self.base = self.networks[widths_json(current)]  # the kept proposal of the last one
-            self.networks = {widths_json(current): self.base}
+            self.base = self.networks[current.widths_json()]  # the kept proposal of the last one
+            self.networks = {current.widths_json(): self.base}
             self.current = current
             self.iteration += 1
         proposals = []
@@ -87,7 +86,7 @@ class NetAdaptV1:
         if network.can_reorder(dim):
             network.keep_largest_filters(dim, self.current.widths[dim])
         self._fine_tune(network, arch, steps=self.tuning.short_term_steps, salt=index)
-        self.networks[widths_json(arch)] = network
+        self.networks[arch.widths_json()] = network
         return self._score(network, arch, start)
 
     def _fine_tune(self, network: nn.Module, arch: Architecture, steps: int = 0, epochs: int = 0,
@@ -109,6 +108,6 @@ class NetAdaptV1:
 
     def finish(self, arch: Architecture) -> nn.Module:
         """The kept network of `arch` after the long-term fine-tune (super-network form, masked)."""
-        network = self.networks[widths_json(arch)]
+        network = self.networks[arch.widths_json()]
         self._fine_tune(network, arch, epochs=self.tuning.long_term_epochs, salt=10_000)
         return network.cpu()

@@ -75,10 +75,6 @@ class SearchResult:
     message: str
 
 
-def widths_json(arch: Architecture) -> str:
-    return json.dumps(arch.widths, sort_keys=True)
-
-
 def mcd_step(resource: ResourceModel, candidates: int, layers: int) -> Step:
     return lambda current, r, target, rng: generate_candidates(current, r, target, resource, candidates, layers, rng)
 
@@ -124,8 +120,8 @@ def conclude_iteration(proposal: Proposal, scores: list[tuple[float, float]], cu
     """History rows of an evaluated proposal, the selected candidate marked `kept`."""
     rows = [dict(iteration=proposal.iteration, candidate=j, resource_estimated=c.resource, holdout_acc=acc,
                  seconds=sec, kept=False, target=proposal.target, reduction=proposal.cut,
-                 halvings=proposal.halvings, clipped=proposal.clipped, start=widths_json(proposal.start),
-                 arch=widths_json(c.arch))
+                 halvings=proposal.halvings, clipped=proposal.clipped, start=proposal.start.widths_json(),
+                 arch=c.arch.widths_json())
             for j, (c, (acc, sec)) in enumerate(zip(proposal.candidates, scores))]
     rows[_select(rows, settings.selection, current_acc, current_resource)]["kept"] = True
     return rows
@@ -157,7 +153,7 @@ def search(space: Architecture, resource: ResourceModel, evaluate: Evaluate, ste
         evaluated += 1
         rows.append(dict(iteration=-1, candidate=0, resource_estimated=schedule.base, holdout_acc=start_acc,
                          seconds=seconds, kept=True, target=schedule.base, reduction=0.0, halvings=0,
-                         clipped=False, start=widths_json(space), arch=widths_json(space)))
+                         clipped=False, start=space.widths_json(), arch=space.widths_json()))
     current_acc = start_acc
     if schedule.met_by_base:
         message = (f"budget {schedule.budget:.6g} is at or above the base network's {schedule.base:.6g}: "
@@ -170,7 +166,7 @@ def search(space: Architecture, resource: ResourceModel, evaluate: Evaluate, ste
     while current_resource > schedule.budget:
         reduction = schedule.reduction(t)
         unclipped = current_resource - reduction >= schedule.budget
-        recorded = prior[(prior.iteration == t) & (prior.start == widths_json(current))]
+        recorded = prior[(prior.iteration == t) & (prior.start == current.widths_json())]
         if _reusable(recorded, unclipped, previous_budget == schedule.budget):
             kept = recorded[recorded.kept.astype(bool)].iloc[0]
             rows += recorded.to_dict("records")

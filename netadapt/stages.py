@@ -22,7 +22,7 @@ from netadapt.errors import NetAdaptError
 from netadapt.data import load_info, load_split, prepare_data
 from netadapt.evaluation import evaluate_candidate
 from netadapt.finetune import export_onnx, initial_network, load_network, save_network
-from netadapt.io import atomic_path, read_json, write_json
+from netadapt.io import atomic_path, content_digest, read_json, write_json
 from netadapt.models import build_supernet
 from netadapt.netadapt_v1 import FineTuning, NetAdaptV1
 from netadapt.plots import plot_fidelity, plot_tradeoff, plot_trajectory
@@ -72,6 +72,11 @@ class Paths:
     @property
     def search(self) -> Path:
         return self.artifacts / "search"
+
+    @property
+    def v1_network(self) -> Path:
+        """NetAdapt V1's pruned, fine-tuned weights; finetune starts there when it exists."""
+        return self.search / "network.pt"
 
     @property
     def final(self) -> Path:
@@ -152,13 +157,6 @@ def profile(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]
     return metrics
 
 
-def file_digest(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for path in paths:
-        h.update(Path(path).read_bytes())
-    return h.hexdigest()[:16]
-
-
 def resource_model(cfg: Config, supernet: torch.nn.Module, paths: Paths) -> ResourceModel:
     """The search metric as a `ResourceModel`; a latency table is checked against the profile settings."""
     if cfg.search.metric == "macs":
@@ -180,7 +178,7 @@ def search_identity(cfg: Config, paths: Paths) -> str:
     """What a search history depends on besides the budget: super-network, table, settings, seed."""
     inputs = [paths.supernet] + ([paths.lut] if cfg.search.metric == "latency" else [])
     settings = {k: v for k, v in to_dict(cfg.search).items() if k not in ("budget", "budget_type")}
-    return hashlib.sha256(json.dumps([file_digest(*inputs), settings, cfg.seed], sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([content_digest(inputs), settings, cfg.seed], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _previous_history(paths: Paths, identity: str) -> tuple[pd.DataFrame | None, float | None]:
@@ -226,7 +224,7 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
     def evaluate(archs: list) -> list[tuple[float, float]]:
         return score([a.to_json() for a in archs])
 
-    v1_network = paths.search / "network.pt"  # V1's pruned, fine-tuned weights (finetune starts there)
+    v1_network = paths.v1_network
     if s.algorithm == "netadapt":
         start_path = Path(s.start_checkpoint) if s.start_checkpoint else paths.supernet
         if s.start_checkpoint and not start_path.is_file():
@@ -279,7 +277,7 @@ def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     """Train the discovered network further (from super-network weights, or from scratch)."""
     start = time.perf_counter()
     f = cfg.finetune
-    v1_network = paths.search / "network.pt"
+    v1_network = paths.v1_network
     supernet_model, _ = load_supernet(v1_network if v1_network.is_file() else paths.supernet)
     arch_path = paths.search / "arch.json"
     if not arch_path.is_file():

@@ -23,6 +23,7 @@ from prefect.context import TaskRunContext
 from netadapt import stages
 from netadapt.config import Config, parse_config
 from netadapt.evaluation import evaluate_candidate
+from netadapt.io import content_digest
 from netadapt.search import Proposal, propose_iteration
 from tasks.tracking import log_stage
 
@@ -37,18 +38,6 @@ def code_version() -> str:
     return h.hexdigest()[:16]
 
 
-def content_digest(paths: list[Path]) -> str:
-    """Digest of files and folders (every file below, sorted), by content and by name relative to the
-    path given, so a moved project keeps its cache; a missing path counts as such."""
-    h = hashlib.sha256()
-    for path in paths:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for f in files:
-            h.update((f.relative_to(path).as_posix() if path.is_dir() else f.name).encode())
-            h.update(f.read_bytes() if f.is_file() else b"<missing>")
-    return h.hexdigest()[:16]
-
-
 def folder_paths(folders: dict[str, str]) -> stages.Paths:
     return stages.Paths(**{k: Path(v) for k, v in folders.items()})
 
@@ -59,7 +48,7 @@ def stage_inputs(stage: str, cfg: Config, p: stages.Paths) -> list[Path]:
         "profile": [p.prepared / "meta.json"],
         "supernet": [p.prepared / "train.pt", p.prepared / "holdout.pt", p.prepared / "meta.json"],
         "finetune": [p.prepared / "train.pt", p.prepared / "holdout.pt", p.supernet, p.search / "arch.json",
-                     p.search / "network.pt"],
+                     p.v1_network],
         "evaluate": [p.prepared / "test.pt", p.final, p.supernet, p.lut],
     }[stage]
 

@@ -157,9 +157,9 @@ def profile_space(supernet: nn.Module, settings: ProfileSettings, fidelity_sampl
                                     group_size=max(1, len(supernet.layers(space))), reference=reference, seed=seed)
     calibration = [a for _, a in sample_architectures(space, CALIBRATION_NETWORKS, CALIBRATION_SEED)]
     checked = sample_architectures(space, fidelity_samples, seed)
-    unique = list({json_widths(a): a for a in calibration + [a for _, a in checked]}.values())
-    measured = dict(zip(map(json_widths, unique), network_latencies(supernet, unique, settings, seed)))
-    scale = measured[json_widths(space)] / reference_ms
+    unique = list({a.widths_json(): a for a in calibration + [a for _, a in checked]}.values())
+    measured = dict(zip((a.widths_json() for a in unique), network_latencies(supernet, unique, settings, seed)))
+    scale = measured[space.widths_json()] / reference_ms
     for row in rows:
         for key in ("latency_ms", "p10_ms", "p90_ms"):
             row[key] *= scale
@@ -168,14 +168,14 @@ def profile_space(supernet: nn.Module, settings: ProfileSettings, fidelity_sampl
                          0.0, interpolate)
     table.unit_offset_ms, table.constant_ms = fit_offset_and_constant(
         [len(supernet.layers(a)) for a in calibration],
-        [measured[json_widths(a)] - table.estimate_layers(supernet.layers(a)) for a in calibration])
+        [measured[a.widths_json()] - table.estimate_layers(supernet.layers(a)) for a in calibration])
     log.info("latency table: %d units, offset %.5f ms per unit, constant %.4f ms (fitted on %d networks)",
              len(table), table.unit_offset_ms, table.constant_ms, len(calibration))
     report = []
     for name, arch in checked:
-        estimated, real = table.estimate_layers(supernet.layers(arch)), measured[json_widths(arch)]
+        estimated, real = table.estimate_layers(supernet.layers(arch)), measured[arch.widths_json()]
         report.append({"network": name, "estimated_ms": estimated, "measured_ms": real,
-                       "rel_error": abs(estimated - real) / real, "arch": json_widths(arch)})
+                       "rel_error": abs(estimated - real) / real, "arch": arch.widths_json()})
     return Profile(table, pd.DataFrame(report))
 
 
@@ -217,7 +217,3 @@ def sample_architectures(space: Architecture, count: int, seed: int) -> list[tup
     for i in range(count):
         picks.append((f"random{i}", space.with_widths({d.name: rng.choice(d.choices()) for d in space.dims})))
     return picks
-
-
-def json_widths(arch: Architecture) -> str:
-    return ",".join(f"{k}={v}" for k, v in arch.widths.items())

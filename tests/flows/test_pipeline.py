@@ -63,7 +63,7 @@ def test_a_second_flow_run_with_another_budget_reuses_what_it_can(tmp_path: Path
 
 
 def test_content_digests_follow_content_not_location(tmp_path: Path):
-    from tasks.pipeline import content_digest
+    from netadapt.io import content_digest
 
     for name in ("a", "b"):
         (tmp_path / name / "sub").mkdir(parents=True)
