@@ -183,3 +183,13 @@ def test_profile_stage_through_the_cli(idx_root: Path, tmp_path: Path):
     table.check(TableContext.current("torch-cpu", 1, 1))
     assert (tmp_path / "p" / "fidelity.png").is_file()
     assert pd.read_csv(tmp_path / "p" / "fidelity.csv").network.tolist()[:2] == ["base", "smallest"]
+
+
+def test_measure_latency_times_a_whole_network():
+    from netadapt.models import extract
+    from netadapt.resources.backends import measure_latency
+
+    model = build_supernet(SPEC).eval()
+    t = measure_latency(extract(model, model.space()), SPEC.input_shape, "torch-cpu", threads=1, batch_size=2,
+                        warmup=1, repeats=5)
+    assert 0 < t.p10_ms <= t.median_ms <= t.p90_ms and t.repeats == 5
