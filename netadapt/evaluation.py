@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from netadapt.arch import Architecture
-from netadapt.data import Split
+from netadapt.data import Split, load_split
 from netadapt.models import extract
 from netadapt.training import accuracy, batches
 
@@ -61,7 +61,6 @@ def _supernet(path: str, mtime: float) -> nn.Module:
 
 @functools.lru_cache(maxsize=4)
 def _split(prepared: str, name: str, mtime: float) -> Split:
-    from netadapt.data import load_split
     return load_split(Path(prepared), name)
 
 

@@ -10,8 +10,9 @@ from torch import nn
 
 from netadapt.arch import Architecture
 from netadapt.errors import NetAdaptError
-from netadapt.io import load_tensors, save_tensors
+from netadapt.io import atomic_path, load_tensors, save_tensors
 from netadapt.models import build_supernet, extract
+from netadapt.resources.backends import onnx_bytes
 
 log = logging.getLogger("netadapt")
 
@@ -46,8 +47,5 @@ def load_network(path: Path) -> tuple[nn.Module, Architecture]:
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path) -> None:
     """ONNX export of the slim network (dynamic batch), written atomically."""
-    from netadapt.io import atomic_path
-    from netadapt.resources.backends import onnx_bytes
-
     with atomic_path(path) as tmp:
         tmp.write_bytes(onnx_bytes(model.eval(), (torch.zeros(1, *input_shape),)))

@@ -11,6 +11,7 @@ from torch import nn
 from tqdm import tqdm
 
 from netadapt.data import Split
+from netadapt.errors import ConfigError
 from netadapt.ordered_dropout import Widths, set_bn_groups
 
 log = logging.getLogger("netadapt")
@@ -20,7 +21,6 @@ def resolve_device(name: Literal["auto", "cpu", "cuda"]) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from netadapt.errors import ConfigError
         raise ConfigError("device: cuda was asked for but no CUDA device is available")
     return torch.device(name)
 
