@@ -23,16 +23,20 @@ from netadapt.training import accuracy, batches
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, split: Split, num_batches: int, batch_size: int,
                    device: torch.device) -> None:
-    """Replace running BN statistics with their plain average over `num_batches` batches of `split`."""
+    """Replace running BN statistics with their average over the first `num_batches` batches of
+    `split` (in its fixed class-mixed order), each batch weighted by its number of samples."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if num_batches <= 0 or not norms:
         return
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: equal weight per batch
     model.train()
+    seen = 0
     for inputs, _ in batches(split, batch_size, None, device, num_batches):
+        seen += len(inputs)
+        for m in norms:  # running = running + (n_k / seen) * (batch - running): a sample-weighted mean
+            m.momentum = len(inputs) / seen
         model(inputs)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum

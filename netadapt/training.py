@@ -11,6 +11,7 @@ from torch import nn
 from tqdm import tqdm
 
 from netadapt.data import Split
+from netadapt.data.split import class_mixed_order
 from netadapt.errors import ConfigError
 from netadapt.ordered_dropout import Widths, set_bn_groups
 
@@ -26,18 +27,31 @@ def resolve_device(name: Literal["auto", "cpu", "cuda"]) -> torch.device:
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float network input in [-1, 1] (the one normalization used everywhere)."""
-    return images.float().div_(127.5).sub_(1.0)
+    """uint8 images -> float network input in [-1, 1] (the one normalization used everywhere), in the
+    standard contiguous layout whatever strides the images came with."""
+    return images.to(torch.float32, memory_format=torch.contiguous_format).div_(127.5).sub_(1.0)
+
+
+FIXED_ORDER_SEED = 0  # the class-mixed order of unshuffled batches: the same subset for every caller
+
+
+def epoch_steps(n: int, batch_size: int, drop_last: bool = False) -> int:
+    """Batches in one pass over `n` samples: what `batches` yields and a schedule must count."""
+    return n // batch_size if drop_last else math.ceil(n / batch_size)
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator | None = None,
             device: torch.device = torch.device("cpu"), limit: int = 0,
             drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(inputs, labels) batches; shuffled when a generator is given; at most `limit` batches if > 0;
-    `drop_last` skips a final partial batch."""
+    """(inputs, labels) batches; shuffled when a generator is given, else in a fixed seeded
+    class-mixed order (so the first `limit` batches hold every class in its share); at most `limit`
+    batches if > 0; `drop_last` skips a final partial batch."""
     n = len(split)
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    count = n // batch_size if drop_last and n >= batch_size else math.ceil(n / batch_size)
+    if generator is not None:
+        order = torch.randperm(n, generator=generator)
+    else:
+        order = torch.from_numpy(class_mixed_order(split.labels.numpy(), FIXED_ORDER_SEED))
+    count = epoch_steps(n, batch_size, drop_last)
     for i in range(count if limit <= 0 else min(count, limit)):
         idx = order[i * batch_size:(i + 1) * batch_size]
         yield to_input(split.images[idx]).to(device), split.labels[idx].to(device)
@@ -62,15 +76,18 @@ def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer
     """One pass over `split` (or `max_steps` batches); each batch gets widths from `sample_widths`.
 
     With per-sample widths, one forward-backward pass trains every sampled sub-network at once;
-    with `group_size` > 1, batch norm uses per-group statistics (partial batches are dropped).
+    with `group_size` > 1, batch norm uses per-group statistics: `batch_size` must then be a
+    multiple of `group_size` and at most the split's size, and partial batches are dropped.
     Returns the mean training loss.
     """
+    drop_last = group_size > 1
+    if drop_last and (batch_size % group_size or batch_size > len(split)):
+        raise ValueError(f"grouped training needs a batch of whole groups within the split: batch "
+                         f"{batch_size}, group {group_size}, split {len(split)} (see supernet.batch_size)")
     model.train()
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     total, count = 0.0, 0
-    drop_last = group_size > 1
-    steps = (len(split) // batch_size if drop_last else math.ceil(len(split) / batch_size)) \
-        if max_steps <= 0 else max_steps
+    steps = epoch_steps(len(split), batch_size, drop_last) if max_steps <= 0 else max_steps
     bar = tqdm(batches(split, batch_size, generator, device, max_steps, drop_last), total=steps, desc=desc,
                unit="batch", leave=False, disable=None)
     for inputs, labels in bar:

@@ -33,16 +33,17 @@ def write_idx(root: Path, prefix: str, n: int, classes: int = 10, seed: int = 0,
 
 
 def write_folders(root: Path, classes: list[str], per_class: dict[str, int], size: int = 8,
-                  suffix: str = ".png", seed: int = 0) -> None:
-    """`root/<split>/<class>/NNNN<suffix>` RGB images."""
+                  suffix: str = ".png", seed: int = 0, mode: str = "RGB") -> None:
+    """`root/<split>/<class>/NNNN<suffix>` images, RGB or (`mode="L"`) grayscale."""
     rng = np.random.default_rng(seed)
+    shape = (size, size, 3) if mode == "RGB" else (size, size)
     for split, count in per_class.items():
         for name in classes:
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
-                pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i:04d}{suffix}")
+                pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
+                Image.fromarray(pixels, mode).save(folder / f"{i:04d}{suffix}")
 
 
 def write_sha256sums(root: Path) -> None:

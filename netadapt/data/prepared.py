@@ -14,7 +14,7 @@ import torch
 
 from netadapt.config import DataConfig
 from netadapt.data.datasets import RawSplit, read_dataset
-from netadapt.data.split import stratified_split
+from netadapt.data.split import class_mixed_order, stratified_split
 from netadapt.errors import DataError
 from netadapt.io import atomic_dir, load_tensors, read_json, save_tensors, write_json
 
@@ -38,8 +38,12 @@ class Split:
         return len(self.labels)
 
 
-def _take(split: RawSplit, index: np.ndarray) -> Split:
-    return Split(torch.from_numpy(np.ascontiguousarray(split.images[index])),
+def _take(split: RawSplit, index: np.ndarray, seed: list[int]) -> Split:
+    """The samples at `index`, stored in a seeded class-mixed order (folders list class by class) and
+    in the standard contiguous layout (a one-channel image stack can carry channels-last strides)."""
+    index = index[class_mixed_order(split.labels[index], seed)]
+    images = torch.from_numpy(np.ascontiguousarray(split.images[index]))
+    return Split(images.clone(memory_format=torch.contiguous_format),
                  torch.from_numpy(split.labels[index].astype(np.int64)))
 
 
@@ -49,13 +53,14 @@ def prepare_data(cfg: DataConfig, seed: int, out_dir: Path) -> DataInfo:
     source = raw.train
     if raw.test is None:
         rest, test_idx = stratified_split(source.labels, cfg.test_fraction, [seed, 1], "data.test_fraction")
-        test = _take(source, test_idx)
+        test = _take(source, test_idx, [seed, 3])
         source = RawSplit(source.images[rest], source.labels[rest])
     else:
-        test = _take(raw.test, np.arange(len(raw.test.labels)))
+        test = _take(raw.test, np.arange(len(raw.test.labels)), [seed, 3])
     train_idx, holdout_idx = stratified_split(source.labels, cfg.holdout_fraction, [seed, 2],
                                               "data.holdout_fraction")
-    splits = {"train": _take(source, train_idx), "holdout": _take(source, holdout_idx), "test": test}
+    splits = {"train": _take(source, train_idx, [seed, 4]), "holdout": _take(source, holdout_idx, [seed, 5]),
+              "test": test}
     c, h, w = splits["train"].images.shape[1:]
     info = DataInfo(cfg.name, list(raw.classes), (int(c), int(h), int(w)),
                     {name: len(split) for name, split in splits.items()})
