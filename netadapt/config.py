@@ -61,7 +61,18 @@ class ProfileConfig:
     network_repeats: int = _num(50, ge=1)  # timed runs of whole networks (calibration, fidelity)
     interpolate: bool = False  # estimate configurations missing from the table
     allow_mismatch: bool = False  # use a table measured for another backend/threads/batch/versions
-    fidelity_samples: int = _num(8, ge=0)  # random networks measured to check the table
+    fidelity_samples: int = _num(8, ge=1)  # held-out random networks measured to check the table
+    # A table whose mean relative error on the held-out networks exceeds max_error is measured again,
+    # max_attempts runs in all, then refused: a busy machine gives ~50%, a quiet one 1-6%.
+    max_error: float = _num(0.25, gt=0.0)
+    max_attempts: int = _num(3, ge=1)
+
+
+# Sample groups a super-network batch needs so that ordered dropout trains more than its fixed
+# members: group 0 is always the largest network and, under `sandwich`, group 1 the smallest.
+MIN_GROUPS = {"sandwich": 3, "random": 2}
+SAMPLING_NOTE = {"sandwich": "sandwich sampling needs 3 (largest, smallest, at least one random sub-network)",
+                 "random": "random sampling needs 2 (the largest, at least one random sub-network)"}
 
 
 @dataclass(frozen=True)
@@ -74,7 +85,8 @@ class SupernetConfig:
     weight_decay: float = _num(4e-5, ge=0.0)
     label_smoothing: float = _num(0.0, ge=0.0, lt=1.0)
     sampling: Literal["sandwich", "random", "none"] = "sandwich"  # sandwich: largest + smallest + random
-    group_size: int = _num(16, ge=1)  # samples sharing one sub-network draw (and BN statistics)
+    group_size: int = _num(16, ge=1)  # samples sharing one sub-network draw (and BN statistics);
+    # a batch trains batch_size / group_size sub-networks, at least MIN_GROUPS[sampling]
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
@@ -220,9 +232,15 @@ def _check_consistency(cfg: Config) -> None:
     if name not in BUILTIN_MODELS and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", name):
         raise ConfigError(f"model.name: must be one of {', '.join(map(repr, BUILTIN_MODELS))} "
                           f"or a 'package.module:ClassName' path, got {name!r}")
-    if cfg.supernet.batch_size % cfg.supernet.group_size:
+    sn = cfg.supernet
+    if sn.batch_size % sn.group_size:
         raise ConfigError(f"supernet.group_size: must divide supernet.batch_size "
-                          f"({cfg.supernet.batch_size}), got {cfg.supernet.group_size}")
+                          f"({sn.batch_size}), got {sn.group_size}")
+    if sn.sampling != "none" and sn.batch_size // sn.group_size < MIN_GROUPS[sn.sampling]:
+        raise ConfigError(f"supernet.group_size: {sn.group_size} leaves {sn.batch_size // sn.group_size} "
+                          f"group(s) in a supernet.batch_size of {sn.batch_size}, and {SAMPLING_NOTE[sn.sampling]}: "
+                          f"use a group_size of at most {sn.batch_size // MIN_GROUPS[sn.sampling]}, "
+                          f"or supernet.sampling: none for plain training")
     if cfg.search.budget_type == "relative" and cfg.search.budget > 1.0:
         raise ConfigError(f"search.budget: a relative budget is a fraction of the base network, "
                           f"must be <= 1, got {cfg.search.budget!r} (set search.budget_type: absolute "

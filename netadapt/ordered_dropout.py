@@ -87,6 +87,7 @@ class GroupStatsBatchNorm2d(nn.BatchNorm2d):
         if not self.training or self.groups <= 1:
             return super().forward(x)
         g, (b, c, h, w) = self.groups, x.shape
+        x = x.contiguous()  # the free view below needs the standard layout (a conv may emit channels-last)
         out, mean, invstd = torch.native_batch_norm(x.view(b // g, g * c, h, w), self.weight.repeat(g),
                                                     self.bias.repeat(g), None, None, True, 0.0, self.eps)
         with torch.no_grad():

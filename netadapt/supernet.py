@@ -16,14 +16,14 @@ import torch
 from torch import nn
 
 from netadapt.arch import Architecture
-from netadapt.config import SupernetConfig
+from netadapt.config import MIN_GROUPS, SupernetConfig
 from netadapt.data import Split
-from netadapt.errors import NetAdaptError
+from netadapt.errors import ConfigError, NetAdaptError
 from netadapt.evaluation import evaluate_subnet
 from netadapt.io import load_tensors, save_tensors
 from netadapt.models import build_supernet
 from netadapt.ordered_dropout import sample_widths
-from netadapt.training import accuracy, cosine_schedule, make_optimizer, train_epoch
+from netadapt.training import accuracy, cosine_schedule, epoch_steps, make_optimizer, train_epoch
 
 log = logging.getLogger("netadapt")
 
@@ -41,25 +41,44 @@ class EpochMetrics:
 MONITOR_BN_BATCHES = 4  # train batches to re-estimate the smallest sub-network's BN statistics
 
 
+def training_batch(cfg: SupernetConfig, train_size: int) -> int:
+    """The batch the super-network trains on: `supernet.batch_size`, cut to the whole groups of
+    `supernet.group_size` that the train split holds when it is smaller. Refused before any work,
+    naming the keys, when too few groups fit for ordered dropout to train any sub-network."""
+    if cfg.sampling == "none":
+        return cfg.batch_size
+    batch = min(cfg.batch_size, train_size // cfg.group_size * cfg.group_size)
+    if batch // cfg.group_size < MIN_GROUPS[cfg.sampling]:
+        raise ConfigError(f"supernet.group_size: the train split has {train_size} samples, "
+                          f"{batch // cfg.group_size} group(s) of {cfg.group_size}; {cfg.sampling} sampling needs "
+                          f"{MIN_GROUPS[cfg.sampling]} per batch: lower supernet.group_size to at most "
+                          f"{max(1, train_size // MIN_GROUPS[cfg.sampling])}")
+    if batch < cfg.batch_size:
+        log.warning("supernet: the train split has %d samples, fewer than supernet.batch_size %d: "
+                    "training on batches of %d", train_size, cfg.batch_size, batch)
+    return batch
+
+
 def train_supernet(model: nn.Module, train: Split, holdout: Split, cfg: SupernetConfig, seed: int,
                    device: torch.device, eval_batch_size: int = 512) -> list[EpochMetrics]:
     """Train `model` in place for `cfg.epochs`; per-epoch loss and holdout accuracy of the largest
     sub-network (its running BN statistics are tracked) and of the smallest (BN statistics
     re-estimated on a few train batches, so holdout stays a pure scoring set)."""
+    batch_size = training_batch(cfg, len(train))
+    group_size = cfg.group_size if cfg.sampling != "none" else 1
     model.to(device)
     space = model.space()
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
-    steps_per_epoch = -(-len(train) // cfg.batch_size)
-    scheduler = cosine_schedule(optimizer, cfg.epochs * steps_per_epoch)
+    scheduler = cosine_schedule(optimizer, cfg.epochs * epoch_steps(len(train), batch_size, group_size > 1))
     history: list[EpochMetrics] = []
     for epoch in range(cfg.epochs):
         start = time.perf_counter()
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         lr = optimizer.param_groups[0]["lr"]
-        loss = train_epoch(model, train, optimizer, scheduler, cfg.batch_size, generator, device,
+        loss = train_epoch(model, train, optimizer, scheduler, batch_size, generator, device,
                            lambda b: sample_widths(space, b, generator, cfg.sampling, cfg.group_size),
                            cfg.label_smoothing, desc=f"supernet epoch {epoch + 1}/{cfg.epochs}",
-                           group_size=cfg.group_size if cfg.sampling != "none" else 1)
+                           group_size=group_size)
         largest_acc = accuracy(model, holdout, eval_batch_size, device)[1]
         smallest_acc = evaluate_subnet(model, space.smallest(), holdout, batch_size=cfg.batch_size,
                                        bn_recalibration_batches=MONITOR_BN_BATCHES, device=device,

@@ -45,3 +45,18 @@ def test_section_digest_changes_only_with_its_sections():
 def test_missing_params_file_names_it(tmp_path: Path):
     with pytest.raises(ConfigError, match="nope.yaml: params file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("sampling, batch, group, groups", [("sandwich", 128, 128, 1), ("sandwich", 32, 16, 2),
+                                                            ("random", 64, 64, 1)])
+def test_too_few_sample_groups_for_ordered_dropout_are_refused(sampling, batch, group, groups):
+    """One group trains only the full network; two under sandwich only the largest and smallest."""
+    raw = {"supernet": {"sampling": sampling, "batch_size": batch, "group_size": group}}
+    with pytest.raises(ConfigError, match=rf"^supernet.group_size: {group} leaves {groups} group\(s\)"):
+        parse_config(raw)
+
+
+def test_enough_sample_groups_or_plain_training_are_accepted():
+    parse_config({"supernet": {"sampling": "sandwich", "batch_size": 48, "group_size": 16}})
+    parse_config({"supernet": {"sampling": "random", "batch_size": 32, "group_size": 16}})
+    parse_config({"supernet": {"sampling": "none", "batch_size": 32, "group_size": 32}})

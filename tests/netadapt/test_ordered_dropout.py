@@ -64,3 +64,16 @@ def test_group_statistics_with_one_group_is_plain_batch_norm():
     x = torch.randn(8, 3, 4, 4)
     gbn, bn = GroupStatsBatchNorm2d(3), torch.nn.BatchNorm2d(3)
     assert torch.allclose(gbn(x), bn(x)) and torch.allclose(gbn.running_var, bn.running_var)
+
+
+def test_group_stats_batch_norm_accepts_any_memory_layout():
+    """A conv on one-channel images with channels-last-like strides emits channels-last tensors;
+    the per-group statistics must not depend on the layout."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 6, 5, 5)
+    plain, strided = GroupStatsBatchNorm2d(6).train(), GroupStatsBatchNorm2d(6).train()
+    plain.groups = strided.groups = 4
+    expected = plain(x)
+    out = strided(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.allclose(strided.running_mean, plain.running_mean)

@@ -11,8 +11,10 @@ from netadapt.config import SupernetConfig
 from netadapt.data import Split
 from netadapt.evaluation import evaluate_subnet
 from netadapt.models import build_supernet
+from netadapt import supernet as supernet_module
 from netadapt.supernet import load_supernet, save_supernet, train_supernet
-from netadapt.training import accuracy
+from netadapt.training import accuracy, cosine_schedule
+from tests.conftest import write_folders, write_idx
 
 
 def quadrant_task(n: int, seed: int) -> Split:
@@ -89,3 +91,57 @@ def test_supernet_stage_through_the_cli(idx_root: Path, tmp_path: Path, caplog):
     model, _ = load_supernet(tmp_path / "a" / "supernet" / "supernet.pt")
     assert model.spec.name == "plain_cnn" and model.spec.input_shape == (1, 28, 28)
     assert "supernet epoch 2/2" in caplog.text, "per-epoch progress is logged"
+
+
+def _cli_project(tmp_path: Path, data: list[str]) -> list[str]:
+    return [*data, "-S", "model.name=plain_cnn", "--artifacts", str(tmp_path / "a"),
+            "--metrics", str(tmp_path / "m"), "--plots", str(tmp_path / "p")]
+
+
+def test_grayscale_image_folders_train(tmp_path: Path):
+    """8x8 one-channel PNGs once made the conv emit channels-last tensors that grouped BN could not view."""
+    write_folders(tmp_path / "gray", ["a", "b", "c"], {"train": 12, "test": 3}, mode="L")
+    args = _cli_project(tmp_path, ["-S", "data.name=image-folder", "-S", f"data.root={tmp_path / 'gray'}",
+                                   "-S", "data.holdout_fraction=0.25"])
+    assert main(["prepare", *args]) == 0
+    assert main(["supernet", *args, "-S", "supernet.epochs=1", "-S", "supernet.batch_size=16",
+                 "-S", "supernet.group_size=4"]) == 0
+    model, _ = load_supernet(tmp_path / "a" / "supernet" / "supernet.pt")
+    assert model.spec.input_shape == (1, 8, 8)
+
+
+def test_a_train_split_smaller_than_the_batch_trains_on_whole_groups(tmp_path: Path, caplog):
+    write_idx(tmp_path / "d", "train", 60, seed=1)
+    write_idx(tmp_path / "d", "t10k", 20, seed=2)
+    args = _cli_project(tmp_path, ["-S", "data.name=fashion-mnist", "-S", f"data.root={tmp_path / 'd'}"])
+    assert main(["prepare", *args]) == 0  # 50 train samples (10 held out)
+    assert main(["supernet", *args, "-S", "supernet.epochs=1", "-S", "supernet.batch_size=128",
+                 "-S", "supernet.group_size=16"]) == 0
+    assert "training on batches of 48" in caplog.text
+
+
+def test_a_train_split_too_small_for_ordered_dropout_fails_naming_the_key(tmp_path: Path, capsys):
+    write_idx(tmp_path / "d", "train", 60, seed=1)
+    write_idx(tmp_path / "d", "t10k", 20, seed=2)
+    args = _cli_project(tmp_path, ["-S", "data.name=fashion-mnist", "-S", f"data.root={tmp_path / 'd'}"])
+    assert main(["prepare", *args]) == 0
+    assert main(["supernet", *args, "-S", "supernet.batch_size=96", "-S", "supernet.group_size=32"]) == 2
+    err = capsys.readouterr().err
+    assert "supernet.group_size: the train split has 50 samples" in err and "Traceback" not in err
+    assert not (tmp_path / "a" / "supernet").exists()
+
+
+def test_the_cosine_schedule_ends_with_the_last_batch_trained(monkeypatch):
+    """Grouped training drops a partial batch; the schedule must count only the batches it runs."""
+    made = []
+
+    def spy(optimizer, total_steps):
+        made.append(cosine_schedule(optimizer, total_steps))
+        return made[-1]
+
+    monkeypatch.setattr(supernet_module, "cosine_schedule", spy)
+    torch.manual_seed(0)
+    cfg = SupernetConfig(epochs=2, batch_size=32, group_size=8)
+    train_supernet(build_supernet(SPEC), quadrant_task(100, 1), quadrant_task(16, 2), cfg, 0, torch.device("cpu"))
+    (scheduler,) = made
+    assert scheduler.last_epoch == scheduler.T_max == 2 * 3
