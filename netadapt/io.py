@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -58,6 +59,19 @@ def content_digest(paths: list[Path]) -> str:
         for f in files:
             h.update((f.relative_to(path).as_posix() if path.is_dir() else f.name).encode())
             h.update(f.read_bytes() if f.is_file() else b"<missing>")
+    return h.hexdigest()[:16]
+
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """Digest of the library's source (every `netadapt/**/*.py`): part of every cache key and
+    search identity, so a change to the code never serves results the old code computed."""
+    h = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        h.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -22,7 +22,7 @@ from netadapt.errors import NetAdaptError
 from netadapt.data import load_info, load_split, prepare_data
 from netadapt.evaluation import evaluate_candidate
 from netadapt.finetune import export_onnx, initial_network, load_network, save_network
-from netadapt.io import atomic_path, content_digest, read_json, write_json
+from netadapt.io import atomic_path, code_version, content_digest, read_json, write_json
 from netadapt.models import build_supernet
 from netadapt.netadapt_v1 import FineTuning, NetAdaptV1
 from netadapt.plots import plot_fidelity, plot_tradeoff, plot_trajectory
@@ -134,25 +134,30 @@ def profile_settings(cfg: Config) -> ProfileSettings:
 
 
 def profile(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]:
-    """Measure the latency lookup table on the target backend, calibrate it, check its fidelity."""
+    """Measure the latency lookup table on the target backend, calibrate it, check its fidelity.
+
+    `lut_mean_abs_error` / `lut_max_abs_error` are over held-out networks (none took part in the
+    fit); `lut_in_sample_*` over the calibration networks. A table whose held-out error stays above
+    `profile.max_error` for `profile.max_attempts` runs raises `UnstableProfileError` before
+    anything is written, so no later stage carries on with it.
+    """
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
+    p = cfg.profile
     model = build_supernet(model_spec(cfg, paths.prepared)).eval()  # latency does not depend on weights
-    result = profile_space(model, profile_settings(cfg), cfg.profile.fidelity_samples, cfg.seed,
-                           cfg.profile.interpolate)
+    result = profile_space(model, profile_settings(cfg), p.fidelity_samples, cfg.seed, p.interpolate,
+                           p.max_error, p.max_attempts)
     table, check = result.table, result.fidelity
     table.save(paths.lut)
     write_csv(paths.plots / "fidelity.csv", check.to_dict("records"))
     plot_fidelity(check, paths.plots / "fidelity.png",
-                  f"{model.spec.name} on {cfg.profile.backend}: lookup table vs measured")
-    base = check[check.network == "base"].iloc[0]
-    metrics = {"backend": cfg.profile.backend, "entries": len(table),
+                  f"{model.spec.name} on {p.backend}: lookup table vs measured")
+    base = check[check.network == "base"].iloc[0]  # in the fit: a figure to compare with evaluate's
+    metrics = {"backend": p.backend, "entries": len(table),
                "seconds": round(time.perf_counter() - start, 3), "constant_ms": table.constant_ms,
                "unit_offset_ms": table.unit_offset_ms,
                "base_latency_measured_ms": float(base.measured_ms),
-               "base_latency_estimated_ms": float(base.estimated_ms),
-               "lut_mean_abs_error": float(check.rel_error.mean()),
-               "lut_max_abs_error": float(check.rel_error.max()), "fidelity_networks": len(check)}
+               "base_latency_estimated_ms": float(base.estimated_ms), **result.metrics()}
     write_json(paths.metrics_file("profile"), metrics)
     return metrics
 
@@ -175,10 +180,13 @@ def latency_table(cfg: Config, paths: Paths) -> LatencyTable:
 
 
 def search_identity(cfg: Config, paths: Paths) -> str:
-    """What a search history depends on besides the budget: super-network, table, settings, seed."""
-    inputs = [paths.supernet] + ([paths.lut] if cfg.search.metric == "latency" else [])
+    """What a search history depends on besides the budget: super-network, holdout, table, settings,
+    seed, and what computes the scores: the library's code, torch's version and the device."""
+    inputs = [paths.supernet, paths.prepared / "holdout.pt"] + ([paths.lut] if cfg.search.metric == "latency" else [])
     settings = {k: v for k, v in to_dict(cfg.search).items() if k not in ("budget", "budget_type")}
-    return hashlib.sha256(json.dumps([content_digest(inputs), settings, cfg.seed], sort_keys=True).encode()).hexdigest()[:16]
+    scorer = [code_version(), torch.__version__, str(resolve_device(cfg.supernet.device))]
+    payload = [content_digest(inputs), settings, cfg.seed, scorer]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _previous_history(paths: Paths, identity: str) -> tuple[pd.DataFrame | None, float | None]:

@@ -23,20 +23,9 @@ from prefect.context import TaskRunContext
 from netadapt import stages
 from netadapt.config import Config, parse_config
 from netadapt.evaluation import evaluate_candidate
-from netadapt.io import content_digest
+from netadapt.io import code_version, content_digest
 from netadapt.search import Proposal, propose_iteration
 from tasks.tracking import log_stage
-
-PACKAGE = Path(__file__).resolve().parents[1] / "netadapt"
-
-
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    h = hashlib.sha256()
-    for path in sorted(PACKAGE.rglob("*.py")):
-        h.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())
-    return h.hexdigest()[:16]
-
 
 def folder_paths(folders: dict[str, str]) -> stages.Paths:
     return stages.Paths(**{k: Path(v) for k, v in folders.items()})

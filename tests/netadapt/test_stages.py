@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from flows.cli import main
+from netadapt import stages
+from netadapt.config import load_config
 from netadapt.finetune import load_network
-from tests.conftest import write_idx
+from tests.conftest import REPO, write_idx
 
 TINY = ["-S", "model.name=plain_cnn", "-S", "profile.warmup=1", "-S", "profile.repeats=3",
         "-S", "profile.network_repeats=5", "-S", "profile.fidelity_samples=2", "-S", "supernet.epochs=2",
@@ -113,3 +115,20 @@ def test_netadapt_run_runs_every_stage_in_order(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert set(printed) == {"prepare", "profile", "supernet", "search", "finetune", "evaluate"}
     assert printed["evaluate"] == metrics(tmp_path, "evaluate")
+
+
+def test_a_code_change_or_another_device_starts_a_new_search_history(project, monkeypatch):
+    """The history is replayed only for the code, torch and device that computed its scores."""
+    args, root = project
+    assert main(["search", *args, "-S", "search.budget=0.6"]) == 0
+    assert main(["search", *args, "-S", "search.budget=0.6"]) == 0
+    assert metrics(root, "search")["reused_iterations"] >= 1, "same inputs and code: replayed"
+    monkeypatch.setattr(stages, "code_version", lambda: "a-changed-scorer")
+    assert main(["search", *args, "-S", "search.budget=0.6"]) == 0
+    assert metrics(root, "search")["reused_iterations"] == 0
+
+    overrides = [v for flag, v in zip(args, args[1:]) if flag == "-S"]
+    cfg, paths = load_config(REPO / "params.yaml", overrides), stages.Paths(root / "a", root / "m", root / "p")
+    here = stages.search_identity(cfg, paths)
+    monkeypatch.setattr(stages, "resolve_device", lambda name: torch.device("cuda"))
+    assert stages.search_identity(cfg, paths) != here
