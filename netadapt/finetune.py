@@ -46,6 +46,9 @@ def load_network(path: Path) -> tuple[nn.Module, Architecture]:
 
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path) -> None:
-    """ONNX export of the slim network (dynamic batch), written atomically."""
+    """ONNX export of the slim network with a symbolic batch axis (`input0` -> `output0`), written atomically.
+
+    Traced on a batch of 2, so that no size-1 batch can be baked into a reshape along the way.
+    """
     with atomic_path(path) as tmp:
-        tmp.write_bytes(onnx_bytes(model.eval(), (torch.zeros(1, *input_shape),)))
+        tmp.write_bytes(onnx_bytes(model.eval(), (torch.zeros(2, *input_shape),), dynamic_batch=True))

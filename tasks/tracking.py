@@ -109,15 +109,30 @@ def _artifacts(stage: str, paths: Paths) -> list[tuple[Path, str]]:
 
 
 def _log_model(cfg: Config, paths: Paths) -> None:
+    """Log (and register) the final network in MLflow's "pt2" format, servable on any batch size.
+
+    "pt2" (`torch.export`) loads without unpickling code, unlike "pickle", which MLflow refuses to
+    load unless MLFLOW_ALLOW_PICKLE_DESERIALIZATION is set. MLflow exports with `Dim.AUTO` on each
+    `-1` of the input signature, and `torch.export` specializes a size-1 dimension to a constant: so
+    the signature says batch `-1` and the example has a batch of 2 (a batch-1 example gives a model
+    that only accepts batch 1).
+    """
     import mlflow
     import mlflow.pytorch
+    import torch
+    from mlflow.models import infer_signature
 
     from netadapt.finetune import load_network
 
     model, arch = load_network(paths.final)
-    example = (__import__("torch").zeros(1, *arch.model.input_shape)).numpy()
+    example = torch.zeros(2, *arch.model.input_shape)
+    with torch.no_grad():
+        output = model(example)
+    # infer_signature marks axis 0 of numpy arrays as -1: input [-1, C, H, W] float32, output [-1, classes]
+    signature = infer_signature(example.numpy(), output.numpy())
     name = f"netadapt-{cfg.data.name}-{arch.model.name}".replace(":", "-").replace("/", "-")
-    mlflow.pytorch.log_model(model, name="model", input_example=example, pip_requirements=["torch==2.13.0"],
+    mlflow.pytorch.log_model(model, name="model", input_example=example.numpy(), signature=signature,
+                             serialization_format="pt2", pip_requirements=["torch==2.13.0"],
                              registered_model_name=name if cfg.tracking.register_model else None)
 
 

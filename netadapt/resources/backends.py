@@ -90,13 +90,26 @@ def _torch_cuda(module: nn.Module, inputs: tuple[torch.Tensor, ...], threads: in
     return run
 
 
-def onnx_bytes(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> bytes:
-    """Export a module to an in-memory ONNX model (TorchScript exporter: fast for many small graphs)."""
+def onnx_bytes(module: nn.Module, inputs: tuple[torch.Tensor, ...], *, dynamic_batch: bool = False) -> bytes:
+    """Export a module to an in-memory ONNX model (TorchScript exporter: fast for many small graphs).
+
+    Inputs are named `input0, input1, ...`. By default every shape is fixed to the example's (the
+    profiler times unit graphs at one batch size). `dynamic_batch=True` also names the outputs
+    `output0, ...` and makes axis 0 of every input and output symbolic (`batch`): a network served
+    on any batch size.
+    """
+    module = module.eval().cpu()
+    names: dict = {"input_names": [f"input{i}" for i in range(len(inputs))]}
+    if dynamic_batch:
+        with torch.no_grad():
+            example = module(*inputs)
+        count = len(example) if isinstance(example, (tuple, list)) else 1
+        names["output_names"] = [f"output{i}" for i in range(count)]
+        names["dynamic_axes"] = {name: {0: "batch"} for name in names["input_names"] + names["output_names"]}
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # chosen on purpose: ~10x faster per graph
-        torch.onnx.export(module.eval().cpu(), inputs, buffer, dynamo=False, opset_version=17,
-                          input_names=[f"input{i}" for i in range(len(inputs))])
+        torch.onnx.export(module, inputs, buffer, dynamo=False, opset_version=17, **names)
     return buffer.getvalue()
 
 

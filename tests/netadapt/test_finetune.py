@@ -1,0 +1,71 @@
+"""The exported slim network: ONNX with a dynamic batch axis, scoring like PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from netadapt.arch import Architecture, ModelSpec
+from netadapt.finetune import export_onnx
+from netadapt.models import build_supernet, extract
+from netadapt.resources.backends import onnx_bytes
+
+SPEC = ModelSpec("plain_cnn", (1, 8, 8), 3)
+
+
+def tiny_network(seed: int = 0) -> tuple[nn.Module, Architecture]:
+    """A narrowed plain CNN with seeded weights and non-trivial batch-norm statistics (eval mode)."""
+    torch.manual_seed(seed)
+    supernet = build_supernet(SPEC)
+    space = supernet.space()
+    arch = space.with_widths({d.name: d.choices()[len(d.choices()) // 2] for d in space.dims})
+    assert arch != space
+    model = extract(supernet, arch)
+    generator = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+    return model.eval(), arch
+
+
+def seeded_batch(n: int = 64, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, *SPEC.input_shape)).astype(np.float32)
+
+
+def batch_dim(value_info) -> onnx.TensorShapeProto.Dimension:
+    return value_info.type.tensor_type.shape.dim[0]
+
+
+def test_exported_onnx_scores_a_batch_of_64_like_pytorch(tmp_path: Path):
+    import onnxruntime as ort
+
+    model, _ = tiny_network()
+    path = tmp_path / "model.onnx"
+    export_onnx(model, SPEC.input_shape, path)
+
+    x = seeded_batch()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x})
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    assert got.shape == expected.shape == (64, SPEC.num_classes)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+    graph = onnx.load(str(path)).graph
+    for value in (graph.input[0], graph.output[0]):
+        dim = batch_dim(value)
+        assert dim.dim_param and not dim.HasField("dim_value"), f"{value.name}: batch axis is fixed ({dim})"
+
+
+def test_onnx_bytes_keeps_a_fixed_batch_unless_asked():
+    """The latency profiler's unit graphs keep the example's batch; export asks for a dynamic one."""
+    (model, _), inputs = tiny_network(), (torch.zeros(1, *SPEC.input_shape),)
+    fixed = onnx.load_from_string(onnx_bytes(model, inputs)).graph
+    assert batch_dim(fixed.input[0]).dim_value == 1 and batch_dim(fixed.output[0]).dim_value == 1
+    dynamic = onnx.load_from_string(onnx_bytes(model, inputs, dynamic_batch=True)).graph
+    assert batch_dim(dynamic.input[0]).dim_param and batch_dim(dynamic.output[0]).dim_param
