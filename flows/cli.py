@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = run(args)
     except NetAdaptError as exc:
         print(f"netadapt: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     print(json.dumps(metrics, sort_keys=True))
     return 0
 

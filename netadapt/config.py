@@ -130,6 +130,8 @@ class EvaluateConfig:
     batch_size: int = _num(256, ge=1)
     latency_repeats: int = _num(30, ge=1)
     latency_warmup: int = _num(10, ge=0)
+    budget_tolerance: float = _num(0.05, ge=0.0, le=1.0)  # measured may exceed the budget by this fraction
+    fail_over_budget: bool = False  # exit non-zero (3) when the final network is over budget
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,43 @@ class BudgetError(NetAdaptError):
     """A budget the search space cannot reach."""
 
 
+class OverBudget(NetAdaptError):
+    """The final network measures over its budget (raised only when asked: `evaluate.fail_over_budget`)."""
+
+    exit_code = 3
+
+
+def absolute_budget(budget: float, budget_type: str, base: float) -> float:
+    """The budget in the metric's unit: a fraction of `base` (relative) or the value itself."""
+    return budget * base if budget_type == "relative" else budget
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    """The final network's resource as measured (latency on the device now, or exact MACs/params)
+    against the budget on the same scale: a relative latency budget is a fraction of the base
+    network measured beside it, so machine-speed drift since profiling cancels out."""
+
+    metric: str
+    unit: str
+    measured: float
+    budget: float
+    tolerance: float
+
+    @property
+    def ratio(self) -> float:
+        return self.measured / self.budget
+
+    @property
+    def met(self) -> bool:
+        return self.ratio <= 1.0 + self.tolerance
+
+    def describe(self) -> str:
+        verdict = "within" if self.met else "OVER"
+        return (f"measured {self.metric} {self.measured:.6g} {self.unit} is {verdict} the budget "
+                f"{self.budget:.6g} {self.unit} ({self.ratio:.3f} of it, tolerance {self.tolerance:.0%})")
+
+
 @dataclass(frozen=True)
 class Schedule:
     base: float  # resource of the base (largest) network
@@ -26,7 +63,7 @@ class Schedule:
     @classmethod
     def from_settings(cls, base: float, smallest: float, budget: float, budget_type: str,
                       initial_reduction: float, decay: float, unit: str) -> "Schedule":
-        absolute = budget * base if budget_type == "relative" else budget
+        absolute = absolute_budget(budget, budget_type, base)
         if absolute < smallest:
             raise BudgetError(f"search.budget: {absolute:.6g} {unit} is below the smallest network of the "
                               f"space ({smallest:.6g} {unit} = {smallest / base:.3f} of the base network's "

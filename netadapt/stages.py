@@ -30,7 +30,7 @@ from netadapt.resources import ResourceModel
 from netadapt.resources.analytic import MacsModel, ParamsModel
 from netadapt.resources.lookup_table import LatencyModel, LatencyTable, TableContext
 from netadapt.resources.profiling import ProfileSettings, network_latencies, profile_space
-from netadapt.schedule import Schedule
+from netadapt.schedule import BudgetCheck, OverBudget, Schedule, absolute_budget
 from netadapt.search import Propose, SearchSettings, SearchStopped, mcd_step
 from netadapt.search import search as search_loop
 from netadapt.supernet import history_rows, load_supernet, save_supernet, train_supernet
@@ -45,7 +45,7 @@ STAGE_PARAMS = {  # the params sections each stage reads (as in dvc.yaml; cache 
     "supernet": ("seed", "model", "supernet"),
     "search": ("seed", "search", "profile", "supernet"),
     "finetune": ("seed", "finetune"),
-    "evaluate": ("evaluate", "profile"),
+    "evaluate": ("evaluate", "profile", "search"),
 }
 
 
@@ -343,11 +343,28 @@ def evaluate(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
                "macs": int(MacsModel(supernet_model).estimate(arch)),
                "params": int(ParamsModel(supernet_model).estimate(arch)),
                "base_macs": int(MacsModel(supernet_model).estimate(supernet_model.space())),
+               "base_params": int(ParamsModel(supernet_model).estimate(supernet_model.space())),
                "backend": cfg.profile.backend, "seconds": round(time.perf_counter() - start, 3)}
     if 5 in acc:
         metrics["test_acc_top5"] = acc[5]
+    check = budget_check(cfg, metrics)
+    metrics.update({"budget_met": check.met, "budget_metric": check.metric, "budget": check.budget,
+                    "measured_over_budget": check.ratio})
+    (log.info if check.met else log.warning)("evaluate: %s", check.describe())
     history_path = paths.search / "history.csv"
     if history_path.is_file():
         plot_tradeoff(pd.read_csv(history_path), metrics, paths.plots / "tradeoff.png")
     write_json(paths.metrics_file("evaluate"), metrics)
+    if not check.met and cfg.evaluate.fail_over_budget:
+        raise OverBudget(f"evaluate: {check.describe()} (metrics written; evaluate.fail_over_budget is true)")
     return metrics
+
+
+def budget_check(cfg: Config, metrics: dict) -> BudgetCheck:
+    """The final network against `search.budget`, in the search metric, measured where it can be."""
+    s, tolerance = cfg.search, cfg.evaluate.budget_tolerance
+    if s.metric == "latency":
+        return BudgetCheck("latency", "ms", metrics["latency_measured_ms"],
+                           absolute_budget(s.budget, s.budget_type, metrics["base_latency_measured_ms"]), tolerance)
+    base = metrics["base_macs"] if s.metric == "macs" else metrics["base_params"]
+    return BudgetCheck(s.metric, s.metric, metrics[s.metric], absolute_budget(s.budget, s.budget_type, base), 0.0)

@@ -132,3 +132,28 @@ def test_a_code_change_or_another_device_starts_a_new_search_history(project, mo
     here = stages.search_identity(cfg, paths)
     monkeypatch.setattr(stages, "resolve_device", lambda name: torch.device("cuda"))
     assert stages.search_identity(cfg, paths) != here
+
+
+@pytest.mark.parametrize("final_ms, met", [(0.40, True), (0.52, True), (0.60, False)])
+def test_evaluate_checks_the_measured_latency_against_the_budget(project, monkeypatch, caplog, final_ms, met):
+    """Budget 0.5 of a base measuring 1 ms, tolerance 5%: 0.52 ms passes, 0.6 ms is over."""
+    args, root = project
+    assert main(["search", *args, "-S", "search.budget=0.5"]) == 0 and main(["finetune", *args]) == 0
+    monkeypatch.setattr(stages, "network_latencies", lambda *a, **k: [1.0, final_ms])
+    latency = [*args, "-S", "search.metric=latency", "-S", "search.budget=0.5"]
+    assert main(["evaluate", *latency]) == 0
+    e = metrics(root, "evaluate")
+    assert e["budget_met"] is met and e["budget"] == pytest.approx(0.5)
+    assert e["measured_over_budget"] == pytest.approx(final_ms / 0.5)
+    assert ("OVER the budget" in caplog.text) is not met
+    assert main(["evaluate", *latency, "-S", "evaluate.fail_over_budget=true"]) == (0 if met else 3)
+    assert metrics(root, "evaluate")["budget_met"] is met, "metrics are written before the non-zero exit"
+
+
+def test_evaluate_checks_macs_budgets_exactly(project):
+    args, root = project
+    assert main(["search", *args, "-S", "search.budget=0.5"]) == 0 and main(["finetune", *args]) == 0
+    assert main(["evaluate", *args, "-S", "search.budget=0.5"]) == 0
+    e = metrics(root, "evaluate")
+    assert e["budget_metric"] == "macs" and e["budget_met"] is True
+    assert e["budget"] == pytest.approx(0.5 * e["base_macs"]) and e["measured_over_budget"] <= 1.0
