@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
+import shutil
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,29 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+ISOLATED = ("NETADAPT_TRACKING", "MLFLOW_TRACKING_URI", "PREFECT_HOME", "NETADAPT_PIPELINE_ID")
+
+
+def pytest_configure(config) -> None:
+    """Before collection and before any fixture of any scope: tracking off, and MLflow and Prefect
+    state in a temporary folder, so no test touches the project's `mlflow.db`, `mlruns/` or
+    `.prefect/` (a module-scoped fixture runs before function-scoped autouse fixtures)."""
+    state = Path(tempfile.mkdtemp(prefix="netadapt-tests-"))
+    config._netadapt_state = (state, {k: os.environ.get(k) for k in ISOLATED})
+    os.environ.update({"NETADAPT_TRACKING": "off", "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}",
+                       "PREFECT_HOME": str(state / "prefect")})
+    os.environ.pop("NETADAPT_PIPELINE_ID", None)
+
+
+def pytest_unconfigure(config) -> None:
+    state, saved = getattr(config, "_netadapt_state", (None, {}))
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if state is not None:
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 WORKFLOW_TOOLS = {"prefect", "dvc", "mlflow"}
@@ -51,3 +53,19 @@ def test_dvc_repro_prepares_the_embedded_dataset(tmp_path: Path):
     status = subprocess.run(dvc + ["status", "--json", "prepare"], cwd=repo, env=tool_env(), check=True,
                             capture_output=True, text=True).stdout
     assert "prepare" not in json.loads(status), "prepare is up to date after repro"
+
+
+@pytest.fixture(scope="module")
+def module_scoped_state() -> dict:
+    """What a module-scoped fixture (set up before function-scoped autouse fixtures) sees."""
+    from tasks.tracking import enabled, tracking_uri
+
+    return {"tracking": enabled(), "mlflow": tracking_uri(), "prefect": os.environ.get("PREFECT_HOME", "")}
+
+
+def test_tests_never_touch_the_projects_tracking_or_flow_state(module_scoped_state: dict):
+    """`make test` once wrote three runs into the user's mlflow.db from a module-scoped fixture."""
+    assert module_scoped_state["tracking"] is False
+    mlflow_db = Path(module_scoped_state["mlflow"].removeprefix("sqlite:///"))
+    for path in (mlflow_db, Path(module_scoped_state["prefect"])):
+        assert path.is_absolute() and REPO not in path.parents, path
