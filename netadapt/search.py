@@ -178,6 +178,8 @@ def search(space: Architecture, resource: ResourceModel, evaluate: Evaluate, ste
                     f"search: iteration {t}: no candidate could cut the resource from {current_resource:.6g} "
                     f"even after {settings.max_halvings} halvings (budget {schedule.budget:.6g}); "
                     f"stopping with the last iterate", pd.DataFrame(rows, columns=COLUMNS))
+            log.info("search: iteration %d: scoring %d candidates for target %.6g %s", t, len(proposal.candidates),
+                     proposal.target, getattr(resource, "unit", ""))
             scores = evaluate([c.arch for c in proposal.candidates])
             evaluated += len(proposal.candidates)
             new = conclude_iteration(proposal, scores, current_acc, current_resource, settings)

@@ -15,6 +15,7 @@ from typing import Callable
 
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from netadapt.arch import Architecture, ModelSpec
 from netadapt.config import Config, to_dict
@@ -227,7 +228,8 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
     identity = search_identity(cfg, paths)
     previous, previous_budget = _previous_history(paths, identity) if reuse_history else (None, None)
     kwargs = candidate_settings(cfg, paths)
-    score = evaluate_candidates or (lambda jsons: [evaluate_candidate(j, **kwargs) for j in jsons])
+    score = evaluate_candidates or (lambda jsons: [evaluate_candidate(j, **kwargs) for j in tqdm(
+        jsons, desc="search candidates", unit="cand", leave=False, disable=None)])
 
     def evaluate(archs: list) -> list[tuple[float, float]]:
         return score([a.to_json() for a in archs])

@@ -126,3 +126,13 @@ def test_no_candidate_can_cut_halves_then_stops_with_the_history():
     with pytest.raises(SearchStopped, match=r"iteration 0: no candidate could cut .* after 4 halvings") as stop:
         search(SPACE, MACS, Counting(), never, schedule(0.5), SearchSettings(0))
     assert list(stop.value.history.iteration) == [-1], "the base evaluation is kept"
+
+
+def test_each_iteration_says_what_it_scores_before_scoring(caplog):
+    """Iterations take minutes on real data: a line before the scoring, one after."""
+    caplog.set_level("INFO", logger="netadapt")
+    result = run(0.7)
+    before = [r.message for r in caplog.records if "scoring" in r.message]
+    after = [r.message for r in caplog.records if "holdout acc" in r.message]
+    assert len(before) == len(after) == result.iterations >= 2
+    assert before[0].startswith("search: iteration 0: scoring ") and "candidates for target" in before[0]
