@@ -23,16 +23,23 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_fidelity(df: pd.DataFrame, path: Path, title: str) -> None:
-    """Estimated vs measured latency, with the y = x line."""
+    """Estimated vs measured latency, with the y = x line; networks of the table's fit (`in_fit`)
+    hollow, held-out ones (whose error is the one reported) filled."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     hi = max(df.estimated_ms.max(), df.measured_ms.max()) * 1.05
     ax.plot([0, hi], [0, hi], color="grey", lw=1, ls="--", label="y = x")
+    fitted = df.in_fit.astype(bool) if "in_fit" in df else df.network.isin(["base", "smallest"])
     for kind, marker in (("base", "s"), ("smallest", "^")):
         sel = df[df.network == kind]
-        ax.scatter(sel.measured_ms, sel.estimated_ms, marker=marker, s=60, label=kind, zorder=3)
-    rand = df[~df.network.isin(["base", "smallest"])]
-    ax.scatter(rand.measured_ms, rand.estimated_ms, s=25, alpha=0.8, label="random")
+        ax.scatter(sel.measured_ms, sel.estimated_ms, marker=marker, s=60, facecolors="none",
+                   edgecolors=f"C{1 + (kind == 'smallest')}", label=f"{kind} (in fit)", zorder=3)
+    rest = ~df.network.isin(["base", "smallest"])
+    sel = df[rest & fitted]
+    ax.scatter(sel.measured_ms, sel.estimated_ms, s=25, facecolors="none", edgecolors="C0",
+               label="calibration (in fit)")
+    sel = df[rest & ~fitted]
+    ax.scatter(sel.measured_ms, sel.estimated_ms, s=25, alpha=0.8, color="C3", label="held out")
     ax.set(xlim=(0, hi), ylim=(0, hi), xlabel="measured latency (ms)", ylabel="estimated latency (ms)",
            title=title)
     ax.legend(loc="upper left")

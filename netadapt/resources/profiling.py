@@ -7,6 +7,10 @@ Units are timed in rotation, in shuffled groups as large as the full network: ea
 with a network's worth of other weights and activations through the caches, as it does inside a
 network. (Timed alone and back to back, a unit stays cache-hot and the table underestimates a
 network by ~20% on CPU; rotating through all units at once overestimates it by as much.)
+
+The table is checked on *held-out* networks, which took no part in its rescaling or calibration
+fit, and a table whose held-out error exceeds a threshold is measured again, then refused: a
+busy machine otherwise yields a wrong table without a word.
 """
 
 from __future__ import annotations
@@ -85,14 +89,40 @@ class ProfileSettings:
     network_repeats: int = 60  # whole networks: calibration and fidelity
 
 
+class UnstableProfileError(NetAdaptError):
+    """Every profiling attempt gave a table whose held-out error exceeds `profile.max_error`."""
+
+
+@dataclass(frozen=True)
+class UnitTimes:
+    """What `time_units` measured: one row per unit, and the reference bursts that set its speed."""
+
+    rows: list[dict]  # KEY_FIELDS + latency_ms, p10_ms, p90_ms
+    reference_ms: float  # median of the per-group reference medians (1.0 without a reference)
+    group_reference_ms: list[float]  # each group's reference median, in the order measured
+
+    @property
+    def drift(self) -> float:
+        """max / min of the per-group reference medians: 1.0 on a steady machine."""
+        refs = [r for r in self.group_reference_ms if r > 0]
+        return max(refs) / min(refs) if refs else 1.0
+
+    @property
+    def repeat_spread(self) -> float:
+        """Median over units of p90 / p10 of their repeats: near 1 when repeats agree. Units whose
+        p10 reads 0 (onnxruntime, below the call overhead's jitter) have no ratio and are skipped."""
+        ratios = [r["p90_ms"] / r["p10_ms"] for r in self.rows if r["p10_ms"] > 0]
+        return statistics.median(ratios) if ratios else 1.0
+
+
 def time_units(specs: list[LayerSpec], settings: ProfileSettings, group_size: int,
-               reference: Runner | None = None, seed: int = 0) -> tuple[list[dict], float]:
+               reference: Runner | None = None, seed: int = 0) -> UnitTimes:
     """Median latency of each unit, timed in shuffled rotation within groups of `group_size` units.
 
     A shared machine drifts (neighbours, frequency): with a `reference` (the full network), a burst
     of it runs after each group, and the group's times are rescaled by (overall reference median /
-    this group's reference median), so all units are expressed at one machine speed. Returns the
-    rows and that overall reference median (ms; 1.0 without a reference).
+    this group's reference median), so all units are expressed at one machine speed. The rows,
+    that overall reference median and the per-group ones (whose spread is the drift) come back.
     """
     rng = random.Random(seed)
     order = list(specs)
@@ -122,7 +152,8 @@ def time_units(specs: list[LayerSpec], settings: ProfileSettings, group_size: in
             t = Timing.of([x * scale for x in times])
             rows.append({**{k: getattr(spec, k) for k in KEY_FIELDS},
                          "latency_ms": t.median_ms, "p10_ms": t.p10_ms, "p90_ms": t.p90_ms})
-    return sorted(rows, key=lambda r: tuple(str(r[k]) for k in KEY_FIELDS)), overall
+    return UnitTimes(sorted(rows, key=lambda r: tuple(str(r[k]) for k in KEY_FIELDS)), overall,
+                     [ref for _, ref in groups])
 
 
 def burst_median(run: Runner) -> float:
@@ -133,33 +164,102 @@ def burst_median(run: Runner) -> float:
 
 @dataclass
 class Profile:
+    """A calibrated table and how well it predicts measured networks.
+
+    `fidelity` has one row per measured network: network, in_fit (True for the calibration
+    networks, which set the table's rescaling and fit; False for held-out ones), estimated_ms,
+    measured_ms, rel_error, arch. Only held-out networks say how good the table is elsewhere.
+    """
+
     table: LatencyTable
-    fidelity: pd.DataFrame  # network, estimated_ms, measured_ms, rel_error, arch
+    fidelity: pd.DataFrame
+    reference_drift: float = 1.0  # max / min of the reference bursts' medians while timing units
+    unit_repeat_spread: float = 1.0  # median over units of p90 / p10 of their repeats
+    attempts: int = 1  # profiling runs it took (see `profile_space`'s max_attempts)
+
+    @property
+    def held_out(self) -> pd.DataFrame:
+        """The networks the reported error averages over: none took part in the fit. When the space
+        is so small that every network drawn was a calibration one, the calibration networks (then
+        the whole space, measured) stand in."""
+        out = self.fidelity[~self.fidelity.in_fit.astype(bool)]
+        return out if len(out) else self.fidelity
+
+    @property
+    def error(self) -> float:
+        """Mean relative error of the table on held-out networks: what `max_error` bounds."""
+        return float(self.held_out.rel_error.mean())
+
+    def metrics(self) -> dict[str, float | int]:
+        """Fidelity and stability figures, flat, for metrics/profile.json."""
+        fitted = self.fidelity[self.fidelity.in_fit.astype(bool)]
+        return {"lut_mean_abs_error": self.error, "lut_max_abs_error": float(self.held_out.rel_error.max()),
+                "lut_in_sample_mean_abs_error": float(fitted.rel_error.mean()),
+                "lut_in_sample_max_abs_error": float(fitted.rel_error.max()),
+                "fidelity_networks": len(self.held_out), "calibration_networks": len(fitted),
+                "reference_drift": self.reference_drift, "unit_repeat_spread": self.unit_repeat_spread,
+                "attempts": self.attempts}
 
 
 def profile_space(supernet: nn.Module, settings: ProfileSettings, fidelity_samples: int = 8, seed: int = 0,
+                  interpolate: bool = False, max_error: float = math.inf, max_attempts: int = 1) -> Profile:
+    """Measure, calibrate and check a table (`measure_table`); measure again while its held-out mean
+    relative error exceeds `max_error`, at most `max_attempts` times in all.
+
+    The first table within `max_error` is returned; if none is, `UnstableProfileError` names
+    `profile.max_error` with the best attempt's error, drift and spread, and no table is returned.
+    """
+    best: Profile | None = None
+    for attempt in range(1, max_attempts + 1):
+        result = measure_table(supernet, settings, fidelity_samples, seed, interpolate)
+        result.attempts = attempt
+        figures = (f"held-out mean error {result.error:.1%} (max {result.held_out.rel_error.max():.1%}), "
+                   f"in-sample {result.metrics()['lut_in_sample_mean_abs_error']:.1%}, reference drift "
+                   f"{result.reference_drift:.2f}x, unit repeat spread {result.unit_repeat_spread:.2f}x")
+        if result.error <= max_error:
+            log.info("profile: attempt %d/%d: %s", attempt, max_attempts, figures)
+            return result
+        log.warning("profile: attempt %d/%d: %s, above profile.max_error %.1f%%%s", attempt, max_attempts,
+                    figures, 100 * max_error, ": measuring again" if attempt < max_attempts else "")
+        if best is None or result.error < best.error:
+            best = result
+    assert best is not None  # max_attempts >= 1
+    raise UnstableProfileError(
+        f"profile.max_error: the latency table's mean error on {len(best.held_out)} held-out networks was "
+        f"{best.error:.1%} (max {best.held_out.rel_error.max():.1%}) at best in {max_attempts} attempt(s), above "
+        f"{max_error:.1%}; reference drift {best.reference_drift:.2f}x (1.00 = steady), unit repeat spread "
+        f"p90/p10 {best.unit_repeat_spread:.2f}x: the machine was probably busy; profile on a quiet machine, "
+        f"raise profile.repeats / profile.network_repeats, or raise profile.max_error; no table was written")
+
+
+def measure_table(supernet: nn.Module, settings: ProfileSettings, fidelity_samples: int = 8, seed: int = 0,
                   interpolate: bool = False) -> Profile:
     """Measure every reachable unit, calibrate the table, and check it against measured networks.
 
     1. Units are timed in network-sized rotation groups, each group followed by a burst of the full
        network (the reference), and rescaled to the reference's overall speed (`time_units`).
-    2. Calibration networks (full, smallest, a few random) and fidelity networks (full, smallest,
-       `fidelity_samples` random, drawn apart) are measured together, in one rotation.
+    2. Calibration networks (full, smallest, a few random) and held-out networks (`fidelity_samples`
+       random ones, none of them a calibration network) are measured together, in one rotation.
     3. The table is rescaled from the reference's speed to the full network's speed in that
        rotation, and `measured = table sum + n_units * offset + constant` is fitted by least
        squares over the calibration networks. All comparisons are then at one machine speed.
+    4. Every measured network is compared with its estimate; those of the fit are marked `in_fit`,
+       since their error is optimistic.
     """
     space = supernet.space()
     x = torch.randn(settings.batch_size, *space.model.input_shape, generator=torch.Generator().manual_seed(0))
     with timing_context(settings.threads):
         reference = make_runner(extract(supernet, space), (x,), settings.backend, settings.threads)
-    rows, reference_ms = time_units(enumerate_layers(supernet), settings,
-                                    group_size=max(1, len(supernet.layers(space))), reference=reference, seed=seed)
-    calibration = [a for _, a in sample_architectures(space, CALIBRATION_NETWORKS, CALIBRATION_SEED)]
-    checked = sample_architectures(space, fidelity_samples, seed)
-    unique = list({a.widths_json(): a for a in calibration + [a for _, a in checked]}.values())
-    measured = dict(zip((a.widths_json() for a in unique), network_latencies(supernet, unique, settings, seed)))
-    scale = measured[space.widths_json()] / reference_ms
+    units = time_units(enumerate_layers(supernet), settings,
+                       group_size=max(1, len(supernet.layers(space))), reference=reference, seed=seed)
+    rows = units.rows
+    calibration = calibration_architectures(space)
+    fitted = {a.widths_json() for _, a in calibration}
+    held_out = held_out_architectures(space, fidelity_samples, seed, exclude=fitted)
+    checked = calibration + held_out
+    measured = dict(zip((a.widths_json() for _, a in checked),
+                        network_latencies(supernet, [a for _, a in checked], settings, seed)))
+    scale = measured[space.widths_json()] / units.reference_ms
     for row in rows:
         for key in ("latency_ms", "p10_ms", "p90_ms"):
             row[key] *= scale
@@ -167,16 +267,16 @@ def profile_space(supernet: nn.Module, settings: ProfileSettings, fidelity_sampl
     table = LatencyTable(context, pd.DataFrame(rows, columns=KEY_FIELDS + ["latency_ms", "p10_ms", "p90_ms"]),
                          0.0, interpolate)
     table.unit_offset_ms, table.constant_ms = fit_offset_and_constant(
-        [len(supernet.layers(a)) for a in calibration],
-        [measured[a.widths_json()] - table.estimate_layers(supernet.layers(a)) for a in calibration])
+        [len(supernet.layers(a)) for _, a in calibration],
+        [measured[a.widths_json()] - table.estimate_layers(supernet.layers(a)) for _, a in calibration])
     log.info("latency table: %d units, offset %.5f ms per unit, constant %.4f ms (fitted on %d networks)",
              len(table), table.unit_offset_ms, table.constant_ms, len(calibration))
     report = []
     for name, arch in checked:
         estimated, real = table.estimate_layers(supernet.layers(arch)), measured[arch.widths_json()]
-        report.append({"network": name, "estimated_ms": estimated, "measured_ms": real,
-                       "rel_error": abs(estimated - real) / real, "arch": arch.widths_json()})
-    return Profile(table, pd.DataFrame(report))
+        report.append({"network": name, "in_fit": arch.widths_json() in fitted, "estimated_ms": estimated,
+                       "measured_ms": real, "rel_error": abs(estimated - real) / real, "arch": arch.widths_json()})
+    return Profile(table, pd.DataFrame(report), units.drift, units.repeat_spread)
 
 
 def fit_offset_and_constant(units: list[int], residuals: list[float]) -> tuple[float, float]:
@@ -208,6 +308,33 @@ def network_latencies(supernet: nn.Module, archs: list[Architecture], settings: 
                     run()
                 samples[i] += [run() for _ in range(BURST)]
     return [Timing.of(s).median_ms for s in samples]
+
+
+def calibration_architectures(space: Architecture) -> list[tuple[str, Architecture]]:
+    """The networks the table is rescaled (base) and fitted on: base, smallest and
+    `CALIBRATION_NETWORKS` random ones, named, without duplicates."""
+    picks, seen = [], set()
+    for name, arch in sample_architectures(space, CALIBRATION_NETWORKS, CALIBRATION_SEED):
+        if arch.widths_json() not in seen:
+            seen.add(arch.widths_json())
+            picks.append((name.replace("random", "calibration"), arch))
+    return picks
+
+
+def held_out_architectures(space: Architecture, count: int, seed: int,
+                           exclude: set[str]) -> list[tuple[str, Architecture]]:
+    """Up to `count` distinct random architectures whose widths are not in `exclude` (widths JSON),
+    named random0, random1, ...; fewer only in a space too small to hold them."""
+    rng = random.Random(seed)
+    seen, picks = set(exclude), []
+    for _ in range(100 * count):
+        if len(picks) == count:
+            break
+        arch = space.with_widths({d.name: rng.choice(d.choices()) for d in space.dims})
+        if arch.widths_json() not in seen:
+            seen.add(arch.widths_json())
+            picks.append((f"random{len(picks)}", arch))
+    return picks
 
 
 def sample_architectures(space: Architecture, count: int, seed: int) -> list[tuple[str, Architecture]]:

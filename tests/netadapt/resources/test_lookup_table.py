@@ -170,8 +170,11 @@ def test_profile_space_on_a_tiny_net(tmp_path: Path):
     table, check = result.table, result.fidelity
     assert len(table) == len(enumerate_layers(model))
     assert (table.entries.latency_ms > 0).all()
-    assert list(check.network) == ["base", "smallest", "random0", "random1", "random2"]
-    assert (check.measured_ms > 0).all()
+    assert list(check.network) == ["base", "smallest", "calibration0", "calibration1", "calibration2",
+                                   "calibration3", "random0", "random1", "random2"]
+    assert check.in_fit.tolist() == [True] * 6 + [False] * 3
+    assert list(result.held_out.network) == ["random0", "random1", "random2"]
+    assert (check.measured_ms > 0).all() and result.attempts == 1
     assert check.rel_error.tolist() == pytest.approx(
         ((check.estimated_ms - check.measured_ms).abs() / check.measured_ms).tolist())
     plot_fidelity(check, tmp_path / "f.png", "tiny")
@@ -186,14 +189,17 @@ def test_profile_stage_through_the_cli(idx_root: Path, tmp_path: Path):
     common = ["-S", "data.name=fashion-mnist", "-S", f"data.root={idx_root}", "-S", "model.name=plain_cnn",
               "--artifacts", str(tmp_path / "a"), "--metrics", str(tmp_path / "m"), "--plots", str(tmp_path / "p")]
     assert main(["prepare", *common]) == 0
+    # A network this small, timed this briefly, is too noisy for the default profile.max_error; the
+    # threshold itself is tested on a fake machine (test_profiling.py).
     fast = ["-S", "profile.warmup=1", "-S", "profile.repeats=3", "-S", "profile.network_repeats=5",
-            "-S", "profile.fidelity_samples=2"]
+            "-S", "profile.fidelity_samples=2", "-S", "profile.max_error=100"]
     assert main(["profile", *common, *fast]) == 0
     metrics = json.loads((tmp_path / "m" / "profile.json").read_text())
     for key in ["backend", "entries", "seconds", "base_latency_measured_ms", "base_latency_estimated_ms",
                 "lut_mean_abs_error", "lut_max_abs_error"]:
         assert key in metrics
-    assert metrics["backend"] == "torch-cpu" and metrics["fidelity_networks"] == 4
+    assert metrics["backend"] == "torch-cpu" and metrics["fidelity_networks"] == 2
+    assert {"lut_in_sample_mean_abs_error", "reference_drift", "unit_repeat_spread", "attempts"} <= set(metrics)
     table = LatencyTable.load(tmp_path / "a" / "profile" / "lut.csv")
     assert len(table) == metrics["entries"]
     table.check(TableContext.current("torch-cpu", 1, 1))

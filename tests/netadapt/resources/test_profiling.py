@@ -1,0 +1,191 @@
+"""Profiling's fidelity check and its guard against a busy machine, on a fake machine whose timings
+are synthetic functions of the layer specs (no wall clock: deterministic under any CI load)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from netadapt.arch import Architecture, ModelSpec
+from netadapt.config import parse_config
+from netadapt.errors import ConfigError, NetAdaptError
+from netadapt.layers import LayerSpec
+from netadapt.models import build_supernet
+from netadapt.resources import profiling
+from netadapt.resources.profiling import (ProfileSettings, UnitTimes, UnstableProfileError,
+                                          calibration_architectures, held_out_architectures, profile_space)
+
+SPEC = ModelSpec("plain_cnn", (1, 8, 8), 3)
+FAST = ProfileSettings("torch-cpu", threads=1, warmup=1, repeats=3, network_repeats=5)
+
+
+def unit_ms(spec: LayerSpec) -> float:
+    return 0.01 + spec.macs * 1e-5
+
+
+class FakeMachine:
+    """Times modules by formula instead of by clock.
+
+    A unit costs `unit_ms(spec)`; a network costs the sum of its units, times (1 + `held_out_bias`)
+    when it is not one of the calibration networks, a systematic error only a held-out check can
+    see. During the first `busy_attempts` profiling attempts a neighbour job starts and stops
+    every 37 calls and triples each call it overlaps.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, held_out_bias: float = 0.0, busy_attempts: int = 0):
+        self.held_out_bias, self.busy_attempts = held_out_bias, busy_attempts
+        self.attempt = self.calls = 0
+        build_unit, extract, measure_table = profiling.build_unit, profiling.extract, profiling.measure_table
+
+        def fake_build_unit(spec, batch_size=1):
+            module, inputs = build_unit(spec, batch_size)
+            module.fake_ms = unit_ms(spec)
+            return module, inputs
+
+        def fake_extract(supernet, arch: Architecture):
+            module = extract(supernet, arch)
+            calibration = {a.widths_json() for _, a in calibration_architectures(supernet.space())}
+            bias = 0.0 if arch.widths_json() in calibration else self.held_out_bias
+            module.fake_ms = sum(unit_ms(s) for s in supernet.layers(arch)) * (1 + bias)
+            return module
+
+        def counting_measure_table(*args, **kwargs):
+            self.attempt += 1
+            return measure_table(*args, **kwargs)
+
+        monkeypatch.setattr(profiling, "build_unit", fake_build_unit)
+        monkeypatch.setattr(profiling, "extract", fake_extract)
+        monkeypatch.setattr(profiling, "make_runner", self.make_runner)
+        monkeypatch.setattr(profiling, "measure_table", counting_measure_table)
+
+    def make_runner(self, module, inputs, backend, threads=1):
+        def run() -> float:
+            self.calls += 1
+            busy = self.attempt <= self.busy_attempts and (self.calls // 37) % 2 == 1
+            return module.fake_ms * (3.0 if busy else 1.0)
+        return run
+
+
+def test_reported_error_is_over_held_out_networks_only(monkeypatch):
+    """Calibration networks fit the table exactly; held-out ones run 10% slower than their units add
+    up to. The contract's error must be that 1/11 on every held-out network, not diluted by the
+    base (which sets the rescaling) or any network of the fit."""
+    FakeMachine(monkeypatch, held_out_bias=0.1)
+    model = build_supernet(SPEC).eval()
+    result = profile_space(model, FAST, fidelity_samples=4, seed=0)
+    check = result.fidelity
+    calibration = {a.widths_json() for _, a in calibration_architectures(model.space())}
+    held_out = result.held_out
+    assert len(held_out) == 4 and list(held_out.network) == ["random0", "random1", "random2", "random3"]
+    assert not set(held_out.arch) & calibration, "no calibration network among the held-out ones"
+    assert model.space().widths_json() not in set(held_out.arch), "the base (rescaling) is not held out"
+    assert set(check[check.in_fit].arch) == calibration and {"base", "smallest"} <= set(check[check.in_fit].network)
+    metrics = result.metrics()
+    assert metrics["lut_mean_abs_error"] == pytest.approx(1 / 11)
+    assert metrics["lut_max_abs_error"] == pytest.approx(1 / 11)
+    assert metrics["lut_in_sample_mean_abs_error"] == pytest.approx(0, abs=1e-9)
+    assert metrics["fidelity_networks"] == 4 and metrics["calibration_networks"] == len(calibration)
+    assert metrics["reference_drift"] == 1.0 and metrics["unit_repeat_spread"] == 1.0 and metrics["attempts"] == 1
+
+
+def test_held_out_networks_avoid_the_excluded_ones_and_each_other():
+    space = build_supernet(SPEC).space()
+    calibration = {a.widths_json() for _, a in calibration_architectures(space)}
+    picks = held_out_architectures(space, 20, seed=3, exclude=calibration)
+    widths = [a.widths_json() for _, a in picks]
+    assert len(picks) == 20 and len(set(widths)) == 20 and not set(widths) & calibration
+    everything = {a.widths_json() for _, a in held_out_architectures(space, 10_000, seed=0, exclude=set())}
+    assert held_out_architectures(space, 5, seed=0, exclude=everything) == [], "a space too small: none, no hang"
+
+
+def test_a_bad_attempt_is_measured_again_and_the_good_table_kept(monkeypatch, caplog):
+    machine = FakeMachine(monkeypatch, busy_attempts=1)
+    model = build_supernet(SPEC).eval()
+    with caplog.at_level(logging.INFO, logger="netadapt"):
+        result = profile_space(model, FAST, fidelity_samples=4, seed=0, max_error=0.2, max_attempts=3)
+    assert machine.attempt == 2 and result.attempts == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "attempt 1/3" in warnings[0] and "measuring again" in warnings[0]
+    assert result.error == pytest.approx(0, abs=1e-9)
+    entries = result.table.entries
+    assert entries.latency_ms.tolist() == pytest.approx(
+        [unit_ms(LayerSpec(**{k: row[k] for k in profiling.KEY_FIELDS})) for row in entries.to_dict("records")])
+
+
+def test_an_always_bad_machine_fails_naming_the_key(monkeypatch):
+    machine = FakeMachine(monkeypatch, busy_attempts=99)
+    model = build_supernet(SPEC).eval()
+    with pytest.raises(UnstableProfileError) as info:
+        profile_space(model, FAST, fidelity_samples=4, seed=0, max_error=0.2, max_attempts=2)
+    message = str(info.value)
+    assert isinstance(info.value, NetAdaptError) and machine.attempt == 2 and "\n" not in message
+    assert message.startswith("profile.max_error: ") and "in 2 attempt(s)" in message
+    for hint in ("reference drift", "repeat spread", "quiet machine", "profile.repeats"):
+        assert hint in message
+
+
+def _stage_args(idx_root: Path, tmp_path: Path) -> list[str]:
+    return ["-S", "data.name=fashion-mnist", "-S", f"data.root={idx_root}", "-S", "model.name=plain_cnn",
+            "-S", "profile.warmup=1", "-S", "profile.repeats=3", "-S", "profile.network_repeats=5",
+            "-S", "profile.fidelity_samples=4", "-S", "profile.max_error=0.2", "-S", "profile.max_attempts=2",
+            "--artifacts", str(tmp_path / "a"), "--metrics", str(tmp_path / "m"), "--plots", str(tmp_path / "p")]
+
+
+def test_profile_stage_writes_nothing_when_every_attempt_is_bad(idx_root: Path, tmp_path: Path, monkeypatch, capsys):
+    from flows.cli import main
+
+    args = _stage_args(idx_root, tmp_path)
+    assert main(["prepare", *args]) == 0
+    FakeMachine(monkeypatch, busy_attempts=99)
+    capsys.readouterr()
+    assert main(["profile", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("netadapt: error: profile.max_error: ") and "above 20.0%" in err
+    assert not (tmp_path / "a" / "profile" / "lut.csv").exists()
+    assert not (tmp_path / "a" / "profile" / "lut.json").exists()
+    assert not (tmp_path / "m" / "profile.json").exists()
+
+
+def test_profile_stage_reports_held_out_and_in_sample_error(idx_root: Path, tmp_path: Path, monkeypatch):
+    import json
+
+    import pandas as pd
+
+    from flows.cli import main
+
+    args = _stage_args(idx_root, tmp_path)
+    assert main(["prepare", *args]) == 0
+    FakeMachine(monkeypatch, held_out_bias=0.1, busy_attempts=1)
+    assert main(["profile", *args]) == 0
+    metrics = json.loads((tmp_path / "m" / "profile.json").read_text())
+    assert metrics["attempts"] == 2 and metrics["fidelity_networks"] == 4
+    assert metrics["lut_mean_abs_error"] == pytest.approx(1 / 11)
+    assert metrics["lut_in_sample_mean_abs_error"] == pytest.approx(0, abs=1e-9)
+    assert metrics["base_latency_measured_ms"] == pytest.approx(metrics["base_latency_estimated_ms"])
+    assert {"reference_drift", "unit_repeat_spread", "lut_in_sample_max_abs_error"} <= set(metrics)
+    fidelity = pd.read_csv(tmp_path / "p" / "fidelity.csv")
+    assert fidelity.in_fit.tolist() == [True] * metrics["calibration_networks"] + [False] * 4
+    assert (tmp_path / "a" / "profile" / "lut.csv").is_file()
+
+
+def test_drift_and_spread_of_unit_timings():
+    row = lambda p10, p90: {"latency_ms": 1.0, "p10_ms": p10, "p90_ms": p90}
+    times = UnitTimes([row(1.0, 1.2), row(0.0, 0.5), row(2.0, 3.0), row(1.0, 1.1)], 2.0, [1.5, 3.0, 2.0])
+    assert times.drift == 2.0
+    assert times.repeat_spread == pytest.approx(1.2), "median of 1.1, 1.2, 1.5; a p10 of 0 is skipped"
+    assert UnitTimes([], 1.0, [1.0]).drift == 1.0 and UnitTimes([], 1.0, []).repeat_spread == 1.0
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("max_error", -0.1, "profile.max_error: must be > 0, got -0.1"),
+    ("max_error", 0, "profile.max_error: must be > 0, got 0"),
+    ("max_error", "high", "profile.max_error: must be a number, got 'high'"),
+    ("max_attempts", 0, "profile.max_attempts: must be >= 1, got 0"),
+    ("max_attempts", 1.5, "profile.max_attempts: must be an integer, got 1.5"),
+    ("fidelity_samples", 0, "profile.fidelity_samples: must be >= 1, got 0"),
+])
+def test_bad_stability_keys_fail_at_config_time(key, value, message):
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        parse_config({"profile": {key: value}})
