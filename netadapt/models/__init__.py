@@ -48,20 +48,39 @@ class SearchableModel(Protocol):
     def layers(self, arch: Architecture) -> list[LayerSpec]: ...
 
 
+PROTOCOL_METHODS = ("space", "forward", "extract", "layers")
+
+
 def resolve(name: str) -> type:
-    """The model class for a registered name or a `module:attr` path."""
+    """The model class for a registered name or a `package.module:Class` path.
+
+    The attribute must be a `torch.nn.Module` subclass defining the protocol's methods, checked
+    before anything is called: a name (from params or stored in a checkpoint) can point at a model
+    class, never at an arbitrary callable such as `os:system`.
+    """
     target = BUILTIN_MODELS.get(name, name)
     module_name, _, attr = target.partition(":")
+    if not module_name or not attr.isidentifier():
+        raise ConfigError(f"model.name: {target!r} is not a built-in model or a 'package.module:Class' path")
     try:
-        return getattr(importlib.import_module(module_name), attr)
+        found = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError) as exc:
         raise ConfigError(f"model.name: cannot import {target!r} ({exc})") from None
+    if not (isinstance(found, type) and issubclass(found, nn.Module)):
+        raise ConfigError(f"model.name: {target!r} is not a torch.nn.Module subclass "
+                          f"(got {type(found).__name__}); it must implement the SearchableModel protocol")
+    missing = [m for m in PROTOCOL_METHODS if not callable(getattr(found, m, None))
+               or (m == "forward" and found.forward is nn.Module.forward)]
+    if missing:
+        raise ConfigError(f"model.name: {target!r} does not implement the SearchableModel protocol "
+                          f"(spec, space, forward, extract, layers): missing {', '.join(missing)}")
+    return found
 
 
 def build_supernet(spec: ModelSpec) -> nn.Module:
     """Instantiate the super-network of `spec` and check that it satisfies the protocol."""
     model = resolve(spec.name)(spec)
-    if not isinstance(model, SearchableModel) or not isinstance(model, nn.Module):
+    if not isinstance(model, SearchableModel):
         raise ConfigError(f"model.name: {spec.name!r} does not implement the SearchableModel protocol "
                           f"(spec, space, forward, extract, layers)")
     return model

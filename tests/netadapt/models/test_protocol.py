@@ -95,3 +95,28 @@ def test_unknown_or_non_conforming_models_fail_naming_the_key():
         build_supernet(ModelSpec("torch.nn:Identity", (1, 8, 8), 4))
     with pytest.raises(ConfigError, match="model.name: must be one of 'mobilenet_v2'"):
         parse_config({"model": {"name": "resnet 50"}})
+
+
+@pytest.mark.parametrize("name, why", [("os:system", "not a torch.nn.Module subclass"),
+                                       ("builtins:print", "not a torch.nn.Module subclass"),
+                                       ("torch.nn:Linear", "missing space, extract, layers")])
+def test_a_model_name_never_calls_anything_but_a_model_class(name, why, monkeypatch):
+    """`model.name: os:system` once ran a shell command with the spec as argument."""
+    called = []
+    monkeypatch.setattr("os.system", lambda *a: called.append(a))
+    with pytest.raises(ConfigError, match=f"model.name: .*{why}"):
+        build_supernet(ModelSpec(name, (1, 8, 8), 4))
+    assert not called
+
+
+def test_a_checkpoint_naming_another_callable_is_refused(tmp_path):
+    """The model name stored in a checkpoint goes through the same check as params."""
+    from netadapt.supernet import load_supernet, save_supernet
+
+    model = build_supernet(ModelSpec(NAME, (1, 8, 8), 4))
+    save_supernet(tmp_path / "s.pt", model, "digest")
+    blob = torch.load(tmp_path / "s.pt", weights_only=True)
+    blob["arch"] = blob["arch"].replace(NAME, "os:system")
+    torch.save(blob, tmp_path / "s.pt")
+    with pytest.raises(ConfigError, match="model.name: 'os:system' is not a torch.nn.Module subclass"):
+        load_supernet(tmp_path / "s.pt")
