@@ -2,10 +2,12 @@
 
 Starting from a plainly trained network, each iteration proposes, for every dimension, the largest
 width that cuts the iteration's reduction (per the resource model); keeps that many filters of
-largest L2 norm (the channel space reordered so they come first, then sliced physically); fine-tunes
-the proposal for `short_term_steps`; scores it on holdout. The best proposal is kept, and the final
-network gets a long-term fine-tune. Unlike MCD, the state carried between iterations is the
-network's weights, so its iterations are not replayed from an earlier history.
+largest L2 norm (the channel space reordered so they come first, then sliced physically; a filter
+never crosses the CBC width of a bypassed block reading the space, so the reordering keeps the
+current network's function); fine-tunes the proposal for `short_term_steps`; scores it on holdout.
+The best proposal is kept, and the final network gets a long-term fine-tune (one cosine schedule
+over all its epochs). Unlike MCD, the state carried between iterations is the network's weights,
+so its iterations are not replayed from an earlier history.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from netadapt.data import Split
 from netadapt.mcd import Candidate, shrink
 from netadapt.models import extract
 from netadapt.resources import ResourceModel
-from netadapt.training import accuracy, cosine_schedule, make_optimizer, train_epoch
+from netadapt.training import accuracy, cosine_schedule, epoch_steps, make_optimizer, train_epoch
 
 log = logging.getLogger("netadapt")
 
@@ -84,7 +86,7 @@ class NetAdaptV1:
         network = copy.deepcopy(self.base)
         (dim,) = [k for k, v in arch.widths.items() if v != self.current.widths[k]]
         if network.can_reorder(dim):
-            network.keep_largest_filters(dim, self.current.widths[dim])
+            network.keep_largest_filters(dim, self.current)
         self._fine_tune(network, arch, steps=self.tuning.short_term_steps, salt=index)
         self.networks[arch.widths_json()] = network
         return self._score(network, arch, start)
@@ -100,8 +102,9 @@ class NetAdaptV1:
         if steps:
             train_epoch(network, self.train, optimizer, None, t.batch_size, generator, t.device,
                         lambda b: widths, max_steps=steps, desc="short-term fine-tune")
+        steps_per_epoch = epoch_steps(len(self.train), t.batch_size)
+        scheduler = cosine_schedule(optimizer, epochs * steps_per_epoch) if epochs else None  # one cosine
         for epoch in range(epochs):
-            scheduler = cosine_schedule(optimizer, -(-len(self.train) // t.batch_size))
             train_epoch(network, self.train, optimizer, scheduler, t.batch_size, generator, t.device,
                         lambda b: widths, desc=f"long-term fine-tune {epoch + 1}/{epochs}")
         network.eval()

@@ -35,7 +35,7 @@ from netadapt.schedule import BudgetCheck, OverBudget, Schedule, absolute_budget
 from netadapt.search import Propose, SearchSettings, SearchStopped, mcd_step
 from netadapt.search import search as search_loop
 from netadapt.supernet import history_rows, load_supernet, save_supernet, train_supernet
-from netadapt.training import accuracy, cosine_schedule, make_optimizer, resolve_device, train_epoch
+from netadapt.training import accuracy, cosine_schedule, epoch_steps, make_optimizer, resolve_device, train_epoch
 
 log = logging.getLogger("netadapt")
 
@@ -298,7 +298,7 @@ def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     torch.manual_seed(cfg.seed)
     model = initial_network(supernet_model, arch, f.init).to(device)
     optimizer = make_optimizer(f.optimizer, model.parameters(), f.lr, f.momentum, f.weight_decay)
-    scheduler = cosine_schedule(optimizer, f.epochs * -(-len(train) // f.batch_size))
+    scheduler = cosine_schedule(optimizer, f.epochs * epoch_steps(len(train), f.batch_size))
     curve = []
     holdout_acc = accuracy(model, holdout, f.batch_size, device)[1]
     for epoch in range(f.epochs):

@@ -116,13 +116,18 @@ class ConvBlock(nn.Module):
         specs, h, w = self.op.layers(cin, cout, h, w)
         return specs, cout, h, w
 
-    # channel reordering (NetAdapt V1 keeps the largest filters by moving them first)
+    # Channel reordering (NetAdapt V1 keeps the largest filters by moving them first). A block
+    # `producer` of a dimension makes its channel space; the following blocks read it through
+    # `permute_input`, up to the first whose `bypass_width` is None (it ends the space).
     def producer(self, dim: str) -> ConvBN | None:
+        """The ConvBN whose filters make the channel space `dim`, if this block produces it."""
         return self.op if self.dim is not None and dim == self.dim.name else None
 
-    def permute_input(self, order: torch.Tensor) -> bool:
+    def permute_input(self, order: torch.Tensor) -> None:
         permute_inputs(self.op.conv, order)
-        return False  # a conv ends the channel space
+
+    def bypass_width(self, widths: Mapping[str, int]) -> int | None:
+        return None  # a conv ends the channel space
 
 
 class InvertedResidual(nn.Module):
@@ -193,20 +198,30 @@ class InvertedResidual(nn.Module):
     def producer(self, dim: str) -> ConvBN | None:
         return self.expand if self.expand_dim is not None and dim == self.expand_dim.name else None
 
-    def permute_internal(self, dim: str, order: torch.Tensor) -> bool:
-        """The expansion space lives inside the block: expand filters, depthwise, projection inputs."""
-        if self.producer(dim) is None:
-            return False
+    def internal(self, dim: str) -> bool:
+        """The expansion space lives inside the block: no following block reads it."""
+        return self.producer(dim) is not None
+
+    def permute_internal(self, dim: str, order: torch.Tensor) -> None:
+        """Reorder the expansion space: expand filters, depthwise channels, projection inputs."""
         permute_outputs(self.expand, order)
         permute_outputs(self.dw, order)
         permute_inputs(self.project.conv, order)
-        return True
 
-    def permute_input(self, order: torch.Tensor) -> bool:
-        if self.expand is None or self.residual:
-            raise NotImplementedError("reordering the stream into a residual or expansion-free block")
-        permute_inputs(self.expand.conv, order)
-        return False
+    def permute_input(self, order: torch.Tensor) -> None:
+        """The stream feeds the expansion (without one: the depthwise conv and the projection). A
+        residual block adds it to its output channel for channel, so the branch outputs follow."""
+        if self.expand is not None:
+            permute_inputs(self.expand.conv, order)
+        else:
+            permute_outputs(self.dw, order)
+            permute_inputs(self.project.conv, order)
+        if self.residual:
+            permute_outputs(self.project, order)
+
+    def bypass_width(self, widths: Mapping[str, int]) -> int | None:
+        """A residual block passes the stream on; its branch adds to channels < `<name>.out` only."""
+        return self._width(widths, self.out_dim, self.cout) if self.residual else None
 
 
 class DepthwiseSeparable(nn.Module):
@@ -259,14 +274,18 @@ class DepthwiseSeparable(nn.Module):
     def producer(self, dim: str) -> ConvBN | None:
         return self.pw if dim == self.dim.name and not self.bypassable else None
 
-    def permute_input(self, order: torch.Tensor) -> bool:
-        """Depthwise channels follow the stream; a bypassable block passes it on, so its own output
-        channels follow too and the reordering continues downstream."""
+    def permute_input(self, order: torch.Tensor) -> None:
+        """Depthwise channels follow the stream; a bypassable block passes it on (output channel k
+        is input channel k beyond its CBC width), so its own output channels follow too."""
         permute_outputs(self.dw, order)
         permute_inputs(self.pw.conv, order)
         if self.bypassable:
             permute_outputs(self.pw, order)
-        return self.bypassable
+
+    def bypass_width(self, widths: Mapping[str, int]) -> int | None:
+        """Output channel k is the body's below the CBC width, the input's from it on; None when
+        the block is not bypassable (its pointwise conv ends the channel space)."""
+        return widths[self.dim.name] if self.bypassable else None
 
 
 class Classifier(nn.Module):
@@ -286,9 +305,11 @@ class Classifier(nn.Module):
         linear.bias.data.copy_(self.linear.bias.data)
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), linear)
 
-    def permute_input(self, order: torch.Tensor) -> bool:
+    def permute_input(self, order: torch.Tensor) -> None:
         permute_inputs(self.linear, order)
-        return False
+
+    def bypass_width(self, widths: Mapping[str, int]) -> int | None:
+        return None  # the linear layer ends the channel space
 
     def layers(self, cin: int, h: int, w: int) -> list[LayerSpec]:
         return [LayerSpec("avgpool", cin, cin, h, w),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 from torch import nn
 
 from netadapt.arch import Architecture, ArchitectureError, ModelSpec
 from netadapt.layers import LayerSpec
-from netadapt.models.blocks import Classifier, filter_norms, permute_outputs
+from netadapt.models.blocks import Classifier, ConvBN, filter_norms, permute_outputs
 from netadapt.ordered_dropout import Widths
 
 
@@ -63,26 +65,55 @@ class SearchableNetwork(nn.Module):
     # -- NetAdapt V1: keep the filters of largest L2 norm by moving them first ---------------------
 
     def can_reorder(self, dim: str) -> bool:
-        return any(b.producer(dim) is not None for b in self.blocks)
+        """Whether a block produces `dim` and every block reading its channels can follow a reordering."""
+        space = self._channel_space(dim)
+        return space is not None and all(hasattr(b, "permute_input") for b in space[2])
 
     @torch.no_grad()
-    def keep_largest_filters(self, dim: str, width: int) -> None:
-        """Reorder the channel space `dim` so that its `width` currently kept filters of largest L2
-        norm come first (the others keep their order after them); producer and every consumer are
-        reordered together, so the network computes the same function. Bypass (CBC) widths cannot
-        be reordered: channel k of a bypassed block is tied to input channel k."""
+    def keep_largest_filters(self, dim: str, arch: Architecture) -> None:
+        """Reorder the channel space `dim` so that, of the filters `arch` keeps, those of largest L2
+        norm come first; the filters `arch` drops keep their place after them. The producer and
+        every block reading the space are reordered together, so the network computes the same
+        function at `arch` (masked and extracted).
+
+        A bypassable (CBC) block reading the space ties its output channel k to input channel k
+        from its CBC width w on, so no filter may cross w: each segment of [0, width) between such
+        widths is sorted on its own, which keeps the largest filters any prefix can hold."""
+        widths = self._check(arch)
+        if not self.can_reorder(dim):
+            raise ArchitectureError(f"{dim}: not a reorderable dimension of {self.spec.name}")
+        block, producer, readers = self._channel_space(dim)
+        bounds = [w for b in readers if (w := b.bypass_width(widths)) is not None]
+        order = largest_first(filter_norms(producer), widths[dim], bounds)
+        if not readers:
+            block.permute_internal(dim, order)
+            return
+        permute_outputs(producer, order)
+        for reader in readers:
+            reader.permute_input(order)
+
+    def _channel_space(self, dim: str) -> tuple[nn.Module, ConvBN, list[nn.Module]] | None:
+        """The block producing `dim`, its filters, and the blocks reading them: none for a space
+        inside the block (an expansion), else those after it up to the first that does not pass
+        the channels on (its `bypass_width` is None, whatever the widths)."""
         for i, block in enumerate(self.blocks):
-            producer = block.producer(dim)
+            producer = block.producer(dim) if hasattr(block, "producer") else None
             if producer is None:
                 continue
-            norms = filter_norms(producer)
-            kept = torch.argsort(norms[:width], descending=True, stable=True)
-            order = torch.cat([kept, torch.arange(width, len(norms))])
-            if hasattr(block, "permute_internal") and block.permute_internal(dim, order):
-                return
-            permute_outputs(producer, order)
-            for consumer in list(self.blocks[i + 1:]) + [self.classifier]:
-                if not consumer.permute_input(order):
-                    return
-            return
-        raise ArchitectureError(f"{dim}: not a reorderable dimension of {self.spec.name}")
+            if hasattr(block, "internal") and block.internal(dim):
+                return block, producer, []
+            readers = []
+            for reader in [*self.blocks[i + 1:], self.classifier]:
+                readers.append(reader)
+                if not hasattr(reader, "bypass_width") or reader.bypass_width(self._space.widths) is None:
+                    break
+            return block, producer, readers
+        return None
+
+
+def largest_first(norms: torch.Tensor, width: int, bounds: Iterable[int]) -> torch.Tensor:
+    """The channel order putting the largest `norms` first within each segment of [0, width) cut at
+    `bounds` (channels may not cross them); channels from `width` on keep their place."""
+    cuts = sorted({0, width, *(b for b in bounds if 0 < b < width)})
+    segments = [lo + torch.argsort(norms[lo:hi], descending=True, stable=True) for lo, hi in zip(cuts, cuts[1:])]
+    return torch.cat([*segments, torch.arange(width, len(norms))])

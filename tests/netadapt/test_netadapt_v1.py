@@ -1,8 +1,15 @@
+import math
+
+import pytest
 import torch
 
+import netadapt.netadapt_v1 as v1_module
 from netadapt.arch import ModelSpec
+from netadapt.data import Split
 from netadapt.models import build_supernet, extract
 from netadapt.models.blocks import filter_norms
+from netadapt.netadapt_v1 import FineTuning, NetAdaptV1
+from netadapt.resources.analytic import MacsModel
 from tests.netadapt.models.test_models import trained_looking
 
 
@@ -14,7 +21,7 @@ def test_keeping_filters_preserves_the_function_and_puts_the_largest_first():
         dim = next(d for d in model.space().dims if model.can_reorder(d.name))
         producer = next(b.producer(dim.name) for b in model.blocks if b.producer(dim.name) is not None)
         norms = filter_norms(producer).clone()
-        model.keep_largest_filters(dim.name, dim.max_width)
+        model.keep_largest_filters(dim.name, model.space())
         assert torch.allclose(model(x), before, atol=1e-5), name
         assert torch.equal(filter_norms(producer), norms.sort(descending=True).values), name
 
@@ -27,7 +34,30 @@ def test_v1_pruning_keeps_the_largest_norm_filters():
         conv.weight.mul_(torch.linspace(0.1, 2.0, 16).roll(5).view(16, 1, 1, 1))
     norms = conv.weight.flatten(1).norm(dim=1)
     expected = conv.weight[norms.topk(8).indices.sort().values]
-    model.keep_largest_filters("conv0", 16)
+    model.keep_largest_filters("conv0", model.space())
     slim = extract(model, model.space().with_widths({"conv0": 8}))
     kept = slim[0][0].weight
     assert {tuple(w.flatten().tolist()) for w in kept} == {tuple(w.flatten().tolist()) for w in expected}
+
+
+def test_long_term_fine_tune_runs_one_cosine_over_all_its_epochs(monkeypatch):
+    """10 samples in batches of 4 take 3 steps an epoch: 2 epochs follow one cosine over 6 steps, the
+    learning rate falling at every step. (A new cosine each epoch, chained on the last one's end,
+    left every epoch after the first at learning rate 0.)"""
+    seen, make_optimizer = [], v1_module.make_optimizer
+
+    def spied_optimizer(*args, **kwargs):
+        optimizer = make_optimizer(*args, **kwargs)
+        optimizer.register_step_pre_hook(lambda opt, a, k: seen.append(opt.param_groups[0]["lr"]))
+        return optimizer
+
+    monkeypatch.setattr(v1_module, "make_optimizer", spied_optimizer)
+    network = build_supernet(ModelSpec("plain_cnn", (1, 8, 8), 3))
+    data = Split(torch.randint(0, 256, (10, 1, 8, 8), dtype=torch.uint8), torch.arange(10) % 3)
+    tuning = FineTuning(short_term_steps=1, long_term_epochs=2, lr=0.1, batch_size=4, eval_batch_size=4,
+                        eval_batches=1, seed=0, device=torch.device("cpu"))
+    v1 = NetAdaptV1(network, MacsModel(network), data, data, tuning)
+    v1.finish(network.space())
+    expected = [0.05 * (1 + math.cos(math.pi * k / 6)) for k in range(6)]
+    assert seen == pytest.approx(expected)
+    assert all(a > b for a, b in zip(seen, seen[1:]))
