@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -85,9 +86,14 @@ def read_json(path: str | Path) -> Any:
 
 
 def save_tensors(path: str | Path, obj: Any) -> None:
-    """torch.save, atomically; the object must be loadable with `weights_only=True`."""
+    """torch.save, atomically; the object must be loadable with `weights_only=True`.
+
+    Serialized in memory first: torch.save names the archive after the file it writes, so saving
+    to the random temp name gave equal content new bytes (and DVC a changed output)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def load_tensors(path: str | Path) -> Any:
