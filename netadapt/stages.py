@@ -28,6 +28,7 @@ from netadapt.models import build_supernet
 from netadapt.netadapt_v1 import FineTuning, NetAdaptV1
 from netadapt.plots import plot_fidelity, plot_tradeoff, plot_trajectory
 from netadapt.resources import ResourceModel
+from netadapt.resume import Progress
 from netadapt.resources.analytic import MacsModel, ParamsModel
 from netadapt.resources.lookup_table import LatencyModel, LatencyTable, TableContext
 from netadapt.resources.profiling import ProfileSettings, network_latencies, profile_space
@@ -86,6 +87,16 @@ class Paths:
     def metrics_file(self, stage: str) -> Path:
         return self.metrics / f"{stage}.json"
 
+    def progress(self, stage: str) -> Path:
+        """A stage's resumable progress: outside its DVC output, which DVC deletes before a re-run."""
+        return self.artifacts / "progress" / f"{stage}.pt"
+
+
+def stage_progress(stage: str, cfg: Config, paths: Paths, inputs: list[Path]) -> Progress:
+    """Progress keyed by the code, the params sections the stage reads and its inputs' contents."""
+    key = [code_version(), cfg.section_digest(*STAGE_PARAMS[stage]), content_digest(inputs)]
+    return Progress(paths.progress(stage), hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16])
+
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     with atomic_path(path) as tmp:
@@ -117,9 +128,11 @@ def supernet(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     device = resolve_device(cfg.supernet.device)
     torch.manual_seed(cfg.seed)
     model = build_supernet(spec)
-    history = train_supernet(model, train, holdout, cfg.supernet, cfg.seed, device)
+    progress = stage_progress("supernet", cfg, paths, [paths.prepared / f"{s}.pt" for s in ("train", "holdout")])
+    history = train_supernet(model, train, holdout, cfg.supernet, cfg.seed, device, progress=progress)
     save_supernet(paths.supernet, model, cfg.section_digest("seed", "model", "supernet"))
     write_csv(paths.plots / "supernet.csv", history_rows(history))
+    progress.clear()
     last = history[-1] if history else None
     metrics = {"epochs": cfg.supernet.epochs, "seconds": round(time.perf_counter() - start, 3),
                "holdout_acc_largest": last.holdout_acc_largest if last else 0.0,
@@ -299,9 +312,12 @@ def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     model = initial_network(supernet_model, arch, f.init).to(device)
     optimizer = make_optimizer(f.optimizer, model.parameters(), f.lr, f.momentum, f.weight_decay)
     scheduler = cosine_schedule(optimizer, f.epochs * epoch_steps(len(train), f.batch_size))
-    curve = []
-    holdout_acc = accuracy(model, holdout, f.batch_size, device)[1]
-    for epoch in range(f.epochs):
+    inputs = [paths.prepared / "train.pt", paths.prepared / "holdout.pt", arch_path,
+              v1_network if v1_network.is_file() else paths.supernet]
+    progress = stage_progress("finetune", cfg, paths, inputs)
+    curve = progress.restore(model, optimizer, scheduler)
+    holdout_acc = curve[-1]["holdout_acc"] if curve else accuracy(model, holdout, f.batch_size, device)[1]
+    for epoch in range(len(curve), f.epochs):
         t0 = time.perf_counter()
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         loss = train_epoch(model, train, optimizer, scheduler, f.batch_size, generator, device,
@@ -310,10 +326,12 @@ def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
         curve.append({"epoch": epoch + 1, "loss": loss, "holdout_acc": holdout_acc,
                       "seconds": time.perf_counter() - t0})
         log.info("finetune epoch %d/%d  loss %.4f  holdout acc %.4f", epoch + 1, f.epochs, loss, holdout_acc)
+        progress.save(model, optimizer, scheduler, curve)
     model.cpu().eval()
     save_network(paths.final, model, arch, cfg.section_digest("seed", "finetune"))
     export_onnx(model, arch.model.input_shape, paths.final.with_suffix(".onnx"))
     write_csv(paths.plots / "finetune.csv", curve)
+    progress.clear()
     weights = "scratch" if f.init == "scratch" else ("netadapt-v1" if v1_network.is_file() else "supernet")
     metrics = {"epochs": f.epochs, "seconds": round(time.perf_counter() - start, 3), "holdout_acc": holdout_acc,
                "weights_from": weights}

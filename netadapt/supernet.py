@@ -23,6 +23,7 @@ from netadapt.evaluation import evaluate_subnet
 from netadapt.io import load_tensors, save_tensors
 from netadapt.models import build_supernet
 from netadapt.ordered_dropout import sample_widths
+from netadapt.resume import Progress
 from netadapt.training import accuracy, cosine_schedule, epoch_steps, make_optimizer, train_epoch
 
 log = logging.getLogger("netadapt")
@@ -60,18 +61,20 @@ def training_batch(cfg: SupernetConfig, train_size: int) -> int:
 
 
 def train_supernet(model: nn.Module, train: Split, holdout: Split, cfg: SupernetConfig, seed: int,
-                   device: torch.device, eval_batch_size: int = 512) -> list[EpochMetrics]:
+                   device: torch.device, eval_batch_size: int = 512,
+                   progress: Progress | None = None) -> list[EpochMetrics]:
     """Train `model` in place for `cfg.epochs`; per-epoch loss and holdout accuracy of the largest
     sub-network (its running BN statistics are tracked) and of the smallest (BN statistics
-    re-estimated on a few train batches, so holdout stays a pure scoring set)."""
+    re-estimated on a few train batches, so holdout stays a pure scoring set). With `progress`,
+    every finished epoch is saved and an interrupted run continues after its last one."""
     batch_size = training_batch(cfg, len(train))
     group_size = cfg.group_size if cfg.sampling != "none" else 1
     model.to(device)
     space = model.space()
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
     scheduler = cosine_schedule(optimizer, cfg.epochs * epoch_steps(len(train), batch_size, group_size > 1))
-    history: list[EpochMetrics] = []
-    for epoch in range(cfg.epochs):
+    history = [EpochMetrics(**row) for row in (progress.restore(model, optimizer, scheduler) if progress else [])]
+    for epoch in range(len(history), cfg.epochs):
         start = time.perf_counter()
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         lr = optimizer.param_groups[0]["lr"]
@@ -87,6 +90,8 @@ def train_supernet(model: nn.Module, train: Split, holdout: Split, cfg: Supernet
         history.append(metrics)
         log.info("supernet epoch %d/%d  loss %.4f  holdout acc largest %.4f smallest %.4f  (%.1f s)",
                  epoch + 1, cfg.epochs, loss, largest_acc, smallest_acc, metrics.seconds)
+        if progress:
+            progress.save(model, optimizer, scheduler, history_rows(history))
     return history
 
 

@@ -1,0 +1,93 @@
+"""kill -9 mid-stage: the re-run does only the rest and ends where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from flows.cli import main
+from netadapt.resume import Progress
+from tests.conftest import REPO, write_idx
+
+NETADAPT = str(Path(sys.executable).with_name("netadapt"))
+TINY = ["--params", str(REPO / "params.yaml"), "-S", "model.name=plain_cnn", "-S", "data.name=fashion-mnist",
+        "-S", "supernet.batch_size=32", "-S", "supernet.group_size=8", "-S", "search.metric=macs",
+        "-S", "search.candidates=3", "-S", "search.bn_recalibration_batches=1", "-S", "search.budget=0.5",
+        "-S", "search.initial_reduction=0.1", "-S", "finetune.batch_size=32"]
+
+
+def project(root: Path, data: Path) -> list[str]:
+    return [*TINY, "-S", f"data.root={data}", "--artifacts", str(root / "a"), "--metrics", str(root / "m"),
+            "--plots", str(root / "p")]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_idx(root, "train", 800, seed=1)
+    write_idx(root, "t10k", 100, seed=2)
+    return root
+
+
+def kill_after_progress(args: list[str], progress: Path, timeout: float = 300) -> None:
+    """Run `netadapt ...` and SIGKILL it as soon as it has saved some progress."""
+    proc = subprocess.Popen([NETADAPT, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while not progress.exists():
+        assert proc.poll() is None, f"finished (exit {proc.returncode}) before any progress was saved"
+        assert time.monotonic() < deadline, "no progress saved in time"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_progress_of_other_inputs_or_a_torn_file_is_never_trusted(tmp_path: Path):
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 4)
+    Progress(tmp_path / "p.pt", "key-a").save(model, optimizer, scheduler, [{"epoch": 1}])
+    assert Progress(tmp_path / "p.pt", "key-a").restore(model, optimizer, scheduler) == [{"epoch": 1}]
+    assert Progress(tmp_path / "p.pt", "key-b").restore(model, optimizer, scheduler) == []
+    (tmp_path / "p.pt").write_bytes((tmp_path / "p.pt").read_bytes()[:100])
+    assert Progress(tmp_path / "p.pt", "key-a").restore(model, optimizer, scheduler) == []
+
+
+@pytest.mark.slow
+def test_supernet_and_finetune_resume_after_kill_9(tmp_path: Path, data: Path, caplog):
+    caplog.set_level("INFO", logger="netadapt")
+    runs = {name: project(tmp_path / name, data) for name in ("killed", "whole")}
+    epochs = ["-S", "supernet.epochs=5", "-S", "finetune.epochs=5"]
+    for args in runs.values():
+        assert main(["prepare", *args]) == 0
+
+    killed = tmp_path / "killed"
+    kill_after_progress(["supernet", *runs["killed"], *epochs], killed / "a" / "progress" / "supernet.pt")
+    caplog.clear()
+    assert main(["supernet", *runs["killed"], *epochs]) == 0
+    resumed = [r.message for r in caplog.records if r.message.startswith("supernet epoch")]
+    assert any("resuming after epoch" in r.message for r in caplog.records) and 0 < len(resumed) < 5
+    assert not (killed / "a" / "progress" / "supernet.pt").exists(), "progress is cleared once done"
+    assert main(["supernet", *runs["whole"], *epochs]) == 0
+    supernets = [tmp_path / name / "a" / "supernet" / "supernet.pt" for name in runs]
+    assert supernets[0].read_bytes() == supernets[1].read_bytes(), "same weights as an uninterrupted run"
+
+    for args in runs.values():
+        assert main(["search", *args]) == 0
+    kill_after_progress(["finetune", *runs["killed"], *epochs], killed / "a" / "progress" / "finetune.pt")
+    caplog.clear()
+    assert main(["finetune", *runs["killed"], *epochs]) == 0
+    resumed = [r.message for r in caplog.records if r.message.startswith("finetune epoch")]
+    assert 0 < len(resumed) < 5
+    assert main(["finetune", *runs["whole"], *epochs]) == 0
+    finals = [tmp_path / name / "a" / "finetune" / "model.pt" for name in runs]
+    assert finals[0].read_bytes() == finals[1].read_bytes()
+    curves = [(tmp_path / name / "p" / "finetune.csv").read_text().splitlines() for name in runs]
+    assert len(curves[0]) == len(curves[1]) == 6, "the curve keeps the epochs of the killed run"
