@@ -5,13 +5,22 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# The pipeline's tools run from the venv (dvc.yaml's `netadapt ...` resolves there), telemetry off.
+# The tools run from the venv (dvc.yaml's cmds find .venv/bin by themselves, too), telemetry off.
 export PATH := $(BIN):$(PATH)
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: test run venv clean
+.PHONY: test run venv clean exp exp-show metrics plots plots-template
+
+# `make exp BUDGET=0.4`, or any overrides: `make exp ARGS='-S search.budget=0.4 -S finetune.epochs=4'`.
+BUDGET ?=
+ARGS ?=
+# `make exp-show`: the experiments side by side, reduced to the figures a reviewer compares (kept even
+# when equal), plus every param that differs between them. Override EXP_KEEP / EXP_DROP (regexes on
+# column names; DVC prefixes a metric with its file when two files share the key) to see more.
+EXP_KEEP ?= Experiment|Created|(metrics/evaluate\.json:)?(test_acc|latency_measured_ms|budget_met|measured_over_budget|macs|params)$$|(metrics/search\.json:)?(holdout_acc|resource_estimated)$$
+EXP_DROP ?= (?!seed$$)[^.]*$$|metrics/|artifacts/|netadapt|data/
 
 venv: $(STAMP)
 
@@ -28,14 +37,47 @@ test: $(STAMP)
 run: $(STAMP)
 	$(BIN)/dvc repro
 	@echo
-	@echo "== results (metrics/*.json; all of them: dvc metrics show) =="
-	@$(BIN)/python -c "import json, pathlib; [print(f'{p.stem:9}', '  '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in json.loads(p.read_text()).items())) for s in ('prepare', 'profile', 'supernet', 'search', 'finetune', 'evaluate') for p in [pathlib.Path('metrics', s + '.json')] if p.exists()]"
+	@echo "== results (metrics/*.json; make metrics prints them again) =="
+	@$(MAKE) --no-print-directory metrics
 	@echo
 	@echo "artifacts: $(CURDIR)/artifacts  (final model: artifacts/finetune/model.pt, model.onnx)"
-	@echo "plots:     $(CURDIR)/plots  (fidelity.png, search.png, tradeoff.png; or: dvc plots show)"
-	@echo "change the budget: dvc exp run -S search.budget=0.4   (re-runs search, finetune, evaluate only)"
+	@echo "plots:     $(CURDIR)/plots  (fidelity.png, search.png, tradeoff.png; all in one page: make plots)"
+	@echo "change the budget: make exp BUDGET=0.4   (re-runs search, finetune, evaluate only; compare: make exp-show)"
 	@echo "review in MLflow:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db   (then http://127.0.0.1:5000)"
 	@echo "the Prefect flow:  $(BIN)/netadapt flow   (its UI: PREFECT_HOME=$(CURDIR)/.prefect $(BIN)/prefect server start)"
 
+# An experiment: the pipeline with params overridden (only the stages they affect re-run); its
+# results land in the workspace, and `make exp-show` lists it beside the others.
+exp: $(STAMP)
+	$(BIN)/dvc exp run $(if $(BUDGET),-S search.budget=$(BUDGET)) $(ARGS)
+
+exp-show: $(STAMP)
+	@$(BIN)/dvc exp show --md --only-changed --keep '$(EXP_KEEP)' --drop '$(EXP_DROP)'
+
+# Every metrics file dvc.yaml declares, one block per file (`dvc metrics show` puts them all in one
+# sparse table).
+metrics: $(STAMP)
+	@$(BIN)/dvc metrics show --json | $(BIN)/python -c "$$METRICS_PY"
+
+# One HTML page with every plot dvc.yaml declares; it loads nothing from the network.
+plots: $(STAMP)
+	$(BIN)/dvc plots show --html-template plots_template/offline.html
+
+# Rebuild the offline template from the npm registry (pinned versions in plots_template/build.py).
+plots-template: $(STAMP)
+	$(BIN)/python plots_template/build.py
+
 clean:
-	rm -rf artifacts metrics .dvc/cache .dvc/tmp
+	rm -rf artifacts metrics dvc_plots .dvc/cache .dvc/tmp
+
+define METRICS_PY
+import json, sys, textwrap
+shown = next(iter(json.load(sys.stdin).values()), {})  # the workspace
+for path, entry in shown.get("data", {}).items():
+    if "error" in entry:
+        print(f"{path}: not there yet"); continue
+    items = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry["data"].items()]
+    print(textwrap.fill("  ".join(items), width=110, initial_indent=f"{path:24}", subsequent_indent=" " * 24,
+                        break_on_hyphens=False))
+endef
+export METRICS_PY

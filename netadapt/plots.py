@@ -67,19 +67,71 @@ def plot_trajectory(history: pd.DataFrame, budget: float, unit: str, path: Path)
     _save(fig, path)
 
 
-def plot_tradeoff(history: pd.DataFrame, final: dict, path: Path) -> None:
-    """Accuracy against latency: the search's kept iterates (holdout accuracy, estimated latency)
-    and the final network against the base (test accuracy, measured latency)."""
+_AXIS = {"latency": "estimated latency (ms, lookup table)", "macs": "MACs", "params": "parameters"}
+_UNITS = {"latency": "ms", "macs": "MACs", "params": "parameters"}
+_NAMES = {"latency": "latency", "macs": "MACs", "params": "parameter"}
+
+
+def plot_tradeoff(history: pd.DataFrame, final: dict, path: Path, search: dict | None = None) -> None:
+    """Two panels, one quantity per axis, so estimates and measurements never share a scale.
+
+    Left, the search: every candidate and the kept path, holdout accuracy (super-network weights)
+    against the search's *estimated* resource, with the budget in the same unit. Right, the result:
+    test accuracy against *measured* latency of the final network, the base network's measured
+    latency (a point when `final` has `base_test_acc`, else a line), and, for a latency budget, the
+    budget on the measured scale (`final["budget"]` when `final["budget_metric"] == "latency"`).
+
+    `final` is evaluate's metrics; `search` the search history's metadata (`history.json`: budget,
+    unit, metric). Without `search`, the left budget comes from `final` when it is in MACs or
+    parameters (exact, so estimated = measured), and is left out for latency.
+    """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    search = search or {}
+    metric = search.get("metric") or final.get("budget_metric")
+    unit = search.get("unit") or _UNITS.get(metric, "")
+    budget = search.get("budget")
+    if budget is None and metric in ("macs", "params") and final.get("budget_metric") == metric:
+        budget = final.get("budget")
+
+    cands = history[history.iteration >= 0]
+    if len(cands):
+        left.scatter(cands.resource_estimated, cands.holdout_acc, s=14, color="silver", label="candidates")
     kept = history[history.kept.astype(bool)].sort_values("iteration")
-    ax.plot(kept.resource_estimated, kept.holdout_acc, "-o", color="steelblue", ms=4,
-            label="search iterates (holdout, estimated)")
-    ax.scatter([final["latency_measured_ms"]], [final["test_acc"]], marker="*", s=200, color="crimson",
-               zorder=3, label="final network (test, measured)")
-    ax.axvline(final["base_latency_measured_ms"], color="grey", ls=":", label="base network (measured)")
-    ax.set(xlabel="latency (ms)", ylabel="accuracy", title="Accuracy-latency trade-off")
-    ax.invert_xaxis()
-    ax.legend(loc="lower left")
+    left.plot(kept.resource_estimated, kept.holdout_acc, "-o", color="steelblue", ms=4, label="kept (search path)")
+    base = kept[kept.iteration < 0]
+    if len(base):
+        left.scatter(base.resource_estimated, base.holdout_acc, marker="s", s=60, color="black", zorder=3,
+                     label="base network")
+    if budget is not None:
+        left.axvline(budget, color="crimson", ls="--", lw=1, label=f"budget ({budget:.4g} {unit})")
+    left.set(xlabel=_AXIS.get(metric, f"estimated resource ({unit})" if unit else "estimated resource"),
+             ylabel="holdout accuracy (super-network weights)", title="Search: every candidate, estimated")
+    left.invert_xaxis()
+    left.legend(loc="best", fontsize="small")
+
+    backend = final.get("backend")
+    right.scatter([final["latency_measured_ms"]], [final["test_acc"]], marker="*", s=220, color="crimson",
+                  zorder=3, label=f"final network ({final['latency_measured_ms']:.3g} ms)")
+    base_ms = final.get("base_latency_measured_ms")
+    if base_ms is not None and final.get("base_test_acc") is not None:
+        right.scatter([base_ms], [final["base_test_acc"]], marker="s", s=60, color="black", zorder=3,
+                      label=f"base network ({base_ms:.3g} ms)")
+    elif base_ms is not None:
+        right.axvline(base_ms, color="black", ls=":", lw=1.2, label=f"base network latency ({base_ms:.3g} ms)")
+    if final.get("budget_metric") == "latency" and final.get("budget") is not None:
+        right.axvline(final["budget"], color="crimson", ls="--", lw=1,
+                      label=f"budget, measured scale ({final['budget']:.3g} ms)")
+    title = "Result: final network, measured"
+    if final.get("budget_met") is not None:
+        verdict = "within" if final["budget_met"] else "OVER"
+        ratio = final.get("measured_over_budget")
+        name = _NAMES.get(final.get("budget_metric"), final.get("budget_metric", ""))
+        title += f"\n{verdict} the {name} budget" + (f" ({ratio:.2f} of it)" if ratio else "")
+    right.set(xlabel="measured latency (ms" + (f", {backend})" if backend else ")"),
+              ylabel="test accuracy (top-1, fine-tuned)", title=title)
+    right.set_xlim(right.get_xlim()[1] * 1.15, 0)  # from 0, so distances are proportional; fast on the right
+    right.margins(y=0.3)
+    right.legend(loc="best", fontsize="small")
     fig.tight_layout()
     _save(fig, path)
