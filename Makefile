@@ -44,7 +44,7 @@ run: $(STAMP)
 	@echo "plots:     $(CURDIR)/plots  (fidelity.png, search.png, tradeoff.png; all in one page: make plots)"
 	@echo "change the budget: make exp BUDGET=0.4   (re-runs search, finetune, evaluate only; compare: make exp-show)"
 	@echo "review in MLflow:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db   (then http://127.0.0.1:5000)"
-	@echo "the Prefect flow:  $(BIN)/netadapt flow   (its UI: PREFECT_HOME=$(CURDIR)/.prefect $(BIN)/prefect server start)"
+	@echo "the Prefect flow:  $(BIN)/netadapt flow   (served, with its UI: $(BIN)/netadapt serve)"
 
 # An experiment: the pipeline with params overridden (only the stages they affect re-run); its
 # results land in the workspace, and `make exp-show` lists it beside the others.

@@ -1,8 +1,10 @@
-"""`netadapt`: one subcommand per pipeline stage (what `dvc.yaml` runs), plus `run` and `flow`.
+"""`netadapt`: one subcommand per pipeline stage (what `dvc.yaml` runs), plus `run`, `flow` and `serve`.
 
 Each stage subcommand reads the typed config (`--params`, `-S key=value` overrides), calls the
-stage function from `netadapt.stages` (the same one its Prefect task calls) and prints its metrics.
-Bad input exits with status 2 and one line naming the offending key or file.
+stage function from `netadapt.stages` (the same one its Prefect task calls), writes the stage's
+stamp (`netadapt.stamps`: the flow then finds it up to date) and prints its metrics.
+Bad input exits with status 2 and one line naming the offending key or file, before Prefect is
+imported or any server starts.
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ import argparse
 import json
 import logging
 import os
+import signal
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Callable
 
@@ -19,11 +26,24 @@ from netadapt.errors import NetAdaptError
 
 STAGES = ["prepare", "profile", "supernet", "search", "finetune", "evaluate"]
 PIPELINES = {"run": "the whole pipeline in this process, stage after stage (no caching)",
-             "flow": "the whole pipeline as a Prefect flow (cached tasks, mapped candidate evaluation)"}
+             "flow": "the whole pipeline as a Prefect flow (cached tasks, mapped candidate evaluation)",
+             "serve": "serve the Prefect flow as a deployment (schedule, UI) from this project"}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("netadapt")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        import netadapt
+
+        return getattr(netadapt, "__version__", "unknown")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netadapt", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in STAGES + list(PIPELINES):
         help_text = PIPELINES.get(name, f"run the {name} stage")
@@ -37,6 +57,20 @@ def _parser() -> argparse.ArgumentParser:
                        help="metrics folder (default: %(default)s)")
         p.add_argument("--plots", default=Path("plots"), type=Path,
                        help="plot data folder (default: %(default)s)")
+        if name in ("flow", "serve"):
+            p.add_argument("--json", action="store_true",
+                           help="print the result as one JSON line instead of a summary line per stage")
+    serve = sub.choices["serve"]
+    serve.add_argument("--name", default="netadapt", help="deployment name (default: %(default)s)")
+    when = serve.add_mutually_exclusive_group()
+    when.add_argument("--cron", help="run on this cron schedule, e.g. '0 3 * * *'")
+    when.add_argument("--interval", type=float, metavar="SECONDS", help="run every SECONDS seconds")
+    serve.add_argument("--port", type=int, default=4200,
+                       help="port of the local Prefect server started when PREFECT_API_URL is not set "
+                            "(127.0.0.1 only; 0: any free port; default: %(default)s)")
+    serve.add_argument("--once", action="store_true",
+                       help="start one run of the deployment now, execute it as the server would, print its "
+                            "result and exit")
     return parser
 
 
@@ -47,43 +81,173 @@ def _run_stage(name: str, args: argparse.Namespace) -> dict:
     cfg = load_config(args.params, args.overrides)
     stage: Callable = getattr(stages, name)
     paths = stages.Paths(artifacts=args.artifacts, metrics=args.metrics, plots=args.plots)
-    metrics = stage(cfg, paths)
-    from tasks.tracking import log_stage  # imported late: MLflow costs seconds, and bad input never needs it
+    from tasks.tracking import stage_run  # after validation: bad input never opens a run (MLflow is lazy)
 
-    log_stage(name, cfg, paths, metrics)
+    with stage_run(name, cfg, paths) as run:  # the child run spans the stage: FAILED / KILLED if it does
+        metrics = stage(cfg, paths)
+        run.finish(metrics)
+    return metrics
+
+
+def _stamped_stage(name: str, args: argparse.Namespace) -> dict:
+    """A stage run as `dvc repro` runs it, then its stamp: its key is taken before it runs (what it
+    read), its outputs' digests after (what it wrote)."""
+    from netadapt.config import load_config
+
+    cfg = load_config(args.params, args.overrides)  # bad input fails here, before any work
+    from netadapt import stamps
+    from netadapt.stages import Paths
+
+    paths = Paths(artifacts=args.artifacts, metrics=args.metrics, plots=args.plots)
+    key = stamps.stage_key(name, cfg, paths)
+    metrics = _run_stage(name, args)
+    stamps.write_stamp(name, key, paths, metrics, by="cli")
     return metrics
 
 
 def _run_all(args: argparse.Namespace) -> dict:
     from netadapt.stages import STAGES
 
-    return {stage: _run_stage(stage, args) for stage in STAGES}
+    return {stage: _stamped_stage(stage, args) for stage in STAGES}
 
 
-def _run_flow(args: argparse.Namespace) -> dict:
-    """The Prefect flow; its state (results, ephemeral API database) lives in the project unless
-    PREFECT_HOME says otherwise, and telemetry is off. Set before Prefect is imported."""
+def _quiet_prefect(record: logging.LogRecord) -> bool:
+    """Prefect's INFO lines (a "Finished in state Completed()" per task run) stay in the UI; the
+    console gets our summary line per stage instead."""
+    return not (record.name.startswith("prefect") and record.levelno < logging.WARNING)
+
+
+def _prefect_env() -> None:
+    """Prefect's environment, set before Prefect is imported: its state (results = the cache, API
+    database) in the project's `.prefect/` unless PREFECT_HOME says otherwise, telemetry off, and
+    the library's log lines (logger `netadapt`) sent to the Prefect UI."""
     os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    extra = [name for name in os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "").split(",") if name.strip()]
+    if "netadapt" not in extra:
+        os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join(extra + ["netadapt"])
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_quiet_prefect)
+
+
+def _flow_parameters(args: argparse.Namespace) -> dict:
+    return {"params_file": str(args.params), "overrides": list(args.overrides), "artifacts": str(args.artifacts),
+            "metrics": str(args.metrics), "plots": str(args.plots)}
+
+
+def _run_flow(args: argparse.Namespace) -> dict:
+    """The Prefect flow, after the params are validated (bad input never imports Prefect)."""
+    from netadapt.config import load_config
+
+    load_config(args.params, args.overrides)
+    _prefect_env()
     from flows.pipeline import netadapt_flow
 
-    return netadapt_flow(str(args.params), list(args.overrides), str(args.artifacts), str(args.metrics),
-                         str(args.plots))
+    return netadapt_flow(**_flow_parameters(args))
+
+
+def _healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _start_server(port: int) -> subprocess.Popen | None:
+    """A Prefect server on 127.0.0.1 with this project's PREFECT_HOME and telemetry off, for `serve`;
+    its log goes to `$PREFECT_HOME/server.log`. A server already answering on the port is used as
+    it is (None: nothing to stop). Sets PREFECT_API_URL (before Prefect is imported)."""
+    if port == 0:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+    api_url = f"http://127.0.0.1:{port}/api"
+    if _healthy(api_url):
+        print(f"netadapt: using the Prefect server already at {api_url}", file=sys.stderr)
+        os.environ["PREFECT_API_URL"] = api_url
+        return None
+    home = Path(os.environ["PREFECT_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    exe = Path(sys.executable).with_name("prefect")
+    command = [str(exe)] if exe.is_file() else [sys.executable, "-m", "prefect"]
+    with open(home / "server.log", "ab") as log:
+        server = subprocess.Popen(command + ["server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  start_new_session=True)  # its own process group: stopped as a whole
+    deadline = time.monotonic() + 180
+    while not _healthy(api_url):
+        if server.poll() is not None or time.monotonic() > deadline:
+            _stop_server(server)
+            raise NetAdaptError(f"serve: the Prefect server on port {port} did not start (see {home / 'server.log'}; "
+                                f"another --port, or set PREFECT_API_URL to a running server)")
+        time.sleep(0.5)
+    print(f"netadapt: Prefect server at http://127.0.0.1:{port} (log: {home / 'server.log'})", file=sys.stderr)
+    os.environ["PREFECT_API_URL"] = api_url
+    return server
+
+
+def _stop_server(server: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            server.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _serve(args: argparse.Namespace) -> dict | None:
+    """Serve the flow as a deployment from this project: validated params, Prefect's environment
+    (`_prefect_env`: the project's cache), a local server unless PREFECT_API_URL names one."""
+    from netadapt.config import load_config
+
+    load_config(args.params, args.overrides)
+    _prefect_env()
+    server = None if os.environ.get("PREFECT_API_URL") else _start_server(args.port)
+    try:
+        from flows.pipeline import serve
+
+        served = serve(args.name, _flow_parameters(args), cron=args.cron, interval=args.interval, once=args.once)
+    except KeyboardInterrupt:
+        return None
+    finally:
+        if server is not None:
+            _stop_server(server)
+    if served is None:
+        return None
+    state, result = served
+    if result is None:
+        failed = NetAdaptError(f"serve: the run of deployment netadapt/{args.name} ended {state}")
+        failed.exit_code = 1  # not bad input: the run failed (its logs are in the Prefect UI)
+        raise failed
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     logging.getLogger("netadapt").setLevel(logging.INFO)  # our progress lines, not every library's
-    run = {"run": _run_all, "flow": _run_flow}.get(args.command, lambda a: _run_stage(a.command, a))
+    run = {"run": _run_all, "flow": _run_flow, "serve": _serve}.get(args.command,
+                                                                    lambda a: _stamped_stage(a.command, a))
     try:
         metrics = run(args)
     except NetAdaptError as exc:
         print(f"netadapt: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
-    print(json.dumps(metrics, sort_keys=True))
+    if metrics is None:  # `serve` until interrupted
+        return 0
+    if args.command in ("flow", "serve") and not args.json:
+        from flows.pipeline import summary_lines
+
+        print("\n".join(summary_lines(metrics)))
+    else:
+        print(json.dumps(metrics, sort_keys=True))
     return 0
 
 

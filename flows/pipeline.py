@@ -2,42 +2,60 @@
 stage, a task per search iteration, and candidate evaluations mapped over the flow's task runner
 (threads by default; a Dask runner scales them out).
 
-Caching: a stage task's key is the code version, the params sections the stage reads and the
-content digests of its input artifacts; results are persisted under `$PREFECT_HOME` (the CLI puts
-it in the project's `.prefect/`). When a stage's outputs are missing on disk its cache is
-refreshed, so a cache hit never leaves a later stage without its inputs. A search iteration's key
-is the search identity (super-network, table, settings without the budget, seed), the iteration,
-its starting architecture and its first target: a new budget finds every unclipped iteration it
-shares with an earlier run Cached, and the result equals a fresh run's.
+Up to date: a stage is up to date when its stamp (`netadapt.stamps`) for its current key exists and
+its outputs are as the stamp recorded, whoever ran it: this flow or the stage CLI that `dvc repro`
+runs. An up-to-date stage comes back Cached with the metrics its stamp recorded (the stamp seeds
+Prefect's cache record for the key); any other stage runs, whatever Prefect's cache holds for it.
+In a DVC project, with `dvc.yaml`'s folders and `params.yaml`'s params, the flow then records the
+stages it ran in `dvc.lock` (`dvc commit`), so `dvc status` has nothing to do.
 
-The API is ephemeral unless `PREFECT_API_URL` points at a server.
+A search iteration's key is the search identity (super-network, table, settings without the
+budget, seed), the iteration, its starting architecture and its first target: a new budget finds
+every unclipped iteration it shares with an earlier run Cached, and the result equals a fresh
+run's. Results are persisted under `$PREFECT_HOME` (the CLI puts it in the project's `.prefect/`).
+
+The run publishes a markdown summary, the search trajectory as a table, and (tracking on) a link
+to its MLflow run as Prefect artifacts; the library's log lines (logger `netadapt`) go to the UI.
+The API is ephemeral unless `PREFECT_API_URL` points at a server (`netadapt serve` starts one).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
+from typing import Any
 
+import pandas as pd
 from prefect import flow, unmapped
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from netadapt import stages
-from netadapt.config import load_config, parse_config, to_dict
+from netadapt import stages, stamps
+from netadapt.config import Config, load_config, parse_config, to_dict
 from netadapt.search import Proposal
-from tasks.pipeline import candidate_task, folder_paths, iteration_task, stage_outputs, stage_task
-from tasks.tracking import log_stage
+from tasks import tracking
+from tasks.pipeline import (candidate_task, dvc_commit_task, dvc_project, folder_paths, iteration_task,
+                            seed_stage_cache, stage_task)
+from tasks.tracking import stage_run
 
 
 @flow(name="netadapt-search")
-def search_flow(params: dict, folders: dict[str, str]) -> dict:
-    """The search stage with a task per iteration and candidate evaluation mapped over workers."""
+def search_flow(params: dict, folders: dict[str, str], key: str | None = None) -> dict:
+    """The search stage with a task per iteration and candidate evaluation mapped over workers;
+    writes the search stamp for `key` (its stamp key before it ran) when it succeeds."""
     cfg, p = parse_config(params), folder_paths(folders)
+    key = key or stamps.stage_key("search", cfg, p)
     identity = stages.search_identity(cfg, p)
     kwargs = stages.candidate_settings(cfg, p)
     iteration_states: list[str] = []
     candidate_states: list[str] = []
+    iteration = [-1]  # the iteration being scored (-1: the unpruned network), to name candidate runs
 
     def propose(t, current, current_resource, schedule, step, settings) -> Proposal:
+        iteration[0] = t
         first_target = schedule.target(current_resource, schedule.reduction(t))
         state = iteration_task(t, current.widths_json(), first_target, identity, current, current_resource,
                                schedule, step, settings, return_state=True)
@@ -45,39 +63,249 @@ def search_flow(params: dict, folders: dict[str, str]) -> dict:
         return state.result()
 
     def evaluate_candidates(arch_jsons: list[str]) -> list[tuple[float, float]]:
-        futures = candidate_task.map(arch_jsons, unmapped(kwargs))
+        futures = candidate_task.map(arch_jsons, unmapped(kwargs), unmapped(iteration[0]), range(len(arch_jsons)))
         results = [f.result() for f in futures]
         candidate_states.extend(f.state.name for f in futures)
         return results
 
     mcd = cfg.search.algorithm == "mcd"  # V1 carries weights between iterations: it runs in-process
-    metrics = stages.search(cfg, p, propose=propose if mcd else None,
-                            evaluate_candidates=evaluate_candidates if mcd else None, reuse_history=not mcd)
-    log_stage("search", cfg, p, metrics)
+    with stage_run("search", cfg, p) as run:
+        metrics = stages.search(cfg, p, propose=propose if mcd else None,
+                                evaluate_candidates=evaluate_candidates if mcd else None, reuse_history=not mcd)
+        run.finish(metrics)
+    stamps.write_stamp("search", key, p, metrics, by="prefect")
     return {**metrics, "iteration_states": iteration_states,
             "candidates_cached": candidate_states.count("Cached"), "candidates_run": len(candidate_states)}
 
 
-def _run_stage(stage: str, params: dict, folders: dict[str, str], states: dict[str, str]) -> dict:
-    refresh = not all(path.exists() for path in stage_outputs(stage, folder_paths(folders)))
-    state = stage_task.with_options(refresh_cache=refresh or None)(stage, params, folders, return_state=True)
-    states[stage] = state.name
-    return state.result()
+# What each stage reads from which (dvc.yaml's deps; evaluate also plots the search history): the
+# flow graph's edges. Stages still run one after the other: profiling must not share the CPU.
+UPSTREAM = {"profile": ("prepare",), "supernet": ("prepare",), "search": ("prepare", "profile", "supernet"),
+            "finetune": ("prepare", "supernet", "search"),
+            "evaluate": ("prepare", "profile", "supernet", "search", "finetune")}
 
 
-@flow(name="netadapt", task_runner=ThreadPoolTaskRunner(max_workers=2))
+def _run_stage(stage: str, cfg: Config, params: dict, folders: dict[str, str], wait_for: list) -> State:
+    """Run a stage unless its stamp says it is up to date; then its task comes back Cached with the
+    stamp's metrics. The search runs as a subflow (iterations, mapped candidates) when it runs."""
+    p = folder_paths(folders)
+    key = stamps.stage_key(stage, cfg, p)
+    stamp = stamps.read_stamp(stage, key, p)
+    if stamp is not None:
+        seed_stage_cache(stage, key, stamp["metrics"])
+    elif stage == "search":
+        return search_flow(params, folders, key, return_state=True, wait_for=wait_for)
+    task = stage_task.with_options(refresh_cache=None if stamp is not None else True)
+    return task(stage, params, folders, key, return_state=True, wait_for=wait_for)
+
+
+def _route_library_logs() -> None:
+    """The library's progress lines (logger `netadapt`) reach the Prefect UI, however the flow was
+    started (`PREFECT_LOGGING_EXTRA_LOGGERS=netadapt` attaches the same handler)."""
+    from prefect.logging.handlers import APILogHandler
+
+    logger = logging.getLogger("netadapt")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+        logger.addHandler(APILogHandler())
+
+
+@flow(name="netadapt", task_runner=ThreadPoolTaskRunner(max_workers=2), persist_result=True)
 def netadapt_flow(params_file: str = "params.yaml", overrides: list[str] | None = None,
                   artifacts: str = "artifacts", metrics: str = "metrics", plots: str = "plots") -> dict:
     """prepare -> profile -> supernet -> search -> finetune -> evaluate; returns each stage's state
-    name (Completed / Cached) and metrics."""
+    name (Completed / Cached), its metrics, and what was recorded in dvc.lock."""
     cfg = load_config(params_file, list(overrides or []))
     params, folders = to_dict(cfg), {"artifacts": artifacts, "metrics": metrics, "plots": plots}
-    os.environ["NETADAPT_PIPELINE_ID"] = f"prefect-{flow_run.id}"
+    pid = f"prefect-{flow_run.id}"
+    os.environ["NETADAPT_PIPELINE_ID"] = pid
+    _route_library_logs()
     states: dict[str, str] = {}
-    results = {stage: _run_stage(stage, params, folders, states) for stage in ("prepare", "profile", "supernet")}
-    search_state = search_flow(params, folders, return_state=True)
-    states["search"] = search_state.name
-    results["search"] = search_state.result()
-    for stage in ("finetune", "evaluate"):
-        results[stage] = _run_stage(stage, params, folders, states)
-    return {"states": states, "metrics": results}
+    results: dict[str, dict] = {}
+    done: dict[str, State] = {}
+    for stage in stages.STAGES:
+        wait_for = [done[upstream] for upstream in UPSTREAM.get(stage, ())]
+        done[stage] = _run_stage(stage, cfg, params, folders, wait_for)
+        states[stage] = done[stage].name
+        results[stage] = done[stage].result()
+    results["search"] = {"iteration_states": [], "candidates_cached": 0, "candidates_run": 0, **results["search"]}
+    dvc = _record_in_dvc(params, folders)
+    result = {"states": states, "metrics": results, "dvc": dvc}
+    _publish(result, cfg, folder_paths(folders), pid)
+    return result
+
+
+def _record_in_dvc(params: dict, folders: dict[str, str]) -> dict:
+    root, reason = dvc_project(params, folders)
+    if root is None:
+        return {"committed": [], "skipped": reason}
+    state = dvc_commit_task(params, folders, return_state=True)
+    if state.is_completed():
+        return state.result()
+    return {"committed": [], "skipped": f"dvc commit failed: {state.message}"}
+
+
+# -- what a run shows: console summary, Prefect artifacts -------------------------------------------
+
+HEADLINES = {
+    "prepare": ("train", "holdout", "test", "classes"),
+    "profile": ("entries", "base_latency_measured_ms", "lut_mean_abs_error", "seconds"),
+    "supernet": ("epochs", "holdout_acc_largest", "holdout_acc_smallest", "seconds"),
+    "search": ("iterations", "reused_iterations", "candidates_evaluated", "budget_fraction", "resource_estimated",
+               "holdout_acc", "seconds"),
+    "finetune": ("epochs", "holdout_acc", "seconds"),
+    "evaluate": ("test_acc", "latency_measured_ms", "latency_estimated_ms", "latency_ratio", "macs", "params"),
+}
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _headline(stage: str, metrics: dict) -> str:
+    return "  ".join(f"{k}={_number(metrics[k])}" for k in HEADLINES.get(stage, ()) if k in metrics)
+
+
+def _dvc_line(dvc: dict) -> str | None:
+    if dvc.get("committed"):
+        return "recorded in dvc.lock: " + ", ".join(dvc["committed"])
+    if dvc.get("skipped") == "not a DVC project":
+        return None
+    return f"dvc.lock not updated: {dvc['skipped']}" if dvc.get("skipped") else "dvc.lock: up to date"
+
+
+def summary_lines(result: dict) -> list[str]:
+    """One line per stage (state and headline metrics), then what was recorded in dvc.lock."""
+    lines = []
+    for stage, state in result["states"].items():
+        metrics = result["metrics"].get(stage, {})
+        line = f"{stage:<9} {state:<9} {_headline(stage, metrics)}"
+        if stage == "search" and metrics.get("iteration_states"):
+            its = metrics["iteration_states"]
+            line += (f"  [iterations: {its.count('Cached')} cached, {len(its) - its.count('Cached')} run; "
+                     f"candidates: {metrics['candidates_cached']} cached, "
+                     f"{metrics['candidates_run'] - metrics['candidates_cached']} run]")
+        lines.append(line.rstrip())
+    if (dvc := _dvc_line(result.get("dvc", {}))) is not None:
+        lines.append(dvc)
+    return lines
+
+
+def summary_markdown(result: dict, cfg: Config) -> str:
+    s, m = cfg.search, result["metrics"]
+    ev = m.get("evaluate", {})
+    lines = [f"# NetAdapt: {cfg.data.name} · {cfg.model.name} · {s.metric} budget {s.budget:g} ({s.budget_type})", ""]
+    if ev:
+        lines += [f"- **test accuracy** {_number(ev.get('test_acc'))}",
+                  f"- **latency** {_number(ev.get('latency_measured_ms'))} ms measured, "
+                  f"{_number(ev.get('latency_estimated_ms'))} ms estimated, "
+                  f"{_number(ev.get('latency_ratio'))} of the base network's ({cfg.profile.backend})",
+                  f"- **MACs** {_number(ev.get('macs'))}, **parameters** {_number(ev.get('params'))}"]
+    if "search" in m:
+        lines.append(f"- **search** {m['search'].get('algorithm')}: {m['search'].get('iterations')} iterations, "
+                     f"{m['search'].get('candidates_evaluated')} candidates, holdout accuracy "
+                     f"{_number(m['search'].get('holdout_acc'))}")
+    lines += ["", "| stage | state | metrics |", "| --- | --- | --- |"]
+    lines += [f"| {stage} | {state} | {_headline(stage, m.get(stage, {})).replace('  ', ', ')} |"
+              for stage, state in result["states"].items()]
+    if (dvc := _dvc_line(result.get("dvc", {}))) is not None:
+        lines += ["", dvc]
+    return "\n".join(lines) + "\n"
+
+
+def trajectory_rows(p: stages.Paths) -> list[dict]:
+    """The search trajectory: the network kept at each iteration (-1: the unpruned one)."""
+    path = p.search / "history.csv"
+    if not path.is_file():
+        return []
+    history = pd.read_csv(path)
+    rows = []
+    for t, it in history.groupby("iteration", sort=True):
+        kept = it[it.kept.astype(bool)]
+        if not len(kept):
+            continue
+        row = kept.iloc[0]
+        values = {"iteration": int(t), "resource_estimated": float(row.resource_estimated),
+                  "holdout_acc": float(row.holdout_acc), "target": float(row.target),
+                  "halvings": int(row.halvings), "candidates": int(len(it)), "seconds": float(it.seconds.sum())}
+        rows.append({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()})
+    return rows
+
+
+def mlflow_ui_link(uri: str, experiment_id: str, run_id: str) -> str:
+    """The MLflow UI page of a run: the tracking server itself, or `mlflow ui`'s default address for a
+    local store (sqlite, files)."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def mlflow_pipeline_link(pid: str, experiment: str, client: Any = None) -> str | None:
+    """The MLflow UI link of this pipeline's parent run, if tracking is on and a stage logged one."""
+    if not tracking.enabled():
+        return None
+    if client is None:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking.tracking_uri())
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs([found.experiment_id], filter_string=f"tags.`{tracking.PIPELINE_TAG}` = '{pid}' and "
+                                                                   f"tags.`{tracking.ROLE_TAG}` = 'pipeline'",
+                              max_results=1)
+    return mlflow_ui_link(tracking.tracking_uri(), found.experiment_id, runs[0].info.run_id) if runs else None
+
+
+def _publish(result: dict, cfg: Config, p: stages.Paths, pid: str) -> None:
+    """The run's Prefect artifacts: summary (markdown), search trajectory (table), MLflow run (link)."""
+    create_markdown_artifact(key="netadapt-summary", markdown=summary_markdown(result, cfg),
+                             description="NetAdapt: headline metrics and each stage's state")
+    if rows := trajectory_rows(p):
+        create_table_artifact(key="search-trajectory", table=rows,
+                              description="Search: the network kept at each iteration (-1: unpruned)")
+    try:
+        link = mlflow_pipeline_link(pid, cfg.tracking.experiment)
+    except Exception as exc:  # noqa: BLE001 - a missing link never fails a finished pipeline
+        logging.getLogger("netadapt").warning("mlflow: no link to the run: %s", exc)
+        link = None
+    if link:
+        create_link_artifact(key="mlflow-run", link=link, link_text="MLflow run of this pipeline",
+                             description=f"Tracking URI {tracking.tracking_uri()} (a local store: open it with "
+                                         f"`mlflow ui --backend-store-uri <uri>`)")
+
+
+# -- serving -----------------------------------------------------------------------------------------
+
+
+def serve(name: str, parameters: dict, cron: str | None = None, interval: float | None = None,
+          once: bool = False) -> tuple[str, dict | None] | None:
+    """Serve `netadapt_flow` as the deployment `netadapt/<name>` (with `parameters`, on a cron or an
+    interval schedule) until interrupted. The runner executes each run in a subprocess with this
+    process's environment: the same PREFECT_HOME (so the same cache) and working directory.
+
+    `once`: create the deployment, start one run of it now, execute it as the served runner would,
+    and return its final state's name and result instead of serving on."""
+    from prefect.types.entrypoint import EntrypointType
+
+    if not once:
+        netadapt_flow.serve(name=name, cron=cron, interval=interval, parameters=parameters,
+                            entrypoint_type=EntrypointType.MODULE_PATH)
+        return None
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.runner import Runner
+
+    runner = Runner(name=f"{name}-once")
+    deployment_id = runner.add_flow(netadapt_flow, name=name, parameters=parameters,
+                                    entrypoint_type=EntrypointType.MODULE_PATH)
+    run = run_deployment(deployment_id, timeout=0)  # scheduled now; the runner picks it up
+    asyncio.run(runner.start(run_once=True))
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run.id).state
+    result = state.result(raise_on_failure=False) if state is not None and state.is_completed() else None
+    return (state.name if state is not None else "Unknown"), result

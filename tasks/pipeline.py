@@ -1,8 +1,10 @@
 """Prefect tasks over the library: a task per pipeline stage, a task per search iteration, a task
 per candidate evaluation, each with a cache key built from what determines its result.
 
-- A stage task's key: the code version, the params sections the stage reads, and the content
-  digests of its input artifacts.
+- A stage task's key: its stamp key (`netadapt.stamps.stage_key`: the code version, the params
+  sections the stage reads, and the content digests of its input artifacts). A stage task writes
+  the stage's stamp when it succeeds, as the stage CLI that `dvc repro` runs does; the flow asks the
+  stamp, not Prefect's cache, whether a stage is up to date (`seed_stage_cache`).
 - A search iteration's key: the search identity (super-network, table, settings without the
   budget, seed), the iteration, its starting architecture and its first target.
 - A candidate's key: its architecture, the super-network and holdout digests, the evaluation
@@ -14,58 +16,71 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.context import TaskRunContext
+from prefect.runtime import task_run as current_task_run
 
-from netadapt import stages
-from netadapt.config import Config, parse_config
+from netadapt import stages, stamps
+from netadapt.config import load_config, parse_config, to_dict
+from netadapt.errors import NetAdaptError
 from netadapt.evaluation import evaluate_candidate
 from netadapt.io import code_version, content_digest
+from netadapt.stamps import stage_inputs, stage_outputs  # noqa: F401 - re-exported: what a stage reads and writes
 from netadapt.search import Proposal, propose_iteration
-from tasks.tracking import log_stage
+from tasks.tracking import stage_run
 
 def folder_paths(folders: dict[str, str]) -> stages.Paths:
     return stages.Paths(**{k: Path(v) for k, v in folders.items()})
 
 
-def stage_inputs(stage: str, cfg: Config, p: stages.Paths) -> list[Path]:
-    return {
-        "prepare": [Path(cfg.data.root)],
-        "profile": [p.prepared / "meta.json"],
-        "supernet": [p.prepared / "train.pt", p.prepared / "holdout.pt", p.prepared / "meta.json"],
-        "finetune": [p.prepared / "train.pt", p.prepared / "holdout.pt", p.supernet, p.search / "arch.json",
-                     p.v1_network],
-        "evaluate": [p.prepared / "test.pt", p.final, p.supernet, p.lut],
-    }[stage]
-
-
-def stage_outputs(stage: str, p: stages.Paths) -> list[Path]:
-    return {
-        "prepare": [p.prepared / f"{s}.pt" for s in ("train", "holdout", "test")] + [p.prepared / "meta.json"],
-        "profile": [p.lut, p.lut.with_suffix(".json")],
-        "supernet": [p.supernet],
-        "finetune": [p.final],
-        "evaluate": [p.metrics_file("evaluate")],
-    }[stage]
+def stage_cache_key(stage: str, key: str) -> str:
+    """Prefect's cache key of a stage task: its stamp key."""
+    return f"stage-{stage}-{key}"
 
 
 def _stage_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    stage, cfg, p = parameters["stage"], parse_config(parameters["params"]), folder_paths(parameters["folders"])
-    parts = [stage, code_version(), cfg.section_digest(*stages.STAGE_PARAMS[stage]),
-             content_digest(stage_inputs(stage, cfg, p))]
-    return "stage-" + hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+    stage, key = parameters["stage"], parameters.get("key")
+    if not key:
+        key = stamps.stage_key(stage, parse_config(parameters["params"]), folder_paths(parameters["folders"]))
+    return stage_cache_key(stage, key)
+
+
+def _transient(task, task_run, state) -> bool:
+    """Retry on what may pass (a worker or file system hiccup), never on bad input or data."""
+    try:
+        state.result()
+    except NetAdaptError:
+        return False
+    except Exception:  # noqa: BLE001 - anything else may be transient
+        return True
+    return False
 
 
 @task(cache_key_fn=_stage_key, persist_result=True, task_run_name="{stage}")
-def stage_task(stage: str, params: dict, folders: dict[str, str]) -> dict:
-    """Run one pipeline stage (the same function as its CLI) and record it in MLflow."""
+def stage_task(stage: str, params: dict, folders: dict[str, str], key: str | None = None) -> dict:
+    """Run one pipeline stage (the same function as its CLI), record it in MLflow and write its
+    stamp. `key` is its stamp key as computed before it ran (computed here when not given)."""
     cfg, p = parse_config(params), folder_paths(folders)
-    metrics = getattr(stages, stage)(cfg, p)
-    log_stage(stage, cfg, p, metrics)
+    key = key or stamps.stage_key(stage, cfg, p)
+    with stage_run(stage, cfg, p) as run:
+        metrics = getattr(stages, stage)(cfg, p)
+        run.finish(metrics)
+    stamps.write_stamp(stage, key, p, metrics, by="prefect")
     return metrics
+
+
+def seed_stage_cache(stage: str, key: str, metrics: dict) -> None:
+    """Make Prefect's cache agree with an up-to-date stamp (call it inside the flow): the stage task
+    for `key` then comes back Cached with the metrics the stamp recorded, whoever ran the stage
+    (`dvc repro` or an earlier flow) and whatever Prefect's cache held for that key before."""
+    from prefect.results import get_result_store
+
+    store = get_result_store().update_for_task(stage_task, _sync=True)
+    store.write(obj=metrics, key=stage_cache_key(stage, key))
 
 
 def _iteration_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -73,7 +88,7 @@ def _iteration_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return "iteration-" + hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-@task(cache_key_fn=_iteration_key, persist_result=True, task_run_name="search-iteration-{t}")
+@task(cache_key_fn=_iteration_key, persist_result=True, task_run_name="it{t}-propose")
 def iteration_task(t: int, start: str, first_target: float, identity: str, current, current_resource: float,
                    schedule, step, settings) -> Proposal:
     """One search iteration's proposal (candidates for its target), keyed by what determines it."""
@@ -94,6 +109,62 @@ def _candidate_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return "candidate-" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-@task(cache_key_fn=_candidate_key, persist_result=True, task_run_name="evaluate-candidate")
-def candidate_task(arch_json: str, kwargs: dict) -> tuple[float, float]:
+def _candidate_name() -> str:
+    """`it<t>-cand<j>`: candidate j of search iteration t; `base` for the unpruned network."""
+    parameters = current_task_run.parameters
+    t = parameters.get("iteration", -1)
+    return "base" if t < 0 else f"it{t}-cand{parameters.get('index', 0)}"
+
+
+@task(cache_key_fn=_candidate_key, persist_result=True, task_run_name=_candidate_name,
+      retries=2, retry_delay_seconds=2, retry_condition_fn=_transient)
+def candidate_task(arch_json: str, kwargs: dict, iteration: int = -1, index: int = 0) -> tuple[float, float]:
+    """Score one architecture with the super-network's weights on holdout. Retried twice on a worker
+    failure (not on bad input); `iteration` and `index` only name the run (not in the cache key)."""
     return evaluate_candidate(arch_json, **kwargs)
+
+
+DVC_FOLDERS = {"artifacts": "artifacts", "metrics": "metrics", "plots": "plots"}  # as dvc.yaml declares them
+
+
+def dvc_project(params: dict, folders: dict[str, str], root: Path | None = None) -> tuple[Path | None, str]:
+    """`(root, "")` when what the flow wrote is what `dvc repro` would have written in this project:
+    a DVC project in the working directory, the folders `dvc.yaml` declares, and the params of its
+    `params.yaml` (no `-S` override or other `--params` that changes them); else `(None, why not)`."""
+    root = (root or Path.cwd()).resolve()
+    if not ((root / "dvc.yaml").is_file() and (root / ".dvc").is_dir()):
+        return None, "not a DVC project"
+    if any(Path(folders.get(k, v)).resolve() != root / v for k, v in DVC_FOLDERS.items()):
+        return None, "the folders are not dvc.yaml's (artifacts, metrics, plots)"
+    try:
+        declared = to_dict(load_config(root / "params.yaml"))
+    except NetAdaptError as exc:
+        return None, f"params.yaml: {exc}"
+    if declared != params:
+        return None, "the params differ from params.yaml (an -S override or another --params file)"
+    return root, ""
+
+
+@task(name="dvc-commit", task_run_name="dvc-commit", retries=2, retry_delay_seconds=5, timeout_seconds=300,
+      retry_condition_fn=_transient)
+def dvc_commit_task(params: dict, folders: dict[str, str]) -> dict:
+    """Record in `dvc.lock` the stages whose outputs DVC sees as changed (the ones the flow ran), as
+    `dvc repro` records a stage it ran: `dvc status` then has nothing to do. Call it only after every
+    stage succeeded (each has an up-to-date stamp). Retried when DVC's repository lock is busy."""
+    root, reason = dvc_project(params, folders)
+    if root is None:
+        return {"committed": [], "skipped": reason}
+    from dvc.repo import Repo  # imported here: only a DVC project needs it
+
+    dvc_log = logging.getLogger("dvc")
+    level = dvc_log.level
+    dvc_log.setLevel(logging.WARNING)  # "Updating lock file" per stage: the summary says it once
+    try:
+        with Repo(str(root)) as repo:
+            changed = repo.status()
+            committed = [stage for stage in stages.STAGES if stage in changed]
+            for stage in committed:
+                repo.commit(stage, force=True, relink=False)  # relink=False: leave the outputs' files alone
+    finally:
+        dvc_log.setLevel(level)
+    return {"committed": committed, "skipped": ""}

@@ -75,3 +75,21 @@ def test_console_script_runs_as_installed():
                          cwd=REPO)
     assert out.returncode == 2
     assert out.stderr.strip() == "netadapt: error: search.budget: must be > 0, got -1"
+
+
+def test_flow_and_serve_reject_bad_params_before_importing_prefect():
+    """`-S search.budget=-1` fails at once: no Prefect import, no temporary or local server."""
+    script = ("import sys; from flows.cli import main; "
+              "codes = [main([c, '-S', 'search.budget=-1']) for c in ('flow', 'serve')]; "
+              "print(codes, 'prefect' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert done.stdout.split() == ["[2,", "2]", "False"], done.stderr
+    assert done.stderr.splitlines() == ["netadapt: error: search.budget: must be > 0, got -1"] * 2
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    name, version = capsys.readouterr().out.split()
+    assert name == "netadapt" and version[0].isdigit()

@@ -1,20 +1,30 @@
-"""MLflow run tree of a pipeline run through the stage CLI, read back with MlflowClient."""
+"""MLflow run tree of a pipeline run through the stage CLI, read back with MlflowClient; the
+`stage_run` context manager's statuses and failure policy, with fake stages."""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from flows.cli import main
 from netadapt.config import parse_config
+from netadapt.errors import NetAdaptError
 from netadapt.finetune import load_network, save_network
+from netadapt.io import content_digest
 from netadapt.stages import Paths
-from tasks.tracking import log_stage
+from tasks import tracking
+from tasks.tracking import log_stage, stage_run
 from tests.conftest import REPO, write_idx
 from tests.netadapt.test_finetune import SPEC, seeded_batch, tiny_network
 from tests.netadapt.test_stages import TINY
@@ -30,9 +40,15 @@ def tracking_store(tmp_path: Path, monkeypatch) -> Iterator[str]:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("NETADAPT_PIPELINE_ID", "pipeline-under-test")
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is relative to the working directory
+    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
     yield uri
-    if "mlflow" in sys.modules:  # log_stage set it process-wide: back to the environment's
+    if "mlflow" in sys.modules:  # stage_run set them process-wide: back to the environment's
         sys.modules["mlflow"].set_tracking_uri(None)
+        sys.modules["mlflow.tracking.fluent"]._active_experiment_id = None
+    if experiment_id is None:  # mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_id
 
 
 @pytest.mark.slow
@@ -78,6 +94,50 @@ def test_a_pipeline_is_one_parent_run_with_a_child_per_stage(tmp_path: Path, tra
     assert len(versions) == 1 and versions[0].run_id == children["finetune"].info.run_id
     assert children["evaluate"].data.metrics["test_acc"] >= 0
 
+    # A child run spans its stage: opened before the stage's clock starts, closed after it stops.
+    for stage, run in children.items():
+        assert run.info.status == "FINISHED", stage
+        assert (run.info.end_time - run.info.start_time) / 1000 >= run.data.metrics["seconds"] - 0.01, stage
+
+    # The parent: a readable name and the pipeline's headline metrics.
+    assert "fashion-mnist" in parent.info.run_name and "plain_cnn" in parent.info.run_name
+    assert "pipeline-under-test" not in parent.info.run_name
+    evaluate = json.loads((tmp_path / "m" / "evaluate.json").read_text())
+    for key in ("test_acc", "latency_measured_ms", "latency_ratio"):
+        assert parent.data.metrics[key] == pytest.approx(evaluate[key])
+    assert parent.data.metrics["budget_met"] == float(evaluate["budget_met"])
+    total = sum(json.loads((tmp_path / "m" / f"{s}.json").read_text())["seconds"] for s in STAGES)
+    assert parent.data.metrics["total_seconds"] == pytest.approx(total, abs=1e-6)
+
+    # The registered version carries what a reviewer asks of it.
+    version = client.get_model_version("netadapt-fashion-mnist-plain_cnn", versions[0].version)
+    digest = content_digest([tmp_path / "a" / "prepared"])
+    assert version.tags["test_acc"] == f"{evaluate['test_acc']:.6g}"
+    assert version.tags["latency_measured_ms"] == f"{evaluate['latency_measured_ms']:.6g}"
+    assert version.tags["latency_ratio"] == f"{evaluate['latency_ratio']:.6g}"
+    assert (version.tags["budget"], version.tags["budget_metric"]) == ("0.5", "macs")
+    assert version.tags["budget_met"] == str(evaluate["budget_met"]).lower()
+    assert version.tags["backend"] == "torch-cpu" and version.tags["dataset_digest"] == digest
+    assert version.tags["git_commit"] == tracking.git_commit() != ""
+    assert version.tags["netadapt.evaluate_run_id"] == children["evaluate"].info.run_id
+    assert "Test accuracy" in version.description and digest in version.description
+
+    # The prepared data is an input of the training runs, with its content digest.
+    for stage in ("supernet", "finetune"):
+        [dataset] = client.get_run(children[stage].info.run_id).inputs.dataset_inputs
+        assert (dataset.dataset.name, dataset.dataset.digest) == ("fashion-mnist", digest)
+
+    # Every evaluated candidate, one row per history row, comparable in the UI.
+    assert tracking.CANDIDATES_TABLE in {f.path for f in client.list_artifacts(search.info.run_id, "search")}
+    local = client.download_artifacts(search.info.run_id, tracking.CANDIDATES_TABLE, str(tmp_path / "dl"))
+    table = json.loads(Path(local).read_text())
+    history = pd.read_csv(tmp_path / "a" / "search" / "history.csv")
+    assert len(table["data"]) == len(history) and {"iteration", "candidate", "widths", "resource_estimated",
+                                                    "holdout_acc", "kept"} <= set(table["columns"])
+
+    # The UI opens the experiment in the model-training view.
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
 
 def test_the_registered_model_scores_a_batch_of_64_like_pytorch(tmp_path: Path, tracking_store: str):
     """The finetune stage's logged model: a tensor signature, served by pyfunc on any batch size."""
@@ -103,3 +163,102 @@ def test_the_registered_model_scores_a_batch_of_64_like_pytorch(tmp_path: Path, 
         expected = load_network(paths.final)[0](torch.from_numpy(x)).numpy()
     assert got.shape == expected.shape == (64, SPEC.num_classes)
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def fake_config():
+    return parse_config({"tracking": {"experiment": "tracking-test"}})
+
+
+def runs_of(uri: str) -> tuple:
+    """(parent, [children]) of the pipeline under test."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("tracking-test")
+    runs = client.search_runs([experiment.experiment_id], "tags.`netadapt.pipeline_id` = 'pipeline-under-test'")
+    [parent] = [r for r in runs if r.data.tags.get("netadapt.role") == "pipeline"]
+    return parent, [r for r in runs if "netadapt.stage" in r.data.tags]
+
+
+def test_a_stage_run_spans_the_stage(tmp_path: Path, tracking_store: str):
+    paths = Paths(tmp_path / "a", tmp_path / "m", tmp_path / "p")
+    with stage_run("prepare", fake_config(), paths) as run:
+        start = time.perf_counter()
+        time.sleep(0.05)
+        run.finish({"seconds": round(time.perf_counter() - start, 3), "train": 3})
+    parent, [child] = runs_of(tracking_store)
+    assert child.info.run_id == run.run_id and child.info.status == parent.info.status == "FINISHED"
+    assert (child.info.end_time - child.info.start_time) / 1000 >= child.data.metrics["seconds"] - 0.01
+    assert child.data.params["data.name"] == "fashion-mnist-t10k" and child.data.metrics["train"] == 3
+    assert parent.data.metrics["total_seconds"] == child.data.metrics["seconds"]
+
+
+@pytest.mark.parametrize("error,status", [(RuntimeError("disk full"), "FAILED"), (KeyboardInterrupt(), "KILLED")],
+                         ids=["exception", "interrupt"])
+def test_a_stage_that_raises_leaves_a_failed_or_killed_run(tmp_path: Path, tracking_store: str, error, status):
+    paths = Paths(tmp_path / "a", tmp_path / "m", tmp_path / "p")
+    with pytest.raises(type(error)):
+        with stage_run("supernet", fake_config(), paths):
+            (tmp_path / "m").mkdir()
+            (tmp_path / "m" / "supernet.json").write_text(json.dumps({"epochs": 1, "seconds": 0.5}))
+            raise error
+    parent, [child] = runs_of(tracking_store)
+    assert child.info.status == parent.info.status == status and child.info.end_time is not None
+    assert child.data.tags["netadapt.error"].startswith(type(error).__name__)
+    if status == "FAILED":  # what the stage wrote before failing is kept
+        assert child.data.metrics["seconds"] == 0.5
+
+
+def test_a_logging_failure_after_the_stage_warns_and_keeps_its_result(tmp_path: Path, tracking_store: str,
+                                                                      monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise OSError("artifact store unreachable")
+
+    monkeypatch.setattr(tracking, "_curves", broken)
+    paths = Paths(tmp_path / "a", tmp_path / "m", tmp_path / "p")
+    with caplog.at_level(logging.WARNING, logger="netadapt"):
+        with stage_run("supernet", fake_config(), paths) as run:
+            metrics = {"seconds": 0.1}
+            run.finish(metrics)
+    assert run.logging_error == "OSError: artifact store unreachable"
+    assert "supernet finished and its outputs are written" in caplog.text
+    _, [child] = runs_of(tracking_store)
+    assert child.info.status == "FINISHED" and "unreachable" in child.data.tags["netadapt.tracking_error"]
+
+
+def test_a_store_that_cannot_be_opened_stops_the_stage_before_it_starts(tmp_path: Path, tracking_store: str,
+                                                                        monkeypatch):
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("connection refused")
+
+    monkeypatch.setattr(tracking, "_experiment", unreachable)
+    ran = []
+    with pytest.raises(NetAdaptError, match="tracking: cannot open an MLflow run .*NETADAPT_TRACKING=off"):
+        with stage_run("prepare", fake_config(), Paths(tmp_path / "a", tmp_path / "m", tmp_path / "p")):
+            ran.append(True)
+    assert not ran
+
+
+def test_tracking_off_opens_no_run(tmp_path: Path, tracking_store: str, monkeypatch):
+    monkeypatch.setenv("NETADAPT_TRACKING", "off")
+    with stage_run("prepare", fake_config(), Paths(tmp_path / "a", tmp_path / "m", tmp_path / "p")) as run:
+        run.finish({"seconds": 0.0})
+    assert run.run_id is None and not (tmp_path / "mlflow.db").exists()
+
+
+def test_bad_input_fails_before_mlflow_is_imported(tmp_path: Path):
+    """With tracking on, a bad param still fails fast: the run opens only after validation."""
+    code = ("import sys; from flows.cli import main; rc = main(['prepare', '-S', 'search.budget=-1']); "
+            "sys.exit(10 if 'mlflow' in sys.modules else rc)")
+    env = {**os.environ, "NETADAPT_TRACKING": "on", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "search.budget" in done.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_parent_run_is_named_after_dataset_model_budget_and_backend():
+    cfg = parse_config({"data": {"name": "cifar10"}, "model": {"name": "mobilenet_v2"},
+                        "search": {"budget": 0.45, "metric": "latency"}, "profile": {"backend": "onnxruntime-cpu"}})
+    assert tracking.pipeline_name(cfg) == "cifar10 · mobilenet_v2 · latency ≤ 45% · onnxruntime-cpu"
+    absolute = parse_config({"search": {"budget": 3.5, "budget_type": "absolute"}})
+    assert "latency ≤ 3.5 ms" in tracking.pipeline_name(absolute)

@@ -1,0 +1,92 @@
+"""Stage stamps: one shared notion of "this stage is up to date" for both front ends.
+
+After a stage succeeds, whoever ran it (the stage CLI that `dvc repro` runs, or the Prefect flow)
+writes a stamp `<artifacts>/.stamps/<stage>/<key>.json`. The key is what determines the stage's
+result: the code version, the params sections the stage reads (`stages.STAGE_PARAMS`) and the
+content digests of its inputs. The stamp records the content digests of the stage's outputs (every
+out, metrics and plots file `dvc.yaml` declares for it) and its metrics.
+
+A stage is up to date when the stamp for its current key exists and its outputs still have the
+recorded digests: a stage run by DVC is then found up to date by the flow and the other way round,
+and outputs replaced since (another run, `dvc checkout`) are noticed. The inputs and outputs listed
+here are those of `dvc.yaml` (a test checks it), plus what a stage reads that DVC does not declare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from netadapt.config import Config
+from netadapt.io import code_version, content_digest, read_json, write_json
+from netadapt.stages import STAGE_PARAMS, Paths
+
+STAMPS = ".stamps"
+
+
+def stage_inputs(stage: str, cfg: Config, p: Paths) -> list[Path]:
+    """The artifacts a stage reads: `dvc.yaml`'s deps other than code, plus what DVC does not declare
+    (finetune starts from NetAdapt V1's network when it exists)."""
+    return {
+        "prepare": [Path(cfg.data.root)],
+        "profile": [p.prepared / "meta.json"],
+        "supernet": [p.prepared],
+        "search": [p.prepared / "holdout.pt", p.supernet.parent, p.lut.parent],
+        "finetune": [p.prepared / "train.pt", p.prepared / "holdout.pt", p.supernet.parent, p.search / "arch.json",
+                     p.v1_network],
+        "evaluate": [p.prepared / "test.pt", p.final.parent, p.supernet.parent, p.lut.parent,
+                     p.search / "history.csv", p.search / "history.json"],
+    }[stage]
+
+
+def stage_outputs(stage: str, p: Paths) -> list[Path]:
+    """Everything a stage writes that `dvc.yaml` declares for it: outs, metrics and plots."""
+    plots = {"profile": ["fidelity.csv", "fidelity.png"], "supernet": ["supernet.csv"],
+             "search": ["search.csv", "search.png"], "finetune": ["finetune.csv"], "evaluate": ["tradeoff.png"]}
+    outs = {"prepare": [p.prepared], "profile": [p.lut.parent], "supernet": [p.supernet.parent],
+            "search": [p.search], "finetune": [p.final.parent], "evaluate": []}[stage]
+    return outs + [p.metrics_file(stage)] + [p.plots / name for name in plots.get(stage, [])]
+
+
+def stage_key(stage: str, cfg: Config, p: Paths) -> str:
+    """What determines a stage's result: code version, the params it reads, its inputs' contents."""
+    parts = [stage, code_version(), cfg.section_digest(*STAGE_PARAMS[stage]),
+             content_digest(stage_inputs(stage, cfg, p))]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+def stamp_path(stage: str, key: str, p: Paths) -> Path:
+    return p.artifacts / STAMPS / stage / f"{key}.json"
+
+
+def output_digests(stage: str, p: Paths) -> dict[str, str]:
+    """Content digest of each output, by name (the names are unique within a stage), so a stamp
+    holds whether the folders are spelled relative or absolute."""
+    return {path.name: content_digest([path]) for path in stage_outputs(stage, p)}
+
+
+def write_stamp(stage: str, key: str, p: Paths, metrics: dict, by: str) -> Path:
+    """Record that `stage` ran for `key` and wrote its outputs as they are now (call it right after)."""
+    path = stamp_path(stage, key, p)
+    write_json(path, {"stage": stage, "key": key, "by": by, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                      "outputs": output_digests(stage, p), "metrics": metrics})
+    return path
+
+
+def read_stamp(stage: str, key: str, p: Paths) -> dict | None:
+    """The stamp of `stage` for `key` if its outputs are still as recorded, else None (run it)."""
+    path = stamp_path(stage, key, p)
+    if not path.is_file():
+        return None
+    try:
+        stamp = read_json(path)
+    except (OSError, ValueError):
+        return None
+    if stamp.get("key") != key or stamp.get("outputs") != output_digests(stage, p):
+        return None
+    return stamp
+
+
+__all__ = ["stage_inputs", "stage_outputs", "stage_key", "stamp_path", "write_stamp", "read_stamp", "STAMPS"]
