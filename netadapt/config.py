@@ -25,6 +25,7 @@ import yaml
 
 from netadapt.errors import ConfigError
 from netadapt.models.registry import BUILTIN_MODELS
+from netadapt.resources.command import DEFAULT_PATTERN, DEFAULT_TEMPLATE, pattern_problem, template_problem
 
 
 def _num(default: Any, **bounds: float) -> Any:
@@ -53,7 +54,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ProfileConfig:
-    backend: Literal["torch-cpu", "onnxruntime-cpu", "torch-cuda"] = "torch-cpu"
+    backend: Literal["torch-cpu", "onnxruntime-cpu", "torch-cuda", "command"] = "torch-cpu"
     threads: int = _num(1, ge=1)
     batch_size: int = _num(1, ge=1)
     warmup: int = _num(5, ge=0)
@@ -67,6 +68,12 @@ class ProfileConfig:
     # 47% in the busy run that wrote a wrong table without a word).
     max_error: float = _num(0.25, gt=0.0)
     max_attempts: int = _num(3, ge=1)
+    # backend `command`: a shell command timing one ONNX graph (placeholders {model} {repeats} {warmup}
+    # {threads} {batch_size} {python}), the regex reading its median in ms (group `ms` or the first),
+    # and the seconds one invocation may take (see netadapt/resources/command.py).
+    command: str = DEFAULT_TEMPLATE
+    command_pattern: str = DEFAULT_PATTERN
+    command_timeout: float = _num(600.0, gt=0.0)
 
 
 # Sample groups a super-network batch needs so that ordered dropout trains more than its fixed
@@ -244,6 +251,11 @@ def _check_consistency(cfg: Config) -> None:
                           f"group(s) in a supernet.batch_size of {sn.batch_size}, and {SAMPLING_NOTE[sn.sampling]}: "
                           f"use a group_size of at most {sn.batch_size // MIN_GROUPS[sn.sampling]}, "
                           f"or supernet.sampling: none for plain training")
+    for key, value, problem in (("profile.command", cfg.profile.command, template_problem(cfg.profile.command)),
+                                ("profile.command_pattern", cfg.profile.command_pattern,
+                                 pattern_problem(cfg.profile.command_pattern))):
+        if problem:  # checked whatever the backend: a broken template fails now, not hours later
+            raise ConfigError(f"{key}: {problem}, got {value!r}")
     if cfg.search.budget_type == "relative" and cfg.search.budget > 1.0:
         raise ConfigError(f"search.budget: a relative budget is a fraction of the base network, "
                           f"must be <= 1, got {cfg.search.budget!r} (set search.budget_type: absolute "

@@ -11,6 +11,10 @@ network by ~20% on CPU; rotating through all units at once overestimates it by a
 The table is checked on *held-out* networks, which took no part in its rescaling or calibration
 fit, and a table whose held-out error exceeds a threshold is measured again, then refused: a
 busy machine otherwise yields a wrong table without a word.
+
+With a cache folder, measured units are appended to a per-device cache as their group finishes
+(`cache.UnitCache`), and a run resumes from it: only units not in it are timed. An attempt whose
+table fails the held-out check discards the cache, so the next attempt times every unit again.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import logging
 import math
 import random
 import statistics
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -31,7 +37,9 @@ from netadapt.arch import Architecture
 from netadapt.errors import NetAdaptError
 from netadapt.layers import LayerSpec
 from netadapt.models import extract
-from netadapt.resources.backends import Backend, Runner, Timing, make_runner, timing_context
+from netadapt.resources.backends import Backend, Runner, Timing, make_runner, time_runner, timing_context
+from netadapt.resources.cache import CachedUnit, UnitCache, context_digest
+from netadapt.resources.command import CommandSettings, template_files
 from netadapt.resources.lookup_table import KEY_FIELDS, LatencyTable, TableContext
 from netadapt.resources.units import build_unit
 
@@ -87,6 +95,11 @@ class ProfileSettings:
     warmup: int = 5
     repeats: int = 20
     network_repeats: int = 60  # whole networks: calibration and fidelity
+    command: CommandSettings | None = None  # the device of the `command` backend (default: the shipped one)
+
+    def runner(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Runner:
+        """A runner of `module(*inputs)` on this backend (call inside `timing_context(threads)`)."""
+        return make_runner(module, inputs, self.backend, self.threads, command=self.command)
 
 
 class UnstableProfileError(NetAdaptError):
@@ -99,7 +112,9 @@ class UnitTimes:
 
     rows: list[dict]  # KEY_FIELDS + latency_ms, p10_ms, p90_ms
     reference_ms: float  # median of the per-group reference medians (1.0 without a reference)
-    group_reference_ms: list[float]  # each group's reference median, in the order measured
+    group_reference_ms: list[float]  # each group's reference median (cached groups first)
+    measured: int = 0  # units timed by this call
+    from_cache: int = 0  # units read from the cache (timed by an earlier, interrupted run)
 
     @property
     def drift(self) -> float:
@@ -116,50 +131,115 @@ class UnitTimes:
 
 
 def time_units(specs: list[LayerSpec], settings: ProfileSettings, group_size: int,
-               reference: Runner | None = None, seed: int = 0) -> UnitTimes:
+               reference: Runner | None = None, seed: int = 0, cache: UnitCache | None = None) -> UnitTimes:
     """Median latency of each unit, timed in shuffled rotation within groups of `group_size` units.
 
     A shared machine drifts (neighbours, frequency): with a `reference` (the full network), a burst
     of it runs after each group, and the group's times are rescaled by (overall reference median /
     this group's reference median), so all units are expressed at one machine speed. The rows,
     that overall reference median and the per-group ones (whose spread is the drift) come back.
+
+    With a `cache`, units it holds are not timed again: they come with the reference median of the
+    group they were measured in, and are rescaled like this run's groups. Each group timed here is
+    appended to it as soon as its reference burst is timed.
     """
     rng = random.Random(seed)
     order = list(specs)
     rng.shuffle(order)
-    groups: list[tuple[dict[LayerSpec, list[float]], float]] = []
+    wanted = set(order)
+    units = {s: u for s, u in (cache.load() if cache else {}).items() if s in wanted}
+    todo = [s for s in order if s not in units]
+    if units:
+        log.info("profile: %d of %d units from %s (measured earlier), %d to measure", len(units), len(order),
+                 cache.path if cache else "", len(todo))
+    groups = {}  # group id -> its reference median, cached groups first
+    for unit in units.values():
+        groups.setdefault(unit.group, unit.reference_ms)
+    run_id = uuid.uuid4().hex[:8]
     torch.manual_seed(seed)
-    bar = tqdm(total=len(order), desc=f"profile {settings.backend}", unit="unit", disable=None, mininterval=1.0)
+    bar = tqdm(total=len(order), initial=len(units), desc=f"profile {settings.backend}", unit="unit",
+               disable=None, mininterval=1.0)
     with timing_context(settings.threads):
-        for start in range(0, len(order), group_size):
-            group = [(spec, make_runner(*build_unit(spec, settings.batch_size), settings.backend, settings.threads))
-                     for spec in order[start:start + group_size]]
-            samples: dict[LayerSpec, list[float]] = {spec: [] for spec, _ in group}
-            for round_ in range(settings.warmup + settings.repeats):
-                rng.shuffle(group)
-                for spec, run in group:
-                    elapsed = run()
-                    if round_ >= settings.warmup:
-                        samples[spec].append(elapsed)
-            groups.append((samples, burst_median(reference) if reference else 1.0))
+        for n, start in enumerate(range(0, len(todo), group_size)):
+            group = [(spec, settings.runner(*build_unit(spec, settings.batch_size)))
+                     for spec in todo[start:start + group_size]]
+            timings = _time_group(group, settings, rng)
+            gid, ref = f"{run_id}-{n}", burst_median(reference) if reference else 1.0
+            fresh = {spec: CachedUnit(t.median_ms, t.p10_ms, t.p90_ms, ref, gid) for spec, t in timings.items()}
+            if cache:
+                cache.append(fresh)
+            units.update(fresh)
+            groups[gid] = ref
             bar.update(len(group))
     bar.close()
-    overall = statistics.median(ref for _, ref in groups)
+    overall = statistics.median(groups.values()) if groups else 1.0
     rows = []
-    for samples, ref in groups:
-        scale = overall / ref
-        for spec, times in samples.items():
-            t = Timing.of([x * scale for x in times])
-            rows.append({**{k: getattr(spec, k) for k in KEY_FIELDS},
-                         "latency_ms": t.median_ms, "p10_ms": t.p10_ms, "p90_ms": t.p90_ms})
+    for spec, unit in units.items():
+        scale = overall / unit.reference_ms
+        rows.append({**{k: getattr(spec, k) for k in KEY_FIELDS}, "latency_ms": unit.latency_ms * scale,
+                     "p10_ms": unit.p10_ms * scale, "p90_ms": unit.p90_ms * scale})
     return UnitTimes(sorted(rows, key=lambda r: tuple(str(r[k]) for k in KEY_FIELDS)), overall,
-                     [ref for _, ref in groups])
+                     list(groups.values()), measured=len(todo), from_cache=len(order) - len(todo))
+
+
+def _time_group(group: list[tuple[LayerSpec, Runner]], settings: ProfileSettings,
+                rng: random.Random) -> dict[LayerSpec, Timing]:
+    """Each unit's timing. In-process runners: `warmup + repeats` rounds, each a shuffled pass over
+    the group (a unit finds a network's worth of other units in the caches). Runners with
+    `time_batch` (a process per call): one batch of all repeats per unit, in shuffled order."""
+    if all(hasattr(run, "time_batch") for _, run in group):
+        rng.shuffle(group)
+        return {spec: time_runner(run, settings.warmup, settings.repeats) for spec, run in group}
+    samples: dict[LayerSpec, list[float]] = {spec: [] for spec, _ in group}
+    for round_ in range(settings.warmup + settings.repeats):
+        rng.shuffle(group)
+        for spec, run in group:
+            elapsed = run()
+            if round_ >= settings.warmup:
+                samples[spec].append(elapsed)
+    return {spec: Timing.of(times) for spec, times in samples.items()}
+
+
+def burst(run: Runner) -> list[float]:
+    """`BURST_WARMUP` untimed then `BURST` timed runs: their times (a batch runner's: its median)."""
+    if hasattr(run, "time_batch"):
+        result = run.time_batch(BURST_WARMUP, BURST)
+        return [float(result)] if isinstance(result, (int, float)) else list(result)
+    for _ in range(BURST_WARMUP):
+        run()
+    return [run() for _ in range(BURST)]
 
 
 def burst_median(run: Runner) -> float:
-    for _ in range(BURST_WARMUP):
-        run()
-    return statistics.median(run() for _ in range(BURST))
+    return statistics.median(burst(run))
+
+
+def _timing_code() -> str:
+    """Digest of the modules that build a unit and time it: an edit there re-times cached units."""
+    here = Path(__file__).resolve().parent
+    return context_digest({name: (here / name).read_text() for name in ("units.py", "backends.py")})
+
+
+def cache_context(supernet: nn.Module, settings: ProfileSettings) -> dict:
+    """What a cached unit time depends on besides the unit: the backend and its settings, the
+    versions and the code (`units.py`, `backends.py`) that build and run it, and the reference
+    network its group was rescaled by. A
+    command's template, pattern and the files it names (a device script) count; a command that
+    runs `{python}` runs here, so this machine's CPU and onnxruntime version count too."""
+    versions = TableContext.current(settings.backend, settings.threads, settings.batch_size)
+    context = {"backend": settings.backend, "threads": settings.threads, "batch_size": settings.batch_size,
+               "warmup": settings.warmup, "repeats": settings.repeats, "torch": versions.torch_version,
+               "onnxruntime": versions.onnxruntime_version, "cpu": versions.cpu, "code": _timing_code(),
+               "reference": context_digest({"layers": [list(map(str, s.key()))
+                                                       for s in supernet.layers(supernet.space())]})}
+    if settings.backend == "command":
+        device = settings.command or CommandSettings()
+        local = "{python}" in device.template
+        context.update(command=device.template, command_pattern=device.pattern,
+                       command_files=template_files(device.template),
+                       onnxruntime=TableContext.current("onnxruntime-cpu", 1, 1).onnxruntime_version if local else "",
+                       cpu=versions.cpu if local else "")
+    return context
 
 
 @dataclass
@@ -176,6 +256,8 @@ class Profile:
     reference_drift: float = 1.0  # max / min of the reference bursts' medians while timing units
     unit_repeat_spread: float = 1.0  # median over units of p90 / p10 of their repeats
     attempts: int = 1  # profiling runs it took (see `profile_space`'s max_attempts)
+    units_measured: int = 0  # units this attempt timed
+    units_from_cache: int = 0  # units this attempt read from the resume cache
 
     @property
     def held_out(self) -> pd.DataFrame:
@@ -198,20 +280,25 @@ class Profile:
                 "lut_in_sample_max_abs_error": float(fitted.rel_error.max()),
                 "fidelity_networks": len(self.held_out), "calibration_networks": len(fitted),
                 "reference_drift": self.reference_drift, "unit_repeat_spread": self.unit_repeat_spread,
-                "attempts": self.attempts}
+                "attempts": self.attempts, "units_measured": self.units_measured,
+                "units_from_cache": self.units_from_cache}
 
 
 def profile_space(supernet: nn.Module, settings: ProfileSettings, fidelity_samples: int = 8, seed: int = 0,
-                  interpolate: bool = False, max_error: float = math.inf, max_attempts: int = 1) -> Profile:
+                  interpolate: bool = False, max_error: float = math.inf, max_attempts: int = 1,
+                  cache_dir: Path | None = None) -> Profile:
     """Measure, calibrate and check a table (`measure_table`); measure again while its held-out mean
     relative error exceeds `max_error`, at most `max_attempts` times in all.
 
     The first table within `max_error` is returned; if none is, `UnstableProfileError` names
     `profile.max_error` with the best attempt's error, drift and spread, and no table is returned.
+    With `cache_dir` (one folder per device), units resume from and are appended to a `UnitCache`
+    of this measurement context; a bad attempt discards it, so the next one re-times every unit.
     """
+    cache = UnitCache(cache_dir, cache_context(supernet, settings)) if cache_dir is not None else None
     best: Profile | None = None
     for attempt in range(1, max_attempts + 1):
-        result = measure_table(supernet, settings, fidelity_samples, seed, interpolate)
+        result = measure_table(supernet, settings, fidelity_samples, seed, interpolate, cache=cache)
         result.attempts = attempt
         figures = (f"held-out mean error {result.error:.1%} (max {result.held_out.rel_error.max():.1%}), "
                    f"in-sample {result.metrics()['lut_in_sample_mean_abs_error']:.1%}, reference drift "
@@ -221,6 +308,8 @@ def profile_space(supernet: nn.Module, settings: ProfileSettings, fidelity_sampl
             return result
         log.warning("profile: attempt %d/%d: %s, above profile.max_error %.1f%%%s", attempt, max_attempts,
                     figures, 100 * max_error, ": measuring again" if attempt < max_attempts else "")
+        if cache is not None:  # its units made a bad table: never reuse them
+            log.warning("profile: discarded %d cached unit(s) of the bad attempt (%s)", cache.discard(), cache.path)
         if best is None or result.error < best.error:
             best = result
     assert best is not None  # max_attempts >= 1
@@ -233,7 +322,7 @@ def profile_space(supernet: nn.Module, settings: ProfileSettings, fidelity_sampl
 
 
 def measure_table(supernet: nn.Module, settings: ProfileSettings, fidelity_samples: int = 8, seed: int = 0,
-                  interpolate: bool = False) -> Profile:
+                  interpolate: bool = False, cache: UnitCache | None = None) -> Profile:
     """Measure every reachable unit, calibrate the table, and check it against measured networks.
 
     1. Units are timed in network-sized rotation groups, each group followed by a burst of the full
@@ -245,13 +334,15 @@ def measure_table(supernet: nn.Module, settings: ProfileSettings, fidelity_sampl
        squares over the calibration networks. All comparisons are then at one machine speed.
     4. Every measured network is compared with its estimate; those of the fit are marked `in_fit`,
        since their error is optimistic.
+
+    Units in `cache` are not timed again (`time_units`).
     """
     space = supernet.space()
     x = torch.randn(settings.batch_size, *space.model.input_shape, generator=torch.Generator().manual_seed(0))
     with timing_context(settings.threads):
-        reference = make_runner(extract(supernet, space), (x,), settings.backend, settings.threads)
+        reference = settings.runner(extract(supernet, space), (x,))
     units = time_units(enumerate_layers(supernet), settings,
-                       group_size=max(1, len(supernet.layers(space))), reference=reference, seed=seed)
+                       group_size=max(1, len(supernet.layers(space))), reference=reference, seed=seed, cache=cache)
     rows = units.rows
     calibration = calibration_architectures(space)
     fitted = {a.widths_json() for _, a in calibration}
@@ -276,7 +367,8 @@ def measure_table(supernet: nn.Module, settings: ProfileSettings, fidelity_sampl
         estimated, real = table.estimate_layers(supernet.layers(arch)), measured[arch.widths_json()]
         report.append({"network": name, "in_fit": arch.widths_json() in fitted, "estimated_ms": estimated,
                        "measured_ms": real, "rel_error": abs(estimated - real) / real, "arch": arch.widths_json()})
-    return Profile(table, pd.DataFrame(report), units.drift, units.repeat_spread)
+    return Profile(table, pd.DataFrame(report), units.drift, units.repeat_spread,
+                   units_measured=units.measured, units_from_cache=units.from_cache)
 
 
 def fit_offset_and_constant(units: list[int], residuals: list[float]) -> tuple[float, float]:
@@ -293,20 +385,18 @@ def network_latencies(supernet: nn.Module, archs: list[Architecture], settings: 
 
     Networks are measured in short bursts (`BURST_WARMUP` untimed runs, then `BURST` timed ones),
     the bursts rotated across networks in shuffled order, so drift of the machine affects all
-    alike while each timed run finds its own network in the caches.
+    alike while each timed run finds its own network in the caches. (A batch runner's burst is one
+    invocation, whose median counts as one sample.)
     """
     x = torch.randn(settings.batch_size, *supernet.spec.input_shape, generator=torch.Generator().manual_seed(seed))
     rng = random.Random(seed)
     with timing_context(settings.threads):
-        runners = [(i, make_runner(extract(supernet, a), (x,), settings.backend, settings.threads))
-                   for i, a in enumerate(archs)]
+        runners = [(i, settings.runner(extract(supernet, a), (x,))) for i, a in enumerate(archs)]
         samples: list[list[float]] = [[] for _ in archs]
         for _ in range(-(-settings.network_repeats // BURST)):
             rng.shuffle(runners)
             for i, run in runners:
-                for _ in range(BURST_WARMUP):
-                    run()
-                samples[i] += [run() for _ in range(BURST)]
+                samples[i] += burst(run)
     return [Timing.of(s).median_ms for s in samples]
 
 

@@ -60,7 +60,7 @@ class FakeMachine:
         monkeypatch.setattr(profiling, "make_runner", self.make_runner)
         monkeypatch.setattr(profiling, "measure_table", counting_measure_table)
 
-    def make_runner(self, module, inputs, backend, threads=1):
+    def make_runner(self, module, inputs, backend, threads=1, command=None):
         def run() -> float:
             self.calls += 1
             busy = self.attempt <= self.busy_attempts and (self.calls // 37) % 2 == 1
