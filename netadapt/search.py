@@ -132,11 +132,14 @@ Propose = Callable[[int, Architecture, float, Schedule, Step, SearchSettings], P
 
 def search(space: Architecture, resource: ResourceModel, evaluate: Evaluate, step: Step, schedule: Schedule,
            settings: SearchSettings, previous: pd.DataFrame | None = None,
-           previous_budget: float | None = None, propose: Propose | None = None) -> SearchResult:
+           previous_budget: float | None = None, propose: Propose | None = None,
+           on_iteration: Callable[[pd.DataFrame], None] | None = None) -> SearchResult:
     """Shrink `space`'s largest network until its estimated resource meets `schedule.budget`.
 
     `evaluate` and `propose` (default `propose_iteration`) may be wrapped by an orchestrator, to
     map evaluations over workers and cache iterations; they must compute the same thing.
+    `on_iteration` gets the history after every newly evaluated iteration (to persist it: a killed
+    search handed that history back replays it and goes on from there).
     """
     propose = propose or propose_iteration
     current, current_resource = space, schedule.base
@@ -185,6 +188,8 @@ def search(space: Architecture, resource: ResourceModel, evaluate: Evaluate, ste
             new = conclude_iteration(proposal, scores, current_acc, current_resource, settings)
             rows += new
             kept = next(r for r in new if r["kept"])
+            if on_iteration is not None:
+                on_iteration(pd.DataFrame(rows, columns=COLUMNS))
         current = space.with_widths(json.loads(kept["arch"]))
         current_resource, current_acc = float(kept["resource_estimated"]), float(kept["holdout_acc"])
         log.info("search: iteration %d: resource %.6g (budget %.6g), holdout acc %.4f", t, current_resource,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,10 +31,11 @@ from netadapt.plots import plot_fidelity, plot_tradeoff, plot_trajectory
 from netadapt.resources import ResourceModel
 from netadapt.resume import Progress
 from netadapt.resources.analytic import MacsModel, ParamsModel
+from netadapt.resources.command import CommandSettings
 from netadapt.resources.lookup_table import LatencyModel, LatencyTable, TableContext
 from netadapt.resources.profiling import ProfileSettings, network_latencies, profile_space
 from netadapt.schedule import BudgetCheck, OverBudget, Schedule, absolute_budget
-from netadapt.search import Propose, SearchSettings, SearchStopped, mcd_step
+from netadapt.search import COLUMNS, Propose, SearchSettings, SearchStopped, mcd_step
 from netadapt.search import search as search_loop
 from netadapt.supernet import history_rows, load_supernet, save_supernet, train_supernet
 from netadapt.training import accuracy, cosine_schedule, epoch_steps, make_optimizer, resolve_device, train_epoch
@@ -143,8 +145,10 @@ def supernet(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
 
 
 def profile_settings(cfg: Config) -> ProfileSettings:
+    """How `profile.*` times a module (the `command` backend's device included)."""
     p = cfg.profile
-    return ProfileSettings(p.backend, p.threads, p.batch_size, p.warmup, p.repeats, p.network_repeats)
+    command = CommandSettings(p.command, p.command_pattern, p.command_timeout) if p.backend == "command" else None
+    return ProfileSettings(p.backend, p.threads, p.batch_size, p.warmup, p.repeats, p.network_repeats, command)
 
 
 def profile(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]:
@@ -154,13 +158,18 @@ def profile(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]
     fit); `lut_in_sample_*` over the calibration networks. A table whose held-out error stays above
     `profile.max_error` for `profile.max_attempts` runs raises `UnstableProfileError` before
     anything is written, so no later stage carries on with it.
+
+    Measured units are appended to the device's resume cache, `<artifacts>/profile_cache/<backend>/`
+    (beside the table but outside the DVC output `artifacts/profile`, which DVC deletes before a
+    re-run), as they finish: an interrupted run resumes there (`units_measured` / `units_from_cache`
+    in the metrics).
     """
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     p = cfg.profile
     model = build_supernet(model_spec(cfg, paths.prepared)).eval()  # latency does not depend on weights
     result = profile_space(model, profile_settings(cfg), p.fidelity_samples, cfg.seed, p.interpolate,
-                           p.max_error, p.max_attempts)
+                           p.max_error, p.max_attempts, cache_dir=paths.artifacts / "profile_cache" / p.backend)
     table, check = result.table, result.fidelity
     table.save(paths.lut)
     write_csv(paths.plots / "fidelity.csv", check.to_dict("records"))
@@ -203,15 +212,54 @@ def search_identity(cfg: Config, paths: Paths) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _previous_history(paths: Paths, identity: str) -> tuple[pd.DataFrame | None, float | None]:
-    meta_path, csv_path = paths.search / "history.json", paths.search / "history.csv"
-    if not (meta_path.is_file() and csv_path.is_file()):
+def _rows_digest(rows: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+
+
+def save_history(paths: Paths, history: pd.DataFrame, meta: dict, complete: bool = True) -> None:
+    """`history.json` (settings, every row, their digest) in one atomic write: what a later search
+    replays. `history.csv` is a copy for people, plots and MLflow, derived from it, never read back."""
+    rows = [{k: v.item() if hasattr(v, "item") else v for k, v in row.items()} for row in history.to_dict("records")]
+    write_json(paths.search / "history.json", {**meta, "complete": complete, "rows": rows,
+                                               "rows_digest": _rows_digest(rows)})
+    write_csv(paths.search / "history.csv", rows)
+
+
+def _previous_history(paths: Paths, identity: str, space: Architecture,
+                      resource: ResourceModel) -> tuple[pd.DataFrame | None, float | None]:
+    """The earlier history to replay, if it was computed for the same identity; checked before use:
+    its digest, its columns, and every row's resource recomputed from the resource model."""
+    path = paths.search / "history.json"
+    if not path.is_file():
         return None, None
-    meta = read_json(meta_path)
-    if meta.get("identity") != identity:
-        log.info("search: the earlier history is for another super-network, table or settings: not reused")
+    try:
+        saved = read_json(path)
+        rows, budget = saved["rows"], float(saved["budget"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NetAdaptError(f"{path}: not a search history ({exc}); delete it to search afresh") from None
+    if saved.get("identity") != identity:
+        log.info("search: the earlier history is for another super-network, table, settings or code: not reused")
         return None, None
-    return pd.read_csv(csv_path), float(meta["budget"])
+    if saved.get("rows_digest") != _rows_digest(rows):
+        raise NetAdaptError(f"{path}: its rows do not match their digest (edited or corrupt); delete it to "
+                            f"search afresh")
+    history = pd.DataFrame(rows, columns=COLUMNS)
+    for i, row in enumerate(rows):
+        missing = [c for c in COLUMNS if c not in row]
+        if missing:
+            raise NetAdaptError(f"{path}: row {i} lacks {missing}; delete it to search afresh")
+        try:
+            estimate = resource.estimate(space.with_widths(json.loads(row["arch"])))
+        except (ValueError, TypeError, NetAdaptError) as exc:
+            raise NetAdaptError(f"{path}: row {i}: not an architecture of this space ({exc}); delete it to "
+                                f"search afresh") from None
+        if not math.isclose(estimate, float(row["resource_estimated"]), rel_tol=1e-9, abs_tol=1e-12):
+            raise NetAdaptError(f"{path}: row {i} (iteration {row['iteration']}) records resource "
+                                f"{row['resource_estimated']!r} where the model gives {estimate!r}; delete it "
+                                f"to search afresh")
+    if not saved.get("complete", True):
+        log.info("search: continuing an interrupted search (%d iterations recorded)", history.iteration.max() + 1)
+    return history, budget
 
 
 def candidate_settings(cfg: Config, paths: Paths) -> dict:
@@ -239,7 +287,7 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
     schedule = Schedule.from_settings(resource.estimate(space), resource.estimate(space.smallest()), s.budget,
                                       s.budget_type, s.initial_reduction, s.decay, resource.unit)
     identity = search_identity(cfg, paths)
-    previous, previous_budget = _previous_history(paths, identity) if reuse_history else (None, None)
+    previous, previous_budget = _previous_history(paths, identity, space, resource) if reuse_history else (None, None)
     kwargs = candidate_settings(cfg, paths)
     score = evaluate_candidates or (lambda jsons: [evaluate_candidate(j, **kwargs) for j in tqdm(
         jsons, desc="search candidates", unit="cand", leave=False, disable=None)])
@@ -266,9 +314,10 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
     settings = SearchSettings(cfg.seed, s.selection, s.max_halvings)
     meta = {"identity": identity, "budget": schedule.budget, "base": schedule.base, "metric": s.metric,
             "unit": resource.unit, "algorithm": s.algorithm}
+    persist = None if s.algorithm == "netadapt" else (lambda h: save_history(paths, h, meta, complete=False))
     try:
         result = search_loop(space, resource, evaluate, step, schedule, settings, previous, previous_budget,
-                             propose)
+                             propose, on_iteration=persist)
     except SearchStopped as stop:
         save_history(paths, stop.history, meta)
         raise
@@ -289,11 +338,6 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
                "holdout_acc": result.holdout_acc, "resource_estimated": result.resource_estimated}
     write_json(paths.metrics_file("search"), metrics)
     return metrics
-
-
-def save_history(paths: Paths, history: pd.DataFrame, meta: dict) -> None:
-    write_csv(paths.search / "history.csv", history.to_dict("records"))
-    write_json(paths.search / "history.json", meta)
 
 
 def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
@@ -373,7 +417,9 @@ def evaluate(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     (log.info if check.met else log.warning)("evaluate: %s", check.describe())
     history_path = paths.search / "history.csv"
     if history_path.is_file():
-        plot_tradeoff(pd.read_csv(history_path), metrics, paths.plots / "tradeoff.png")
+        meta_path = paths.search / "history.json"
+        search_meta = {k: v for k, v in read_json(meta_path).items() if k != "rows"} if meta_path.is_file() else None
+        plot_tradeoff(pd.read_csv(history_path), metrics, paths.plots / "tradeoff.png", search_meta)
     write_json(paths.metrics_file("evaluate"), metrics)
     if not check.met and cfg.evaluate.fail_over_budget:
         raise OverBudget(f"evaluate: {check.describe()} (metrics written; evaluate.fail_over_budget is true)")

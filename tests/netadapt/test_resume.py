@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -90,3 +91,62 @@ def test_supernet_and_finetune_resume_after_kill_9(tmp_path: Path, data: Path, c
     assert finals[0].read_bytes() == finals[1].read_bytes()
     curves = [(tmp_path / name / "p" / "finetune.csv").read_text().splitlines() for name in runs]
     assert len(curves[0]) == len(curves[1]) == 6, "the curve keeps the epochs of the killed run"
+
+
+def recorded_iterations(history: Path) -> int:
+    try:
+        return 1 + max(row["iteration"] for row in json.loads(history.read_text())["rows"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.mark.slow
+def test_a_search_resumes_after_kill_9_from_its_recorded_iterations(tmp_path: Path, data: Path):
+    runs = {name: project(tmp_path / name, data) for name in ("killed", "whole")}
+    slow = ["-S", "model.name=mobilenet_v2", "-S", "search.initial_reduction=0.04", "-S", "search.decay=1.0",
+            "-S", "search.budget=0.4", "-S", "supernet.epochs=1"]  # many small steps over many dimensions
+    for args in runs.values():
+        assert main(["prepare", *args, *slow]) == 0 and main(["supernet", *args, *slow]) == 0
+    history = tmp_path / "killed" / "a" / "search" / "history.json"
+    proc = subprocess.Popen([NETADAPT, "search", *runs["killed"], *slow], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    while recorded_iterations(history) < 2:
+        assert proc.poll() is None, "the search ended before two iterations were recorded"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = recorded_iterations(history)
+    assert json.loads(history.read_text())["complete"] is False
+
+    assert main(["search", *runs["killed"], *slow]) == 0
+    assert main(["search", *runs["whole"], *slow]) == 0
+    resumed, whole = (json.loads((tmp_path / n / "m" / "search.json").read_text()) for n in runs)
+    assert resumed["reused_iterations"] >= killed_at >= 2
+    assert resumed["candidates_evaluated"] < whole["candidates_evaluated"]
+    arch = [(tmp_path / n / "a" / "search" / "arch.json").read_text() for n in runs]
+    assert arch[0] == arch[1] and resumed["iterations"] == whole["iterations"]
+
+
+@pytest.mark.parametrize("edit", ["resource", "garble", "drop_column"])
+def test_an_edited_or_corrupt_history_is_refused_naming_the_file(tmp_path: Path, data: Path, capsys, edit):
+    args = project(tmp_path, data)
+    fast = ["-S", "supernet.epochs=1", "-S", "search.initial_reduction=0.2"]
+    assert main(["prepare", *args, *fast]) == 0 and main(["supernet", *args, *fast]) == 0
+    assert main(["search", *args, *fast]) == 0
+    history = tmp_path / "a" / "search" / "history.json"
+    saved = json.loads(history.read_text())
+    if edit == "resource":  # a valid-format edit, digest recomputed: the resource check catches it
+        saved["rows"][1]["resource_estimated"] *= 0.5
+        from netadapt.stages import _rows_digest
+        saved["rows_digest"] = _rows_digest(saved["rows"])
+        history.write_text(json.dumps(saved))
+    elif edit == "garble":
+        history.write_text(history.read_text()[:200])
+    else:
+        for row in saved["rows"]:
+            row.pop("kept")
+        history.write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert main(["search", *args, *fast]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"netadapt: error: {history}:") and "Traceback" not in err
