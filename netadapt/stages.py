@@ -24,7 +24,7 @@ from netadapt.errors import NetAdaptError
 from netadapt.data import load_info, load_split, prepare_data
 from netadapt.evaluation import evaluate_candidate
 from netadapt.finetune import export_onnx, initial_network, load_network, save_network
-from netadapt.io import atomic_path, code_version, content_digest, read_json, write_json
+from netadapt.io import atomic_dir, atomic_path, code_version, content_digest, read_json, write_json
 from netadapt.models import build_supernet
 from netadapt.netadapt_v1 import FineTuning, NetAdaptV1
 from netadapt.plots import plot_fidelity, plot_tradeoff, plot_trajectory
@@ -171,7 +171,8 @@ def profile(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]
     result = profile_space(model, profile_settings(cfg), p.fidelity_samples, cfg.seed, p.interpolate,
                            p.max_error, p.max_attempts, cache_dir=paths.artifacts / "profile_cache" / p.backend)
     table, check = result.table, result.fidelity
-    table.save(paths.lut)
+    with atomic_dir(paths.lut.parent) as staging:  # lut.csv and lut.json publish together
+        table.save(staging / paths.lut.name)
     write_csv(paths.plots / "fidelity.csv", check.to_dict("records"))
     plot_fidelity(check, paths.plots / "fidelity.png",
                   f"{model.spec.name} on {p.backend}: lookup table vs measured")
@@ -372,8 +373,9 @@ def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
         log.info("finetune epoch %d/%d  loss %.4f  holdout acc %.4f", epoch + 1, f.epochs, loss, holdout_acc)
         progress.save(model, optimizer, scheduler, curve)
     model.cpu().eval()
-    save_network(paths.final, model, arch, cfg.section_digest("seed", "finetune"))
-    export_onnx(model, arch.model.input_shape, paths.final.with_suffix(".onnx"))
+    with atomic_dir(paths.final.parent) as staging:  # model.pt and model.onnx publish together
+        save_network(staging / paths.final.name, model, arch, cfg.section_digest("seed", "finetune"))
+        export_onnx(model, arch.model.input_shape, staging / paths.final.with_suffix(".onnx").name)
     write_csv(paths.plots / "finetune.csv", curve)
     progress.clear()
     weights = "scratch" if f.init == "scratch" else ("netadapt-v1" if v1_network.is_file() else "supernet")

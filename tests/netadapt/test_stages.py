@@ -159,3 +159,21 @@ def test_evaluate_checks_macs_budgets_exactly(project):
     e = metrics(root, "evaluate")
     assert e["budget_metric"] == "macs" and e["budget_met"] is True
     assert e["budget"] == pytest.approx(0.5 * e["base_macs"]) and e["measured_over_budget"] <= 1.0
+
+
+def test_model_and_onnx_publish_together(project, monkeypatch):
+    """A finetune that fails between the two files once left a new model.pt beside an old model.onnx."""
+    args, root = project
+    assert main(["search", *args, "-S", "search.budget=0.5"]) == 0 and main(["finetune", *args]) == 0
+    final = root / "a" / "finetune"
+    before = {p.name: p.read_bytes() for p in final.iterdir()}
+    assert set(before) == {"model.pt", "model.onnx"}
+
+    def broken(*a, **k):
+        raise RuntimeError("export failed")
+
+    monkeypatch.setattr(stages, "export_onnx", broken)
+    with pytest.raises(RuntimeError, match="export failed"):
+        main(["finetune", *args, "-S", "finetune.lr=0.03"])
+    assert {p.name: p.read_bytes() for p in final.iterdir()} == before, "the earlier pair, untouched"
+    assert not [p for p in final.parent.iterdir() if p.name.startswith(".finetune.")], "no staging left"
