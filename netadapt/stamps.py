@@ -24,6 +24,7 @@ from netadapt.io import code_version, content_digest, read_json, write_json
 from netadapt.stages import STAGE_PARAMS, Paths
 
 STAMPS = ".stamps"
+DEVICES = Path("devices")  # the example device scripts of `profile.backend: command` (code outside netadapt/)
 
 
 def stage_inputs(stage: str, cfg: Config, p: Paths) -> list[Path]:
@@ -31,13 +32,13 @@ def stage_inputs(stage: str, cfg: Config, p: Paths) -> list[Path]:
     (finetune starts from NetAdapt V1's network when it exists)."""
     return {
         "prepare": [Path(cfg.data.root)],
-        "profile": [p.prepared / "meta.json"],
+        "profile": [p.prepared / "meta.json", DEVICES],
         "supernet": [p.prepared],
         "search": [p.prepared / "holdout.pt", p.supernet.parent, p.lut.parent],
         "finetune": [p.prepared / "train.pt", p.prepared / "holdout.pt", p.supernet.parent, p.search / "arch.json",
                      p.v1_network],
         "evaluate": [p.prepared / "test.pt", p.final.parent, p.supernet.parent, p.lut.parent,
-                     p.search / "history.csv", p.search / "history.json"],
+                     p.search / "history.csv", p.search / "history.json", DEVICES],
     }[stage]
 
 
