@@ -75,8 +75,9 @@ class SearchResult:
     message: str
 
 
-def mcd_step(resource: ResourceModel, candidates: int, layers: int) -> Step:
-    return lambda current, r, target, rng: generate_candidates(current, r, target, resource, candidates, layers, rng)
+def mcd_step(resource: ResourceModel, candidates: int, layers: int, split: str = "capacity") -> Step:
+    return lambda current, r, target, rng: generate_candidates(current, r, target, resource, candidates, layers, rng,
+                                                               split)
 
 
 def _select(rows: list[dict], selection: str, start_acc: float, start_resource: float) -> int:

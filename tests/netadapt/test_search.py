@@ -136,3 +136,25 @@ def test_each_iteration_says_what_it_scores_before_scoring(caplog):
     after = [r.message for r in caplog.records if "holdout acc" in r.message]
     assert len(before) == len(after) == result.iterations >= 2
     assert before[0].startswith("search: iteration 0: scoring ") and "candidates for target" in before[0]
+
+
+def test_capacity_split_keeps_candidates_near_the_current_network():
+    """dR split in absolute resource asked most small blocks for more than they had, taking them to
+    their minimum; each dimension giving a fraction of what it can give mostly cuts partially."""
+    target = BASE * 0.9
+    to_min = {}
+    for split in ("capacity", "absolute"):
+        moved = minimum = 0
+        for seed in range(15):
+            for c in generate_candidates(SPACE, BASE, target, MACS, 5, 2, np.random.default_rng(seed), split):
+                assert c.resource <= target and c.resource == MACS.estimate(c.arch)
+                changed = [d for d in SPACE.dims if c.arch.dim(d.name).width != d.width]
+                moved += len(changed)
+                minimum += sum(c.arch.dim(d.name).width == d.min_width and d.min_width > 0 for d in changed)
+        to_min[split] = minimum / moved
+    assert to_min["capacity"] < 0.25 * to_min["absolute"], to_min
+
+
+def test_an_unknown_split_names_the_key():
+    with pytest.raises(ValueError, match="search.split: unknown 'even'"):
+        generate_candidates(SPACE, BASE, BASE * 0.9, MACS, 1, 2, np.random.default_rng(0), "even")
