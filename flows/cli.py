@@ -5,6 +5,11 @@ stage function from `netadapt.stages` (the same one its Prefect task calls), wri
 stamp (`netadapt.stamps`: the flow then finds it up to date) and prints its metrics.
 Bad input exits with status 2 and one line naming the offending key or file, before Prefect is
 imported or any server starts.
+
+One writer per project: every stage command, `run`, `flow` and `serve` hold the project's lock
+(`<artifacts>/.lock`, `netadapt.lock`) for their whole duration; a second one exits 2 naming the
+holder, before any work. Each stage starts by removing what interrupted writes left in the
+artifacts, metrics and plots folders (`netadapt.io.clean_stale`), holding the lock.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -89,26 +95,40 @@ def _run_stage(name: str, args: argparse.Namespace) -> dict:
     return metrics
 
 
+def _lock(args: argparse.Namespace):
+    """The project's lock (`<artifacts>/.lock`), named after the command line that holds it."""
+    from netadapt.lock import project_lock
+
+    return project_lock(args.artifacts, getattr(args, "command_line", None))
+
+
 def _stamped_stage(name: str, args: argparse.Namespace) -> dict:
     """A stage run as `dvc repro` runs it, then its stamp: its key is taken before it runs (what it
-    read), its outputs' digests after (what it wrote)."""
+    read), its outputs' digests after (what it wrote). Holds the project's lock, and starts by
+    removing what interrupted writes left behind."""
     from netadapt.config import load_config
 
     cfg = load_config(args.params, args.overrides)  # bad input fails here, before any work
     from netadapt import stamps
+    from netadapt.io import clean_stale
     from netadapt.stages import Paths
 
     paths = Paths(artifacts=args.artifacts, metrics=args.metrics, plots=args.plots)
-    key = stamps.stage_key(name, cfg, paths)
-    metrics = _run_stage(name, args)
-    stamps.write_stamp(name, key, paths, metrics, by="cli")
+    with _lock(args):  # another writer: exit 2 naming it, before any work
+        clean_stale([paths.artifacts, paths.metrics, paths.plots])
+        key = stamps.stage_key(name, cfg, paths)
+        metrics = _run_stage(name, args)
+        stamps.write_stamp(name, key, paths, metrics, by="cli")
     return metrics
 
 
 def _run_all(args: argparse.Namespace) -> dict:
+    from netadapt.config import load_config
     from netadapt.stages import STAGES
 
-    return {stage: _stamped_stage(stage, args) for stage in STAGES}
+    load_config(args.params, args.overrides)
+    with _lock(args):  # for the whole pipeline: no other writer between two stages
+        return {stage: _stamped_stage(stage, args) for stage in STAGES}
 
 
 def _quiet_prefect(record: logging.LogRecord) -> bool:
@@ -142,10 +162,11 @@ def _run_flow(args: argparse.Namespace) -> dict:
     from netadapt.config import load_config
 
     load_config(args.params, args.overrides)
-    _prefect_env()
-    from flows.pipeline import netadapt_flow
+    with _lock(args):  # the flow's stages run in this process: they share it
+        _prefect_env()
+        from flows.pipeline import netadapt_flow
 
-    return netadapt_flow(**_flow_parameters(args))
+        return netadapt_flow(**_flow_parameters(args))
 
 
 def _healthy(api_url: str) -> bool:
@@ -208,17 +229,19 @@ def _serve(args: argparse.Namespace) -> dict | None:
     from netadapt.config import load_config
 
     load_config(args.params, args.overrides)
-    _prefect_env()
-    server = None if os.environ.get("PREFECT_API_URL") else _start_server(args.port)
-    try:
-        from flows.pipeline import serve
+    with _lock(args):  # while serving: the runs (the runner's subprocesses) share it
+        _prefect_env()
+        server = None if os.environ.get("PREFECT_API_URL") else _start_server(args.port)
+        try:
+            from flows.pipeline import serve
 
-        served = serve(args.name, _flow_parameters(args), cron=args.cron, interval=args.interval, once=args.once)
-    except KeyboardInterrupt:
-        return None
-    finally:
-        if server is not None:
-            _stop_server(server)
+            served = serve(args.name, _flow_parameters(args), cron=args.cron, interval=args.interval,
+                           once=args.once)
+        except KeyboardInterrupt:
+            return None
+        finally:
+            if server is not None:
+                _stop_server(server)
     if served is None:
         return None
     state, result = served
@@ -231,6 +254,7 @@ def _serve(args: argparse.Namespace) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.command_line = shlex.join(["netadapt", *(sys.argv[1:] if argv is None else argv)])
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     logging.getLogger("netadapt").setLevel(logging.INFO)  # our progress lines, not every library's
     run = {"run": _run_all, "flow": _run_flow, "serve": _serve}.get(args.command,

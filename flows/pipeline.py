@@ -12,7 +12,13 @@ stages it ran in `dvc.lock` (`dvc commit`), so `dvc status` has nothing to do.
 A search iteration's key is the search identity (super-network, table, settings without the
 budget, seed), the iteration, its starting architecture and its first target: a new budget finds
 every unclipped iteration it shares with an earlier run Cached, and the result equals a fresh
-run's. Results are persisted under `$PREFECT_HOME` (the CLI puts it in the project's `.prefect/`).
+run's. Results are persisted under `$PREFECT_HOME` (the CLI puts it in the project's `.prefect/`), as
+plain JSON (`tasks.pipeline.RESULT_SERIALIZER`), and read back only if they are exactly that
+(`tasks.pipeline.guard_result_storage`): a cache entry can carry wrong numbers, never code.
+
+The flow holds the project's lock (`netadapt.lock`, re-entrant: `netadapt flow` took it already) for
+its whole run, and each stage starts by removing what interrupted writes left behind
+(`netadapt.io.clean_stale`).
 
 The run publishes a markdown summary, the search trajectory as a table, and (tracking on) a link
 to its MLflow run as Prefect artifacts; the library's log lines (logger `netadapt`) go to the UI.
@@ -35,17 +41,21 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from netadapt import stages, stamps
 from netadapt.config import Config, load_config, parse_config, to_dict
+from netadapt.io import clean_stale
+from netadapt.lock import project_lock
 from netadapt.search import Proposal
 from tasks import tracking
-from tasks.pipeline import (candidate_task, dvc_commit_task, dvc_project, folder_paths, iteration_task,
-                            seed_stage_cache, stage_task)
+from tasks.pipeline import (RESULT_SERIALIZER, candidate_task, dvc_commit_task, dvc_project, folder_paths,
+                            guard_result_storage, iteration_task, proposal_from_data, read_result, seed_stage_cache,
+                            stage_task)
 from tasks.tracking import stage_run
 
 
-@flow(name="netadapt-search")
+@flow(name="netadapt-search", persist_result=True, result_serializer=RESULT_SERIALIZER)
 def search_flow(params: dict, folders: dict[str, str], key: str | None = None) -> dict:
     """The search stage with a task per iteration and candidate evaluation mapped over workers;
     writes the search stamp for `key` (its stamp key before it ran) when it succeeds."""
+    guard_result_storage()
     cfg, p = parse_config(params), folder_paths(folders)
     key = key or stamps.stage_key("search", cfg, p)
     identity = stages.search_identity(cfg, p)
@@ -60,11 +70,11 @@ def search_flow(params: dict, folders: dict[str, str], key: str | None = None) -
         state = iteration_task(t, current.widths_json(), first_target, identity, current, current_resource,
                                schedule, step, settings, return_state=True)
         iteration_states.append(state.name)
-        return state.result()
+        return proposal_from_data(state.result())
 
     def evaluate_candidates(arch_jsons: list[str]) -> list[tuple[float, float]]:
         futures = candidate_task.map(arch_jsons, unmapped(kwargs), unmapped(iteration[0]), range(len(arch_jsons)))
-        results = [f.result() for f in futures]
+        results = [tuple(map(float, f.result())) for f in futures]  # [accuracy, seconds] each
         candidate_states.extend(f.state.name for f in futures)
         return results
 
@@ -87,8 +97,10 @@ UPSTREAM = {"profile": ("prepare",), "supernet": ("prepare",), "search": ("prepa
 
 def _run_stage(stage: str, cfg: Config, params: dict, folders: dict[str, str], wait_for: list) -> State:
     """Run a stage unless its stamp says it is up to date; then its task comes back Cached with the
-    stamp's metrics. The search runs as a subflow (iterations, mapped candidates) when it runs."""
+    stamp's metrics. The search runs as a subflow (iterations, mapped candidates) when it runs. Starts
+    by removing what interrupted writes left behind (the flow holds the project's lock)."""
     p = folder_paths(folders)
+    clean_stale([p.artifacts, p.metrics, p.plots])
     key = stamps.stage_key(stage, cfg, p)
     stamp = stamps.read_stamp(stage, key, p)
     if stamp is not None:
@@ -111,11 +123,14 @@ def _route_library_logs() -> None:
         logger.addHandler(APILogHandler())
 
 
-@flow(name="netadapt", task_runner=ThreadPoolTaskRunner(max_workers=2), persist_result=True)
+@flow(name="netadapt", task_runner=ThreadPoolTaskRunner(max_workers=2), persist_result=True,
+      result_serializer=RESULT_SERIALIZER)
 def netadapt_flow(params_file: str = "params.yaml", overrides: list[str] | None = None,
                   artifacts: str = "artifacts", metrics: str = "metrics", plots: str = "plots") -> dict:
     """prepare -> profile -> supernet -> search -> finetune -> evaluate; returns each stage's state
-    name (Completed / Cached), its metrics, and what was recorded in dvc.lock."""
+    name (Completed / Cached), its metrics, and what was recorded in dvc.lock. Holds the project's
+    lock (`<artifacts>/.lock`) throughout."""
+    guard_result_storage()
     cfg = load_config(params_file, list(overrides or []))
     params, folders = to_dict(cfg), {"artifacts": artifacts, "metrics": metrics, "plots": plots}
     pid = f"prefect-{flow_run.id}"
@@ -124,13 +139,15 @@ def netadapt_flow(params_file: str = "params.yaml", overrides: list[str] | None 
     states: dict[str, str] = {}
     results: dict[str, dict] = {}
     done: dict[str, State] = {}
-    for stage in stages.STAGES:
-        wait_for = [done[upstream] for upstream in UPSTREAM.get(stage, ())]
-        done[stage] = _run_stage(stage, cfg, params, folders, wait_for)
-        states[stage] = done[stage].name
-        results[stage] = done[stage].result()
-    results["search"] = {"iteration_states": [], "candidates_cached": 0, "candidates_run": 0, **results["search"]}
-    dvc = _record_in_dvc(params, folders)
+    with project_lock(artifacts, f"netadapt flow run {flow_run.name or flow_run.id}"):
+        for stage in stages.STAGES:
+            wait_for = [done[upstream] for upstream in UPSTREAM.get(stage, ())]
+            done[stage] = _run_stage(stage, cfg, params, folders, wait_for)
+            states[stage] = done[stage].name
+            results[stage] = done[stage].result()
+        results["search"] = {"iteration_states": [], "candidates_cached": 0, "candidates_run": 0,
+                             **results["search"]}
+        dvc = _record_in_dvc(params, folders)
     result = {"states": states, "metrics": results, "dvc": dvc}
     _publish(result, cfg, folder_paths(folders), pid)
     return result
@@ -292,7 +309,8 @@ def serve(name: str, parameters: dict, cron: str | None = None, interval: float 
 
     if not once:
         netadapt_flow.serve(name=name, cron=cron, interval=interval, parameters=parameters,
-                            entrypoint_type=EntrypointType.MODULE_PATH)
+                            entrypoint_type=EntrypointType.MODULE_PATH,
+                            limit=1)  # the runs share `netadapt serve`'s project lock: one at a time
         return None
     import asyncio
 
@@ -307,5 +325,5 @@ def serve(name: str, parameters: dict, cron: str | None = None, interval: float 
     asyncio.run(runner.start(run_once=True))
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(run.id).state
-    result = state.result(raise_on_failure=False) if state is not None and state.is_completed() else None
+    result = read_result(state) if state is not None and state.is_completed() else None
     return (state.name if state is not None else "Unknown"), result

@@ -6,7 +6,9 @@ import functools
 import hashlib
 import io
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -57,6 +59,48 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# What an interrupted `atomic_path` / `atomic_dir` leaves behind: mkstemp's and mkdtemp's temp files and
+# folders `.<name>.<8 random characters>.tmp`, and `.<name>.old`, the folder being replaced.
+STALE_TMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+STALE_OLD = re.compile(r"^\.(.+)\.old$")
+
+
+def clean_stale(folders: list[str | Path]) -> list[Path]:
+    """Remove what interrupted atomic writes left under `folders` (the project's artifacts, metrics and
+    plots): temp files and staging folders `.<name>.XXXXXXXX.tmp`, and `.<name>.old` folders; only
+    those names. A `.<name>.old` folder whose `<name>` is gone (killed between the two renames) is the
+    last complete version: it is put back instead. Call it holding the project's lock (so no live
+    writer's temp file goes). Returns what was removed or restored."""
+    log = logging.getLogger("netadapt")
+    touched: list[Path] = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            continue
+        for root, dirs, files in os.walk(folder):  # top-down; symlinked folders are not followed
+            here = Path(root)
+            for name in files:
+                if STALE_TMP.match(name):
+                    (here / name).unlink(missing_ok=True)
+                    log.info("removed %s: left by an interrupted write", here / name)
+                    touched.append(here / name)
+            for name in list(dirs):
+                path, old = here / name, STALE_OLD.match(name)
+                if not (old or STALE_TMP.match(name)):
+                    continue
+                dirs.remove(name)  # not walked into
+                touched.append(path)
+                if path.is_symlink():
+                    path.unlink()
+                elif old and not (here / old.group(1)).exists():
+                    os.replace(path, here / old.group(1))
+                    log.warning("%s: restored from %s (a write was interrupted)", here / old.group(1), path)
+                    continue
+                else:
+                    shutil.rmtree(path, ignore_errors=True)
+                log.info("removed %s: left by an interrupted write", path)
+    return touched
 
 
 def content_digest(paths: list[Path]) -> str:

@@ -9,6 +9,13 @@ per candidate evaluation, each with a cache key built from what determines its r
   budget, seed), the iteration, its starting architecture and its first target.
 - A candidate's key: its architecture, the super-network and holdout digests, the evaluation
   settings and the code version.
+
+No code from data: every persisted result (the cache) is plain JSON, written with `RESULT_SERIALIZER`
+(Prefect's JSON serializer without its object hooks: no `__class__` entries, no imports on load), and
+every task returns plain data (a proposal as `proposal_to_data`, a score as a list). Prefect decodes
+a record with whatever serializer the record itself names, so the flows read the cache through
+`JsonResultStorage`, which refuses any record that is not exactly that (a pickle, garbage, another
+serializer or decoder): Prefect then finds no cache entry and runs the task again.
 """
 
 from __future__ import annotations
@@ -21,17 +28,133 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
+from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.context import TaskRunContext
+from prefect.filesystems import LocalFileSystem
 from prefect.runtime import task_run as current_task_run
+from prefect.serializers import JSONSerializer
 
 from netadapt import stages, stamps
+from netadapt.arch import Architecture
 from netadapt.config import load_config, parse_config, to_dict
 from netadapt.errors import NetAdaptError
 from netadapt.evaluation import evaluate_candidate
 from netadapt.io import code_version, content_digest
+from netadapt.mcd import Candidate
 from netadapt.stamps import stage_inputs, stage_outputs  # noqa: F401 - re-exported: what a stage reads and writes
 from netadapt.search import Proposal, propose_iteration
 from tasks.tracking import stage_run
+
+log = logging.getLogger("netadapt")
+
+
+# -- results as plain JSON ---------------------------------------------------------------------------
+
+def encode_error(obj: Any) -> Any:
+    """The JSON encoder's fallback: a failed run's exception as its type name and message (as
+    Prefect's own encoder writes it); anything else that is not JSON fails loudly."""
+    if isinstance(obj, BaseException):
+        return {"__exc_type__": f"{type(obj).__module__}.{type(obj).__qualname__}", "message": str(obj)}
+    raise TypeError(f"{type(obj).__name__} is not plain JSON data: a persisted result must be")
+
+
+RESULT_SERIALIZER = JSONSerializer(jsonlib="json", object_encoder="tasks.pipeline.encode_error", object_decoder=None)
+
+
+def trusted_record(content: bytes) -> bytes:
+    """`content` if it is a result record that `RESULT_SERIALIZER` wrote (JSON metadata naming exactly
+    that serializer, and a JSON payload); raises ValueError otherwise, before anything decodes it."""
+    try:
+        record = json.loads(content)
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError("not a JSON result record") from None
+    metadata = record.get("metadata") if isinstance(record, dict) else None
+    serializer = metadata.get("serializer") if isinstance(metadata, dict) else None
+    if serializer != RESULT_SERIALIZER.model_dump(mode="json"):
+        raise ValueError(f"not a plain JSON result record (serializer {serializer!r:.200})")
+    if not isinstance(record.get("result"), str):
+        raise ValueError("result record without a JSON payload")
+    try:
+        json.loads(record["result"])
+    except ValueError:
+        raise ValueError("result record whose payload is not JSON") from None
+    return content
+
+
+class JsonResultStorage(LocalFileSystem):
+    """Prefect's local result storage that reads only records `trusted_record` accepts. Anything else
+    (a forged or foreign cache entry) reads as missing: a cache miss, and the task runs again."""
+
+    _block_type_name = "NetAdapt JSON Result Storage"
+
+    def _checked(self, path: str, content: bytes) -> bytes:
+        try:
+            return trusted_record(content)
+        except ValueError as exc:
+            log.warning("prefect cache: ignoring %s: %s", self._resolve_path(path), exc)
+            raise
+
+    async def aread_path(self, path: str) -> bytes:
+        return self._checked(path, await super().aread_path(path))
+
+    @async_dispatch(aread_path)
+    def read_path(self, path: str) -> bytes:
+        return self._checked(path, super().read_path(path, _sync=True))
+
+
+def guard_result_storage() -> None:
+    """Make the current flow run read its results and cache through `JsonResultStorage` (call it at
+    the start of a flow: its tasks and subflows inherit the flow run's result store). Prefect only
+    accepts server-side saved storage blocks as a task's `result_storage`, hence the swap here."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    store = getattr(context, "result_store", None)
+    if store is None or isinstance(store.result_storage, JsonResultStorage):
+        return
+    if type(store.result_storage) is not LocalFileSystem or store.result_storage_block_id is not None:
+        log.warning("prefect cache: result storage %s is not the local default: records are not checked",
+                    type(store.result_storage).__name__)
+        return
+    guarded = JsonResultStorage(basepath=store.result_storage.basepath)
+    context.result_store = store.model_copy(update={"result_storage": guarded})
+
+
+def read_result(state) -> Any:
+    """The result of a finished flow run whose state came from the API (another process ran it), as
+    plain JSON, never through a deserializer a file could choose. Prefect writes a flow's result bare
+    (the serializer recorded in the API's database); a task's is a record (`trusted_record`)."""
+    from prefect.results import ResultRecordMetadata
+    from prefect.settings import get_current_settings
+
+    metadata = state.data
+    if not (isinstance(metadata, ResultRecordMetadata) and metadata.storage_key and metadata.storage_block_id is None):
+        return state.result(raise_on_failure=False)  # remote storage: Prefect's own reader
+    if metadata.serializer.model_dump(mode="json") != RESULT_SERIALIZER.model_dump(mode="json"):
+        raise ValueError(f"flow result {metadata.storage_key}: not written as plain JSON")
+    key = Path(metadata.storage_key)
+    path = key if key.is_absolute() else Path(get_current_settings().results.local_storage_path) / key
+    content = path.read_bytes()
+    value = json.loads(content)
+    if isinstance(value, dict) and "metadata" in value and "result" in value:
+        return json.loads(json.loads(trusted_record(content))["result"])
+    return value
+
+
+def proposal_to_data(proposal: Proposal) -> dict:
+    """A proposal as plain JSON data (architectures as their JSON descriptions)."""
+    return {"iteration": proposal.iteration, "start": proposal.start.to_dict(), "target": proposal.target,
+            "cut": proposal.cut, "halvings": proposal.halvings, "clipped": proposal.clipped,
+            "candidates": [{"arch": c.arch.to_dict(), "resource": c.resource} for c in proposal.candidates]}
+
+
+def proposal_from_data(data: dict) -> Proposal:
+    return Proposal(int(data["iteration"]), Architecture.from_dict(data["start"]), float(data["target"]),
+                    float(data["cut"]), int(data["halvings"]), bool(data["clipped"]),
+                    [Candidate(Architecture.from_dict(c["arch"]), float(c["resource"])) for c in data["candidates"]])
+
+
+# -- tasks -------------------------------------------------------------------------------------------
 
 def folder_paths(folders: dict[str, str]) -> stages.Paths:
     return stages.Paths(**{k: Path(v) for k, v in folders.items()})
@@ -60,7 +183,7 @@ def _transient(task, task_run, state) -> bool:
     return False
 
 
-@task(cache_key_fn=_stage_key, persist_result=True, task_run_name="{stage}")
+@task(cache_key_fn=_stage_key, persist_result=True, result_serializer=RESULT_SERIALIZER, task_run_name="{stage}")
 def stage_task(stage: str, params: dict, folders: dict[str, str], key: str | None = None) -> dict:
     """Run one pipeline stage (the same function as its CLI), record it in MLflow and write its
     stamp. `key` is its stamp key as computed before it ran (computed here when not given)."""
@@ -88,11 +211,13 @@ def _iteration_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return "iteration-" + hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-@task(cache_key_fn=_iteration_key, persist_result=True, task_run_name="it{t}-propose")
+@task(cache_key_fn=_iteration_key, persist_result=True, result_serializer=RESULT_SERIALIZER,
+      task_run_name="it{t}-propose")
 def iteration_task(t: int, start: str, first_target: float, identity: str, current, current_resource: float,
-                   schedule, step, settings) -> Proposal:
-    """One search iteration's proposal (candidates for its target), keyed by what determines it."""
-    return propose_iteration(t, current, current_resource, schedule, step, settings)
+                   schedule, step, settings) -> dict:
+    """One search iteration's proposal (candidates for its target), keyed by what determines it, as
+    plain data (`proposal_from_data` rebuilds it)."""
+    return proposal_to_data(propose_iteration(t, current, current_resource, schedule, step, settings))
 
 
 @functools.lru_cache(maxsize=8)
@@ -116,12 +241,13 @@ def _candidate_name() -> str:
     return "base" if t < 0 else f"it{t}-cand{parameters.get('index', 0)}"
 
 
-@task(cache_key_fn=_candidate_key, persist_result=True, task_run_name=_candidate_name,
-      retries=2, retry_delay_seconds=2, retry_condition_fn=_transient)
-def candidate_task(arch_json: str, kwargs: dict, iteration: int = -1, index: int = 0) -> tuple[float, float]:
-    """Score one architecture with the super-network's weights on holdout. Retried twice on a worker
-    failure (not on bad input); `iteration` and `index` only name the run (not in the cache key)."""
-    return evaluate_candidate(arch_json, **kwargs)
+@task(cache_key_fn=_candidate_key, persist_result=True, result_serializer=RESULT_SERIALIZER,
+      task_run_name=_candidate_name, retries=2, retry_delay_seconds=2, retry_condition_fn=_transient)
+def candidate_task(arch_json: str, kwargs: dict, iteration: int = -1, index: int = 0) -> list[float]:
+    """Score one architecture with the super-network's weights on holdout: [accuracy, seconds].
+    Retried twice on a worker failure (not on bad input); `iteration` and `index` only name the run
+    (not in the cache key)."""
+    return [float(x) for x in evaluate_candidate(arch_json, **kwargs)]
 
 
 DVC_FOLDERS = {"artifacts": "artifacts", "metrics": "metrics", "plots": "plots"}  # as dvc.yaml declares them
@@ -146,7 +272,7 @@ def dvc_project(params: dict, folders: dict[str, str], root: Path | None = None)
 
 
 @task(name="dvc-commit", task_run_name="dvc-commit", retries=2, retry_delay_seconds=5, timeout_seconds=300,
-      retry_condition_fn=_transient)
+      retry_condition_fn=_transient, result_serializer=RESULT_SERIALIZER)
 def dvc_commit_task(params: dict, folders: dict[str, str]) -> dict:
     """Record in `dvc.lock` the stages whose outputs DVC sees as changed (the ones the flow ran), as
     `dvc repro` records a stage it ran: `dvc status` then has nothing to do. Call it only after every

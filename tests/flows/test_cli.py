@@ -59,9 +59,21 @@ def test_bad_params_file_contents(tmp_path, capsys):
 
 
 def test_prepare_writes_splits_and_metrics(idx_root, tmp_path, capsys):
+    """Also: the stage starts by removing what interrupted atomic writes left behind, only that, and
+    releases the project's lock when it is done."""
+    leftovers = [tmp_path / "art" / "profile" / ".lut.csv.k2j4_x9a.tmp", tmp_path / "met" / ".prepare.json.abcd1234.tmp",
+                 tmp_path / "plots" / ".fidelity.png.0a1b2c3d.tmp" / "x", tmp_path / "art" / ".profile.old" / "x"]
+    kept = [tmp_path / "art" / "profile" / "notes.tmp", tmp_path / "met" / ".keep", tmp_path / "art" / ".x.old"]
+    for path in leftovers + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
     code = main(["prepare", "-S", "data.name=fashion-mnist", "-S", f"data.root={idx_root}",
-                 "--artifacts", str(tmp_path / "art"), "--metrics", str(tmp_path / "met")])
+                 "--artifacts", str(tmp_path / "art"), "--metrics", str(tmp_path / "met"),
+                 "--plots", str(tmp_path / "plots")])
     assert code == 0
+    assert not [p for p in leftovers if p.exists() or p.parent.exists() and p.parent.name.startswith(".")]
+    assert all(p.exists() for p in kept), "only the temp files' and staging folders' names are removed"
+    assert not (tmp_path / "art" / ".lock").exists(), "the lock is released"
     printed = json.loads(capsys.readouterr().out)
     written = json.loads((tmp_path / "met" / "prepare.json").read_text())
     assert printed == written

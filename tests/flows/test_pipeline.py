@@ -2,12 +2,18 @@
 --once`) with another budget, then a fresh run. Each runs in a subprocess on a snapshot of the
 project's code (PYTHONPATH), in a temporary folder, with PREFECT_HOME left to the CLI: the project's
 `.prefect/`, which the served run must keep using. The served run finds the stages and search
-iterations it shares with the first run Cached and ends where a fresh run ends."""
+iterations it shares with the first run Cached and ends where a fresh run ends.
+
+The cache holds plain JSON only: every persisted result is a JSON record with a JSON payload, and a
+forged entry (a pickle that would run code, or garbage) is a cache miss, never code that runs."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import pickle
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +64,66 @@ def result(done: subprocess.CompletedProcess) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+class _Touch:
+    """Unpickling it runs a shell command that creates `path`: what a forged pickle entry could do."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(self.path)}",)
+
+
+def forged_pickle_record(marker: Path) -> bytes:
+    """A cache entry as Prefect's default (cloudpickle) serializer writes one, whose payload creates
+    `marker` when it is unpickled."""
+    return json.dumps({"metadata": {"storage_key": "forged", "expiration": None,
+                                    "serializer": {"type": "pickle", "picklelib": "pickle"},
+                                    "prefect_version": "3.9.1", "storage_block_id": None},
+                       "result": base64.b64encode(pickle.dumps(_Touch(marker))).decode()}).encode()
+
+
+def plain_json_records(storage: Path) -> dict[str, object]:
+    """Each persisted result's payload, by file name, asserting it is JSON: a task's cache record (JSON
+    metadata naming the netadapt serializer, no pickle, no object hooks, and a JSON payload) or a flow
+    run's result (Prefect writes those bare, the serializer recorded in the API's database)."""
+    payloads = {}
+    for path in storage.iterdir():
+        record = json.loads(path.read_bytes())
+        if isinstance(record, dict) and "metadata" in record:
+            assert record["metadata"]["serializer"]["type"] == "json", path.name
+            assert record["metadata"]["serializer"]["object_decoder"] is None, path.name
+            record = json.loads(record["result"])
+        payloads[path.name] = record
+    assert any(name.startswith("iteration-") for name in payloads)
+    return payloads
+
+
+def test_the_cache_reads_only_plain_json_records(tmp_path: Path):
+    """A forged entry (a pickle payload, garbage, a JSON record naming Prefect's object decoder) reads
+    as missing, and nothing in it runs; a record the flows wrote reads back."""
+    from prefect.results import ResultRecord, ResultRecordMetadata, ResultStore
+
+    from tasks.pipeline import RESULT_SERIALIZER, JsonResultStorage
+
+    marker = tmp_path / "marker"
+    good = ResultRecord(metadata=ResultRecordMetadata(serializer=RESULT_SERIALIZER, storage_key="good"),
+                        result={"iteration": 0, "scores": [0.5, 1.25]}).serialize()
+    hooked = json.loads(good)
+    hooked["metadata"]["serializer"]["object_decoder"] = "prefect.serializers.prefect_json_object_decoder"
+    entries = {"good": good, "pickle": forged_pickle_record(marker), "garbage": b"\x80\x04garbage",
+               "hooked": json.dumps(hooked).encode()}
+    for name, content in entries.items():
+        (tmp_path / name).write_bytes(content)
+    store = ResultStore(result_storage=JsonResultStorage(basepath=str(tmp_path)), serializer=RESULT_SERIALIZER)
+    assert store.exists("good") and store.read("good").result == {"iteration": 0, "scores": [0.5, 1.25]}
+    for name in ("pickle", "garbage", "hooked", "missing"):
+        assert not store.exists(name), name
+        with pytest.raises(ValueError):
+            store.read(name)
+    assert not marker.exists(), "no code ran"
+
+
 @pytest.fixture(scope="module")
 def code(tmp_path_factory) -> Path:
     """The project's code as it is now: runs see the same code whatever is edited meanwhile."""
@@ -79,6 +145,18 @@ def test_a_flow_then_a_served_run_share_the_project_cache(code: Path, tmp_path: 
     assert (run / ".prefect" / "storage").is_dir(), "results persisted under the project's .prefect/"
     assert {p.parent.name for p in (run / "artifacts" / ".stamps").glob("*/*.json")} == set(STAGES)
     assert first["dvc"] == {"committed": [], "skipped": "not a DVC project"}
+    assert not (run / "artifacts" / ".lock").exists(), "the project's lock is released"
+
+    # Every persisted result is plain JSON. Then forge two cache entries: iteration 0's becomes a
+    # pickle that would create a marker file when loaded, a candidate's becomes garbage.
+    storage = run / ".prefect" / "storage"
+    payloads = plain_json_records(storage)
+    it0 = next(n for n, v in payloads.items() if n.startswith("iteration-") and v["iteration"] == 0)
+    assert isinstance(payloads[it0]["start"], dict) and payloads[it0]["candidates"][0]["arch"]["dimensions"]
+    assert all(isinstance(v, list) and len(v) == 2 for n, v in payloads.items() if n.startswith("candidate-"))
+    marker = tmp_path / "forged-entry-ran"
+    (storage / it0).write_bytes(forged_pickle_record(marker))
+    (storage / next(n for n in payloads if n.startswith("candidate-"))).write_bytes(b"\x80\x04garbage")
 
     # The deployment, served from the project (its own local server on a free loopback port), runs
     # with the project's PREFECT_HOME: the iterations the first run computed come from its cache.
@@ -91,7 +169,10 @@ def test_a_flow_then_a_served_run_share_the_project_cache(code: Path, tmp_path: 
         ("prepare", "profile", "supernet"), "Cached")
     iterations = served["metrics"]["search"]["iteration_states"]
     done_before = len(first["metrics"]["search"]["iteration_states"])
-    assert iterations[:done_before - 1] == ["Cached"] * (done_before - 1), "shared iterations come from the cache"
+    assert not marker.exists(), "the forged entry ran no code"
+    assert iterations[0] == "Completed", "the forged entry was a cache miss: iteration 0 ran again"
+    assert iterations[1:done_before - 1] == ["Cached"] * (done_before - 2), "shared iterations come from the cache"
+    plain_json_records(storage)  # the forged entries were replaced by the recomputed results
     assert "Completed" in iterations[done_before - 1:], "the new iterations ran"
     assert served["metrics"]["search"]["candidates_cached"] >= 1
     server_log = (run / ".prefect" / "server.log").read_text()

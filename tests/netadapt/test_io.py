@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -36,3 +37,49 @@ def test_artifacts_get_a_plain_files_mode(tmp_path: Path):
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~mask
     assert (tmp_path / "t.pt").stat().st_mode & 0o777 == 0o666 & ~mask
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask
+
+
+
+def test_clean_stale_removes_only_what_interrupted_writes_left(tmp_path: Path):
+    """Temp files and staging folders `.<name>.XXXXXXXX.tmp` and `.<name>.old` folders go; a `.old`
+    folder whose original is gone (killed between atomic_dir's two renames) is put back; nothing else
+    is touched, and nothing outside the folders given."""
+    from netadapt.io import clean_stale
+
+    art, met, outside = tmp_path / "artifacts", tmp_path / "metrics", tmp_path / "elsewhere"
+    stale = [art / "search" / ".history.json.a1b2_c3d.tmp", met / ".search.json.zz99yy88.tmp",
+             art / ".profile.q1w2e3r4.tmp" / "lut.csv", art / ".prepared.old" / "meta.json"]
+    kept = [art / "search" / "history.json", art / "search" / "notes.tmp", art / ".stamps" / "s" / "k.json",
+            art / ".lock", met / ".x.tmp", art / "prepared" / "meta.json", outside / ".a.json.a1b2c3d4.tmp"]
+    for path in stale + kept + [art / ".supernet.old" / "supernet.pt"]:  # no `supernet`: killed mid-swap
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(path.name)
+    touched = clean_stale([art, met, tmp_path / "plots"])
+    assert {p.relative_to(tmp_path).as_posix() for p in touched} == {
+        "artifacts/search/.history.json.a1b2_c3d.tmp", "metrics/.search.json.zz99yy88.tmp",
+        "artifacts/.profile.q1w2e3r4.tmp", "artifacts/.prepared.old", "artifacts/.supernet.old"}
+    assert not [p for p in stale if p.exists()] and not (art / ".profile.q1w2e3r4.tmp").exists()
+    assert all(p.exists() for p in kept)
+    assert (art / "supernet" / "supernet.pt").read_text() == "supernet.pt", "the last complete version is back"
+    assert not (art / ".supernet.old").exists()
+
+
+def test_dvc_never_hashes_leftover_temp_files(tmp_path: Path):
+    """The project's .dvcignore keeps temp files and staging folders out of an output's `.dir`."""
+    import shutil
+
+    from dvc.repo import Repo
+
+    from tests.conftest import REPO
+
+    repo = Repo.init(str(tmp_path), no_scm=True)
+    shutil.copy(REPO / ".dvcignore", tmp_path / ".dvcignore")
+    out = tmp_path / "out"
+    for name in ("a.json", ".a.json.k2j4x9ab.tmp", ".x.tmp", ".sub.abcd1234.tmp/f", ".sub.old/f", "sub/f"):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(name)
+    repo.add(str(out))
+    listing = json.loads(next((tmp_path / ".dvc" / "cache").rglob("*.dir")).read_text())
+    assert sorted(entry["relpath"] for entry in listing) == ["a.json", "sub/f"]
+    assert "nfiles: 2" in (tmp_path / "out.dvc").read_text()
+    repo.close()
