@@ -6,7 +6,11 @@ an unknown key, a wrong type or an out-of-range value raises `ConfigError` with 
 naming the full key, e.g. ``search.budget: must be > 0, got -1``.
 
 Constraints live in each field's metadata (`ge`, `gt`, `le`, `lt`), so the schema is the single
-place that says what a valid value is.
+place that says what a valid value is. Every float must be finite (no `.nan`, `.inf`), and counts
+have sane upper bounds (`MAX_COUNT`): an absurd magnitude is refused here, not hours into a run.
+The params file itself is read strictly: UTF-8, a mapping, no key given twice, not empty.
+Checks that need more than the params (the model's widths, a checkpoint's content, the data) run
+in the stage before its work: `check_model_widths` here, the others where the input is read.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -31,6 +36,13 @@ from netadapt.resources.command import DEFAULT_PATTERN, DEFAULT_TEMPLATE, patter
 def _num(default: Any, **bounds: float) -> Any:
     """A numeric field with bounds (`ge`, `gt`, `le`, `lt`) checked by the parser."""
     return field(default=default, metadata=bounds)
+
+
+MAX_COUNT = 10**6  # epochs, repeats, steps, batches, candidates: beyond this a value is a typo
+MAX_SEED = 2**32 - 1  # numpy's legacy range; seeds derived from it (seed * 1_000_003 + t) stay in torch's 2**64
+MAX_LR = 10.0  # a learning rate above this diverges at once (NaN weights, not an error)
+MAX_TIMEOUT = 7 * 24 * 3600.0  # seconds
+MAX_EXPERIMENT_NAME = 500  # MLflow's limit
 
 
 # --------------------------------------------------------------------------- sections
@@ -55,25 +67,25 @@ class ModelConfig:
 @dataclass(frozen=True)
 class ProfileConfig:
     backend: Literal["torch-cpu", "onnxruntime-cpu", "torch-cuda", "command"] = "torch-cpu"
-    threads: int = _num(1, ge=1)
-    batch_size: int = _num(1, ge=1)
-    warmup: int = _num(5, ge=0)
-    repeats: int = _num(20, ge=1)
-    network_repeats: int = _num(50, ge=1)  # timed runs of whole networks (calibration, fidelity)
+    threads: int = _num(1, ge=1, le=4096)
+    batch_size: int = _num(1, ge=1, le=MAX_COUNT)
+    warmup: int = _num(5, ge=0, le=MAX_COUNT)
+    repeats: int = _num(20, ge=1, le=MAX_COUNT)
+    network_repeats: int = _num(50, ge=1, le=MAX_COUNT)  # timed runs of whole networks (calibration, fidelity)
     interpolate: bool = False  # estimate configurations missing from the table
     allow_mismatch: bool = False  # use a table measured for another backend/threads/batch/versions
-    fidelity_samples: int = _num(8, ge=1)  # held-out random networks measured to check the table
+    fidelity_samples: int = _num(8, ge=1, le=MAX_COUNT)  # held-out random networks measured to check the table
     # A table whose mean relative error on the held-out networks exceeds max_error is measured again,
     # max_attempts runs in all, then refused (held-out mean error on the 2-core VM: 3-12% normally,
     # 47% in the busy run that wrote a wrong table without a word).
     max_error: float = _num(0.25, gt=0.0)
-    max_attempts: int = _num(3, ge=1)
+    max_attempts: int = _num(3, ge=1, le=1000)
     # backend `command`: a shell command timing one ONNX graph (placeholders {model} {repeats} {warmup}
     # {threads} {batch_size} {python}), the regex reading its median in ms (group `ms` or the first),
     # and the seconds one invocation may take (see netadapt/resources/command.py).
     command: str = DEFAULT_TEMPLATE
     command_pattern: str = DEFAULT_PATTERN
-    command_timeout: float = _num(600.0, gt=0.0)
+    command_timeout: float = _num(600.0, gt=0.0, le=MAX_TIMEOUT)
 
 
 # Sample groups a super-network batch needs so that ordered dropout trains more than its fixed
@@ -85,15 +97,15 @@ SAMPLING_NOTE = {"sandwich": "sandwich sampling needs 3 (largest, smallest, at l
 
 @dataclass(frozen=True)
 class SupernetConfig:
-    epochs: int = _num(5, ge=0)
-    batch_size: int = _num(128, ge=1)
+    epochs: int = _num(5, ge=0, le=MAX_COUNT)
+    batch_size: int = _num(128, ge=1, le=MAX_COUNT)
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = _num(0.05, gt=0.0)
+    lr: float = _num(0.05, gt=0.0, le=MAX_LR)
     momentum: float = _num(0.9, ge=0.0, lt=1.0)
-    weight_decay: float = _num(4e-5, ge=0.0)
+    weight_decay: float = _num(4e-5, ge=0.0, le=1.0)
     label_smoothing: float = _num(0.0, ge=0.0, lt=1.0)
     sampling: Literal["sandwich", "random", "none"] = "sandwich"  # sandwich: largest + smallest + random
-    group_size: int = _num(16, ge=1)  # samples sharing one sub-network draw (and BN statistics);
+    group_size: int = _num(16, ge=1, le=MAX_COUNT)  # samples sharing one sub-network draw (and BN statistics);
     # a batch trains batch_size / group_size sub-networks, at least MIN_GROUPS[sampling]
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -106,38 +118,39 @@ class SearchConfig:
     budget_type: Literal["relative", "absolute"] = "relative"  # fraction of base, or ms/MACs/params
     initial_reduction: float = _num(0.1, gt=0.0, lt=1.0)  # dR_0 as a fraction of the base resource
     decay: float = _num(0.98, gt=0.0, le=1.0)  # dR_t = initial_reduction * base * decay**t
-    candidates: int = _num(8, ge=1)  # J, candidates per MCD iteration
-    layers_per_candidate: int = _num(2, ge=1)  # L, dimensions one MCD candidate shrinks
+    candidates: int = _num(8, ge=1, le=MAX_COUNT)  # J, candidates per MCD iteration
+    layers_per_candidate: int = _num(2, ge=1, le=MAX_COUNT)  # L, dimensions one MCD candidate shrinks
+    split: Literal["capacity", "absolute"] = "capacity"  # MCD: split dR by what each dimension can give
     selection: Literal["accuracy", "accuracy_per_resource"] = "accuracy"
-    bn_recalibration_batches: int = _num(4, ge=0)
-    eval_batches: int = _num(0, ge=0)  # holdout batches to score on; 0 = all of holdout
-    batch_size: int = _num(256, ge=1)
-    max_halvings: int = _num(4, ge=0)  # when no candidate can cut dR
-    short_term_steps: int = _num(10, ge=0)  # V1: fine-tune steps per proposal
-    long_term_epochs: int = _num(1, ge=0)  # V1: fine-tune epochs at the end
-    lr: float = _num(0.01, gt=0.0)  # V1 fine-tuning learning rate
-    train_batch_size: int = _num(64, ge=1)  # V1 fine-tuning batch size
+    bn_recalibration_batches: int = _num(4, ge=0, le=MAX_COUNT)
+    eval_batches: int = _num(0, ge=0, le=MAX_COUNT)  # holdout batches to score on; 0 = all of holdout
+    batch_size: int = _num(256, ge=1, le=MAX_COUNT)
+    max_halvings: int = _num(4, ge=0, le=64)  # when no candidate can cut dR
+    short_term_steps: int = _num(10, ge=0, le=MAX_COUNT)  # V1: fine-tune steps per proposal
+    long_term_epochs: int = _num(1, ge=0, le=MAX_COUNT)  # V1: fine-tune epochs at the end
+    lr: float = _num(0.01, gt=0.0, le=MAX_LR)  # V1 fine-tuning learning rate
+    train_batch_size: int = _num(64, ge=1, le=MAX_COUNT)  # V1 fine-tuning batch size
     start_checkpoint: str = ""  # V1: a plainly trained super-network checkpoint ("" = the supernet stage's)
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    epochs: int = _num(2, ge=0)
+    epochs: int = _num(2, ge=0, le=MAX_COUNT)
     init: Literal["supernet", "scratch"] = "supernet"
-    batch_size: int = _num(128, ge=1)
+    batch_size: int = _num(128, ge=1, le=MAX_COUNT)
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = _num(0.02, gt=0.0)
+    lr: float = _num(0.02, gt=0.0, le=MAX_LR)
     momentum: float = _num(0.9, ge=0.0, lt=1.0)
-    weight_decay: float = _num(4e-5, ge=0.0)
+    weight_decay: float = _num(4e-5, ge=0.0, le=1.0)
     label_smoothing: float = _num(0.0, ge=0.0, lt=1.0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    batch_size: int = _num(256, ge=1)
-    latency_repeats: int = _num(30, ge=1)
-    latency_warmup: int = _num(10, ge=0)
+    batch_size: int = _num(256, ge=1, le=MAX_COUNT)
+    latency_repeats: int = _num(30, ge=1, le=MAX_COUNT)
+    latency_warmup: int = _num(10, ge=0, le=MAX_COUNT)
     budget_tolerance: float = _num(0.05, ge=0.0, le=1.0)  # measured may exceed the budget by this fraction
     fail_over_budget: bool = False  # exit non-zero (3) when the final network is over budget
 
@@ -150,7 +163,7 @@ class TrackingConfig:
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = _num(0, ge=0)
+    seed: int = _num(0, ge=0, le=MAX_SEED)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
@@ -194,7 +207,13 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
+        if ok:
+            try:
+                value = float(value)
+            except OverflowError:  # an integer beyond a float's range (~1.8e308)
+                raise ConfigError(f"{key}: must be a finite number, got {_shown(value)}") from None
+            if not math.isfinite(value):  # .nan, .inf, -.inf, or 1.0e+400 read as inf
+                raise ConfigError(f"{key}: must be a finite number, got {value!r}")
     elif tp is str:
         ok = isinstance(value, str)
     else:  # pragma: no cover - schema error, not user error
@@ -204,13 +223,25 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     return value
 
 
+def _shown(value: Any) -> str:
+    """A value in a message: short, on one line (an integer of 400 digits is not quoted whole)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
+        digits = str(abs(value))
+        return f"{'-' if value < 0 else ''}{digits[0]}.{digits[1:4]}e{len(digits) - 1}"
+    return repr(value)
+
+
+def _bound(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() and abs(bound) < 10**15 else f"{bound:g}"
+
+
 def _check_bounds(key: str, value: Any, raw: Any, meta: typing.Mapping[str, float]) -> None:
     tests = {"ge": (lambda v, b: v >= b, ">="), "gt": (lambda v, b: v > b, ">"),
              "le": (lambda v, b: v <= b, "<="), "lt": (lambda v, b: v < b, "<")}
     for name, bound in meta.items():
         test, symbol = tests[name]
         if not test(value, bound):
-            raise ConfigError(f"{key}: must be {symbol} {bound:g}, got {raw!r}")
+            raise ConfigError(f"{key}: must be {symbol} {_bound(bound)}, got {_shown(raw)}")
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:
@@ -260,6 +291,79 @@ def _check_consistency(cfg: Config) -> None:
         raise ConfigError(f"search.budget: a relative budget is a fraction of the base network, "
                           f"must be <= 1, got {cfg.search.budget!r} (set search.budget_type: absolute "
                           f"for a value in the metric's unit)")
+    # (a relative budget of exactly 1 is allowed: the search scores the base network and stops; an
+    # absolute budget at or above the base is refused by the search, which knows the base's value)
+    if not cfg.data.root.strip():
+        raise ConfigError(f"data.root: must name the dataset's folder, got {cfg.data.root!r}")
+    experiment = cfg.tracking.experiment
+    if not experiment.strip():
+        raise ConfigError(f"tracking.experiment: must name an MLflow experiment, got {experiment!r}")
+    if len(experiment) > MAX_EXPERIMENT_NAME or any(not ch.isprintable() for ch in experiment):
+        raise ConfigError(f"tracking.experiment: must be one line of at most {MAX_EXPERIMENT_NAME} printable "
+                          f"characters (MLflow's limit), got {_short(experiment)}")
+    _check_cuda(cfg)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def _check_cuda(cfg: Config) -> None:
+    """A CUDA device asked for on a machine without one is refused when the params are read, naming
+    the key: not after earlier stages ran, nor deep in training as a bare `device:` error."""
+    asked = [(key, value) for key, value in (("supernet.device", cfg.supernet.device),
+                                             ("finetune.device", cfg.finetune.device),
+                                             ("profile.backend", cfg.profile.backend))
+             if value in ("cuda", "torch-cuda")]
+    if not asked:
+        return
+    import torch  # only when CUDA is asked for: validation stays light otherwise
+
+    if not torch.cuda.is_available():
+        key, value = asked[0]
+        instead = "torch-cpu" if key == "profile.backend" else "cpu or auto"
+        raise ConfigError(f"{key}: {value} was asked for but no CUDA device is available "
+                          f"(torch {torch.__version__}); use {instead}")
+
+
+def check_model_widths(spec: Any) -> None:
+    """Model-level check of `model.granularity` and `model.width_mult` (a `ModelSpec`), before a
+    super-network is built, trained or profiled.
+
+    Every searchable width the model asks for (the model built at granularity 1 on the meta device:
+    no memory, milliseconds) must hold at least one granularity step. Below it, the width is rounded
+    *up* to the granularity: a tiny `width_mult` would not shrink the network (widths never reach 0,
+    they all become the granularity), and a granularity above the smallest width builds a far wider
+    network than asked (for mobilenet_v2 and 4096: about a billion parameters).
+    """
+    import torch
+
+    from netadapt.models import build_supernet
+
+    def smallest(width_mult: float):
+        try:
+            with torch.device("meta"):
+                model = build_supernet(dataclasses.replace(spec, width_mult=width_mult, granularity=1))
+            dims = model.space().dims
+        except ConfigError:
+            raise
+        except Exception:  # noqa: BLE001 - a user model that cannot be built on the meta device: not checked here
+            return None
+        return min(dims, key=lambda d: d.max_width) if dims else None
+
+    g, m = spec.granularity, spec.width_mult
+    dim = smallest(m)
+    if dim is None or dim.max_width >= g:
+        return
+    nominal = smallest(1.0) if m < 1.0 else None
+    if nominal is not None and nominal.max_width >= g:
+        raise ConfigError(f"model.width_mult: {m:g} narrows {spec.name}'s smallest searchable width ({dim.name}) "
+                          f"to {dim.max_width} channel(s), below model.granularity {g}: widths would be rounded up "
+                          f"to {g}, not shrunk; use a width_mult of at least {g / nominal.max_width:.3g} or a "
+                          f"smaller granularity")
+    raise ConfigError(f"model.granularity: {g} is larger than {spec.name}'s smallest searchable width "
+                      f"({dim.name}: {dim.max_width} channels at model.width_mult {m:g}): widths would be rounded "
+                      f"up to {g}, building a wider network than asked; use a granularity of at most {dim.max_width}")
 
 
 def parse_config(raw: dict[str, Any]) -> Config:
@@ -267,6 +371,63 @@ def parse_config(raw: dict[str, Any]) -> Config:
     cfg = _build(Config, raw if raw is not None else {}, "")
     _check_consistency(cfg)
     return cfg
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping of a YAML document gives one key twice."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping (plain PyYAML silently keeps
+    the last one, so the first value a reader sees is not the one used), naming the full dotted key
+    and both lines."""
+
+    root = ""  # the dotted key the document sits under (an `-S key=value` value)
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._prefixes: dict[int, str] = {}
+        self._label(node, f"{self.root}." if self.root else "")
+        return super().construct_document(node)
+
+    def _label(self, node: yaml.Node, prefix: str) -> None:
+        if id(node) in self._prefixes:  # an alias of a node already seen
+            return
+        self._prefixes[id(node)] = prefix
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                name = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+                self._label(value_node, f"{prefix}{name}.")
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._label(item, f"{prefix}{i}.")
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):  # the keys written here (before `<<` merges them in)
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # unhashable: SafeLoader's own error follows
+                    break
+                line = key_node.start_mark.line + 1
+                if first is not None:
+                    name = self._prefixes.get(id(node), "") + str(key)
+                    raise DuplicateKeyError(f"line {line}: {name} is given twice (first on line {first}); "
+                                            f"YAML would silently keep the last value")
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_load(text: str, root: str = "") -> Any:
+    loader = StrictLoader(text)
+    loader.root = root
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -278,9 +439,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if not sep or not key:
             raise ConfigError(f"-S {item}: expected key=value, e.g. -S search.budget=0.4")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = _yaml_load(text, key) if text.strip() else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{key}: cannot parse override value {text!r}: {exc.problem}") from None
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{key}: cannot parse override value {text!r}: {problem}") from None
         node, parts = raw, key.split(".")
         for i, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})
@@ -294,15 +456,29 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 def load_config(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Config:
     """Read, override and validate a params file; every failure is a `ConfigError`."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a params file")
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
+    data = path.read_bytes()
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte {data[exc.start]:#04x} on line {line}); "
+                          f"save it as UTF-8") from None
+    try:
+        raw = _yaml_load(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    if raw is not None and not isinstance(raw, dict):
+    if raw is None:  # no document: empty, or only comments (an absent *section* means its defaults)
+        raise ConfigError(f"{path}: empty (no sections); an empty params file is most likely a mistake: "
+                          f"write `{{}}` to run on every default")
+    if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must hold a mapping of sections, got {type(raw).__name__}")
-    return parse_config(apply_overrides(raw or {}, overrides or []))
+    return parse_config(apply_overrides(raw, overrides or []))
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

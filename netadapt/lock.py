@@ -32,6 +32,7 @@ ENV = "NETADAPT_LOCK_PIDS"  # pids whose locks this process may share (its ances
 
 _held: dict[Path, int] = {}  # lock file -> depth, for the locks this process holds or shares
 _owned: set[Path] = set()  # the lock files this process created (and removes when done)
+_made: set[Path] = set()  # artifacts folders acquire created (removed on release if still empty)
 _mutex = threading.RLock()
 
 
@@ -124,7 +125,9 @@ def _take_over(path: Path, holder: dict) -> None:
 def acquire(artifacts: str | Path, command: str | None = None) -> Path:
     """Take the project's lock (re-entrant within this process); raises LockHeld naming the holder."""
     path = lock_path(artifacts)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True)
+        _made.add(path.parent.resolve())  # removed again on release if nothing else was written
     path = path.resolve()
     command = command or shlex.join([Path(sys.argv[0]).name or "python", *sys.argv[1:]])
     with _mutex:
@@ -167,6 +170,12 @@ def release(path: Path) -> None:
         holder = _read(path)
         if holder and holder["pid"] == os.getpid() and holder.get("host") == socket.gethostname():
             path.unlink(missing_ok=True)
+        if path.parent in _made:  # a refused command leaves no empty artifacts folder behind
+            _made.discard(path.parent)
+            try:
+                path.parent.rmdir()
+            except OSError:
+                pass  # not empty: the command wrote something
         if not _owned:
             pids = _shared_pids() - {os.getpid()}
             if pids:

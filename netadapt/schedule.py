@@ -3,6 +3,11 @@
 The budget is a fraction of the base network's resource (default) or an absolute value in the
 metric's unit. Iteration t asks for a cut of dR_t = initial_reduction * base * decay**t, with the
 last step clipped so the target never goes below the budget.
+
+A budget is refused before the search starts when the space cannot reach it (below the smallest
+network) or when it asks for nothing: an absolute budget at or above the base network's resource
+(the value was most likely meant in another unit, or as a fraction). A relative budget of 1 is
+allowed and means "the base network": the search scores it and stops after 0 iterations.
 """
 
 from __future__ import annotations
@@ -64,6 +69,10 @@ class Schedule:
     def from_settings(cls, base: float, smallest: float, budget: float, budget_type: str,
                       initial_reduction: float, decay: float, unit: str) -> "Schedule":
         absolute = absolute_budget(budget, budget_type, base)
+        if budget_type == "absolute" and absolute >= base:
+            raise BudgetError(f"search.budget: {absolute:.6g} {unit} is at or above the base network's {base:.6g} "
+                              f"{unit}: there is nothing to search; give a budget below {base:.6g} {unit}, or "
+                              f"search.budget_type: relative with a fraction of the base (1 = the base network)")
         if absolute < smallest:
             raise BudgetError(f"search.budget: {absolute:.6g} {unit} is below the smallest network of the "
                               f"space ({smallest:.6g} {unit} = {smallest / base:.3f} of the base network's "

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from netadapt.arch import Architecture, ModelSpec
-from netadapt.config import Config, to_dict
+from netadapt.config import Config, check_model_widths, to_dict
 from netadapt.errors import NetAdaptError
 from netadapt.data import load_info, load_split, prepare_data
 from netadapt.evaluation import evaluate_candidate
@@ -118,8 +118,10 @@ def prepare(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]
 def model_spec(cfg: Config, prepared: Path) -> ModelSpec:
     """The super-network's spec: the model section plus the prepared data's shape and classes."""
     info = load_info(prepared)
-    return ModelSpec(cfg.model.name, info.input_shape, len(info.classes), cfg.model.width_mult,
+    spec = ModelSpec(cfg.model.name, info.input_shape, len(info.classes), cfg.model.width_mult,
                      cfg.model.granularity)
+    check_model_widths(spec)  # before anything is built, loaded or trained: names model.granularity / width_mult
+    return spec
 
 
 def supernet(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
@@ -301,7 +303,15 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
         start_path = Path(s.start_checkpoint) if s.start_checkpoint else paths.supernet
         if s.start_checkpoint and not start_path.is_file():
             raise NetAdaptError(f"search.start_checkpoint: {start_path} not found")
-        start_network, _ = load_supernet(start_path)
+        try:
+            start_network, _ = load_supernet(start_path)
+        except Exception as exc:  # noqa: BLE001 - a text file, a truncated archive, another object: one line
+            if not s.start_checkpoint:
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:120]
+            detail = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+            raise NetAdaptError(f"search.start_checkpoint: {start_path} is not a super-network checkpoint "
+                                f"({detail})") from None
         if not start_network.space().same_space(space):
             raise NetAdaptError(f"search.start_checkpoint: {start_path} is not a network of this search space")
         v1 = NetAdaptV1(start_network, resource, load_split(paths.prepared, "train"),
@@ -310,7 +320,7 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
                                    s.eval_batches, cfg.seed, resolve_device(cfg.supernet.device)))
         step, evaluate, previous = v1.step, v1.evaluate, None  # V1 carries weights: nothing to replay
     else:
-        step = mcd_step(resource, s.candidates, s.layers_per_candidate)
+        step = mcd_step(resource, s.candidates, s.layers_per_candidate, s.split)
         v1_network.unlink(missing_ok=True)
     settings = SearchSettings(cfg.seed, s.selection, s.max_halvings)
     meta = {"identity": identity, "budget": schedule.budget, "base": schedule.base, "metric": s.metric,

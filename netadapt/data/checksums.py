@@ -23,12 +23,17 @@ class Checksums:
         manifest = root / MANIFEST
         if not enabled or not manifest.is_file():
             return cls(root, {})
+        try:
+            text = manifest.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{manifest}: not UTF-8 text (byte {exc.start}); regenerate it with "
+                            f"sha256sum") from None
         digests: dict[str, str] = {}
-        for lineno, line in enumerate(manifest.read_text().splitlines(), 1):
+        for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             digest, sep, name = line.partition(" ")
-            if not sep or len(digest) != 64:
+            if not sep or len(digest) != 64 or not all(c in "0123456789abcdefABCDEF" for c in digest):
                 raise DataError(f"{manifest}:{lineno}: not a sha256sum line: {line!r}")
             digests[name.strip().lstrip("*")] = digest.lower()
         return cls(root, digests)

@@ -42,8 +42,15 @@ def _idx_split(root: Path, prefix: str, checksums: Checksums) -> RawSplit:
 
 
 def _check_labels(split: RawSplit, classes: list[str], where: Path) -> None:
+    """Every label names a class, and every class has samples: a split missing classes would train a
+    network that never sees them and report an accuracy over fewer classes than its metrics claim."""
     if len(split.labels) and int(split.labels.max()) >= len(classes):
         raise DataError(f"{where}: label {int(split.labels.max())} out of range for {len(classes)} classes")
+    present = set(np.unique(split.labels).tolist())
+    missing = [f"{i} {name}" for i, name in enumerate(classes) if i not in present]
+    if missing:
+        raise DataError(f"{where}: labels cover {len(present)} of the dataset's {len(classes)} classes "
+                        f"(none of {', '.join(missing)})")
 
 
 def _fashion_mnist(root: Path, checksums: Checksums) -> RawDataset:
@@ -67,6 +74,8 @@ def _folders(root: Path, checksums: Checksums, expected: list[str] | None) -> Ra
         extra = sorted(set(test_classes) - set(train_classes))
         raise DataError(f"{root / 'test'}: class folders differ from {root / 'train'}: "
                         f"missing {missing}, extra {extra}")
+    if len(train_classes) < 2:
+        raise DataError(f"{root / 'train'}: one class folder ({train_classes[0]}); a classifier needs at least 2")
     if expected is not None and train_classes != expected:
         raise DataError(f"{root / 'train'}: class folders {train_classes} are not the expected {expected}")
     train = RawSplit(*read_image_folder(root / "train", train_classes, checksums))
@@ -98,6 +107,9 @@ def read_dataset(name: str, root: Path, verify_checksums: bool = True) -> RawDat
     """Read a registered dataset from `root`, verifying files against SHA256SUMS when present."""
     if name not in DATASETS:
         raise DataError(f"data.name: unknown dataset {name!r} (known: {', '.join(DATASETS)})")
+    if root.is_file():
+        raise DataError(f"data.root: {root} is a file; give the folder holding the dataset's files "
+                        f"(e.g. {root.parent})")
     if not root.is_dir():
         raise DataError(f"data.root: folder not found: {root}")
     return DATASETS[name].read(root, Checksums.load(root, verify_checksums))

@@ -59,6 +59,10 @@ def read_idx_images(path: Path, checksums: Checksums) -> np.ndarray:
     """uint8 array [N, 1, rows, cols]."""
     data = _read(path, checksums)
     count, rows, cols = _header(path, data, IMAGES_MAGIC, 3)
+    if count == 0:
+        raise DataError(f"{path}: holds no images (its header's count is 0)")
+    if rows == 0 or cols == 0:
+        raise DataError(f"{path}: its images are {rows}x{cols} pixels (the header gives no area)")
     pixels = _body(path, data, 16, count * rows * cols, f"{count} images of {rows}x{cols}")
     return pixels.reshape(count, 1, rows, cols)
 
@@ -67,4 +71,6 @@ def read_idx_labels(path: Path, checksums: Checksums) -> np.ndarray:
     """uint8 array [N]."""
     data = _read(path, checksums)
     (count,) = _header(path, data, LABELS_MAGIC, 1)
+    if count == 0:
+        raise DataError(f"{path}: holds no labels (its header's count is 0)")
     return _body(path, data, 8, count, f"{count} labels")

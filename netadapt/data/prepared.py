@@ -15,7 +15,7 @@ import torch
 from netadapt.config import DataConfig
 from netadapt.data.datasets import RawSplit, read_dataset
 from netadapt.data.split import class_mixed_order, stratified_split
-from netadapt.errors import DataError
+from netadapt.errors import DataError, NetAdaptError
 from netadapt.io import atomic_dir, load_tensors, read_json, save_tensors, write_json
 
 SPLITS = ("train", "holdout", "test")
@@ -75,13 +75,35 @@ def load_info(prepared: Path) -> DataInfo:
     meta = Path(prepared) / "meta.json"
     if not meta.is_file():
         raise DataError(f"{meta}: not found; run `netadapt prepare` first")
-    raw = read_json(meta)
-    return DataInfo(raw["dataset"], raw["classes"], tuple(raw["input_shape"]), raw["counts"])
+    try:
+        raw = read_json(meta)
+        info = DataInfo(raw["dataset"], list(raw["classes"]), tuple(int(n) for n in raw["input_shape"]),
+                        dict(raw["counts"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        raise DataError(f"{meta}: not a prepared-data description ({type(exc).__name__}: {first}); run "
+                        f"`netadapt prepare` again") from None
+    if len(info.input_shape) != 3 or min(info.input_shape) < 1 or len(info.classes) < 2:
+        raise DataError(f"{meta}: input shape {list(info.input_shape)} with {len(info.classes)} classes is not "
+                        f"a prepared dataset; run `netadapt prepare` again")
+    return info
 
 
 def load_split(prepared: Path, name: str) -> Split:
     path = Path(prepared) / f"{name}.pt"
     if not path.is_file():
         raise DataError(f"{path}: not found; run `netadapt prepare` first")
-    blob = load_tensors(path)
-    return Split(blob["images"], blob["labels"])
+    try:
+        blob = load_tensors(path)
+        split = Split(blob["images"], blob["labels"])
+    except NetAdaptError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch.load's errors on a damaged file have no common base
+        first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:120]
+        detail = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        raise DataError(f"{path}: not a prepared split ({detail}); run `netadapt prepare` again") from None
+    if not (isinstance(split.images, torch.Tensor) and isinstance(split.labels, torch.Tensor)
+            and split.images.dim() == 4 and len(split.images) == len(split.labels)):
+        raise DataError(f"{path}: not a prepared split (images [N, C, H, W] and N labels); run `netadapt "
+                        f"prepare` again")
+    return split

@@ -89,8 +89,10 @@ def test_a_failing_stage_releases_the_lock(tmp_path: Path, capsys):
     code = main(["prepare", "--params", str(REPO / "params.yaml"), "-S", f"data.root={tmp_path / 'nowhere'}",
                  "--artifacts", str(tmp_path / "art"), "--metrics", str(tmp_path / "met")])
     assert code == 2 and "nowhere" in capsys.readouterr().err
-    assert (tmp_path / "art").is_dir(), "the stage ran (and failed) holding the lock"
     assert not lock_path(tmp_path / "art").exists()
+    assert not (tmp_path / "art").exists(), "the folder the lock made is gone: a refused stage leaves nothing"
+    with project_lock(tmp_path / "art"):  # and the next writer gets it
+        pass
 
 
 def test_an_unreadable_lock_file_is_held_until_it_is_old(tmp_path: Path):
