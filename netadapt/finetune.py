@@ -10,9 +10,10 @@ from torch import nn
 
 from netadapt.arch import Architecture
 from netadapt.errors import NetAdaptError
-from netadapt.io import atomic_path, load_tensors, save_tensors
+from netadapt.io import atomic_path, load_checkpoint, save_tensors
 from netadapt.models import build_supernet, extract
 from netadapt.resources.backends import onnx_bytes
+from netadapt.supernet import rebuild
 
 log = logging.getLogger("netadapt")
 
@@ -38,11 +39,9 @@ def load_network(path: Path) -> tuple[nn.Module, Architecture]:
     """Rebuild a saved slim network (weights_only load): structure from the architecture, then weights."""
     if not Path(path).is_file():
         raise NetAdaptError(f"{path}: final model not found; run `netadapt finetune` first")
-    blob = load_tensors(path)
-    arch = Architecture.from_json(blob["arch"])
-    model = extract(build_supernet(arch.model), arch)
-    model.load_state_dict(blob["state_dict"])
-    return model.eval(), arch
+    blob = load_checkpoint(path, ("state_dict", "arch", "config_digest"), "final model")
+    model = rebuild(path, blob, lambda arch: extract(build_supernet(arch.model), arch), "final model")
+    return model, Architecture.from_json(blob["arch"])
 
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path) -> None:

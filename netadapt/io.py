@@ -17,6 +17,8 @@ from typing import Any, Iterator
 
 import torch
 
+from netadapt.errors import NetAdaptError
+
 
 _UMASK = os.umask(0o022)  # read once, at import (single-threaded): umask can only be read by setting it
 os.umask(_UMASK)
@@ -150,3 +152,20 @@ def save_tensors(path: str | Path, obj: Any) -> None:
 
 def load_tensors(path: str | Path) -> Any:
     return torch.load(Path(path), map_location="cpu", weights_only=True)
+
+
+def load_checkpoint(path: str | Path, keys: tuple[str, ...], what: str) -> dict[str, Any]:
+    """A checkpoint (loaded with weights_only=True) that holds `keys`; a missing, truncated, garbled
+    or foreign file is a `NetAdaptError` naming the file, never a raw torch error."""
+    path = Path(path)
+    if not path.is_file():
+        raise NetAdaptError(f"{path}: {what} not found")
+    try:
+        blob = load_tensors(path)
+    except Exception as exc:  # noqa: BLE001 - whatever torch or pickle says, one line naming the file
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise NetAdaptError(f"{path}: not a readable {what} ({type(exc).__name__}: {first})") from None
+    missing = [k for k in keys if not isinstance(blob, dict) or k not in blob]
+    if missing:
+        raise NetAdaptError(f"{path}: not a {what} (missing {', '.join(missing)})")
+    return blob

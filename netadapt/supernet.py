@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -20,7 +21,7 @@ from netadapt.config import MIN_GROUPS, SupernetConfig
 from netadapt.data import Split
 from netadapt.errors import ConfigError, NetAdaptError
 from netadapt.evaluation import evaluate_subnet
-from netadapt.io import load_tensors, save_tensors
+from netadapt.io import load_checkpoint, save_tensors
 from netadapt.models import build_supernet
 from netadapt.ordered_dropout import sample_widths
 from netadapt.resume import Progress
@@ -106,11 +107,24 @@ def load_supernet(path: Path) -> tuple[nn.Module, str]:
     mode with the config digest it was trained under."""
     if not Path(path).is_file():
         raise NetAdaptError(f"{path}: super-network checkpoint not found; run `netadapt supernet` first")
-    blob = load_tensors(path)
-    arch = Architecture.from_json(blob["arch"])
-    model = build_supernet(arch.model)
-    model.load_state_dict(blob["state_dict"])
-    return model.eval(), blob["config_digest"]
+    blob = load_checkpoint(path, ("state_dict", "arch", "config_digest"), "super-network checkpoint")
+    return rebuild(path, blob, lambda arch: build_supernet(arch.model), "super-network checkpoint"), \
+        blob["config_digest"]
+
+
+def rebuild(path: Path, blob: dict, build: Callable[[Architecture], nn.Module], what: str) -> nn.Module:
+    """The network a checkpoint describes, its weights loaded; errors name the file."""
+    try:
+        arch = Architecture.from_json(blob["arch"])
+    except NetAdaptError as exc:
+        raise NetAdaptError(f"{path}: not a {what} ({exc})") from None
+    model = build(arch)
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise NetAdaptError(f"{path}: weights do not fit the network it describes ({first})") from None
+    return model.eval()
 
 
 def history_rows(history: list[EpochMetrics]) -> list[dict]:

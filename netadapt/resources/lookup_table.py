@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -139,14 +140,30 @@ class LatencyTable:
         for path in (Path(csv_path), meta_path):
             if not path.is_file():
                 raise TableError(f"{path}: latency table not found; run `netadapt profile` first")
-        meta = json.loads(meta_path.read_text())
-        entries = pd.read_csv(csv_path, keep_default_na=False)
+        try:
+            meta = json.loads(meta_path.read_text())
+            context = TableContext(**meta["context"])
+            constant, offset = float(meta["constant_ms"]), float(meta.get("unit_offset_ms", 0.0))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TableError(f"{meta_path}: not a latency table's description ({type(exc).__name__}: {exc})") from None
+        if not (math.isfinite(constant) and math.isfinite(offset)):
+            raise TableError(f"{meta_path}: constant_ms / unit_offset_ms must be finite numbers")
+        try:
+            entries = pd.read_csv(csv_path, keep_default_na=False)
+        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise TableError(f"{csv_path}: not a readable latency table ({type(exc).__name__})") from None
         missing = set(KEY_FIELDS + ["latency_ms"]) - set(entries.columns)
         if missing:
             raise TableError(f"{csv_path}: not a latency table (missing columns {sorted(missing)})")
         entries["act"] = entries["act"].astype(str)
-        return cls(TableContext(**meta["context"]), entries, float(meta["constant_ms"]), interpolate,
-                   float(meta.get("unit_offset_ms", 0.0)))
+        latency = pd.to_numeric(entries["latency_ms"], errors="coerce")
+        bad = entries.index[~(latency.apply(math.isfinite) & (latency >= 0))]
+        if len(bad):  # a NaN once let the search "meet" a budget with a network over it
+            row = bad[0]
+            raise TableError(f"{csv_path}: line {row + 2}: latency_ms {entries['latency_ms'][row]!r} is not a finite "
+                             f"number >= 0 ({len(bad)} such rows); re-run `netadapt profile`")
+        entries["latency_ms"] = latency
+        return cls(context, entries, constant, interpolate, offset)
 
 
 @dataclass
