@@ -51,7 +51,7 @@ class NetAdaptV1:
     def __init__(self, network: nn.Module, resource: ResourceModel, train: Split, holdout: Split,
                  tuning: FineTuning):
         self.resource, self.train, self.holdout, self.tuning = resource, train, holdout, tuning
-        self.current: Architecture = network.space()
+        self.current: Architecture | None = network.space()
         self.base: nn.Module = network.to(tuning.device)
         self.networks: dict[str, nn.Module] = {self.current.widths_json(): self.base}
         self.iteration = -1
@@ -108,6 +108,22 @@ class NetAdaptV1:
             train_epoch(network, self.train, optimizer, scheduler, t.batch_size, generator, t.device,
                         lambda b: widths, desc=f"long-term fine-tune {epoch + 1}/{epochs}")
         network.eval()
+
+    def kept_state(self, arch: Architecture) -> dict:
+        """What a killed search needs to go on after the iteration that kept `arch`: its network's
+        weights and the iteration count (fine-tuning seeds derive from it)."""
+        network = self.networks[arch.widths_json()]
+        return {"iteration": self.iteration, "arch": arch.widths_json(),
+                "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()}}
+
+    def restore(self, state: dict) -> None:
+        """Continue after the iteration `state` records (see `kept_state`): the next `step` starts
+        from its network, as it would have in the uninterrupted search."""
+        network = copy.deepcopy(self.base)
+        network.load_state_dict(state["state_dict"])
+        self.networks = {state["arch"]: network}
+        self.current = None  # the next step is a new iteration, from the restored network
+        self.iteration = int(state["iteration"])
 
     def finish(self, arch: Architecture) -> nn.Module:
         """The kept network of `arch` after the long-term fine-tune (super-network form, masked)."""

@@ -55,6 +55,24 @@ class Progress:
                                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                  "rng": torch.get_rng_state(), "epochs": epochs})
 
+    def store(self, state: dict[str, Any]) -> None:
+        """Any other progress (weights_only-loadable), under this key: e.g. a search's history and network."""
+        save_tensors(self.path, {"key": self.key, "state": state})
+
+    def load(self) -> dict[str, Any] | None:
+        """What `store` saved under this key; None if nothing, another key, or unreadable."""
+        if not self.path.is_file():
+            return None
+        try:
+            blob = load_tensors(self.path)
+            if blob.get("key") != self.key or "state" not in blob:
+                log.info("%s: progress of a run with other inputs, params or code: starting afresh", self.path)
+                return None
+            return blob["state"]
+        except Exception as exc:  # noqa: BLE001 - a torn or foreign file is never trusted
+            log.warning("%s: unreadable progress (%s): starting afresh", self.path, exc)
+            return None
+
     def clear(self) -> None:
         """Called once the stage's outputs are written: the progress has served its purpose."""
         self.path.unlink(missing_ok=True)

@@ -219,10 +219,15 @@ def _rows_digest(rows: list[dict]) -> str:
     return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
 
 
+def _plain_rows(history: pd.DataFrame) -> list[dict]:
+    """History rows as plain Python values (JSON- and weights_only-safe, floats exact)."""
+    return [{k: v.item() if hasattr(v, "item") else v for k, v in row.items()} for row in history.to_dict("records")]
+
+
 def save_history(paths: Paths, history: pd.DataFrame, meta: dict, complete: bool = True) -> None:
     """`history.json` (settings, every row, their digest) in one atomic write: what a later search
     replays. `history.csv` is a copy for people, plots and MLflow, derived from it, never read back."""
-    rows = [{k: v.item() if hasattr(v, "item") else v for k, v in row.items()} for row in history.to_dict("records")]
+    rows = _plain_rows(history)
     write_json(paths.search / "history.json", {**meta, "complete": complete, "rows": rows,
                                                "rows_digest": _rows_digest(rows)})
     write_csv(paths.search / "history.csv", rows)
@@ -318,14 +323,32 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
                         load_split(paths.prepared, "holdout"),
                         FineTuning(s.short_term_steps, s.long_term_epochs, s.lr, s.train_batch_size, s.batch_size,
                                    s.eval_batches, cfg.seed, resolve_device(cfg.supernet.device)))
-        step, evaluate, previous = v1.step, v1.evaluate, None  # V1 carries weights: nothing to replay
+        # V1 carries weights between iterations: only its own interrupted run can be replayed, with
+        # the network its last finished iteration kept
+        v1_progress = Progress(paths.progress("search"), hashlib.sha256(json.dumps(
+            [identity, content_digest([start_path]), schedule.budget]).encode()).hexdigest()[:16])
+        previous, previous_budget = None, None
+        saved = v1_progress.load()
+        if saved is not None:
+            previous, previous_budget = pd.DataFrame(saved["rows"], columns=COLUMNS), schedule.budget
+            v1.restore(saved["network"])
+            log.info("search: continuing an interrupted NetAdapt V1 search after iteration %d", v1.iteration)
+        step, evaluate = v1.step, v1.evaluate
     else:
         step = mcd_step(resource, s.candidates, s.layers_per_candidate, s.split)
         v1_network.unlink(missing_ok=True)
     settings = SearchSettings(cfg.seed, s.selection, s.max_halvings)
     meta = {"identity": identity, "budget": schedule.budget, "base": schedule.base, "metric": s.metric,
             "unit": resource.unit, "algorithm": s.algorithm}
-    persist = None if s.algorithm == "netadapt" else (lambda h: save_history(paths, h, meta, complete=False))
+
+    def persist(history: pd.DataFrame) -> None:
+        """After every evaluated iteration: the history and, for V1, the network it kept."""
+        save_history(paths, history, meta, complete=False)
+        if s.algorithm == "netadapt":
+            kept = history[history.kept.astype(bool)].iloc[-1]
+            v1_progress.store({"rows": _plain_rows(history),
+                               "network": v1.kept_state(space.with_widths(json.loads(kept.arch)))})
+
     try:
         result = search_loop(space, resource, evaluate, step, schedule, settings, previous, previous_budget,
                              propose, on_iteration=persist)
@@ -335,6 +358,7 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
     save_history(paths, result.history, meta)
     if s.algorithm == "netadapt":
         save_supernet(v1_network, v1.finish(result.chosen), cfg.section_digest("seed", "search"))
+        v1_progress.clear()
     with atomic_path(paths.search / "arch.json") as tmp:
         tmp.write_text(result.chosen.to_json() + "\n")
     trajectory = result.history[result.history.kept.astype(bool)]
