@@ -87,7 +87,7 @@ def _run_stage(name: str, args: argparse.Namespace) -> dict:
     cfg = load_config(args.params, args.overrides)
     stage: Callable = getattr(stages, name)
     paths = stages.Paths(artifacts=args.artifacts, metrics=args.metrics, plots=args.plots)
-    from tasks.tracking import stage_run  # after validation: bad input never opens a run (MLflow is lazy)
+    from netadapt_tasks.tracking import stage_run  # after validation: bad input never opens a run (MLflow is lazy)
 
     with stage_run(name, cfg, paths) as run:  # the child run spans the stage: FAILED / KILLED if it does
         metrics = stage(cfg, paths)
@@ -164,7 +164,7 @@ def _run_flow(args: argparse.Namespace) -> dict:
     load_config(args.params, args.overrides)
     with _lock(args):  # the flow's stages run in this process: they share it
         _prefect_env()
-        from flows.pipeline import netadapt_flow
+        from netadapt_flows.pipeline import netadapt_flow
 
         return netadapt_flow(**_flow_parameters(args))
 
@@ -233,7 +233,7 @@ def _serve(args: argparse.Namespace) -> dict | None:
         _prefect_env()
         server = None if os.environ.get("PREFECT_API_URL") else _start_server(args.port)
         try:
-            from flows.pipeline import serve
+            from netadapt_flows.pipeline import serve
 
             served = serve(args.name, _flow_parameters(args), cron=args.cron, interval=args.interval,
                            once=args.once)
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     if metrics is None:  # `serve` until interrupted
         return 0
     if args.command in ("flow", "serve") and not args.json:
-        from flows.pipeline import summary_lines
+        from netadapt_flows.pipeline import summary_lines
 
         print("\n".join(summary_lines(metrics)))
     else:

@@ -1,4 +1,4 @@
-"""The NetAdapt pipeline as Prefect 3 flows composing the tasks of `tasks.pipeline`: a task per
+"""The NetAdapt pipeline as Prefect 3 flows composing the tasks of `netadapt_tasks.pipeline`: a task per
 stage, a task per search iteration, and candidate evaluations mapped over the flow's task runner
 (threads by default; a Dask runner scales them out).
 
@@ -13,8 +13,8 @@ A search iteration's key is the search identity (super-network, table, settings 
 budget, seed), the iteration, its starting architecture and its first target: a new budget finds
 every unclipped iteration it shares with an earlier run Cached, and the result equals a fresh
 run's. Results are persisted under `$PREFECT_HOME` (the CLI puts it in the project's `.prefect/`), as
-plain JSON (`tasks.pipeline.RESULT_SERIALIZER`), and read back only if they are exactly that
-(`tasks.pipeline.guard_result_storage`): a cache entry can carry wrong numbers, never code.
+plain JSON (`netadapt_tasks.pipeline.RESULT_SERIALIZER`), and read back only if they are exactly that
+(`netadapt_tasks.pipeline.guard_result_storage`): a cache entry can carry wrong numbers, never code.
 
 The flow holds the project's lock (`netadapt.lock`, re-entrant: `netadapt flow` took it already) for
 its whole run, and each stage starts by removing what interrupted writes left behind
@@ -44,11 +44,11 @@ from netadapt.config import Config, load_config, parse_config, to_dict
 from netadapt.io import clean_stale
 from netadapt.lock import project_lock
 from netadapt.search import Proposal
-from tasks import tracking
-from tasks.pipeline import (RESULT_SERIALIZER, candidate_task, dvc_commit_task, dvc_project, folder_paths,
-                            guard_result_storage, iteration_task, proposal_from_data, read_result, seed_stage_cache,
-                            stage_task)
-from tasks.tracking import stage_run
+from netadapt_tasks import tracking
+from netadapt_tasks.pipeline import (RESULT_SERIALIZER, candidate_task, dvc_commit_task, dvc_project,
+                                     folder_paths, guard_result_storage, iteration_task, proposal_from_data,
+                                     read_result, seed_stage_cache, stage_task)
+from netadapt_tasks.tracking import stage_run
 
 
 @flow(name="netadapt-search", persist_result=True, result_serializer=RESULT_SERIALIZER)

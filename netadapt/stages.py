@@ -1,6 +1,7 @@
 """Stage functions: one per pipeline stage, called by both front ends (the stage CLI that
 `dvc.yaml` runs, and the Prefect task). Each reads its inputs from paths, writes its artifacts
-atomically, writes `metrics/<stage>.json` and returns those metrics.
+atomically, writes its metrics (`write_metrics`: the headline figures to `metrics/<stage>.json`,
+all of them to `artifacts/reports/<stage>.json`) and returns all of them.
 """
 
 from __future__ import annotations
@@ -51,6 +52,19 @@ STAGE_PARAMS = {  # the params sections each stage reads (as in dvc.yaml; cache 
     "finetune": ("seed", "finetune"),
     "evaluate": ("evaluate", "profile", "search"),
 }
+# The figures a reviewer compares across runs (`dvc metrics show`, `dvc exp show`): what each stage
+# keeps in `metrics/<stage>.json`. Everything else a stage measures goes to its report only.
+HEADLINE_METRICS = {
+    "prepare": ("train", "holdout", "test", "classes"),
+    "profile": ("backend", "entries", "seconds", "base_latency_measured_ms", "base_latency_estimated_ms",
+                "lut_mean_abs_error", "lut_max_abs_error"),
+    "supernet": ("epochs", "seconds", "holdout_acc_largest", "holdout_acc_smallest"),
+    "search": ("algorithm", "budget", "iterations", "candidates_evaluated", "reused_iterations", "seconds",
+               "holdout_acc", "resource_estimated"),
+    "finetune": ("epochs", "seconds", "holdout_acc"),
+    "evaluate": ("test_acc", "latency_measured_ms", "latency_estimated_ms", "base_latency_measured_ms",
+                 "latency_ratio", "macs", "params", "budget_met", "measured_over_budget"),
+}
 
 
 @dataclass(frozen=True)
@@ -87,7 +101,12 @@ class Paths:
         return self.artifacts / "finetune" / "model.pt"
 
     def metrics_file(self, stage: str) -> Path:
+        """The stage's headline metrics (`HEADLINE_METRICS`), declared as DVC metrics."""
         return self.metrics / f"{stage}.json"
+
+    def report(self, stage: str) -> Path:
+        """Every metric of the stage's run (a superset of its metrics file)."""
+        return self.artifacts / "reports" / f"{stage}.json"
 
     def progress(self, stage: str) -> Path:
         """A stage's resumable progress: outside its DVC output, which DVC deletes before a re-run."""
@@ -98,6 +117,12 @@ def stage_progress(stage: str, cfg: Config, paths: Paths, inputs: list[Path]) ->
     """Progress keyed by the code, the params sections the stage reads and its inputs' contents."""
     key = [code_version(), cfg.section_digest(*STAGE_PARAMS[stage]), content_digest(inputs)]
     return Progress(paths.progress(stage), hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16])
+
+
+def write_metrics(stage: str, metrics: dict, paths: Paths) -> None:
+    """The stage's full metrics to its report, then its headline metrics to its metrics file."""
+    write_json(paths.report(stage), metrics)
+    write_json(paths.metrics_file(stage), {k: metrics[k] for k in HEADLINE_METRICS[stage] if k in metrics})
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -111,7 +136,7 @@ def prepare(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]
     info = prepare_data(cfg.data, cfg.seed, paths.prepared)
     metrics = {**info.counts, "classes": len(info.classes), "dataset": info.dataset,
                "seconds": round(time.perf_counter() - start, 3)}
-    write_json(paths.metrics_file("prepare"), metrics)
+    write_metrics("prepare", metrics, paths)
     return metrics
 
 
@@ -142,7 +167,7 @@ def supernet(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
                "holdout_acc_largest": last.holdout_acc_largest if last else 0.0,
                "holdout_acc_smallest": last.holdout_acc_smallest if last else 0.0,
                "loss": last.loss if last else 0.0, "dimensions": len(model.space().dims)}
-    write_json(paths.metrics_file("supernet"), metrics)
+    write_metrics("supernet", metrics, paths)
     return metrics
 
 
@@ -184,7 +209,7 @@ def profile(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]
                "unit_offset_ms": table.unit_offset_ms,
                "base_latency_measured_ms": float(base.measured_ms),
                "base_latency_estimated_ms": float(base.estimated_ms), **result.metrics()}
-    write_json(paths.metrics_file("profile"), metrics)
+    write_metrics("profile", metrics, paths)
     return metrics
 
 
@@ -371,7 +396,7 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
                "iterations": result.iterations, "candidates_evaluated": result.candidates_evaluated,
                "reused_iterations": result.reused_iterations, "seconds": round(time.perf_counter() - start, 3),
                "holdout_acc": result.holdout_acc, "resource_estimated": result.resource_estimated}
-    write_json(paths.metrics_file("search"), metrics)
+    write_metrics("search", metrics, paths)
     return metrics
 
 
@@ -415,7 +440,7 @@ def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     weights = "scratch" if f.init == "scratch" else ("netadapt-v1" if v1_network.is_file() else "supernet")
     metrics = {"epochs": f.epochs, "seconds": round(time.perf_counter() - start, 3), "holdout_acc": holdout_acc,
                "weights_from": weights}
-    write_json(paths.metrics_file("finetune"), metrics)
+    write_metrics("finetune", metrics, paths)
     return metrics
 
 
@@ -456,7 +481,7 @@ def evaluate(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
         meta_path = paths.search / "history.json"
         search_meta = {k: v for k, v in read_json(meta_path).items() if k != "rows"} if meta_path.is_file() else None
         plot_tradeoff(pd.read_csv(history_path), metrics, paths.plots / "tradeoff.png", search_meta)
-    write_json(paths.metrics_file("evaluate"), metrics)
+    write_metrics("evaluate", metrics, paths)
     if not check.met and cfg.evaluate.fail_over_budget:
         raise OverBudget(f"evaluate: {check.describe()} (metrics written; evaluate.fail_over_budget is true)")
     return metrics

@@ -4,7 +4,7 @@ After a stage succeeds, whoever ran it (the stage CLI that `dvc repro` runs, or 
 writes a stamp `<artifacts>/.stamps/<stage>/<key>.json`. The key is what determines the stage's
 result: the code version, the params sections the stage reads (`stages.STAGE_PARAMS`) and the
 content digests of its inputs. The stamp records the content digests of the stage's outputs (every
-out, metrics and plots file `dvc.yaml` declares for it) and its metrics.
+out, metrics and plots file `dvc.yaml` declares for it) and its metrics (all of them, as in its report).
 
 A stage is up to date when the stamp for its current key exists and its outputs still have the
 recorded digests: a stage run by DVC is then found up to date by the flow and the other way round,
@@ -43,12 +43,13 @@ def stage_inputs(stage: str, cfg: Config, p: Paths) -> list[Path]:
 
 
 def stage_outputs(stage: str, p: Paths) -> list[Path]:
-    """Everything a stage writes that `dvc.yaml` declares for it: outs, metrics and plots."""
+    """Everything a stage writes that `dvc.yaml` declares for it: outs (its report included), metrics
+    and plots."""
     plots = {"profile": ["fidelity.csv", "fidelity.png"], "supernet": ["supernet.csv"],
              "search": ["search.csv", "search.png"], "finetune": ["finetune.csv"], "evaluate": ["tradeoff.png"]}
     outs = {"prepare": [p.prepared], "profile": [p.lut.parent], "supernet": [p.supernet.parent],
             "search": [p.search], "finetune": [p.final.parent], "evaluate": []}[stage]
-    return outs + [p.metrics_file(stage)] + [p.plots / name for name in plots.get(stage, [])]
+    return outs + [p.report(stage), p.metrics_file(stage)] + [p.plots / name for name in plots.get(stage, [])]
 
 
 def stage_key(stage: str, cfg: Config, p: Paths) -> str:
@@ -63,9 +64,10 @@ def stamp_path(stage: str, key: str, p: Paths) -> Path:
 
 
 def output_digests(stage: str, p: Paths) -> dict[str, str]:
-    """Content digest of each output, by name (the names are unique within a stage), so a stamp
-    holds whether the folders are spelled relative or absolute."""
-    return {path.name: content_digest([path]) for path in stage_outputs(stage, p)}
+    """Content digest of each output, by its folder's name and its own (unique within a stage: the
+    report and the metrics file share a name), so a stamp holds whether the folders are spelled
+    relative or absolute."""
+    return {f"{path.parent.name}/{path.name}": content_digest([path]) for path in stage_outputs(stage, p)}
 
 
 def write_stamp(stage: str, key: str, p: Paths, metrics: dict, by: str) -> Path:

@@ -43,7 +43,7 @@ from netadapt.io import code_version, content_digest
 from netadapt.mcd import Candidate
 from netadapt.stamps import stage_inputs, stage_outputs  # noqa: F401 - re-exported: what a stage reads and writes
 from netadapt.search import Proposal, propose_iteration
-from tasks.tracking import stage_run
+from netadapt_tasks.tracking import stage_run
 
 log = logging.getLogger("netadapt")
 
@@ -58,7 +58,8 @@ def encode_error(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not plain JSON data: a persisted result must be")
 
 
-RESULT_SERIALIZER = JSONSerializer(jsonlib="json", object_encoder="tasks.pipeline.encode_error", object_decoder=None)
+RESULT_SERIALIZER = JSONSerializer(jsonlib="json", object_encoder="netadapt_tasks.pipeline.encode_error",
+                                   object_decoder=None)
 
 
 def trusted_record(content: bytes) -> bytes:

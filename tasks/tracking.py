@@ -15,8 +15,9 @@ Both front ends (the stage CLI that `dvc.yaml` runs, and the Prefect tasks) wrap
   before the stage does any work: nothing is lost and the user fixes it or sets
   `NETADAPT_TRACKING=off`. A failure while *logging* a finished stage is a warning, the run is
   closed with a `netadapt.tracking_error` tag where the store still answers, and the stage succeeds:
-  its outputs and `metrics/<stage>.json` are written, and failing it would make `dvc repro` leave
-  it out of `dvc.lock` and Prefect not cache it, so hours of work would run again for a record.
+  its outputs, `metrics/<stage>.json` and its report are written, and failing it would make `dvc
+  repro` leave it out of `dvc.lock` and Prefect not cache it, so hours of work would run again for a
+  record.
 - Parent run: named after dataset, model, budget and backend; holds every param, `total_seconds`
   (the stages' own `seconds`, summed over its latest child per stage) and, once evaluate is
   logged, the headline metrics (`test_acc`, `latency_measured_ms`, `latency_ratio`, `budget_met`).
@@ -387,9 +388,9 @@ def _log_partial(run: StageRun) -> None:
     def fresh(path: Path) -> bool:
         return path.is_file() and path.stat().st_mtime >= run.started - 1
 
-    metrics_file = run.paths.metrics_file(run.stage)
-    if fresh(metrics_file):
-        _log_metrics(run.client, run.run_id, _numbers(json.loads(metrics_file.read_text())))
+    report = run.paths.report(run.stage)  # every metric; `metrics/<stage>.json` holds the headline ones
+    if fresh(report):
+        _log_metrics(run.client, run.run_id, _numbers(json.loads(report.read_text())))
     for path, folder in _artifacts(run.stage, run.paths):
         if fresh(path):
             run.client.log_artifact(run.run_id, str(path), artifact_path=folder)

@@ -23,7 +23,7 @@ from typing import Callable
 import pytest
 import torch
 
-from flows.cli import main
+from netadapt_flows.cli import main
 from tests.conftest import REPO, write_folders, write_idx, write_sha256sums
 
 OUTPUTS = ("a", "m", "p")  # --artifacts, --metrics, --plots under each test's tmp_path

@@ -273,7 +273,7 @@ class Profile:
         return float(self.held_out.rel_error.mean())
 
     def metrics(self) -> dict[str, float | int]:
-        """Fidelity and stability figures, flat, for metrics/profile.json."""
+        """Fidelity and stability figures, flat, for the profile stage's metrics."""
         fitted = self.fidelity[self.fidelity.in_fit.astype(bool)]
         return {"lut_mean_abs_error": self.error, "lut_max_abs_error": float(self.held_out.rel_error.max()),
                 "lut_in_sample_mean_abs_error": float(fitted.rel_error.mean()),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
+from netadapt_flows.cli import main
 from tests.conftest import REPO
 
 BAD_PARAMS = [
@@ -76,7 +76,8 @@ def test_prepare_writes_splits_and_metrics(idx_root, tmp_path, capsys):
     assert not (tmp_path / "art" / ".lock").exists(), "the lock is released"
     printed = json.loads(capsys.readouterr().out)
     written = json.loads((tmp_path / "met" / "prepare.json").read_text())
-    assert printed == written
+    assert printed == json.loads((tmp_path / "art" / "reports" / "prepare.json").read_text())
+    assert written == {k: printed[k] for k in ("train", "holdout", "test", "classes")}
     assert (written["train"], written["holdout"], written["test"], written["classes"]) == (180, 20, 50, 10)
 
 
@@ -91,7 +92,7 @@ def test_console_script_runs_as_installed():
 
 def test_flow_and_serve_reject_bad_params_before_importing_prefect():
     """`-S search.budget=-1` fails at once: no Prefect import, no temporary or local server."""
-    script = ("import sys; from flows.cli import main; "
+    script = ("import sys; from netadapt_flows.cli import main; "
               "codes = [main([c, '-S', 'search.budget=-1']) for c in ('flow', 'serve')]; "
               "print(codes, 'prefect' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)

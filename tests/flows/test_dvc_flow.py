@@ -26,7 +26,7 @@ DVC = str(Path(sys.executable).with_name("dvc"))
 # Runs the flow in this process, then reads back from Prefect's API what the run recorded.
 SCRIPT = r'''
 import json, os, sys
-import flows.pipeline as fp
+import netadapt_flows.pipeline as fp
 
 class Obj:
     def __init__(self, **kw): self.__dict__.update(kw)
@@ -92,13 +92,13 @@ def test_dvc_and_the_flow_find_each_others_work_up_to_date(tmp_path: Path):
     after_dvc = result(cli(repo, repo, "flow", "--json", PREFECT_HOME=home))
     assert after_dvc["states"] == dict.fromkeys(STAGES, "Cached")
     for stage in STAGES:
-        recorded = json.loads((repo / "metrics" / f"{stage}.json").read_text())
+        recorded = json.loads((repo / "artifacts" / "reports" / f"{stage}.json").read_text())  # every metric
         assert {k: after_dvc["metrics"][stage][k] for k in recorded} == recorded, "the metrics DVC's run recorded"
     assert after_dvc["dvc"] == {"committed": [], "skipped": ""}
     assert files(repo) == before, "no output was rewritten"
 
     # The flow with a new budget in params.yaml, then DVC: nothing to do, nothing to run.
-    searched = json.loads((repo / "metrics" / "search.json").read_text())
+    searched = json.loads((repo / "artifacts" / "reports" / "search.json").read_text())
     tighter = round(0.9 * searched["resource_estimated"] / searched["base_resource"], 4)
     set_params(repo, search={"budget": tighter})
     done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=repo, env=cli_env(repo, PREFECT_HOME=home),

@@ -45,7 +45,7 @@ def tiny_params(data_root: str) -> dict:
 
 
 def cli_env(code: Path, **extra: str) -> dict[str, str]:
-    """The environment of `python -m flows.cli` on the code snapshot `code`, tracking off."""
+    """The environment of `python -m netadapt_flows.cli` on the code snapshot `code`, tracking off."""
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
     env.update({"PYTHONPATH": str(code), "NETADAPT_TRACKING": "off", "DVC_NO_ANALYTICS": "1",
                 "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]})
@@ -54,7 +54,7 @@ def cli_env(code: Path, **extra: str) -> dict[str, str]:
 
 
 def cli(code: Path, cwd: Path, *args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=cli_env(code, **env),
+    done = subprocess.run([sys.executable, "-m", "netadapt_flows.cli", *args], cwd=cwd, env=cli_env(code, **env),
                           capture_output=True, text=True, timeout=timeout, start_new_session=True)
     assert done.returncode == 0, f"netadapt {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     return done
@@ -104,7 +104,7 @@ def test_the_cache_reads_only_plain_json_records(tmp_path: Path):
     as missing, and nothing in it runs; a record the flows wrote reads back."""
     from prefect.results import ResultRecord, ResultRecordMetadata, ResultStore
 
-    from tasks.pipeline import RESULT_SERIALIZER, JsonResultStorage
+    from netadapt_tasks.pipeline import RESULT_SERIALIZER, JsonResultStorage
 
     marker = tmp_path / "marker"
     good = ResultRecord(metadata=ResultRecordMetadata(serializer=RESULT_SERIALIZER, storage_key="good"),

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
 from netadapt.lock import ENV, LockHeld, holder, lock_path, project_lock
+from netadapt_flows.cli import main
 from tests.conftest import REPO
 
 HOLD = ("import sys, time; from netadapt.lock import project_lock\n"

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from flows.cli import main
 from netadapt.resume import Progress
+from netadapt_flows.cli import main
 from tests.conftest import REPO, write_idx
 
 NETADAPT = str(Path(sys.executable).with_name("netadapt"))

@@ -9,10 +9,10 @@ import onnx
 import pytest
 import torch
 
-from flows.cli import main
 from netadapt import stages
 from netadapt.config import load_config
 from netadapt.finetune import load_network
+from netadapt_flows.cli import main
 from tests.conftest import REPO, write_idx
 
 TINY = ["-S", "model.name=plain_cnn", "-S", "profile.warmup=1", "-S", "profile.repeats=3",
@@ -36,7 +36,8 @@ def project(tmp_path_factory) -> tuple[list[str], Path]:
 
 
 def metrics(root: Path, stage: str) -> dict:
-    return json.loads((root / "m" / f"{stage}.json").read_text())
+    """Every metric of the stage's last run: its report (`metrics/<stage>.json` holds the headline ones)."""
+    return json.loads((root / "a" / "reports" / f"{stage}.json").read_text())
 
 
 def test_search_finetune_evaluate(project):
@@ -117,6 +118,13 @@ def test_netadapt_run_runs_every_stage_in_order(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert set(printed) == {"prepare", "profile", "supernet", "search", "finetune", "evaluate"}
     assert printed["evaluate"] == metrics(tmp_path, "evaluate")
+    for stage, returned in printed.items():
+        # metrics/<stage>.json: exactly the figures a reviewer compares (DESIGN.md's contract keys,
+        # plus evaluate's budget verdict); the report: everything the stage returned
+        headline = json.loads((tmp_path / "m" / f"{stage}.json").read_text())
+        assert set(headline) == set(stages.HEADLINE_METRICS[stage]), stage
+        assert metrics(tmp_path, stage) == returned and set(returned) > set(headline), stage
+        assert {k: returned[k] for k in headline} == headline, stage
 
 
 def test_a_code_change_or_another_device_starts_a_new_search_history(project, monkeypatch):

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import torch
 
-from flows.cli import main
 from netadapt.arch import ModelSpec
 from netadapt.config import SupernetConfig
 from netadapt.data import Split
@@ -14,6 +13,7 @@ from netadapt.models import build_supernet
 from netadapt import supernet as supernet_module
 from netadapt.supernet import load_supernet, save_supernet, train_supernet
 from netadapt.training import accuracy, cosine_schedule
+from netadapt_flows.cli import main
 from tests.conftest import write_folders, write_idx
 
 

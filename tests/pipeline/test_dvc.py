@@ -107,14 +107,15 @@ def test_budget_change_reruns_only_what_it_affects(pipeline):
     second = dvc(repo, "repro")
     assert (repo / "artifacts" / "search" / "arch.json").read_text() != arch_before
     assert ran(second) == {"search", "finetune", "evaluate"}
-    metrics = json.loads((repo / "metrics" / "search.json").read_text())
+    metrics = json.loads((repo / "artifacts" / "reports" / "search.json").read_text())  # every metric
     assert metrics["budget_fraction"] == pytest.approx(tighter) and metrics["reused_iterations"] >= 1
 
     commit(repo, "tighter")
     looser = round((1 + tighter) / 2, 4)
     out = dvc(repo, "exp", "run", "-S", f"search.budget={looser}")
     assert ran(out) == {"search", "finetune", "evaluate"}
-    assert json.loads((repo / "metrics" / "search.json").read_text())["budget_fraction"] == pytest.approx(looser)
+    assert json.loads((repo / "artifacts" / "reports" / "search.json").read_text())["budget_fraction"] == \
+        pytest.approx(looser)
 
 
 def fields(node, axis: str) -> set[str]:

@@ -17,14 +17,14 @@ import pandas as pd
 import pytest
 import torch
 
-from flows.cli import main
 from netadapt.config import parse_config
 from netadapt.errors import NetAdaptError
 from netadapt.finetune import load_network, save_network
 from netadapt.io import content_digest
-from netadapt.stages import Paths
-from tasks import tracking
-from tasks.tracking import log_stage, stage_run
+from netadapt.stages import Paths, write_metrics
+from netadapt_flows.cli import main
+from netadapt_tasks import tracking
+from netadapt_tasks.tracking import log_stage, stage_run
 from tests.conftest import REPO, write_idx
 from tests.netadapt.test_finetune import SPEC, seeded_batch, tiny_network
 from tests.netadapt.test_stages import TINY
@@ -102,11 +102,11 @@ def test_a_pipeline_is_one_parent_run_with_a_child_per_stage(tmp_path: Path, tra
     # The parent: a readable name and the pipeline's headline metrics.
     assert "fashion-mnist" in parent.info.run_name and "plain_cnn" in parent.info.run_name
     assert "pipeline-under-test" not in parent.info.run_name
-    evaluate = json.loads((tmp_path / "m" / "evaluate.json").read_text())
+    evaluate = json.loads((tmp_path / "a" / "reports" / "evaluate.json").read_text())  # every metric
     for key in ("test_acc", "latency_measured_ms", "latency_ratio"):
         assert parent.data.metrics[key] == pytest.approx(evaluate[key])
     assert parent.data.metrics["budget_met"] == float(evaluate["budget_met"])
-    total = sum(json.loads((tmp_path / "m" / f"{s}.json").read_text())["seconds"] for s in STAGES)
+    total = sum(json.loads((tmp_path / "a" / "reports" / f"{s}.json").read_text())["seconds"] for s in STAGES)
     assert parent.data.metrics["total_seconds"] == pytest.approx(total, abs=1e-6)
 
     # The registered version carries what a reviewer asks of it.
@@ -199,14 +199,13 @@ def test_a_stage_that_raises_leaves_a_failed_or_killed_run(tmp_path: Path, track
     paths = Paths(tmp_path / "a", tmp_path / "m", tmp_path / "p")
     with pytest.raises(type(error)):
         with stage_run("supernet", fake_config(), paths):
-            (tmp_path / "m").mkdir()
-            (tmp_path / "m" / "supernet.json").write_text(json.dumps({"epochs": 1, "seconds": 0.5}))
+            write_metrics("supernet", {"epochs": 1, "seconds": 0.5, "loss": 2.5}, paths)
             raise error
     parent, [child] = runs_of(tracking_store)
     assert child.info.status == parent.info.status == status and child.info.end_time is not None
     assert child.data.tags["netadapt.error"].startswith(type(error).__name__)
     if status == "FAILED":  # what the stage wrote before failing is kept
-        assert child.data.metrics["seconds"] == 0.5
+        assert child.data.metrics["seconds"] == 0.5 and child.data.metrics["loss"] == 2.5, "from the report"
 
 
 def test_a_logging_failure_after_the_stage_warns_and_keeps_its_result(tmp_path: Path, tracking_store: str,
@@ -248,7 +247,7 @@ def test_tracking_off_opens_no_run(tmp_path: Path, tracking_store: str, monkeypa
 
 def test_bad_input_fails_before_mlflow_is_imported(tmp_path: Path):
     """With tracking on, a bad param still fails fast: the run opens only after validation."""
-    code = ("import sys; from flows.cli import main; rc = main(['prepare', '-S', 'search.budget=-1']); "
+    code = ("import sys; from netadapt_flows.cli import main; rc = main(['prepare', '-S', 'search.budget=-1']); "
             "sys.exit(10 if 'mlflow' in sys.modules else rc)")
     env = {**os.environ, "NETADAPT_TRACKING": "on", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)

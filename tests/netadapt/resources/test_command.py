@@ -189,12 +189,12 @@ def command_args(root: Path, tmp_path: Path) -> list[str]:
 
 
 def test_profile_stage_through_the_command_backend(tiny_root: Path, tmp_path: Path):
-    from flows.cli import main
+    from netadapt_flows.cli import main
 
     args = command_args(tiny_root, tmp_path)
     assert main(["prepare", *args]) == 0
     assert main(["profile", *args]) == 0
-    metrics = json.loads((tmp_path / "m" / "profile.json").read_text())
+    metrics = json.loads((tmp_path / "a" / "reports" / "profile.json").read_text())
     assert metrics["backend"] == "command" and metrics["entries"] == 34 and metrics["fidelity_networks"] == 3
     assert metrics["units_measured"] == 34 and metrics["units_from_cache"] == 0 and metrics["attempts"] == 1
     assert 0 <= metrics["lut_mean_abs_error"] <= 5 and metrics["base_latency_measured_ms"] > 0
@@ -205,7 +205,7 @@ def test_profile_stage_through_the_command_backend(tiny_root: Path, tmp_path: Pa
 
 
 def test_profile_stage_fails_naming_the_key_when_the_command_fails(tiny_root: Path, tmp_path: Path, capsys):
-    from flows.cli import main
+    from netadapt_flows.cli import main
 
     args = command_args(tiny_root, tmp_path)
     assert main(["prepare", *args]) == 0

@@ -184,7 +184,7 @@ def test_profile_space_on_a_tiny_net(tmp_path: Path):
 def test_profile_stage_through_the_cli(idx_root: Path, tmp_path: Path):
     import json
 
-    from flows.cli import main
+    from netadapt_flows.cli import main
 
     common = ["-S", "data.name=fashion-mnist", "-S", f"data.root={idx_root}", "-S", "model.name=plain_cnn",
               "--artifacts", str(tmp_path / "a"), "--metrics", str(tmp_path / "m"), "--plots", str(tmp_path / "p")]
@@ -198,6 +198,7 @@ def test_profile_stage_through_the_cli(idx_root: Path, tmp_path: Path):
     for key in ["backend", "entries", "seconds", "base_latency_measured_ms", "base_latency_estimated_ms",
                 "lut_mean_abs_error", "lut_max_abs_error"]:
         assert key in metrics
+    metrics = json.loads((tmp_path / "a" / "reports" / "profile.json").read_text())  # every metric
     assert metrics["backend"] == "torch-cpu" and metrics["fidelity_networks"] == 2
     assert {"lut_in_sample_mean_abs_error", "reference_drift", "unit_repeat_spread", "attempts"} <= set(metrics)
     table = LatencyTable.load(tmp_path / "a" / "profile" / "lut.csv")

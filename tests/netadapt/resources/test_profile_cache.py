@@ -122,7 +122,7 @@ def test_a_profile_killed_midway_resumes_and_times_only_the_rest(tiny_root: Path
     killed with SIGKILL once a group of units is in the cache; the second run times only the others
     and writes a complete table that passes its fidelity check."""
     args = command_args(tiny_root, tmp_path)
-    cli = [sys.executable, "-m", "flows.cli"]
+    cli = [sys.executable, "-m", "netadapt_flows.cli"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     subprocess.run([*cli, "prepare", *args], cwd=REPO, env=env, check=True, capture_output=True)
     cache_dir = tmp_path / "a" / "profile_cache" / "command"
@@ -141,7 +141,7 @@ def test_a_profile_killed_midway_resumes_and_times_only_the_rest(tiny_root: Path
     second = subprocess.run([*cli, "profile", *args], cwd=REPO, env=env, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"{killed_with} of 34 units from" in second.stderr
-    metrics = json.loads((tmp_path / "m" / "profile.json").read_text())
+    metrics = json.loads((tmp_path / "a" / "reports" / "profile.json").read_text())
     assert (metrics["units_from_cache"], metrics["units_measured"]) == (killed_with, 34 - killed_with)
     print(f"resume: run 1 cached {killed_with} units before SIGKILL; run 2 measured {34 - killed_with}, "
           f"held-out error {metrics['lut_mean_abs_error']:.1%}")

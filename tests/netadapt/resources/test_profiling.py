@@ -134,7 +134,7 @@ def _stage_args(idx_root: Path, tmp_path: Path) -> list[str]:
 
 
 def test_profile_stage_writes_nothing_when_every_attempt_is_bad(idx_root: Path, tmp_path: Path, monkeypatch, capsys):
-    from flows.cli import main
+    from netadapt_flows.cli import main
 
     args = _stage_args(idx_root, tmp_path)
     assert main(["prepare", *args]) == 0
@@ -146,6 +146,7 @@ def test_profile_stage_writes_nothing_when_every_attempt_is_bad(idx_root: Path, 
     assert not (tmp_path / "a" / "profile" / "lut.csv").exists()
     assert not (tmp_path / "a" / "profile" / "lut.json").exists()
     assert not (tmp_path / "m" / "profile.json").exists()
+    assert not (tmp_path / "a" / "reports" / "profile.json").exists()
 
 
 def test_profile_stage_reports_held_out_and_in_sample_error(idx_root: Path, tmp_path: Path, monkeypatch):
@@ -153,13 +154,13 @@ def test_profile_stage_reports_held_out_and_in_sample_error(idx_root: Path, tmp_
 
     import pandas as pd
 
-    from flows.cli import main
+    from netadapt_flows.cli import main
 
     args = _stage_args(idx_root, tmp_path)
     assert main(["prepare", *args]) == 0
     FakeMachine(monkeypatch, held_out_bias=0.1, busy_attempts=1)
     assert main(["profile", *args]) == 0
-    metrics = json.loads((tmp_path / "m" / "profile.json").read_text())
+    metrics = json.loads((tmp_path / "a" / "reports" / "profile.json").read_text())
     assert metrics["attempts"] == 2 and metrics["fidelity_networks"] == 4
     assert metrics["lut_mean_abs_error"] == pytest.approx(1 / 11)
     assert metrics["lut_in_sample_mean_abs_error"] == pytest.approx(0, abs=1e-9)
