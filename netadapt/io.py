@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -113,7 +114,12 @@ def content_digest(paths: list[Path]) -> str:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for f in files:
             h.update((f.relative_to(path).as_posix() if path.is_dir() else f.name).encode())
-            h.update(f.read_bytes() if f.is_file() else b"<missing>")
+            if not f.is_file():
+                h.update(b"<missing>")
+                continue
+            with open(f, "rb") as stream:  # by blocks: a prepared split can be larger than memory
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    h.update(block)
     return h.hexdigest()[:16]
 
 
@@ -130,13 +136,23 @@ def code_version() -> str:
     return h.hexdigest()[:16]
 
 
+class DamagedArtifact(NetAdaptError, ValueError):
+    """An artifact that cannot be what it claims to be (torn, garbled, not JSON); the message names
+    the file. A ValueError too, so readers that treat unreadable files as absent (caches) still do."""
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """The JSON in `path`; a file that is not UTF-8 JSON is a `DamagedArtifact` naming it."""
+    try:
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        raise DamagedArtifact(f"{path}: not valid JSON ({type(exc).__name__}: {first})") from None
 
 
 def save_tensors(path: str | Path, obj: Any) -> None:
@@ -150,7 +166,24 @@ def save_tensors(path: str | Path, obj: Any) -> None:
         tmp.write_bytes(buffer.getvalue())
 
 
+def check_archive(path: str | Path) -> None:
+    """Every record of a torch archive (a zip file) against its CRC-32: torch.load itself reads
+    garbled tensor bytes without a word (weights, labels or images silently changed). A file that is
+    not a zip archive at all is left to torch.load to refuse."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except zipfile.BadZipFile:
+        return
+    except Exception as exc:  # noqa: BLE001 - a garbled header can raise almost anything
+        raise DamagedArtifact(f"{path}: damaged archive ({type(exc).__name__})") from None
+    if bad is not None:
+        raise DamagedArtifact(f"{path}: damaged: its record {bad} fails its CRC check")
+
+
 def load_tensors(path: str | Path) -> Any:
+    """torch.load with weights_only=True, after `check_archive`."""
+    check_archive(path)
     return torch.load(Path(path), map_location="cpu", weights_only=True)
 
 
@@ -162,6 +195,8 @@ def load_checkpoint(path: str | Path, keys: tuple[str, ...], what: str) -> dict[
         raise NetAdaptError(f"{path}: {what} not found")
     try:
         blob = load_tensors(path)
+    except DamagedArtifact as exc:
+        raise NetAdaptError(f"{exc} (a {what})") from None
     except Exception as exc:  # noqa: BLE001 - whatever torch or pickle says, one line naming the file
         first = (str(exc).strip().splitlines() or [""])[0][:160]
         raise NetAdaptError(f"{path}: not a readable {what} ({type(exc).__name__}: {first})") from None

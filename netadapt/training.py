@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Literal
 
 import torch
@@ -40,21 +42,35 @@ def epoch_steps(n: int, batch_size: int, drop_last: bool = False) -> int:
     return n // batch_size if drop_last else math.ceil(n / batch_size)
 
 
+PREFETCH = 2  # batches read ahead (in a thread) while the model works on the current one
+
+
 def batches(split: Split, batch_size: int, generator: torch.Generator | None = None,
             device: torch.device = torch.device("cpu"), limit: int = 0,
             drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(inputs, labels) batches; shuffled when a generator is given, else in a fixed seeded
     class-mixed order (so the first `limit` batches hold every class in its share); at most `limit`
-    batches if > 0; `drop_last` skips a final partial batch."""
+    batches if > 0; `drop_last` skips a final partial batch. The next `PREFETCH` batches are read
+    (from the split's image file) and converted in a background thread."""
     n = len(split)
     if generator is not None:
         order = torch.randperm(n, generator=generator)
     else:
         order = torch.from_numpy(class_mixed_order(split.labels.numpy(), FIXED_ORDER_SEED))
     count = epoch_steps(n, batch_size, drop_last)
-    for i in range(count if limit <= 0 else min(count, limit)):
+    steps = count if limit <= 0 else min(count, limit)
+
+    def load(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = order[i * batch_size:(i + 1) * batch_size]
-        yield to_input(split.images[idx]).to(device), split.labels[idx].to(device)
+        return to_input(split.images[idx]), split.labels[idx]
+
+    with ThreadPoolExecutor(1, thread_name_prefix="netadapt-batches") as reader:
+        ahead = deque(reader.submit(load, i) for i in range(min(PREFETCH, steps)))
+        for i in range(steps):
+            inputs, labels = ahead.popleft().result()
+            if i + PREFETCH < steps:
+                ahead.append(reader.submit(load, i + PREFETCH))
+            yield inputs.to(device), labels.to(device)
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:

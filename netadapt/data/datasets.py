@@ -10,7 +10,7 @@ import numpy as np
 
 from netadapt.data.checksums import Checksums
 from netadapt.data.idx import read_idx_images, read_idx_labels
-from netadapt.data.image_folder import class_folders, read_image_folder
+from netadapt.data.image_folder import FolderImages, class_folders, read_image_folder
 from netadapt.errors import DataError
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -21,7 +21,7 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
 
 @dataclass
 class RawSplit:
-    images: np.ndarray  # uint8 [N, C, H, W]
+    images: np.ndarray | FolderImages  # uint8 [N, C, H, W]; indexed by an array of sample indices
     labels: np.ndarray  # int64 [N]
 
 

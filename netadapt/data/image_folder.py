@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from netadapt.data.checksums import Checksums
 from netadapt.errors import DataError
@@ -37,12 +36,40 @@ def _decode(path: Path, checksums: Checksums) -> tuple[Path, np.ndarray]:
         raise DataError(f"{path}: cannot decode image: {exc}") from None
 
 
-def read_image_folder(split_dir: Path, classes: list[str], checksums: Checksums,
-                      threads: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Decode every image of `classes` under `split_dir`: uint8 [N, C, H, W] and labels [N].
+class FolderImages:
+    """The images of an image folder as uint8 [N, C, H, W], decoded when indexed: `prepare` writes a
+    folder far larger than memory a chunk at a time. Every image must share the first image's size
+    and colour mode (no silent resizing)."""
 
-    All images must share the first image's size and colour mode (no silent resizing).
-    """
+    def __init__(self, files: list[Path], checksums: Checksums, threads: int = 4):
+        self.files, self.checksums, self.threads = files, checksums, threads
+        self.first = files[0]
+        first = _decode(self.first, checksums)[1]
+        self.first_shape, self.sample_shape = first.shape, _chw(first).shape
+        self.shape = (len(files), *self.sample_shape)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        paths = [self.files[int(i)] for i in np.asarray(index).reshape(-1)]
+        with ThreadPoolExecutor(self.threads) as pool:
+            decoded = list(pool.map(lambda path: _decode(path, self.checksums), paths))
+        for path, array in decoded:
+            if _chw(array).shape != self.sample_shape:
+                raise DataError(f"{path}: image shape {array.shape} differs from {self.first_shape} of {self.first}")
+        return np.stack([_chw(array) for _, array in decoded]) if decoded else \
+            np.empty((0, *self.sample_shape), dtype=np.uint8)
+
+
+def _chw(array: np.ndarray) -> np.ndarray:
+    """A decoded image (H, W) or (H, W, C) as [C, H, W]."""
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def read_image_folder(split_dir: Path, classes: list[str], checksums: Checksums,
+                      threads: int = 4) -> tuple[FolderImages, np.ndarray]:
+    """The images of `classes` under `split_dir` (decoded when indexed) and their labels [N]."""
     files: list[tuple[Path, int]] = []
     for label, name in enumerate(classes):
         folder = split_dir / name
@@ -50,19 +77,5 @@ def read_image_folder(split_dir: Path, classes: list[str], checksums: Checksums,
         if not images:
             raise DataError(f"{folder}: class folder has no images (*.jpg, *.jpeg, *.png)")
         files += [(p, label) for p in images]
-
-    arrays: list[np.ndarray] = []
-    first: tuple[Path, tuple[int, ...]] | None = None
-    with ThreadPoolExecutor(threads) as pool:
-        decoded = pool.map(lambda item: _decode(item[0], checksums), files)
-        for path, array in tqdm(decoded, total=len(files), desc=f"decode {split_dir.name}",
-                                unit="img", mininterval=1.0, leave=False, disable=None):
-            if first is None:
-                first = (path, array.shape)
-            elif array.shape != first[1]:
-                raise DataError(f"{path}: image shape {array.shape} differs from {first[1]} of {first[0]}")
-            arrays.append(array)
-    stacked = np.stack(arrays)
-    images = stacked[:, None] if stacked.ndim == 3 else stacked.transpose(0, 3, 1, 2)
     labels = np.array([label for _, label in files], dtype=np.int64)
-    return np.ascontiguousarray(images), labels
+    return FolderImages([path for path, _ in files], checksums, threads), labels

@@ -1,24 +1,36 @@
-"""Prepared data: uint8 image tensors + labels per split, the contract between `prepare` and training.
+"""Prepared data: uint8 images + labels per split, the contract between `prepare` and training.
 
-Layout of a prepared folder: `train.pt`, `holdout.pt`, `test.pt` (each `{"images": uint8 [N,C,H,W],
-"labels": int64 [N]}`, loadable with `weights_only=True`) and `meta.json` (dataset, classes, shape).
+Layout of a prepared folder, per split (`train`, `holdout`, `test`): `<split>.images.npy` (uint8
+[N, C, H, W], read by the batch: `image_file.ImageFile`) and `<split>.pt` (`{"labels": int64 [N],
+"images": "<split>.images.npy", "images_shape": [N, C, H, W], "images_sha256": ...}`, loadable with
+`weights_only=True`); and `meta.json` (dataset, classes, shape). The `.pt` names its images by
+digest, so whatever keys on it (DVC deps, stage stamps, caches) sees an image change; readers check
+the image file's header and size, and its digest up to `image_file.VERIFY_BYTES` (hashing hundreds of
+gigabytes on every read would not scale; DVC hashes them as a dependency anyway).
+
+Samples are stored in a seeded class-mixed order and written a chunk at a time: `prepare` holds one
+chunk of an image folder in memory, not the dataset.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from netadapt.config import DataConfig
 from netadapt.data.datasets import RawSplit, read_dataset
+from netadapt.data.image_file import VERIFY_BYTES, ImageFile, file_sha256, write_images
 from netadapt.data.split import class_mixed_order, stratified_split
 from netadapt.errors import DataError, NetAdaptError
 from netadapt.io import atomic_dir, load_tensors, read_json, save_tensors, write_json
 
 SPLITS = ("train", "holdout", "test")
+WRITE_CHUNK = 1024  # samples decoded and written at a time
 
 
 @dataclass(frozen=True)
@@ -31,42 +43,50 @@ class DataInfo:
 
 @dataclass
 class Split:
-    images: torch.Tensor  # uint8 [N, C, H, W]
+    images: torch.Tensor | ImageFile  # uint8 [N, C, H, W]; `images[idx]` gives those samples as a tensor
     labels: torch.Tensor  # int64 [N]
 
     def __len__(self) -> int:
         return len(self.labels)
 
 
-def _take(split: RawSplit, index: np.ndarray, seed: list[int]) -> Split:
-    """The samples at `index`, stored in a seeded class-mixed order (folders list class by class) and
-    in the standard contiguous layout (a one-channel image stack can carry channels-last strides)."""
-    index = index[class_mixed_order(split.labels[index], seed)]
-    images = torch.from_numpy(np.ascontiguousarray(split.images[index]))
-    return Split(images.clone(memory_format=torch.contiguous_format),
-                 torch.from_numpy(split.labels[index].astype(np.int64)))
+def _write_split(folder: Path, name: str, source: RawSplit, index: np.ndarray, seed: list[int]) -> int:
+    """The samples of `source` at `index`, in a seeded class-mixed order (folders list class by class),
+    written as `<name>.images.npy` + `<name>.pt`; returns how many."""
+    index = index[class_mixed_order(source.labels[index], seed)]
+
+    def chunks() -> Iterator[np.ndarray]:
+        for start in tqdm(range(0, len(index), WRITE_CHUNK), desc=f"prepare {name}", unit="chunk",
+                          mininterval=1.0, leave=False, disable=None):
+            yield source.images[index[start:start + WRITE_CHUNK]]
+
+    shape = (len(index), *source.images.shape[1:])
+    sha256 = write_images(folder / f"{name}.images.npy", shape, chunks())
+    save_tensors(folder / f"{name}.pt", {"labels": torch.from_numpy(source.labels[index].astype(np.int64)),
+                                         "images": f"{name}.images.npy", "images_shape": list(shape),
+                                         "images_sha256": sha256})
+    return len(index)
 
 
 def prepare_data(cfg: DataConfig, seed: int, out_dir: Path) -> DataInfo:
     """Read the dataset named by `cfg`, carve test (if needed) and holdout, write `out_dir` atomically."""
     raw = read_dataset(cfg.name, Path(cfg.root), cfg.verify_checksums)
-    source = raw.train
+    pool = np.arange(len(raw.train.labels))  # the train samples that train and holdout are carved from
     if raw.test is None:
-        rest, test_idx = stratified_split(source.labels, cfg.test_fraction, [seed, 1], "data.test_fraction")
-        test = _take(source, test_idx, [seed, 3])
-        source = RawSplit(source.images[rest], source.labels[rest])
+        rest, test_idx = stratified_split(raw.train.labels, cfg.test_fraction, [seed, 1], "data.test_fraction")
+        test = (raw.train, test_idx)
+        pool = pool[rest]
     else:
-        test = _take(raw.test, np.arange(len(raw.test.labels)), [seed, 3])
-    train_idx, holdout_idx = stratified_split(source.labels, cfg.holdout_fraction, [seed, 2],
+        test = (raw.test, np.arange(len(raw.test.labels)))
+    train_idx, holdout_idx = stratified_split(raw.train.labels[pool], cfg.holdout_fraction, [seed, 2],
                                               "data.holdout_fraction")
-    splits = {"train": _take(source, train_idx, [seed, 4]), "holdout": _take(source, holdout_idx, [seed, 5]),
-              "test": test}
-    c, h, w = splits["train"].images.shape[1:]
-    info = DataInfo(cfg.name, list(raw.classes), (int(c), int(h), int(w)),
-                    {name: len(split) for name, split in splits.items()})
+    splits = {"train": (raw.train, pool[train_idx], [seed, 4]), "holdout": (raw.train, pool[holdout_idx], [seed, 5]),
+              "test": (*test, [seed, 3])}
+    c, h, w = raw.train.images.shape[1:]
     with atomic_dir(out_dir) as tmp:
-        for name, split in splits.items():
-            save_tensors(tmp / f"{name}.pt", {"images": split.images, "labels": split.labels})
+        counts = {name: _write_split(tmp, name, source, index, order_seed)
+                  for name, (source, index, order_seed) in splits.items()}
+        info = DataInfo(cfg.name, list(raw.classes), (int(c), int(h), int(w)), counts)
         write_json(tmp / "meta.json", asdict(info))
     return info
 
@@ -90,20 +110,38 @@ def load_info(prepared: Path) -> DataInfo:
 
 
 def load_split(prepared: Path, name: str) -> Split:
+    """A prepared split: its labels in memory, its images read by the batch from their file."""
     path = Path(prepared) / f"{name}.pt"
     if not path.is_file():
         raise DataError(f"{path}: not found; run `netadapt prepare` first")
     try:
         blob = load_tensors(path)
-        split = Split(blob["images"], blob["labels"])
+        labels, images_name, shape = blob["labels"], blob["images"], [int(n) for n in blob["images_shape"]]
+        sha256 = str(blob["images_sha256"])
     except NetAdaptError:
         raise
     except Exception as exc:  # noqa: BLE001 - torch.load's errors on a damaged file have no common base
         first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:120]
         detail = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
         raise DataError(f"{path}: not a prepared split ({detail}); run `netadapt prepare` again") from None
-    if not (isinstance(split.images, torch.Tensor) and isinstance(split.labels, torch.Tensor)
-            and split.images.dim() == 4 and len(split.images) == len(split.labels)):
-        raise DataError(f"{path}: not a prepared split (images [N, C, H, W] and N labels); run `netadapt "
-                        f"prepare` again")
-    return split
+    if not (isinstance(labels, torch.Tensor) and labels.dim() == 1 and isinstance(images_name, str)
+            and Path(images_name).name == images_name and len(shape) == 4 and shape[0] == len(labels)):
+        raise DataError(f"{path}: not a prepared split (N labels and the name of an images file of N "
+                        f"images); run `netadapt prepare` again")
+    images = ImageFile(path.parent / images_name)
+    if list(images.shape) != shape:
+        raise DataError(f"{images.path}: holds images {list(images.shape)}, {path.name} says {shape}; run "
+                        f"`netadapt prepare` again")
+    if images.path.stat().st_size <= VERIFY_BYTES and file_sha256(images.path) != sha256:
+        raise DataError(f"{images.path}: content differs from the digest {path.name} records (damaged or "
+                        f"edited); run `netadapt prepare` again")
+    # against the folder's description: an edited split must not reach training as out-of-range targets
+    info = load_info(prepared)
+    if shape[1:] != list(info.input_shape):
+        raise DataError(f"{path}: images {shape[1:]}, where {Path(prepared) / 'meta.json'} says "
+                        f"{list(info.input_shape)}; run `netadapt prepare` again")
+    if labels.dtype != torch.int64 or (len(labels) and not (
+            0 <= int(labels.min()) and int(labels.max()) < len(info.classes))):
+        raise DataError(f"{path}: labels are not class indices 0..{len(info.classes) - 1} (int64); run "
+                        f"`netadapt prepare` again")
+    return Split(images, labels)

@@ -28,7 +28,7 @@ def test_single_split_dataset_carves_test_then_holdout(tmp_path: Path, idx_root:
     assert info.input_shape == (1, 28, 28) and len(info.classes) == 10
     assert load_info(tmp_path / "p") == info
     splits = {name: load_split(tmp_path / "p", name) for name in ("train", "holdout", "test")}
-    rows = [tuple(s.images.reshape(len(s), -1)[i].tolist()) for s in splits.values() for i in range(len(s))]
+    rows = [tuple(s.images[:].reshape(len(s), -1)[i].tolist()) for s in splits.values() for i in range(len(s))]
     assert len(set(rows)) == 50, "the three splits are disjoint and cover all 50 samples"
     for split in splits.values():
         assert split.images.dtype == torch.uint8 and split.labels.dtype == torch.int64
@@ -37,14 +37,17 @@ def test_single_split_dataset_carves_test_then_holdout(tmp_path: Path, idx_root:
 def test_prepared_files_load_with_weights_only(tmp_path: Path, idx_root: Path):
     prepare_data(DataConfig(name="fashion-mnist", root=str(idx_root)), seed=0, out_dir=tmp_path / "p")
     blob = torch.load(tmp_path / "p" / "train.pt", weights_only=True)
-    assert set(blob) == {"images", "labels"} and blob["images"].shape == (180, 1, 28, 28)
+    assert set(blob) == {"images", "images_shape", "images_sha256", "labels"} and blob["labels"].shape == (180,)
+    images = np.load(tmp_path / "p" / blob["images"])  # a standard .npy: any tool reads it
+    assert images.shape == (180, 1, 28, 28) and images.dtype == np.uint8
+    assert np.array_equal(images, load_split(tmp_path / "p", "train").images[:].numpy())
 
 
 def test_prepare_is_deterministic_in_the_seed(tmp_path: Path, idx_root: Path):
     cfg = DataConfig(name="fashion-mnist", root=str(idx_root))
     for name, seed in [("a", 0), ("b", 0), ("c", 1)]:
         prepare_data(cfg, seed=seed, out_dir=tmp_path / name)
-    holdout = {n: load_split(tmp_path / n, "holdout").images for n in "abc"}
+    holdout = {n: load_split(tmp_path / n, "holdout").images[:] for n in "abc"}
     assert torch.equal(holdout["a"], holdout["b"]) and not torch.equal(holdout["a"], holdout["c"])
 
 
@@ -74,5 +77,5 @@ def test_grayscale_folders_are_stored_in_the_standard_layout(tmp_path: Path):
     write_folders(tmp_path / "gray", ["a", "b"], {"train": 6, "test": 2}, mode="L")
     prepare_data(DataConfig(name="image-folder", root=str(tmp_path / "gray"), holdout_fraction=0.25), 0,
                  tmp_path / "p")
-    images = load_split(tmp_path / "p", "train").images
+    images = load_split(tmp_path / "p", "train").images[:]
     assert images.shape == (8, 1, 8, 8) and images.stride() == (64, 64, 8, 1)
