@@ -31,6 +31,7 @@ from typing import Callable
 from netadapt.errors import NetAdaptError
 
 STAGES = ["prepare", "profile", "supernet", "search", "finetune", "evaluate"]
+DEVICE_STAGES = ["profile", "search", "finetune", "evaluate"]  # those that run per named device (`--device`)
 PIPELINES = {"run": "the whole pipeline in this process, stage after stage (no caching)",
              "flow": "the whole pipeline as a Prefect flow (cached tasks, mapped candidate evaluation)",
              "serve": "serve the Prefect flow as a deployment (schedule, UI) from this project"}
@@ -66,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("flow", "serve"):
             p.add_argument("--json", action="store_true",
                            help="print the result as one JSON line instead of a summary line per stage")
+        if name in DEVICE_STAGES:
+            p.add_argument("--device", dest="device_name", default="", metavar="NAME",
+                           help="run the stage for device NAME of the params' `devices` (its own table, search, "
+                                "model: artifacts/devices/NAME/...); default: the profile section's device. "
+                                "Not a torch device (that is supernet.device / finetune.device)")
     serve = sub.choices["serve"]
     serve.add_argument("--name", default="netadapt", help="deployment name (default: %(default)s)")
     when = serve.add_mutually_exclusive_group()
@@ -80,13 +86,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_stage(name: str, args: argparse.Namespace) -> dict:
-    from netadapt import stages
+def _stage_config(args: argparse.Namespace, device: str = ""):
+    """The validated config and paths of a stage run: a named device's (`--device`) when asked."""
     from netadapt.config import load_config
+    from netadapt.stages import Paths
 
     cfg = load_config(args.params, args.overrides)
+    paths = Paths(artifacts=args.artifacts, metrics=args.metrics, plots=args.plots)
+    device = device or getattr(args, "device_name", "")
+    if device:
+        return cfg.for_device(device), paths.for_device(device)
+    return cfg, paths
+
+
+def _run_stage(name: str, args: argparse.Namespace, device: str = "") -> dict:
+    from netadapt import stages
+
+    cfg, paths = _stage_config(args, device)
     stage: Callable = getattr(stages, name)
-    paths = stages.Paths(artifacts=args.artifacts, metrics=args.metrics, plots=args.plots)
     from netadapt_tasks.tracking import stage_run  # after validation: bad input never opens a run (MLflow is lazy)
 
     with stage_run(name, cfg, paths) as run:  # the child run spans the stage: FAILED / KILLED if it does
@@ -102,33 +119,35 @@ def _lock(args: argparse.Namespace):
     return project_lock(args.artifacts, getattr(args, "command_line", None))
 
 
-def _stamped_stage(name: str, args: argparse.Namespace) -> dict:
+def _stamped_stage(name: str, args: argparse.Namespace, device: str = "") -> dict:
     """A stage run as `dvc repro` runs it, then its stamp: its key is taken before it runs (what it
     read), its outputs' digests after (what it wrote). Holds the project's lock, and starts by
     removing what interrupted writes left behind."""
-    from netadapt.config import load_config
-
-    cfg = load_config(args.params, args.overrides)  # bad input fails here, before any work
+    cfg, paths = _stage_config(args, device)  # bad input (an unknown --device too) fails here, before any work
     from netadapt import stamps
     from netadapt.io import clean_stale
-    from netadapt.stages import Paths
 
-    paths = Paths(artifacts=args.artifacts, metrics=args.metrics, plots=args.plots)
     with _lock(args):  # another writer: exit 2 naming it, before any work
         clean_stale([paths.artifacts, paths.metrics, paths.plots])
         key = stamps.stage_key(name, cfg, paths)
-        metrics = _run_stage(name, args)
+        metrics = _run_stage(name, args, device)
         stamps.write_stamp(name, key, paths, metrics, by="cli")
     return metrics
 
 
 def _run_all(args: argparse.Namespace) -> dict:
+    """Every stage, then each named device's stages (`devices`): `{stage: metrics, ..., "devices":
+    {name: {stage: metrics}}}` (no "devices" key when none is named)."""
     from netadapt.config import load_config
-    from netadapt.stages import STAGES
+    from netadapt.stages import DEVICE_STAGES, STAGES
 
-    load_config(args.params, args.overrides)
+    cfg = load_config(args.params, args.overrides)
     with _lock(args):  # for the whole pipeline: no other writer between two stages
-        return {stage: _stamped_stage(stage, args) for stage in STAGES}
+        result: dict = {stage: _stamped_stage(stage, args) for stage in STAGES}
+        if cfg.devices:
+            result["devices"] = {name: {stage: _stamped_stage(stage, args, name) for stage in DEVICE_STAGES}
+                                 for name in cfg.devices}
+        return result
 
 
 def _quiet_prefect(record: logging.LogRecord) -> bool:

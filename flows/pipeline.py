@@ -16,6 +16,12 @@ run's. Results are persisted under `$PREFECT_HOME` (the CLI puts it in the proje
 plain JSON (`netadapt_tasks.pipeline.RESULT_SERIALIZER`), and read back only if they are exactly that
 (`netadapt_tasks.pipeline.guard_result_storage`): a cache entry can carry wrong numbers, never code.
 
+Devices: after the shared stages, each named device of the params (`devices`) runs as a subflow,
+`netadapt-device` (run name: the device), with its own profile, search, finetune and evaluate from the
+one super-network, each with its own stamps: a change to one device's budget re-runs only that
+device's search, finetune and evaluate; the other devices come back Cached. Candidate scores do not
+depend on the device (super-network weights on holdout), so devices share them through the cache.
+
 The flow holds the project's lock (`netadapt.lock`, re-entrant: `netadapt flow` took it already) for
 its whole run, and each stage starts by removing what interrupted writes left behind
 (`netadapt.io.clean_stale`).
@@ -40,23 +46,24 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from netadapt import stages, stamps
-from netadapt.config import Config, load_config, parse_config, to_dict
+from netadapt.config import Config, load_config, to_dict
 from netadapt.io import clean_stale
 from netadapt.lock import project_lock
 from netadapt.search import Proposal
 from netadapt_tasks import tracking
 from netadapt_tasks.pipeline import (RESULT_SERIALIZER, candidate_task, dvc_commit_task, dvc_project,
                                      folder_paths, guard_result_storage, iteration_task, proposal_from_data,
-                                     read_result, seed_stage_cache, stage_task)
+                                     read_result, seed_stage_cache, stage_config, stage_task)
 from netadapt_tasks.tracking import stage_run
 
 
 @flow(name="netadapt-search", persist_result=True, result_serializer=RESULT_SERIALIZER)
-def search_flow(params: dict, folders: dict[str, str], key: str | None = None) -> dict:
+def search_flow(params: dict, folders: dict[str, str], key: str | None = None, device: str = "") -> dict:
     """The search stage with a task per iteration and candidate evaluation mapped over workers;
-    writes the search stamp for `key` (its stamp key before it ran) when it succeeds."""
+    writes the search stamp for `key` (its stamp key before it ran) when it succeeds. `device`: a
+    named device's search ("": the plain pipeline's)."""
     guard_result_storage()
-    cfg, p = parse_config(params), folder_paths(folders)
+    cfg, p = stage_config(params, device), folder_paths(folders, device)
     key = key or stamps.stage_key("search", cfg, p)
     identity = stages.search_identity(cfg, p)
     kwargs = stages.candidate_settings(cfg, p)
@@ -95,20 +102,41 @@ UPSTREAM = {"profile": ("prepare",), "supernet": ("prepare",), "search": ("prepa
             "evaluate": ("prepare", "profile", "supernet", "search", "finetune")}
 
 
-def _run_stage(stage: str, cfg: Config, params: dict, folders: dict[str, str], wait_for: list) -> State:
+def _run_stage(stage: str, cfg: Config, params: dict, folders: dict[str, str], wait_for: list,
+               device: str = "") -> State:
     """Run a stage unless its stamp says it is up to date; then its task comes back Cached with the
     stamp's metrics. The search runs as a subflow (iterations, mapped candidates) when it runs. Starts
-    by removing what interrupted writes left behind (the flow holds the project's lock)."""
-    p = folder_paths(folders)
+    by removing what interrupted writes left behind (the flow holds the project's lock). `cfg` is the
+    stage's config (a named device's for `device`)."""
+    p = folder_paths(folders, device)
     clean_stale([p.artifacts, p.metrics, p.plots])
     key = stamps.stage_key(stage, cfg, p)
     stamp = stamps.read_stamp(stage, key, p)
     if stamp is not None:
         seed_stage_cache(stage, key, stamp["metrics"])
     elif stage == "search":
-        return search_flow(params, folders, key, return_state=True, wait_for=wait_for)
+        return search_flow(params, folders, key, device, return_state=True, wait_for=wait_for)
     task = stage_task.with_options(refresh_cache=None if stamp is not None else True)
-    return task(stage, params, folders, key, return_state=True, wait_for=wait_for)
+    return task(stage, params, folders, key, device, return_state=True, wait_for=wait_for)
+
+
+@flow(name="netadapt-device", flow_run_name="{device}", persist_result=True, result_serializer=RESULT_SERIALIZER)
+def device_flow(device: str, params: dict, folders: dict[str, str]) -> dict:
+    """A named device's branch, from the shared prepared data and super-network: its profile, search,
+    finetune and evaluate (`stages.DEVICE_STAGES`), each skipped (Cached) when its stamp is current.
+    Returns each stage's state name and metrics."""
+    guard_result_storage()
+    cfg = stage_config(params, device)
+    states: dict[str, str] = {}
+    results: dict[str, dict] = {}
+    done: dict[str, State] = {}
+    for stage in stages.DEVICE_STAGES:
+        wait_for = [done[upstream] for upstream in UPSTREAM.get(stage, ()) if upstream in done]
+        done[stage] = _run_stage(stage, cfg, params, folders, wait_for, device)
+        states[stage] = done[stage].name
+        results[stage] = done[stage].result()
+    results["search"] = {"iteration_states": [], "candidates_cached": 0, "candidates_run": 0, **results["search"]}
+    return {"states": states, "metrics": results}
 
 
 def _route_library_logs() -> None:
@@ -147,8 +175,15 @@ def netadapt_flow(params_file: str = "params.yaml", overrides: list[str] | None 
             results[stage] = done[stage].result()
         results["search"] = {"iteration_states": [], "candidates_cached": 0, "candidates_run": 0,
                              **results["search"]}
+        devices = {}
+        for name in cfg.devices:  # one after the other: profiling must not share the CPU
+            branch = device_flow(name, params, folders, return_state=True,
+                                 wait_for=[done["prepare"], done["supernet"]])
+            devices[name] = branch.result()
         dvc = _record_in_dvc(params, folders)
     result = {"states": states, "metrics": results, "dvc": dvc}
+    if devices:
+        result["devices"] = devices
     _publish(result, cfg, folder_paths(folders), pid)
     return result
 
@@ -194,12 +229,24 @@ def _dvc_line(dvc: dict) -> str | None:
     return f"dvc.lock not updated: {dvc['skipped']}" if dvc.get("skipped") else "dvc.lock: up to date"
 
 
+def _stage_rows(result: dict) -> list[tuple[str, str, str, dict]]:
+    """(label, stage, state, metrics) of every stage: the plain pipeline's, then each device's
+    (labelled `<stage>@<device>`)."""
+    rows = [(stage, stage, state, result["metrics"].get(stage, {})) for stage, state in result["states"].items()]
+    for name, branch in result.get("devices", {}).items():
+        rows += [(f"{stage}@{name}", stage, state, branch["metrics"].get(stage, {}))
+                 for stage, state in branch["states"].items()]
+    return rows
+
+
 def summary_lines(result: dict) -> list[str]:
-    """One line per stage (state and headline metrics), then what was recorded in dvc.lock."""
+    """One line per stage (state and headline metrics; a named device's as `<stage>@<device>`), then
+    what was recorded in dvc.lock."""
     lines = []
-    for stage, state in result["states"].items():
-        metrics = result["metrics"].get(stage, {})
-        line = f"{stage:<9} {state:<9} {_headline(stage, metrics)}"
+    rows = _stage_rows(result)
+    width = max([9] + [len(label) for label, *_ in rows])
+    for label, stage, state, metrics in rows:
+        line = f"{label:<{width}} {state:<9} {_headline(stage, metrics)}"
         if stage == "search" and metrics.get("iteration_states"):
             its = metrics["iteration_states"]
             line += (f"  [iterations: {its.count('Cached')} cached, {len(its) - its.count('Cached')} run; "
@@ -225,9 +272,14 @@ def summary_markdown(result: dict, cfg: Config) -> str:
         lines.append(f"- **search** {m['search'].get('algorithm')}: {m['search'].get('iterations')} iterations, "
                      f"{m['search'].get('candidates_evaluated')} candidates, holdout accuracy "
                      f"{_number(m['search'].get('holdout_acc'))}")
+    for name, branch in result.get("devices", {}).items():
+        dev, device = branch["metrics"].get("evaluate", {}), cfg.for_device(name)
+        lines.append(f"- **device {name}** ({device.profile.backend}, budget {device.search.budget:g}): test accuracy "
+                     f"{_number(dev.get('test_acc'))}, latency {_number(dev.get('latency_measured_ms'))} ms measured, "
+                     f"{_number(dev.get('latency_ratio'))} of the base network's")
     lines += ["", "| stage | state | metrics |", "| --- | --- | --- |"]
-    lines += [f"| {stage} | {state} | {_headline(stage, m.get(stage, {})).replace('  ', ', ')} |"
-              for stage, state in result["states"].items()]
+    lines += [f"| {label} | {state} | {_headline(stage, metrics).replace('  ', ', ')} |"
+              for label, stage, state, metrics in _stage_rows(result)]
     if (dvc := _dvc_line(result.get("dvc", {}))) is not None:
         lines += ["", dvc]
     return "\n".join(lines) + "\n"
@@ -277,12 +329,17 @@ def mlflow_pipeline_link(pid: str, experiment: str, client: Any = None) -> str |
 
 
 def _publish(result: dict, cfg: Config, p: stages.Paths, pid: str) -> None:
-    """The run's Prefect artifacts: summary (markdown), search trajectory (table), MLflow run (link)."""
+    """The run's Prefect artifacts: summary (markdown), search trajectory (table; a named device's
+    as `search-trajectory-<device>`), MLflow run (link)."""
     create_markdown_artifact(key="netadapt-summary", markdown=summary_markdown(result, cfg),
                              description="NetAdapt: headline metrics and each stage's state")
     if rows := trajectory_rows(p):
         create_table_artifact(key="search-trajectory", table=rows,
                               description="Search: the network kept at each iteration (-1: unpruned)")
+    for name in result.get("devices", {}):
+        if rows := trajectory_rows(p.for_device(name)):  # (an artifact key allows no `_`)
+            create_table_artifact(key=f"search-trajectory-{name.replace('_', '-')}", table=rows,
+                                  description=f"Search for device {name}: the network kept at each iteration")
     try:
         link = mlflow_pipeline_link(pid, cfg.tracking.experiment)
     except Exception as exc:  # noqa: BLE001 - a missing link never fails a finished pipeline

@@ -1,7 +1,10 @@
 """Typed configuration: `params.yaml` parsed once, at the edge, into frozen dataclasses.
 
 Every stage reads one section (`data`, `model`, `profile`, `supernet`, `search`, `finetune`,
-`evaluate`) plus `seed`; `tracking` configures MLflow. Validation happens here, before any work:
+`evaluate`) plus `seed`; `tracking` configures MLflow. `devices` names more target devices, each with
+the `profile` keys it changes and its own budget (`DeviceConfig`): `Config.for_device(name)` is the
+config that device's profile, search, finetune and evaluate stages read.
+Validation happens here, before any work:
 an unknown key, a wrong type or an out-of-range value raises `ConfigError` with a one-line message
 naming the full key, e.g. ``search.budget: must be > 0, got -1``.
 
@@ -161,6 +164,23 @@ class TrackingConfig:
     register_model: bool = True
 
 
+# A device's name is a path component (`artifacts/devices/<name>/`), part of a DVC stage name
+# (`device-search@<name>`), of a dotted params key (`devices.<name>.budget`) and of a registered model.
+DEVICE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+DEVICE_KEYS = ("budget", "profile")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """A named target device (`devices.<name>`): one latency table, one search, one model of its own,
+    from the one super-network. Both keys are required, so that `dvc.yaml`'s per-device stages can
+    list them as params: `profile` holds the `profile` keys this device changes (`{}`: none; the
+    others come from the profile section), `budget` is its `search.budget` (same `budget_type`)."""
+
+    budget: float
+    profile: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Config:
     seed: int = _num(0, ge=0, le=MAX_SEED)
@@ -172,6 +192,17 @@ class Config:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    devices: dict[str, DeviceConfig] = field(default_factory=dict)  # name -> device; {}: the profile section's only
+
+    def for_device(self, name: str) -> "Config":
+        """The config of device `name`'s stages: its profile keys over the profile section, its
+        budget as `search.budget`; every other section as it is."""
+        device = self.devices.get(name)
+        if device is None:
+            known = ", ".join(sorted(self.devices)) or "none: devices is empty"
+            raise ConfigError(f"devices.{name}: no such device in the params (known: {known})")
+        return dataclasses.replace(self, profile=dataclasses.replace(self.profile, **device.profile),
+                                   search=dataclasses.replace(self.search, budget=device.budget))
 
     def section_digest(self, *sections: str) -> str:
         """Content digest of the named sections (cache keys, checkpoint provenance)."""
@@ -259,6 +290,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         key, tp = prefix + f.name, hints[f.name]
         if dataclasses.is_dataclass(tp):
             kwargs[f.name] = _build(tp, raw[f.name], key + ".")
+        elif get_origin(tp) is dict:  # `devices`: checked by `_devices` once the sections it overrides are built
+            kwargs[f.name] = raw[f.name]
         else:
             value = _coerce(key, tp, raw[f.name])
             if value is not None:
@@ -308,12 +341,12 @@ def _short(text: str, limit: int = 60) -> str:
     return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
-def _check_cuda(cfg: Config) -> None:
+def _check_cuda(cfg: Config, profile_key: str = "profile.backend") -> None:
     """A CUDA device asked for on a machine without one is refused when the params are read, naming
     the key: not after earlier stages ran, nor deep in training as a bare `device:` error."""
     asked = [(key, value) for key, value in (("supernet.device", cfg.supernet.device),
                                              ("finetune.device", cfg.finetune.device),
-                                             ("profile.backend", cfg.profile.backend))
+                                             (profile_key, cfg.profile.backend))
              if value in ("cuda", "torch-cuda")]
     if not asked:
         return
@@ -321,7 +354,7 @@ def _check_cuda(cfg: Config) -> None:
 
     if not torch.cuda.is_available():
         key, value = asked[0]
-        instead = "torch-cpu" if key == "profile.backend" else "cpu or auto"
+        instead = "torch-cpu" if key == profile_key else "cpu or auto"
         raise ConfigError(f"{key}: {value} was asked for but no CUDA device is available "
                           f"(torch {torch.__version__}); use {instead}")
 
@@ -366,10 +399,58 @@ def check_model_widths(spec: Any) -> None:
                       f"up to {g}, building a wider network than asked; use a granularity of at most {dim.max_width}")
 
 
+def _devices(raw: Any, cfg: Config) -> dict[str, DeviceConfig]:
+    """`devices`, checked: names, keys, each device's profile keys (built over the profile section,
+    so every rule of a profile key holds, named `devices.<name>.profile.<key>`) and budget."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"devices: must be a mapping of device names to their settings (`devices: {{}}` for "
+                          f"none), got {raw!r}"[:300])
+    devices = {}
+    for name, entry in raw.items():
+        if not isinstance(name, str) or not DEVICE_NAME.fullmatch(name):
+            raise ConfigError(f"devices.{name}: a device name must be 1-40 lowercase letters, digits, '-' or '_' "
+                              f"starting with a letter or digit (it names folders, DVC stages and a registered "
+                              f"model), got {name!r}")
+        key = f"devices.{name}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{key}: must be a mapping with `budget` and `profile`, got {entry!r}"[:300])
+        for sub in entry:
+            if sub not in DEVICE_KEYS:
+                raise ConfigError(f"{key}.{sub}: unknown key (known: {', '.join(DEVICE_KEYS)})")
+        if "budget" not in entry:
+            raise ConfigError(f"{key}.budget: required (this device's search.budget, in search.budget_type's "
+                              f"terms)")
+        if "profile" not in entry:
+            raise ConfigError(f"{key}.profile: required: the profile keys this device changes, e.g. "
+                              f"{{backend: command, command: ...}} (`{{}}` for none)")
+        budget = _coerce(f"{key}.budget", float, entry["budget"])
+        _check_bounds(f"{key}.budget", budget, entry["budget"], {"gt": 0.0})
+        if cfg.search.budget_type == "relative" and budget > 1.0:
+            raise ConfigError(f"{key}.budget: a relative budget is a fraction of the base network, must be <= 1, "
+                              f"got {budget!r} (search.budget_type: absolute for a value in the metric's unit)")
+        overrides = entry["profile"]
+        if overrides is None:
+            overrides = {}
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{key}.profile: must be a mapping of profile keys, got {overrides!r}"[:300])
+        merged = _build(ProfileConfig, {**to_dict(cfg.profile), **overrides}, f"{key}.profile.")
+        for field_name, value, problem in (("command", merged.command, template_problem(merged.command)),
+                                           ("command_pattern", merged.command_pattern,
+                                            pattern_problem(merged.command_pattern))):
+            if problem:
+                raise ConfigError(f"{key}.profile.{field_name}: {problem}, got {value!r}")
+        if merged.backend == "torch-cuda" and cfg.profile.backend != "torch-cuda":
+            _check_cuda(dataclasses.replace(cfg, profile=merged), f"{key}.profile.backend")
+        devices[name] = DeviceConfig(budget, {k: getattr(merged, k) for k in overrides})
+    return devices
+
+
 def parse_config(raw: dict[str, Any]) -> Config:
     """Validate a nested mapping (as loaded from params.yaml) into a `Config`."""
     cfg = _build(Config, raw if raw is not None else {}, "")
     _check_consistency(cfg)
+    if cfg.devices or not isinstance(cfg.devices, dict):
+        cfg = dataclasses.replace(cfg, devices=_devices(cfg.devices, cfg))
     return cfg
 
 

@@ -67,13 +67,36 @@ HEADLINE_METRICS = {
 }
 
 
+DEVICES = "devices"  # the folder of the named devices' own outputs, in artifacts/, metrics/ and plots/
+DEVICE_STAGES = ("profile", "search", "finetune", "evaluate")  # what runs per named device (`Paths.for_device`)
+
+
 @dataclass(frozen=True)
 class Paths:
-    """Where stages read and write, relative to the project root (as in dvc.yaml)."""
+    """Where stages read and write, relative to the project root (as in dvc.yaml).
+
+    `for_device(name)` is a named device's view (`Config.devices`): the shared inputs (prepared data,
+    super-network) stay where they are, the device's own outputs (table, search, model, reports,
+    progress, stamps) go to `<artifacts>/devices/<name>/`, its metrics and plot files to
+    `<metrics>/devices/<name>/` and `<plots>/devices/<name>/` (its `metrics` and `plots` fields)."""
 
     artifacts: Path = Path("artifacts")
     metrics: Path = Path("metrics")
     plots: Path = Path("plots")
+    device: str = ""  # "" : the profile section's device (the plain pipeline)
+
+    def for_device(self, name: str) -> "Paths":
+        """The view of device `name` (`""`: the plain pipeline's paths, unchanged)."""
+        if self.device:
+            raise ValueError(f"already the paths of device {self.device!r}")
+        if not name:
+            return self
+        return Paths(self.artifacts, self.metrics / DEVICES / name, self.plots / DEVICES / name, name)
+
+    @property
+    def own(self) -> Path:
+        """Where this device's artifacts go: `<artifacts>/devices/<name>`, or `<artifacts>` itself."""
+        return self.artifacts / DEVICES / self.device if self.device else self.artifacts
 
     @property
     def prepared(self) -> Path:
@@ -81,7 +104,7 @@ class Paths:
 
     @property
     def lut(self) -> Path:
-        return self.artifacts / "profile" / "lut.csv"
+        return self.own / "profile" / "lut.csv"
 
     @property
     def supernet(self) -> Path:
@@ -89,7 +112,7 @@ class Paths:
 
     @property
     def search(self) -> Path:
-        return self.artifacts / "search"
+        return self.own / "search"
 
     @property
     def v1_network(self) -> Path:
@@ -98,7 +121,7 @@ class Paths:
 
     @property
     def final(self) -> Path:
-        return self.artifacts / "finetune" / "model.pt"
+        return self.own / "finetune" / "model.pt"
 
     def metrics_file(self, stage: str) -> Path:
         """The stage's headline metrics (`HEADLINE_METRICS`), declared as DVC metrics."""
@@ -106,16 +129,19 @@ class Paths:
 
     def report(self, stage: str) -> Path:
         """Every metric of the stage's run (a superset of its metrics file)."""
-        return self.artifacts / "reports" / f"{stage}.json"
+        return self.own / "reports" / f"{stage}.json"
 
     def progress(self, stage: str) -> Path:
         """A stage's resumable progress: outside its DVC output, which DVC deletes before a re-run."""
-        return self.artifacts / "progress" / f"{stage}.pt"
+        return self.own / "progress" / f"{stage}.pt"
 
 
 def stage_progress(stage: str, cfg: Config, paths: Paths, inputs: list[Path]) -> Progress:
-    """Progress keyed by the code, the params sections the stage reads and its inputs' contents."""
+    """Progress keyed by the code, the params sections the stage reads and its inputs' contents
+    (and the device, for a named one: its progress file is its own anyway)."""
     key = [code_version(), cfg.section_digest(*STAGE_PARAMS[stage]), content_digest(inputs)]
+    if paths.device:
+        key.append(paths.device)
     return Progress(paths.progress(stage), hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16])
 
 
@@ -201,8 +227,8 @@ def profile(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]
     with atomic_dir(paths.lut.parent) as staging:  # lut.csv and lut.json publish together
         table.save(staging / paths.lut.name)
     write_csv(paths.plots / "fidelity.csv", check.to_dict("records"))
-    plot_fidelity(check, paths.plots / "fidelity.png",
-                  f"{model.spec.name} on {p.backend}: lookup table vs measured")
+    plot_fidelity(check, paths.plots / "fidelity.png", f"{model.spec.name} on "
+                  f"{p.backend + (f' ({paths.device})' if paths.device else '')}: lookup table vs measured")
     base = check[check.network == "base"].iloc[0]  # in the fit: a figure to compare with evaluate's
     metrics = {"backend": p.backend, "entries": len(table),
                "seconds": round(time.perf_counter() - start, 3), "constant_ms": table.constant_ms,
@@ -225,7 +251,8 @@ def resource_model(cfg: Config, supernet: torch.nn.Module, paths: Paths) -> Reso
 def latency_table(cfg: Config, paths: Paths) -> LatencyTable:
     """The profiled table, refused if it was measured for another setting than `profile.*` asks."""
     table = LatencyTable.load(paths.lut, cfg.profile.interpolate)
-    table.check(TableContext.current(cfg.profile.backend, cfg.profile.threads, cfg.profile.batch_size),
+    command = cfg.profile.command if cfg.profile.backend == "command" else None
+    table.check(TableContext.current(cfg.profile.backend, cfg.profile.threads, cfg.profile.batch_size, command),
                 cfg.profile.allow_mismatch)
     return table
 

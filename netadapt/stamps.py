@@ -10,6 +10,9 @@ A stage is up to date when the stamp for its current key exists and its outputs 
 recorded digests: a stage run by DVC is then found up to date by the flow and the other way round,
 and outputs replaced since (another run, `dvc checkout`) are noticed. The inputs and outputs listed
 here are those of `dvc.yaml` (a test checks it), plus what a stage reads that DVC does not declare.
+
+A named device's stages (`Paths.for_device`) have stamps of their own, in
+`<artifacts>/devices/<name>/.stamps/<stage>/`, keyed also by the device's name.
 """
 
 from __future__ import annotations
@@ -56,11 +59,13 @@ def stage_key(stage: str, cfg: Config, p: Paths) -> str:
     """What determines a stage's result: code version, the params it reads, its inputs' contents."""
     parts = [stage, code_version(), cfg.section_digest(*STAGE_PARAMS[stage]),
              content_digest(stage_inputs(stage, cfg, p))]
+    if p.device:  # (the plain pipeline's keys stay as they were)
+        parts.append(p.device)
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
 def stamp_path(stage: str, key: str, p: Paths) -> Path:
-    return p.artifacts / STAMPS / stage / f"{key}.json"
+    return p.own / STAMPS / stage / f"{key}.json"
 
 
 def output_digests(stage: str, p: Paths) -> dict[str, str]:

@@ -5,6 +5,8 @@ per candidate evaluation, each with a cache key built from what determines its r
   sections the stage reads, and the content digests of its input artifacts). A stage task writes
   the stage's stamp when it succeeds, as the stage CLI that `dvc repro` runs does; the flow asks the
   stamp, not Prefect's cache, whether a stage is up to date (`seed_stage_cache`).
+  A named device's stage task (`device`) runs that device's config and paths (`Config.for_device`,
+  `Paths.for_device`) and is named `<stage>@<device>`; its stamp key includes the device.
 - A search iteration's key: the search identity (super-network, table, settings without the
   budget, seed), the iteration, its starting architecture and its first target.
 - A candidate's key: its architecture, the super-network and holdout digests, the evaluation
@@ -157,8 +159,15 @@ def proposal_from_data(data: dict) -> Proposal:
 
 # -- tasks -------------------------------------------------------------------------------------------
 
-def folder_paths(folders: dict[str, str]) -> stages.Paths:
-    return stages.Paths(**{k: Path(v) for k, v in folders.items()})
+def folder_paths(folders: dict[str, str], device: str = "") -> stages.Paths:
+    """The stages' paths for the flow's folders; a named device's view (`Paths.for_device`) when given."""
+    return stages.Paths(**{k: Path(v) for k, v in folders.items()}).for_device(device)
+
+
+def stage_config(params: dict, device: str = ""):
+    """The config a stage reads: the params, or a named device's (`Config.for_device`)."""
+    cfg = parse_config(params)
+    return cfg.for_device(device) if device else cfg
 
 
 def stage_cache_key(stage: str, key: str) -> str:
@@ -167,10 +176,18 @@ def stage_cache_key(stage: str, key: str) -> str:
 
 
 def _stage_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    stage, key = parameters["stage"], parameters.get("key")
+    stage, key, device = parameters["stage"], parameters.get("key"), parameters.get("device", "")
     if not key:
-        key = stamps.stage_key(stage, parse_config(parameters["params"]), folder_paths(parameters["folders"]))
+        key = stamps.stage_key(stage, stage_config(parameters["params"], device),
+                               folder_paths(parameters["folders"], device))
     return stage_cache_key(stage, key)
+
+
+def _stage_name() -> str:
+    """A stage task run's name: `<stage>`, or `<stage>@<device>` for a named device."""
+    parameters = current_task_run.parameters
+    device = parameters.get("device", "")
+    return f"{parameters['stage']}@{device}" if device else parameters["stage"]
 
 
 def _transient(task, task_run, state) -> bool:
@@ -184,11 +201,12 @@ def _transient(task, task_run, state) -> bool:
     return False
 
 
-@task(cache_key_fn=_stage_key, persist_result=True, result_serializer=RESULT_SERIALIZER, task_run_name="{stage}")
-def stage_task(stage: str, params: dict, folders: dict[str, str], key: str | None = None) -> dict:
+@task(cache_key_fn=_stage_key, persist_result=True, result_serializer=RESULT_SERIALIZER, task_run_name=_stage_name)
+def stage_task(stage: str, params: dict, folders: dict[str, str], key: str | None = None, device: str = "") -> dict:
     """Run one pipeline stage (the same function as its CLI), record it in MLflow and write its
-    stamp. `key` is its stamp key as computed before it ran (computed here when not given)."""
-    cfg, p = parse_config(params), folder_paths(folders)
+    stamp. `key` is its stamp key as computed before it ran (computed here when not given); `device`
+    a named device of the params (its config and paths), "" for the plain pipeline's stage."""
+    cfg, p = stage_config(params, device), folder_paths(folders, device)
     key = key or stamps.stage_key(stage, cfg, p)
     with stage_run(stage, cfg, p) as run:
         metrics = getattr(stages, stage)(cfg, p)
@@ -286,10 +304,12 @@ def dvc_commit_task(params: dict, folders: dict[str, str]) -> dict:
     dvc_log = logging.getLogger("dvc")
     level = dvc_log.level
     dvc_log.setLevel(logging.WARNING)  # "Updating lock file" per stage: the summary says it once
+    order = list(stages.STAGES) + [f"device-{stage}@{name}" for name in parse_config(params).devices
+                                   for stage in stages.DEVICE_STAGES]  # dvc.yaml's foreach stages
     try:
         with Repo(str(root)) as repo:
             changed = repo.status()
-            committed = [stage for stage in stages.STAGES if stage in changed]
+            committed = [stage for stage in order if stage in changed]
             for stage in committed:
                 repo.commit(stage, force=True, relink=False)  # relink=False: leave the outputs' files alone
     finally:

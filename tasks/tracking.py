@@ -22,11 +22,14 @@ Both front ends (the stage CLI that `dvc.yaml` runs, and the Prefect tasks) wrap
   (the stages' own `seconds`, summed over its latest child per stage) and, once evaluate is
   logged, the headline metrics (`test_acc`, `latency_measured_ms`, `latency_ratio`, `budget_met`).
 - Registry: finetune logs the model (`mlflow.pytorch.log_model`) and registers it as
-  `netadapt-<dataset>-<model>`, its version tagged with the model file's digest. Evaluate finds
+  `netadapt-<dataset>-<model>` (a named device's: `netadapt-<dataset>-<model>-<device>`), its version
+  tagged with the model file's digest. Evaluate finds
   that version by digest and tags it with the budget, test accuracy, latency, backend, dataset
   digest and git commit, and writes its description.
 - Datasets: supernet and finetune (context `training`) and evaluate (`testing`) log the prepared
   data as an MLflow dataset input named `data.name`, digest `netadapt.io.content_digest`.
+- Devices: a named device's stage run (`Paths.for_device`) is named `<stage>@<device>` and tagged
+  `netadapt.device`; its evaluate logs its headline metrics to the parent as `<device>/<metric>`.
 - The search run holds `search/candidates.json` (`mlflow.log_table`): every evaluated candidate.
 - The experiment is tagged `mlflow.experimentKind = custom_model_development`, so the MLflow UI
   opens it in the model-training view rather than the GenAI one.
@@ -39,6 +42,7 @@ Both front ends (the stage CLI that `dvc.yaml` runs, and the Prefect tasks) wrap
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -62,6 +66,7 @@ from netadapt.stages import STAGE_PARAMS, Paths
 log = logging.getLogger("netadapt")
 
 PIPELINE_TAG, STAGE_TAG, ROLE_TAG = "netadapt.pipeline_id", "netadapt.stage", "netadapt.role"
+DEVICE_TAG = "netadapt.device"  # a named device's runs and model versions (`Config.devices`)
 MODEL_DIGEST_TAG = "netadapt.model_digest"
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 CANDIDATES_TABLE = "search/candidates.json"
@@ -103,9 +108,10 @@ def pipeline_name(cfg: Config) -> str:
     return f"{cfg.data.name} · {cfg.model.name} · {s.metric} ≤ {budget} · {cfg.profile.backend}"
 
 
-def model_name(cfg: Config) -> str:
-    """The registered model's name."""
-    return f"netadapt-{cfg.data.name}-{cfg.model.name}".replace(":", "-").replace("/", "-")
+def model_name(cfg: Config, device: str = "") -> str:
+    """The registered model's name: `netadapt-<dataset>-<model>`, `-<device>` for a named device."""
+    name = f"netadapt-{cfg.data.name}-{cfg.model.name}" + (f"-{device}" if device else "")
+    return name.replace(":", "-").replace("/", "-")
 
 
 @functools.lru_cache(maxsize=1)
@@ -195,20 +201,84 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_STORE_RETRY_SECONDS = 60.0  # how long a stage waits for a SQLite store another writer holds locked
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` tracking URI (None for any other store, or in-memory)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    name = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(name).resolve() if name and name != ":memory:" else None
+
+
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock (flock) around the first use of a SQLite store in this process: MLflow creates
+    and migrates a new database's schema when a store is first opened, and two processes doing it at
+    once crashed one (`duplicate column name: step`). The lock file lives in the temp folder, named
+    after the database, so the project gets no extra file; other stores are not locked."""
+    db = _sqlite_file(uri)
+    if db is None:
+        yield
+        return
+    import fcntl
+    import hashlib
+    import tempfile
+
+    name = f"netadapt-mlflow-init-{hashlib.sha256(str(db).encode()).hexdigest()[:16]}.lock"
+    with open(Path(tempfile.gettempdir()) / name, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _locked(exc: BaseException) -> bool:
+    """A SQLite store that another writer holds ("database is locked" / "database is busy")."""
+    text = f"{exc} {exc.__cause__ or ''}".lower()
+    return "database is locked" in text or "database is busy" in text
+
+
 def _open(stage: str, cfg: Config, paths: Paths) -> StageRun:
+    """Open the stage's run, before the stage does any work: a store another writer holds locked is
+    retried for up to `_STORE_RETRY_SECONDS`; any other failure (and a lock held longer) raises
+    `NetAdaptError` before the stage starts."""
+    deadline, wait = time.monotonic() + _STORE_RETRY_SECONDS, 0.2
+    while True:
+        try:
+            return _open_once(stage, cfg, paths)
+        except NetAdaptError as exc:
+            if not _locked(exc.__cause__ or exc) or time.monotonic() + wait > deadline:
+                raise
+            log.info("tracking: the MLflow store is locked by another writer; retrying in %.1f s", wait)
+            time.sleep(wait)
+            wait = min(2 * wait, 5.0)
+
+
+_READY: set[str] = set()  # the SQLite stores this process has opened once (schema created or checked)
+
+
+def _open_once(stage: str, cfg: Config, paths: Paths) -> StageRun:
     uri = tracking_uri()
     try:
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        mlflow.set_tracking_uri(uri)
-        client = MlflowClient(uri)
-        experiment_id = _experiment(client, cfg.tracking.experiment)
+        # the store (and a new database's schema) is created here: one process at a time
+        with _store_lock(uri) if uri not in _READY else contextlib.nullcontext():
+            mlflow.set_tracking_uri(uri)
+            client = MlflowClient(uri)
+            experiment_id = _experiment(client, cfg.tracking.experiment)
+        _READY.add(uri)
         mlflow.set_experiment(experiment_id=experiment_id)  # where log_model puts its LoggedModel
         pid = pipeline_id()
         parent = _parent(client, experiment_id, pid, cfg)
-        child = client.create_run(experiment_id, run_name=stage, tags=_run_tags(
-            {PIPELINE_TAG: pid, STAGE_TAG: stage, "mlflow.parentRunId": parent}))
+        device = {DEVICE_TAG: paths.device} if paths.device else {}
+        child = client.create_run(experiment_id, run_name=f"{stage}@{paths.device}" if paths.device else stage,
+                                  tags=_run_tags({PIPELINE_TAG: pid, STAGE_TAG: stage, "mlflow.parentRunId": parent,
+                                                  **device}))
         run = StageRun(stage, cfg, paths, client, child.info.run_id, parent, pid, experiment_id)
         _log_params(client, run.run_id, _params(cfg, list(STAGE_PARAMS.get(stage, ()))))
     except Exception as exc:  # noqa: BLE001 - any store problem: stop before the stage does any work
@@ -431,7 +501,7 @@ def _log_model(run: StageRun) -> None:
         output = model(example)
     # infer_signature marks axis 0 of numpy arrays as -1: input [-1, C, H, W] float32, output [-1, classes]
     signature = infer_signature(example.numpy(), output.numpy())
-    name = model_name(cfg)
+    name = model_name(cfg, paths.device)
     info = mlflow.pytorch.log_model(model, name="model", input_example=example.numpy(), signature=signature,
                                     serialization_format="pt2", pip_requirements=["torch==2.13.0"],
                                     registered_model_name=name if cfg.tracking.register_model else None,
@@ -441,7 +511,7 @@ def _log_model(run: StageRun) -> None:
         return
     tags = {MODEL_DIGEST_TAG: content_digest([paths.final]), PIPELINE_TAG: run.pipeline or "",
             "dataset": cfg.data.name, "dataset_digest": dataset_digest(paths), "git_commit": git_commit(),
-            "netadapt.finetune_run_id": run.run_id}
+            "netadapt.finetune_run_id": run.run_id, **({DEVICE_TAG: paths.device} if paths.device else {})}
     for key, value in tags.items():
         run.client.set_model_version_tag(name, str(version), key, value)
     run.client.update_model_version(name, str(version), description=(
@@ -453,14 +523,16 @@ def _update_parent(run: StageRun, metrics: dict) -> None:
     """`total_seconds` over this pipeline's latest run of each stage; evaluate's headline metrics."""
     children = run.client.search_runs([run.experiment_id], f"tags.`mlflow.parentRunId` = '{run.parent_id}'",
                                       order_by=["attributes.start_time DESC"], max_results=1000)
-    latest: dict[str, Any] = {}
+    latest: dict[Any, Any] = {}
     for child in children:
-        latest.setdefault(child.data.tags.get(STAGE_TAG, child.info.run_id), child)
+        latest.setdefault((child.data.tags.get(STAGE_TAG, child.info.run_id), child.data.tags.get(DEVICE_TAG, "")),
+                          child)
     seconds = {stage: child.data.metrics.get("seconds") for stage, child in latest.items()}
     values = {"total_seconds": float(sum(s for s in seconds.values() if s is not None)),
               "stages_logged": float(sum(s is not None for s in seconds.values()))}
     if run.stage == "evaluate":
-        values.update({k: v for k, v in _numbers(metrics).items() if k in HEADLINE})
+        prefix = f"{run.paths.device}/" if run.paths.device else ""
+        values.update({prefix + k: v for k, v in _numbers(metrics).items() if k in HEADLINE})
     _log_metrics(run.client, run.parent_id, values)
 
 
@@ -470,7 +542,7 @@ def _describe_model_version(run: StageRun, metrics: dict) -> None:
     cfg, paths, client = run.cfg, run.paths, run.client
     if not paths.final.is_file():
         return
-    name, digest = model_name(cfg), content_digest([paths.final])
+    name, digest = model_name(cfg, paths.device), content_digest([paths.final])
     versions = client.search_model_versions(f"name = '{name}' and tags.`{MODEL_DIGEST_TAG}` = '{digest}'",
                                             max_results=1, order_by=["version_number DESC"])
     if not versions:
@@ -489,7 +561,7 @@ def _describe_model_version(run: StageRun, metrics: dict) -> None:
             else "unknown", "test_acc": number("test_acc"), "latency_measured_ms": number("latency_measured_ms"),
             "latency_ratio": number("latency_ratio"), "backend": cfg.profile.backend, "dataset": cfg.data.name,
             "dataset_digest": dataset_digest(paths), "git_commit": git_commit(), PIPELINE_TAG: run.pipeline or "",
-            "netadapt.evaluate_run_id": run.run_id}
+            "netadapt.evaluate_run_id": run.run_id, **({DEVICE_TAG: paths.device} if paths.device else {})}
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     over = "met" if budget_met else ("missed" if budget_met is not None else "not checked")
@@ -497,7 +569,8 @@ def _describe_model_version(run: StageRun, metrics: dict) -> None:
     client.update_model_version(name, version, description=(
         f"{cfg.model.name} on {cfg.data.name}, searched by {s.algorithm} to {s.metric} ≤ {budget} "
         f"(budget {over}). Test accuracy {number('test_acc')}; latency {number('latency_measured_ms')} ms "
-        f"measured on {cfg.profile.backend}, {number('latency_ratio')} × the base network's. "
+        f"measured on {cfg.profile.backend}{f' (device {paths.device})' if paths.device else ''}, "
+        f"{number('latency_ratio')} × the base network's. "
         f"Dataset digest {tags['dataset_digest']}, git commit {tags['git_commit']}, pipeline {run.pipeline}."))
 
 

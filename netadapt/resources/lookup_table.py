@@ -62,14 +62,20 @@ class TableContext:
     torch_version: str
     onnxruntime_version: str
     cpu: str
+    command: str = ""  # backend `command`: the template that timed the units (the device); "" otherwise
 
     @classmethod
-    def current(cls, backend: str, threads: int, batch_size: int) -> "TableContext":
+    def current(cls, backend: str, threads: int, batch_size: int, command: str | None = None) -> "TableContext":
         ort = _onnxruntime_version() if backend == "onnxruntime-cpu" else ""
-        return cls(backend, threads, batch_size, torch.__version__, ort, cpu_model())
+        return cls(backend, threads, batch_size, torch.__version__, ort, cpu_model(),
+                   (command or "") if backend == "command" else "")
 
     def mismatches(self, other: "TableContext") -> list[str]:
+        """What differs; the command template only when both name one (a table written before it was
+        recorded, or a caller that does not know the template, is not refused for it)."""
         checked = ["backend", "threads", "batch_size", "torch_version", "onnxruntime_version"]
+        if self.command and other.command:
+            checked.append("command")
         return [f"{k}: table has {getattr(self, k)!r}, asked for {getattr(other, k)!r}"
                 for k in checked if getattr(self, k) != getattr(other, k)]
 
@@ -163,6 +169,10 @@ class LatencyTable:
             raise TableError(f"{csv_path}: line {row + 2}: latency_ms {entries['latency_ms'][row]!r} is not a finite "
                              f"number >= 0 ({len(bad)} such rows); re-run `netadapt profile`")
         entries["latency_ms"] = latency
+        recorded = meta.get("entries")
+        if isinstance(recorded, int) and recorded != len(entries):  # a torn or cut table
+            raise TableError(f"{csv_path}: {len(entries)} rows where {meta_path} records {recorded}; re-run "
+                             f"`netadapt profile`")
         return cls(context, entries, constant, interpolate, offset)
 
 

@@ -354,7 +354,8 @@ def measure_table(supernet: nn.Module, settings: ProfileSettings, fidelity_sampl
     for row in rows:
         for key in ("latency_ms", "p10_ms", "p90_ms"):
             row[key] *= scale
-    context = TableContext.current(settings.backend, settings.threads, settings.batch_size)
+    context = TableContext.current(settings.backend, settings.threads, settings.batch_size,
+                                   (settings.command or CommandSettings()).template)
     table = LatencyTable(context, pd.DataFrame(rows, columns=KEY_FIELDS + ["latency_ms", "p10_ms", "p90_ms"]),
                          0.0, interpolate)
     table.unit_offset_ms, table.constant_ms = fit_offset_and_constant(

@@ -222,3 +222,49 @@ def test_plots_page_draws_its_charts_offline(pipeline, tmp_path: Path):
         colours[html.name] = distinct_colours(shot)
     assert colours["unloaded.html"] <= 3, colours
     assert colours["index.html"] > 100, colours
+
+
+# (the phone's own table, calibrated on its own network timings; its units, timed as the host's, come
+# from the host's unit cache: a short test)
+DEVICES = {"phone": {"budget": 0.8, "profile": {"network_repeats": 4}}, "box": {"budget": 0.6, "profile": {}}}
+DEVICE_STAGES = ("profile", "search", "finetune", "evaluate")
+
+
+@pytest.mark.slow
+def test_two_devices_from_one_supernet_and_a_budget_change_reruns_only_that_device(pipeline):
+    """`devices` in params.yaml adds a profile, search, finetune and evaluate per device (dvc.yaml's
+    foreach stages) from the one super-network, leaving the plain pipeline's stages alone; one
+    device's budget re-runs only that device's search, finetune and evaluate."""
+    repo, _ = pipeline
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["devices"] = DEVICES
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stages = {f"device-{stage}@{name}" for name in DEVICES for stage in DEVICE_STAGES}
+    assert set(json.loads(dvc(repo, "status", "--json"))) == stages, "the plain pipeline is up to date"
+    assert ran(dvc(repo, "repro")) == stages
+    for name, device in DEVICES.items():
+        own = repo / "artifacts" / "devices" / name
+        for path in ("profile/lut.csv", "profile/lut.json", "search/arch.json", "finetune/model.pt",
+                     "finetune/model.onnx"):
+            assert (own / path).is_file(), (name, path)
+        profiled = json.loads((own / "reports" / "profile.json").read_text())
+        assert profiled["units_from_cache"] == profiled["entries"], "units timed as the host's: from its cache"
+        assert (json.loads((own / "profile" / "lut.json").read_text())["context"]["backend"] == "torch-cpu")
+        for stage in DEVICE_STAGES:
+            assert (repo / "metrics" / "devices" / name / f"{stage}.json").is_file(), (name, stage)
+        assert (repo / "plots" / "devices" / name / "tradeoff.png").is_file()
+        search = json.loads((own / "reports" / "search.json").read_text())
+        assert search["budget_fraction"] == pytest.approx(device["budget"])
+        assert json.loads((own / "reports" / "evaluate.json").read_text())["test_acc"] >= 0
+    assert json.loads(dvc(repo, "status", "--json")) == {}
+
+    box_model = (repo / "artifacts" / "devices" / "box" / "finetune" / "model.pt").read_bytes()
+    search = json.loads((repo / "artifacts" / "devices" / "phone" / "reports" / "search.json").read_text())
+    tighter = round(0.9 * search["resource_estimated"] / search["base_resource"], 4)
+    params["devices"]["phone"]["budget"] = tighter
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert set(json.loads(dvc(repo, "status", "--json"))) == {"device-search@phone", "device-evaluate@phone"}
+    assert ran(dvc(repo, "repro")) == {"device-search@phone", "device-finetune@phone", "device-evaluate@phone"}
+    phone = json.loads((repo / "artifacts" / "devices" / "phone" / "reports" / "search.json").read_text())
+    assert phone["budget_fraction"] == pytest.approx(tighter) and phone["reused_iterations"] >= 1
+    assert (repo / "artifacts" / "devices" / "box" / "finetune" / "model.pt").read_bytes() == box_model
