@@ -45,6 +45,7 @@ MAX_COUNT = 10**6  # epochs, repeats, steps, batches, candidates: beyond this a 
 MAX_SEED = 2**32 - 1  # numpy's legacy range; seeds derived from it (seed * 1_000_003 + t) stay in torch's 2**64
 MAX_LR = 10.0  # a learning rate above this diverges at once (NaN weights, not an error)
 MAX_TIMEOUT = 7 * 24 * 3600.0  # seconds
+MAX_PROCESSES = 1024  # data-parallel training processes on one node
 MAX_EXPERIMENT_NAME = 500  # MLflow's limit
 
 
@@ -111,6 +112,8 @@ class SupernetConfig:
     group_size: int = _num(16, ge=1, le=MAX_COUNT)  # samples sharing one sub-network draw (and BN statistics);
     # a batch trains batch_size / group_size sub-networks, at least MIN_GROUPS[sampling]
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    nproc: int = _num(1, ge=1, le=MAX_PROCESSES)  # data-parallel processes (torchrun, DDP); 1: this one
+    amp: bool = False  # mixed precision: float16 autocast + loss scaling on CUDA, bfloat16 autocast on CPU
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,8 @@ class FinetuneConfig:
     weight_decay: float = _num(4e-5, ge=0.0, le=1.0)
     label_smoothing: float = _num(0.0, ge=0.0, lt=1.0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    nproc: int = _num(1, ge=1, le=MAX_PROCESSES)  # data-parallel processes (torchrun, DDP); 1: this one
+    amp: bool = False  # mixed precision, as supernet.amp
 
 
 @dataclass(frozen=True)
@@ -300,6 +305,15 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def batch_split_problem(batch_size: int, group_size: int, nproc: int) -> str:
+    """Why a batch cannot be split among `nproc` data-parallel processes ("" if it can): each must
+    train an equal share of whole sample groups (`distributed.local_positions`)."""
+    if nproc > 1 and batch_size % (group_size * nproc):
+        return (f"a batch of {batch_size} does not split into {nproc} processes of whole groups of {group_size}; "
+                f"use a batch that is a multiple of {group_size * nproc}")
+    return ""
+
+
 def _check_consistency(cfg: Config) -> None:
     """Rules beyond one field's type and bounds."""
     name = cfg.model.name
@@ -315,6 +329,12 @@ def _check_consistency(cfg: Config) -> None:
                           f"group(s) in a supernet.batch_size of {sn.batch_size}, and {SAMPLING_NOTE[sn.sampling]}: "
                           f"use a group_size of at most {sn.batch_size // MIN_GROUPS[sn.sampling]}, "
                           f"or supernet.sampling: none for plain training")
+    split_problem = batch_split_problem(sn.batch_size, sn.group_size if sn.sampling != "none" else 1, sn.nproc)
+    if split_problem:
+        raise ConfigError(f"supernet.nproc: {split_problem} (supernet.batch_size {sn.batch_size})")
+    split_problem = batch_split_problem(cfg.finetune.batch_size, 1, cfg.finetune.nproc)
+    if split_problem:
+        raise ConfigError(f"finetune.nproc: {split_problem} (finetune.batch_size {cfg.finetune.batch_size})")
     for key, value, problem in (("profile.command", cfg.profile.command, template_problem(cfg.profile.command)),
                                 ("profile.command_pattern", cfg.profile.command_pattern,
                                  pattern_problem(cfg.profile.command_pattern))):

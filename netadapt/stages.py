@@ -23,6 +23,7 @@ from netadapt.arch import Architecture, ModelSpec
 from netadapt.config import Config, check_model_widths, to_dict
 from netadapt.errors import NetAdaptError
 from netadapt.data import load_info, load_split, prepare_data
+from netadapt.distributed import barrier, current_world, launch, wrap
 from netadapt.evaluation import evaluate_candidate
 from netadapt.finetune import export_onnx, initial_network, load_network, save_network
 from netadapt.io import atomic_dir, atomic_path, code_version, content_digest, read_json, write_json
@@ -145,6 +146,15 @@ def stage_progress(stage: str, cfg: Config, paths: Paths, inputs: list[Path]) ->
     return Progress(paths.progress(stage), hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16])
 
 
+def on_ranks(stage: str, cfg: Config, paths: Paths, nproc: int) -> dict | None:
+    """The stage's metrics after `nproc` torchrun ranks ran it, when this process is to launch them
+    (`nproc` > 1 and not itself a rank); None to run it here."""
+    if nproc <= 1 or current_world().size > 1:
+        return None
+    return launch(stage, to_dict(cfg), (paths.artifacts, paths.metrics, paths.plots, paths.device), nproc,
+                  paths.report(stage))
+
+
 def write_metrics(stage: str, metrics: dict, paths: Paths) -> None:
     """The stage's full metrics to its report, then its headline metrics to its metrics file."""
     write_json(paths.report(stage), metrics)
@@ -176,15 +186,22 @@ def model_spec(cfg: Config, prepared: Path) -> ModelSpec:
 
 
 def supernet(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
-    """Train the super-network with ordered dropout; checkpoint, training curve, metrics."""
+    """Train the super-network with ordered dropout; checkpoint, training curve, metrics. With
+    `supernet.nproc` > 1, on that many data-parallel processes (`distributed.launch`)."""
+    ranks = on_ranks("supernet", cfg, paths, cfg.supernet.nproc)
+    if ranks is not None:
+        return ranks
+    world = current_world()
     start = time.perf_counter()
     spec = model_spec(cfg, paths.prepared)
     train, holdout = load_split(paths.prepared, "train"), load_split(paths.prepared, "holdout")
-    device = resolve_device(cfg.supernet.device)
+    device = resolve_device(cfg.supernet.device, world)
     torch.manual_seed(cfg.seed)
     model = build_supernet(spec)
     progress = stage_progress("supernet", cfg, paths, [paths.prepared / f"{s}.pt" for s in ("train", "holdout")])
-    history = train_supernet(model, train, holdout, cfg.supernet, cfg.seed, device, progress=progress)
+    history = train_supernet(model, train, holdout, cfg.supernet, cfg.seed, device, progress=progress, world=world)
+    if not world.writer:
+        return {}
     save_supernet(paths.supernet, model, cfg.section_digest("seed", "model", "supernet"))
     write_csv(paths.plots / "supernet.csv", history_rows(history))
     progress.clear()
@@ -428,7 +445,12 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
 
 
 def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
-    """Train the discovered network further (from super-network weights, or from scratch)."""
+    """Train the discovered network further (from super-network weights, or from scratch). With
+    `finetune.nproc` > 1, on that many data-parallel processes (`distributed.launch`)."""
+    ranks = on_ranks("finetune", cfg, paths, cfg.finetune.nproc)
+    if ranks is not None:
+        return ranks
+    world = current_world()
     start = time.perf_counter()
     f = cfg.finetune
     v1_network = paths.v1_network
@@ -438,26 +460,34 @@ def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
         raise NetAdaptError(f"{arch_path}: not found; run `netadapt search` first")
     arch = Architecture.from_json(arch_path.read_text())
     train, holdout = load_split(paths.prepared, "train"), load_split(paths.prepared, "holdout")
-    device = resolve_device(f.device)
+    device = resolve_device(f.device, world)
     torch.manual_seed(cfg.seed)
     model = initial_network(supernet_model, arch, f.init).to(device)
     optimizer = make_optimizer(f.optimizer, model.parameters(), f.lr, f.momentum, f.weight_decay)
-    scheduler = cosine_schedule(optimizer, f.epochs * epoch_steps(len(train), f.batch_size))
+    scheduler = cosine_schedule(optimizer, f.epochs * epoch_steps(len(train), f.batch_size, world.size > 1))
     inputs = [paths.prepared / "train.pt", paths.prepared / "holdout.pt", arch_path,
               v1_network if v1_network.is_file() else paths.supernet]
     progress = stage_progress("finetune", cfg, paths, inputs)
     curve = progress.restore(model, optimizer, scheduler)
-    holdout_acc = curve[-1]["holdout_acc"] if curve else accuracy(model, holdout, f.batch_size, device)[1]
+    scored = world.writer  # rank 0 alone scores holdout and saves (the other ranks' accuracies are 0)
+    holdout_acc = curve[-1]["holdout_acc"] if curve else (accuracy(model, holdout, f.batch_size, device)[1]
+                                                          if scored else 0.0)
+    trained = wrap(model, world, device)
     for epoch in range(len(curve), f.epochs):
         t0 = time.perf_counter()
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        loss = train_epoch(model, train, optimizer, scheduler, f.batch_size, generator, device,
-                           label_smoothing=f.label_smoothing, desc=f"finetune epoch {epoch + 1}/{f.epochs}")
-        holdout_acc = accuracy(model, holdout, f.batch_size, device)[1]
+        loss = train_epoch(trained, train, optimizer, scheduler, f.batch_size, generator, device,
+                           label_smoothing=f.label_smoothing, desc=f"finetune epoch {epoch + 1}/{f.epochs}",
+                           world=world, amp=f.amp)
+        holdout_acc = accuracy(model, holdout, f.batch_size, device)[1] if scored else 0.0
         curve.append({"epoch": epoch + 1, "loss": loss, "holdout_acc": holdout_acc,
                       "seconds": time.perf_counter() - t0})
         log.info("finetune epoch %d/%d  loss %.4f  holdout acc %.4f", epoch + 1, f.epochs, loss, holdout_acc)
-        progress.save(model, optimizer, scheduler, curve)
+        if scored:
+            progress.save(model, optimizer, scheduler, curve)
+        barrier(world)
+    if not world.writer:
+        return {}
     model.cpu().eval()
     with atomic_dir(paths.final.parent) as staging:  # model.pt and model.onnx publish together
         save_network(staging / paths.final.name, model, arch, cfg.section_digest("seed", "finetune"))

@@ -19,6 +19,7 @@ from torch import nn
 from netadapt.arch import Architecture
 from netadapt.config import MIN_GROUPS, SupernetConfig
 from netadapt.data import Split
+from netadapt.distributed import SINGLE, World, barrier, check_split, wrap
 from netadapt.errors import ConfigError, NetAdaptError
 from netadapt.evaluation import evaluate_subnet
 from netadapt.io import load_checkpoint, save_tensors
@@ -63,36 +64,44 @@ def training_batch(cfg: SupernetConfig, train_size: int) -> int:
 
 def train_supernet(model: nn.Module, train: Split, holdout: Split, cfg: SupernetConfig, seed: int,
                    device: torch.device, eval_batch_size: int = 512,
-                   progress: Progress | None = None) -> list[EpochMetrics]:
+                   progress: Progress | None = None, world: World = SINGLE) -> list[EpochMetrics]:
     """Train `model` in place for `cfg.epochs`; per-epoch loss and holdout accuracy of the largest
     sub-network (its running BN statistics are tracked) and of the smallest (BN statistics
     re-estimated on a few train batches, so holdout stays a pure scoring set). With `progress`,
-    every finished epoch is saved and an interrupted run continues after its last one."""
+    every finished epoch is saved and an interrupted run continues after its last one. Across
+    `world` ranks (`distributed`), each trains its groups of every batch and rank 0 alone scores
+    holdout and saves progress (the other ranks' accuracies are 0)."""
     batch_size = training_batch(cfg, len(train))
     group_size = cfg.group_size if cfg.sampling != "none" else 1
+    check_split(batch_size, group_size, world.size, "supernet.batch_size")
     model.to(device)
     space = model.space()
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
-    scheduler = cosine_schedule(optimizer, cfg.epochs * epoch_steps(len(train), batch_size, group_size > 1))
+    drop_last = group_size > 1 or world.size > 1
+    scheduler = cosine_schedule(optimizer, cfg.epochs * epoch_steps(len(train), batch_size, drop_last))
     history = [EpochMetrics(**row) for row in (progress.restore(model, optimizer, scheduler) if progress else [])]
+    trained = wrap(model, world, device)
     for epoch in range(len(history), cfg.epochs):
         start = time.perf_counter()
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         lr = optimizer.param_groups[0]["lr"]
-        loss = train_epoch(model, train, optimizer, scheduler, batch_size, generator, device,
+        loss = train_epoch(trained, train, optimizer, scheduler, batch_size, generator, device,
                            lambda b: sample_widths(space, b, generator, cfg.sampling, cfg.group_size),
                            cfg.label_smoothing, desc=f"supernet epoch {epoch + 1}/{cfg.epochs}",
-                           group_size=group_size)
-        largest_acc = accuracy(model, holdout, eval_batch_size, device)[1]
-        smallest_acc = evaluate_subnet(model, space.smallest(), holdout, batch_size=cfg.batch_size,
-                                       bn_recalibration_batches=MONITOR_BN_BATCHES, device=device,
-                                       calibration=train)
+                           group_size=group_size, world=world, amp=cfg.amp)
+        largest_acc = smallest_acc = 0.0
+        if world.writer:
+            largest_acc = accuracy(model, holdout, eval_batch_size, device)[1]
+            smallest_acc = evaluate_subnet(model, space.smallest(), holdout, batch_size=cfg.batch_size,
+                                           bn_recalibration_batches=MONITOR_BN_BATCHES, device=device,
+                                           calibration=train)
         metrics = EpochMetrics(epoch + 1, loss, largest_acc, smallest_acc, lr, time.perf_counter() - start)
         history.append(metrics)
         log.info("supernet epoch %d/%d  loss %.4f  holdout acc largest %.4f smallest %.4f  (%.1f s)",
                  epoch + 1, cfg.epochs, loss, largest_acc, smallest_acc, metrics.seconds)
-        if progress:
+        if progress and world.writer:
             progress.save(model, optimizer, scheduler, history_rows(history))
+        barrier(world)
     return history
 
 

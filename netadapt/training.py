@@ -14,18 +14,20 @@ from tqdm import tqdm
 
 from netadapt.data import Split
 from netadapt.data.split import class_mixed_order
+from netadapt.distributed import SINGLE, World, local_positions, mean_over_ranks
 from netadapt.errors import ConfigError
 from netadapt.ordered_dropout import Widths, set_bn_groups
 
 log = logging.getLogger("netadapt")
 
 
-def resolve_device(name: Literal["auto", "cpu", "cuda"]) -> torch.device:
+def resolve_device(name: Literal["auto", "cpu", "cuda"], world: World = SINGLE) -> torch.device:
+    """`auto`: CUDA when present; a data-parallel rank gets the GPU of its local rank."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda was asked for but no CUDA device is available")
-    return torch.device(name)
+    return torch.device("cuda", world.local_rank) if name == "cuda" and world.size > 1 else torch.device(name)
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:
@@ -46,11 +48,12 @@ PREFETCH = 2  # batches read ahead (in a thread) while the model works on the cu
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator | None = None,
-            device: torch.device = torch.device("cpu"), limit: int = 0,
-            drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            device: torch.device = torch.device("cpu"), limit: int = 0, drop_last: bool = False,
+            part: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(inputs, labels) batches; shuffled when a generator is given, else in a fixed seeded
     class-mixed order (so the first `limit` batches hold every class in its share); at most `limit`
-    batches if > 0; `drop_last` skips a final partial batch. The next `PREFETCH` batches are read
+    batches if > 0; `drop_last` skips a final partial batch; `part`: the positions of each (full)
+    batch this process takes (`distributed.local_positions`). The next `PREFETCH` batches are read
     (from the split's image file) and converted in a background thread."""
     n = len(split)
     if generator is not None:
@@ -62,6 +65,7 @@ def batches(split: Split, batch_size: int, generator: torch.Generator | None = N
 
     def load(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = order[i * batch_size:(i + 1) * batch_size]
+        idx = idx if part is None else idx[part]
         return to_input(split.images[idx]), split.labels[idx]
 
     with ThreadPoolExecutor(1, thread_name_prefix="netadapt-batches") as reader:
@@ -88,15 +92,20 @@ def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer
                 generator: torch.Generator, device: torch.device,
                 sample_widths: Callable[[int], Widths | None] = lambda b: None,
                 label_smoothing: float = 0.0, desc: str = "train", max_steps: int = 0,
-                group_size: int = 1) -> float:
+                group_size: int = 1, world: World = SINGLE, amp: bool = False) -> float:
     """One pass over `split` (or `max_steps` batches); each batch gets widths from `sample_widths`.
 
     With per-sample widths, one forward-backward pass trains every sampled sub-network at once;
     with `group_size` > 1, batch norm uses per-group statistics: `batch_size` must then be a
     multiple of `group_size` and at most the split's size, and partial batches are dropped.
-    Returns the mean training loss.
+    Across `world` ranks (`model` wrapped by `distributed.wrap`), every rank draws the same global
+    batch and widths and trains its whole groups of them. `amp`: autocast (float16 with loss scaling
+    on CUDA, bfloat16 on CPU). Returns the mean training loss.
     """
-    drop_last = group_size > 1
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+    half = torch.float16 if device.type == "cuda" else torch.bfloat16
+    drop_last = group_size > 1 or world.size > 1
+    part = local_positions(batch_size, group_size, world) if world.size > 1 else None
     if drop_last and (batch_size % group_size or batch_size > len(split)):
         raise ValueError(f"grouped training needs a batch of whole groups within the split: batch "
                          f"{batch_size}, group {group_size}, split {len(split)} (see supernet.batch_size)")
@@ -104,23 +113,26 @@ def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     total, count = 0.0, 0
     steps = epoch_steps(len(split), batch_size, drop_last) if max_steps <= 0 else max_steps
-    bar = tqdm(batches(split, batch_size, generator, device, max_steps, drop_last), total=steps, desc=desc,
-               unit="batch", leave=False, disable=None)
+    bar = tqdm(batches(split, batch_size, generator, device, max_steps, drop_last, part), total=steps, desc=desc,
+               unit="batch", leave=False, disable=None if world.writer else True)
     for inputs, labels in bar:
-        widths = sample_widths(len(labels))
+        widths = sample_widths(len(labels) if part is None else batch_size)
         if widths is not None:
-            widths = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in widths.items()}
+            widths = {k: (v if part is None else v[part]).to(device) if isinstance(v, torch.Tensor) else v
+                      for k, v in widths.items()}
             set_bn_groups(model, len(labels) // group_size if group_size > 1 else 1)
-        loss = criterion(model(inputs, widths) if widths is not None else model(inputs), labels)
+        with torch.autocast(device.type, dtype=half, enabled=amp):
+            loss = criterion(model(inputs, widths) if widths is not None else model(inputs), labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         if scheduler is not None:
             scheduler.step()
         total, count = total + loss.item() * len(labels), count + len(labels)
         bar.set_postfix(loss=f"{total / count:.3f}", refresh=False)
     set_bn_groups(model, 1)
-    return total / max(count, 1)
+    return mean_over_ranks(total, count, world)
 
 
 @torch.no_grad()
