@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ from torch import nn
 from netadapt.config import batch_split_problem
 from netadapt.errors import ConfigError, NetAdaptError
 
-WORKER_ENV = "NETADAPT_DISTRIBUTED_WORKER"  # set by `launch` for the rank processes
+ERROR_LINE = re.compile(r"^(\[rank\d+\]:\s*)?([\w.]+(Error|Exception|Interrupt)|netadapt\.errors\.\w+)\b.*")
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,10 @@ SINGLE = World()
 
 
 def current_world() -> World:
-    """This process's place, from the variables torchrun sets (one process when they are absent)."""
-    if os.environ.get(WORKER_ENV) != "1" or "WORLD_SIZE" not in os.environ:
+    """This process's place: a rank of the process group `netadapt.distributed` set up, or alone."""
+    if not (dist.is_available() and dist.is_initialized()):
         return SINGLE
-    return World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def check_split(batch_size: int, group_size: int, nproc: int, key: str) -> None:
@@ -108,35 +109,45 @@ def launch(stage: str, config: dict, folders: tuple[Path, Path, Path, str], npro
         before = report.stat().st_mtime_ns if report.is_file() else None
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "netadapt.distributed", stage, str(cfg_file), *map(str, folders)]
-        env = {**os.environ, WORKER_ENV: "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         done = subprocess.run(cmd, env=env, stdout=None, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0:
-            tail = [line for line in done.stderr.splitlines() if line.strip()][-8:]
-            sys.stderr.write("\n".join(tail) + "\n")
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            errors = [line for line in lines if ERROR_LINE.match(line)]  # what the ranks raised
+            sys.stderr.write("\n".join(dict.fromkeys(errors[-4:] or lines[-8:])) + "\n")
             raise NetAdaptError(f"{stage}: {nproc} training processes (torchrun) failed with exit "
-                                f"{done.returncode}; their last lines are above")
+                                f"{done.returncode}; what they reported is above")
     if not report.is_file() or report.stat().st_mtime_ns == before:
         raise NetAdaptError(f"{report}: rank 0 of the {stage} processes wrote no report")
     return json.loads(report.read_text())
 
 
 def _rank_main(argv: list[str]) -> None:
-    """One rank: set up the process group, run the stage function, tear down."""
+    """One rank: `<stage> <params> <artifacts> <metrics> <plots> [<device>]`. Sets up the process
+    group from torchrun's variables, runs the stage function, tears down. `<params>` is a params
+    file (YAML, or the JSON `launch` writes), so a multi-node `torchrun ... -m netadapt.distributed
+    supernet params.yaml artifacts metrics plots` runs the stage on every node's ranks."""
     import logging
 
     from netadapt import stages
-    from netadapt.config import parse_config
+    from netadapt.config import load_config, parse_config
 
-    stage, cfg_file, artifacts, metrics, plots, device = argv
+    if len(argv) not in (5, 6):
+        raise SystemExit("usage: python -m netadapt.distributed <supernet|finetune> <params> <artifacts> <metrics> "
+                         "<plots> [<device>]")
+    stage, params, artifacts, metrics, plots = argv[:5]
+    # JSON (what `launch` writes) is read as JSON: PyYAML reads a number such as 4e-05 as a string
+    cfg = parse_config(json.loads(Path(params).read_text())) if params.endswith(".json") else load_config(params)
+    section = getattr(cfg, stage)
+    cuda = torch.cuda.is_available() and section.device != "cpu"
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group("nccl" if cuda else "gloo")
     world = current_world()
     logging.basicConfig(level=logging.INFO if world.writer else logging.WARNING, format="%(message)s")
-    cfg = parse_config(json.loads(Path(cfg_file).read_text()))
-    cuda = torch.cuda.is_available() and getattr(cfg, stage).device != "cpu"
-    if cuda:
-        torch.cuda.set_device(world.local_rank)
-    dist.init_process_group("nccl" if cuda else "gloo")
     try:
-        getattr(stages, stage)(cfg, stages.Paths(Path(artifacts), Path(metrics), Path(plots), device))
+        getattr(stages, stage)(cfg, stages.Paths(Path(artifacts), Path(metrics), Path(plots),
+                                                 argv[5] if len(argv) == 6 else ""))
     finally:
         dist.destroy_process_group()
 

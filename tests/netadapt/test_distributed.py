@@ -128,3 +128,16 @@ def test_a_batch_that_does_not_split_into_the_processes_is_refused_naming_the_ke
     assert main(["supernet", *args, "-S", "supernet.nproc=3", *folders(root, "bad")]) == 2
     assert "supernet.nproc: a batch of 32 does not split into 3 processes of whole groups of 8" in capsys.readouterr().err
     assert not (root / "bad" / "a" / "supernet").exists()
+
+
+def test_what_a_rank_raised_is_reported_by_the_launcher(prepared, capsys):
+    from netadapt_flows.cli import main
+
+    args, root = prepared
+    where = folders(root, "damaged")
+    images = root / "damaged" / "a" / "prepared" / "train.images.npy"
+    images.write_bytes(images.read_bytes()[:-10])
+    assert main(["supernet", *args, "-S", "supernet.nproc=2", *where]) == 2
+    err = capsys.readouterr().err
+    assert f"{images}: " in err and "2 training processes (torchrun) failed" in err
+    assert not (root / "damaged" / "a" / "supernet").exists()
