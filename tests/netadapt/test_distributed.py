@@ -79,7 +79,8 @@ def prepared(tmp_path_factory) -> tuple[list[str], Path]:
     write_idx(root / "data", "train", 300, seed=1)
     write_idx(root / "data", "t10k", 100, seed=2)
     args = ["-S", "data.name=fashion-mnist", "-S", f"data.root={root / 'data'}", *TINY]
-    assert main(["prepare", *args, "--artifacts", str(root / "a")]) == 0
+    assert main(["prepare", *args, "--artifacts", str(root / "a"), "--metrics", str(root / "m"),
+                 "--plots", str(root / "p")]) == 0
     return args, root
 
 
