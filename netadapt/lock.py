@@ -61,7 +61,7 @@ def _read(path: Path) -> dict | None:
         text = path.read_text()
     except FileNotFoundError:
         return None
-    except OSError:
+    except (OSError, ValueError):  # unreadable, or not UTF-8 (garbage)
         return {}
     try:
         holder = json.loads(text)
@@ -122,6 +122,15 @@ def _take_over(path: Path, holder: dict) -> None:
     aside.unlink(missing_ok=True)
 
 
+def _clear_asides(path: Path) -> None:
+    """Remove `.lock.stale.<pid>` files whose process is gone: what a holder killed in the middle of
+    `_take_over` (between moving the stale lock aside and removing it) left behind."""
+    for aside in path.parent.glob(f"{path.name}.stale.*"):
+        pid = aside.name.rsplit(".", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            aside.unlink(missing_ok=True)
+
+
 def acquire(artifacts: str | Path, command: str | None = None) -> Path:
     """Take the project's lock (re-entrant within this process); raises LockHeld naming the holder."""
     path = lock_path(artifacts)
@@ -138,6 +147,7 @@ def acquire(artifacts: str | Path, command: str | None = None) -> Path:
             if _create(path, command):
                 _held[path] = 1
                 _owned.add(path)
+                _clear_asides(path)
                 pids = _shared_pids() | {os.getpid()}
                 os.environ[ENV] = ",".join(map(str, sorted(pids)))
                 return path

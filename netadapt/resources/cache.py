@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,8 +83,12 @@ class UnitCache:
             try:
                 row = json.loads(raw)
                 spec = LayerSpec(**{k: row["unit"][k] for k in UNIT_FIELDS})
-                found[spec] = CachedUnit(float(row["latency_ms"]), float(row["p10_ms"]), float(row["p90_ms"]),
-                                         float(row["reference_ms"]), str(row["group"]))
+                unit = CachedUnit(float(row["latency_ms"]), float(row["p10_ms"]), float(row["p90_ms"]),
+                                  float(row["reference_ms"]), str(row["group"]))
+                times = (unit.latency_ms, unit.p10_ms, unit.p90_ms, unit.reference_ms)
+                if not (all(math.isfinite(t) and t >= 0 for t in times) and unit.reference_ms > 0):
+                    raise ValueError("a time that is not a finite number >= 0 (a reference > 0)")
+                found[spec] = unit
             except (ValueError, KeyError, TypeError):
                 skipped += 1
         if skipped or torn:

@@ -25,6 +25,9 @@ def damage(path: Path, how: str) -> None:
         path.write_bytes(data[: len(data) // 2])
     elif how == "zero":
         path.write_bytes(b"\0" * len(data))
+    elif how == "garble":  # tensor bytes changed in place: torch.load alone reads them without a word
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes(b ^ 0x5A for b in data[middle:middle + 16]) + data[middle + 16:])
     elif how == "text":
         path.write_text("not a checkpoint\n")
     elif how == "foreign":  # a valid torch file of something else
@@ -40,7 +43,7 @@ def damage(path: Path, how: str) -> None:
         torch.save(blob, path)
 
 
-KINDS = ["truncate", "zero", "text", "foreign", "wrong_shapes", "bad_arch"]
+KINDS = ["truncate", "zero", "garble", "text", "foreign", "wrong_shapes", "bad_arch"]
 
 
 @pytest.mark.parametrize("how", KINDS)

@@ -261,3 +261,109 @@ def test_the_parent_run_is_named_after_dataset_model_budget_and_backend():
     assert tracking.pipeline_name(cfg) == "cifar10 · mobilenet_v2 · latency ≤ 45% · onnxruntime-cpu"
     absolute = parse_config({"search": {"budget": 3.5, "budget_type": "absolute"}})
     assert "latency ≤ 3.5 ms" in tracking.pipeline_name(absolute)
+
+
+RACER = """
+import os, sys, time
+from pathlib import Path
+from netadapt.config import load_config
+from netadapt.stages import Paths
+from netadapt_tasks import tracking
+
+params, folder, rounds, unlocked = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+if unlocked:  # the race as it was before the store's first use was locked (to check the test can fail)
+    import contextlib
+    tracking._store_lock = lambda uri: contextlib.nullcontext()
+cfg = load_config(params)
+(folder / f"ready-{os.getpid()}").touch()
+for i in range(rounds):
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / f'mlflow-{i}.db'}"
+    while not (folder / f"go-{i}").exists():
+        time.sleep(0.002)
+    try:
+        with tracking.stage_run("prepare", cfg, Paths(folder / "a", folder / "m", folder / "p")):
+            pass
+        print("ok", flush=True)
+    except Exception as exc:
+        print("failed:", " ".join(str(exc).split())[:300], flush=True)
+"""
+
+
+def race_new_stores(folder: Path, rounds: int = 3, unlocked: bool = False) -> list[str]:
+    """Two real processes open runs in the same new SQLite store at once, `rounds` times (a new
+    store each round, both released together); what each round gave each process."""
+    env = {**os.environ, "NETADAPT_TRACKING": "on", "NETADAPT_PIPELINE_ID": "race"}
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(REPO / "params.yaml"), str(folder), str(rounds),
+                               "1" if unlocked else "0"], cwd=folder, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    deadline = time.monotonic() + 120
+    while len(list(folder.glob("ready-*"))) < 2:
+        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, "a racer did not start"
+        time.sleep(0.01)
+    for i in range(rounds):
+        (folder / f"go-{i}").touch()
+    outputs = [p.communicate(timeout=300) for p in procs]
+    return [line for out, err in outputs for line in (out.splitlines() or [f"no output: {err[-300:]}"])]
+
+
+def test_two_processes_using_a_new_store_at_once_both_open_their_runs(tmp_path: Path):
+    """The first use of a new `mlflow.db` by two processes once crashed one (`duplicate column name:
+    step`: both migrated the new schema). Three rounds, each on a new store, both processes released
+    at once; without the lock around the store's first use this fails in (nearly) every round."""
+    results = race_new_stores(tmp_path)
+    assert results == ["ok"] * 6, results
+
+
+def test_a_store_another_writer_holds_locked_is_waited_for_before_the_stage_starts(tmp_path: Path,
+                                                                                     tracking_store: str):
+    """Another writer holds the SQLite store locked: the stage's run is opened once it lets go (MLflow's
+    busy timeout is 20 s; `_open` retries beyond it), and the stage starts only then."""
+    import sqlite3
+    import threading
+
+    cfg = parse_config({"model": {"name": "plain_cnn"}})
+    paths = Paths(tmp_path / "a", tmp_path / "m", tmp_path / "p")
+    with stage_run("prepare", cfg, paths):  # the store exists
+        pass
+    held = threading.Event()
+    released = []
+
+    def writer() -> None:
+        db = sqlite3.connect(tracking_store[len("sqlite:///"):], isolation_level=None)
+        db.execute("BEGIN EXCLUSIVE")
+        held.set()
+        time.sleep(2)
+        released.append(time.monotonic())
+        db.execute("COMMIT")
+        db.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    held.wait()
+    with stage_run("supernet", cfg, paths) as run:
+        started = time.monotonic()
+    thread.join()
+    assert run.tracked and released and started >= released[0]
+
+
+def test_a_store_locked_longer_than_the_busy_timeout_is_retried_then_refused_before_work(monkeypatch, caplog):
+    import sqlite3
+
+    caplog.set_level("INFO", logger="netadapt")
+    calls = []
+
+    def locked(stage, cfg, paths):
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise NetAdaptError("tracking: cannot open") from sqlite3.OperationalError("database is locked")
+        return "run"
+
+    monkeypatch.setattr(tracking, "_open_once", locked)
+    monkeypatch.setattr(tracking.time, "sleep", lambda s: None)
+    assert tracking._open("prepare", None, None) == "run" and len(calls) == 3
+    assert sum("locked by another writer" in r.message for r in caplog.records) == 2
+    monkeypatch.setattr(tracking, "_STORE_RETRY_SECONDS", 0.0)  # a lock that never goes: refused, not waited
+    calls.clear()
+    with pytest.raises(NetAdaptError, match="cannot open"):
+        tracking._open("prepare", None, None)
+    assert len(calls) == 1
