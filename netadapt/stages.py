@@ -444,6 +444,38 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
     return metrics
 
 
+def searched_architecture(path: Path, space: Architecture) -> Architecture:
+    """The search's answer, checked: a readable architecture of the super-network's own space."""
+    if not path.is_file():
+        raise NetAdaptError(f"{path}: not found; run `netadapt search` first")
+    try:
+        arch = Architecture.from_dict(read_json(path))
+    except NetAdaptError as exc:
+        detail = str(exc).removeprefix(f"{path}: ")
+        raise NetAdaptError(f"{path}: not an architecture ({detail}); run `netadapt search` again") from None
+    if not arch.same_space(space):
+        raise NetAdaptError(f"{path}: an architecture of another space than the super-network's (model or "
+                            f"maximum widths differ); run `netadapt search` again")
+    return arch
+
+
+def history_frame(path: Path) -> pd.DataFrame:
+    """`history.csv` for the trade-off plot, checked: its columns, and numbers where numbers belong."""
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:  # EmptyDataError is a ValueError
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        raise NetAdaptError(f"{path}: not a search history ({type(exc).__name__}: {first}); run `netadapt search` "
+                            f"again") from None
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    numbers = ("iteration", "resource_estimated", "holdout_acc")
+    bad = [c for c in numbers if c in frame.columns and pd.to_numeric(frame[c], errors="coerce").isna().any()]
+    if missing or bad or frame.empty:
+        raise NetAdaptError(f"{path}: not a search history (missing columns {missing}, non-numbers in {bad}, "
+                            f"{len(frame)} rows); run `netadapt search` again")
+    return frame
+
+
 def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     """Train the discovered network further (from super-network weights, or from scratch). With
     `finetune.nproc` > 1, on that many data-parallel processes (`distributed.launch`)."""
@@ -455,10 +487,8 @@ def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     f = cfg.finetune
     v1_network = paths.v1_network
     supernet_model, _ = load_supernet(v1_network if v1_network.is_file() else paths.supernet)
+    arch = searched_architecture(paths.search / "arch.json", supernet_model.space())
     arch_path = paths.search / "arch.json"
-    if not arch_path.is_file():
-        raise NetAdaptError(f"{arch_path}: not found; run `netadapt search` first")
-    arch = Architecture.from_json(arch_path.read_text())
     train, holdout = load_split(paths.prepared, "train"), load_split(paths.prepared, "holdout")
     device = resolve_device(f.device, world)
     torch.manual_seed(cfg.seed)
@@ -537,7 +567,7 @@ def evaluate(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     if history_path.is_file():
         meta_path = paths.search / "history.json"
         search_meta = {k: v for k, v in read_json(meta_path).items() if k != "rows"} if meta_path.is_file() else None
-        plot_tradeoff(pd.read_csv(history_path), metrics, paths.plots / "tradeoff.png", search_meta)
+        plot_tradeoff(history_frame(history_path), metrics, paths.plots / "tradeoff.png", search_meta)
     write_metrics("evaluate", metrics, paths)
     if not check.met and cfg.evaluate.fail_over_budget:
         raise OverBudget(f"evaluate: {check.describe()} (metrics written; evaluate.fail_over_budget is true)")

@@ -78,9 +78,14 @@ def output_digests(stage: str, p: Paths) -> dict[str, str]:
 def write_stamp(stage: str, key: str, p: Paths, metrics: dict, by: str) -> Path:
     """Record that `stage` ran for `key` and wrote its outputs as they are now (call it right after)."""
     path = stamp_path(stage, key, p)
-    write_json(path, {"stage": stage, "key": key, "by": by, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                      "outputs": output_digests(stage, p), "metrics": metrics})
+    record = {"stage": stage, "key": key, "outputs": output_digests(stage, p), "metrics": metrics}
+    write_json(path, {**record, "by": by, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "digest": _digest(record)})
     return path
+
+
+def _digest(record: dict) -> str:
+    """Digest of what a stamp vouches for (stage, key, outputs, metrics): an edit of any is noticed."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
 def read_stamp(stage: str, key: str, p: Paths) -> dict | None:
@@ -92,8 +97,10 @@ def read_stamp(stage: str, key: str, p: Paths) -> dict | None:
         stamp = read_json(path)
     except (OSError, ValueError):
         return None
-    if stamp.get("key") != key or stamp.get("outputs") != output_digests(stage, p):
+    if not isinstance(stamp, dict) or stamp.get("key") != key or stamp.get("outputs") != output_digests(stage, p):
         return None
+    if stamp.get("digest") != _digest({k: stamp.get(k) for k in ("stage", "key", "outputs", "metrics")}):
+        return None  # edited (its metrics, say) or written by an older version: run the stage again
     return stamp
 
 
