@@ -18,8 +18,9 @@ BUDGET ?=
 ARGS ?=
 # `make exp-show`: the experiments side by side, reduced to the figures a reviewer compares (kept even
 # when equal), plus every param that differs between them. Override EXP_KEEP / EXP_DROP (regexes on
-# column names; DVC prefixes a metric with its file when two files share the key) to see more.
-EXP_KEEP ?= Experiment|Created|(metrics/evaluate\.json:)?(test_acc|latency_measured_ms|budget_met|measured_over_budget|macs|params)$$|(metrics/search\.json:)?(holdout_acc|resource_estimated)$$
+# column names; DVC prefixes a metric with its file when two files share the key, as each named
+# device's metrics/devices/<name>/*.json do) to see more.
+EXP_KEEP ?= Experiment|Created|(metrics/(devices/[^/]+/)?evaluate\.json:)?(test_acc|latency_measured_ms|budget_met|measured_over_budget|macs|params)$$|(metrics/(devices/[^/]+/)?search\.json:)?(holdout_acc|resource_estimated)$$|devices\.[^.]+\.budget$$
 EXP_DROP ?= (?!seed$$)[^.]*$$|metrics/|artifacts/|netadapt|data/
 
 venv: $(STAMP)

@@ -27,6 +27,36 @@ def pytest_configure(config) -> None:
     os.environ.update({"NETADAPT_TRACKING": "off", "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}",
                        "PREFECT_HOME": str(state / "prefect")})
     os.environ.pop("NETADAPT_PIPELINE_ID", None)
+    config._netadapt_project_files = project_files()
+
+
+# What the project's own runs write in the checkout: tests must leave all of it as it was.
+PROJECT_OUTPUTS = ("artifacts", "metrics", "plots", "mlflow.db", "mlruns", "mlartifacts", ".prefect", "dvc.lock")
+
+
+def project_files() -> dict[str, int]:
+    """Every file under the checkout's own outputs, with its modification time."""
+    found = {}
+    for name in PROJECT_OUTPUTS:
+        root = REPO / name
+        for path in ([root] if root.is_file() else root.rglob("*") if root.is_dir() else []):
+            if path.is_file():
+                found[path.relative_to(REPO).as_posix()] = path.stat().st_mtime_ns
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Fail the run when a test wrote into the checkout's artifacts, metrics, plots, MLflow or Prefect
+    state (a stage called without `--metrics`, say), naming what it wrote."""
+    before = getattr(session.config, "_netadapt_project_files", None)
+    if before is None:
+        return
+    after = project_files()
+    written = sorted(name for name, mtime in after.items() if before.get(name) != mtime)
+    if written:
+        session.config.get_terminal_writer().line(
+            f"tests wrote into the checkout's own outputs: {', '.join(written[:10])}", red=True)
+        session.exitstatus = 1
 
 
 def pytest_unconfigure(config) -> None:
