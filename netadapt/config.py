@@ -114,6 +114,9 @@ class SupernetConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     nproc: int = _num(1, ge=1, le=MAX_PROCESSES)  # data-parallel processes (torchrun, DDP); 1: this one
     amp: bool = False  # mixed precision: float16 autocast + loss scaling on CUDA, bfloat16 autocast on CPU
+    largest: Literal["group", "batch"] = "group"  # the full network trains on group 0, or on the whole batch
+    # in a second pass of its own
+    distill: float = _num(0.0, ge=0.0, le=1.0)  # with largest: batch, weight of its soft labels for the others
 
 
 @dataclass(frozen=True)
@@ -329,6 +332,9 @@ def _check_consistency(cfg: Config) -> None:
                           f"group(s) in a supernet.batch_size of {sn.batch_size}, and {SAMPLING_NOTE[sn.sampling]}: "
                           f"use a group_size of at most {sn.batch_size // MIN_GROUPS[sn.sampling]}, "
                           f"or supernet.sampling: none for plain training")
+    if sn.distill > 0 and sn.largest != "batch":
+        raise ConfigError(f"supernet.distill: the teacher is the full network's pass over the whole batch: "
+                          f"set supernet.largest: batch, or distill: 0 (got {sn.distill})")
     split_problem = batch_split_problem(sn.batch_size, sn.group_size if sn.sampling != "none" else 1, sn.nproc)
     if split_problem:
         raise ConfigError(f"supernet.nproc: {split_problem} (supernet.batch_size {sn.batch_size})")

@@ -92,7 +92,8 @@ def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer
                 generator: torch.Generator, device: torch.device,
                 sample_widths: Callable[[int], Widths | None] = lambda b: None,
                 label_smoothing: float = 0.0, desc: str = "train", max_steps: int = 0,
-                group_size: int = 1, world: World = SINGLE, amp: bool = False) -> float:
+                group_size: int = 1, world: World = SINGLE, amp: bool = False, largest_pass: bool = False,
+                distill: float = 0.0) -> float:
     """One pass over `split` (or `max_steps` batches); each batch gets widths from `sample_widths`.
 
     With per-sample widths, one forward-backward pass trains every sampled sub-network at once;
@@ -100,7 +101,11 @@ def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer
     multiple of `group_size` and at most the split's size, and partial batches are dropped.
     Across `world` ranks (`model` wrapped by `distributed.wrap`), every rank draws the same global
     batch and widths and trains its whole groups of them. `amp`: autocast (float16 with loss scaling
-    on CUDA, bfloat16 on CPU). Returns the mean training loss.
+    on CUDA, bfloat16 on CPU). `largest_pass`: the full network also trains on the whole batch in a
+    pass of its own (as plain training would), and with `distill` > 0 its predictions teach the
+    sampled sub-networks (in-place distillation: their loss is (1 - distill) x cross-entropy with the
+    labels + distill x cross-entropy with the full network's probabilities). Returns the mean
+    training loss (of the sampled sub-networks' pass).
     """
     scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
     half = torch.float16 if device.type == "cuda" else torch.bfloat16
@@ -121,9 +126,22 @@ def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer
             widths = {k: (v if part is None else v[part]).to(device) if isinstance(v, torch.Tensor) else v
                       for k, v in widths.items()}
             set_bn_groups(model, len(labels) // group_size if group_size > 1 else 1)
-        with torch.autocast(device.type, dtype=half, enabled=amp):
-            loss = criterion(model(inputs, widths) if widths is not None else model(inputs), labels)
         optimizer.zero_grad(set_to_none=True)
+        teacher = None
+        if largest_pass and widths is not None:  # its own forward-backward first (BN updates its buffers)
+            groups = len(labels) // group_size if group_size > 1 else 1
+            set_bn_groups(model, 1)
+            with torch.autocast(device.type, dtype=half, enabled=amp):
+                full = model(inputs)  # the full network, the whole batch
+                scaler.scale(criterion(full, labels)).backward()
+            teacher = full.detach().float().softmax(-1)
+            set_bn_groups(model, groups)
+        with torch.autocast(device.type, dtype=half, enabled=amp):
+            logits = model(inputs, widths) if widths is not None else model(inputs)
+            loss = criterion(logits, labels)
+            if teacher is not None and distill > 0:
+                soft = -(teacher * logits.float().log_softmax(-1)).sum(-1).mean()
+                loss = (1 - distill) * loss + distill * soft
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()

@@ -145,3 +145,69 @@ def test_the_cosine_schedule_ends_with_the_last_batch_trained(monkeypatch):
     train_supernet(build_supernet(SPEC), quadrant_task(100, 1), quadrant_task(16, 2), cfg, 0, torch.device("cpu"))
     (scheduler,) = made
     assert scheduler.last_epoch == scheduler.T_max == 2 * 3
+
+
+def one_step(largest_pass: bool, distill: float, labels_seed: int = 0):
+    """One SGD step (lr 1, no momentum) of a super-network on 32 quadrant images, groups of 8, every
+    group sampled at the smallest widths but group 0 (the full network)."""
+    from netadapt.ordered_dropout import set_bn_groups
+    from netadapt.training import train_epoch
+
+    torch.manual_seed(0)
+    model = build_supernet(SPEC)
+    space = model.space()
+    data = quadrant_task(32, labels_seed)
+    small = {d.name: d.min_width for d in space.dims}
+
+    def widths(batch):
+        return {d.name: torch.tensor([d.max_width if i % 4 == 0 else small[d.name] for i in range(batch)])
+                for d in space.dims}
+
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    train_epoch(model, data, optimizer, None, 32, torch.Generator().manual_seed(0), torch.device("cpu"), widths,
+                group_size=8, max_steps=1, largest_pass=largest_pass, distill=distill)
+    return model, before, data, widths, set_bn_groups
+
+
+def test_the_largest_pass_trains_the_full_network_on_the_whole_batch():
+    """Without it, channels only the full network uses learn from group 0 alone; with it, the step
+    adds the gradient of plain training on the whole batch (and, with distill, sub-networks learn
+    from its probabilities): the update is exactly that sum."""
+    import copy
+
+    import torch.nn.functional as F
+
+    for distill in (0.0, 0.5):
+        model, before, data, widths, set_bn_groups = one_step(True, distill)
+        reference = build_supernet(SPEC)
+        reference.load_state_dict(before)
+        reference.train()
+        inputs = data.images.float().div(127.5).sub(1.0)
+        set_bn_groups(reference, 1)
+        full = reference(inputs)
+        F.cross_entropy(full, data.labels).backward()
+        teacher = full.detach().softmax(-1)
+        set_bn_groups(reference, 4)
+        order = torch.randperm(32, generator=torch.Generator().manual_seed(0))  # the batch train_epoch drew
+        logits = reference(inputs[order], widths(32))
+        loss = F.cross_entropy(logits, data.labels[order])
+        if distill:
+            loss = (1 - distill) * loss - distill * (teacher[order] * logits.log_softmax(-1)).sum(-1).mean()
+        loss.backward()
+        for name, p in reference.named_parameters():
+            expected = before[name] - p.grad
+            assert torch.allclose(model.state_dict()[name], expected, atol=1e-5), (distill, name)
+    plain_model, plain_before, *_ = one_step(False, 0.0)
+    moved = {k for k in plain_before if not torch.equal(plain_before[k], plain_model.state_dict()[k])}
+    assert moved, "a step without the largest pass still trains"
+
+
+def test_distillation_needs_the_largest_pass():
+    from netadapt.config import parse_config
+    from netadapt.errors import ConfigError
+    import pytest
+
+    with pytest.raises(ConfigError, match="supernet.distill: the teacher is the full network's pass"):
+        parse_config({"supernet": {"distill": 0.5}})
+    assert parse_config({"supernet": {"distill": 0.5, "largest": "batch"}}).supernet.distill == 0.5

@@ -1,0 +1,140 @@
+"""Benchmark: how close the super-network's largest sub-network comes to plain training at equal
+epochs, for each way of training it, side by side on the same data, model, batch and seeds.
+
+Variants (`supernet.*`): plain (`sampling: none`); ordered dropout with the full network on group 0
+only (`largest: group`, the default); with the full network also trained on the whole batch in a
+pass of its own (`largest: batch`); and that pass's predictions teaching the sampled sub-networks
+(`distill: 0.5`, in-place distillation). Reports holdout accuracy of the largest and the smallest
+sub-network (BN re-estimated on train batches, as the supernet stage's monitor does) and seconds
+per epoch; the gap is plain's largest minus the variant's, in points.
+
+    .venv/bin/python bench/supernet_quality.py [--model plain_cnn] [--epochs 3] [--seeds 0 1 2]
+
+Uses the prepared embedded dataset (made in a temp folder if `artifacts/prepared` is missing), or
+`--data-name/--data-root`. Writes `bench/results/supernet_quality_<model>.json` and `.png`; the last
+line is `largest_gap_points_<best variant>=<x>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from netadapt.config import load_config
+from netadapt.data import load_split, prepare_data
+from netadapt.evaluation import evaluate_subnet
+from netadapt.models import build_supernet
+from netadapt.stages import model_spec
+from netadapt.supernet import MONITOR_BN_BATCHES, train_supernet
+from netadapt.training import accuracy
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "plain": dict(sampling="none"),
+    "od, largest on group 0": dict(sampling="sandwich", largest="group", distill=0.0),
+    "od, largest on the batch": dict(sampling="sandwich", largest="batch", distill=0.0),
+    "od, largest on the batch + distill 0.5": dict(sampling="sandwich", largest="batch", distill=0.5),
+}
+
+
+def run(spec, train, holdout, sn, seed: int) -> dict:
+    torch.manual_seed(seed)
+    model = build_supernet(spec)
+    start = time.perf_counter()
+    history = train_supernet(model, train, holdout, replace(sn, epochs=sn.epochs), seed, torch.device("cpu"))
+    seconds = (time.perf_counter() - start) / max(sn.epochs, 1)
+    largest = accuracy(model, holdout, 512, torch.device("cpu"))[1]
+    smallest = evaluate_subnet(model, model.space().smallest(), holdout, batch_size=sn.batch_size,
+                               bn_recalibration_batches=MONITOR_BN_BATCHES, device=torch.device("cpu"),
+                               calibration=train)
+    return {"largest": largest, "smallest": smallest, "seconds_per_epoch": seconds, "loss": history[-1].loss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="plain_cnn")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--data-name", default="")
+    parser.add_argument("--data-root", default="")
+    args = parser.parse_args()
+    overrides = [f"model.name={args.model}", f"supernet.epochs={args.epochs}"]
+    if args.data_name:
+        overrides += [f"data.name={args.data_name}", f"data.root={args.data_root}"]
+    cfg = load_config(REPO / "params.yaml", overrides)
+    prepared = REPO / "artifacts" / "prepared"
+    if args.data_name or not (prepared / "meta.json").is_file():
+        prepared = Path(tempfile.mkdtemp()) / "prepared"
+        prepare_data(cfg.data, cfg.seed, prepared)
+    spec, train, holdout = model_spec(cfg, prepared), load_split(prepared, "train"), load_split(prepared, "holdout")
+    print(f"{spec.name} on {cfg.data.name}: {len(train)} train / {len(holdout)} holdout, {args.epochs} epochs, "
+          f"batch {cfg.supernet.batch_size}, group {cfg.supernet.group_size}, threads {torch.get_num_threads()}",
+          flush=True)
+    rows: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+    for seed in args.seeds:  # interleaved: each seed runs every variant
+        for name, settings in VARIANTS.items():
+            rows[name].append(run(spec, train, holdout, replace(cfg.supernet, **settings), seed))
+            r = rows[name][-1]
+            print(f"seed {seed}  {name:40s} largest {r['largest']:.4f}  smallest {r['smallest']:.4f}  "
+                  f"{r['seconds_per_epoch']:.1f} s/epoch", flush=True)
+    summary = {}
+    plain = statistics.median(r["largest"] for r in rows["plain"])
+    plain_s = statistics.median(r["seconds_per_epoch"] for r in rows["plain"])
+    for name, runs in rows.items():
+        largest = [r["largest"] for r in runs]
+        summary[name] = {"largest_median": statistics.median(largest), "largest_min": min(largest),
+                         "largest_max": max(largest),
+                         "smallest_median": statistics.median(r["smallest"] for r in runs),
+                         "gap_points": round(100 * (plain - statistics.median(largest)), 2),
+                         "epoch_ratio_to_plain": round(statistics.median(r["seconds_per_epoch"] for r in runs) / plain_s, 3)}
+        s = summary[name]
+        print(f"{name:40s} largest median {s['largest_median']:.4f} [{s['largest_min']:.4f}, {s['largest_max']:.4f}]  "
+              f"gap {s['gap_points']:+.2f} pts  smallest {s['smallest_median']:.4f}  epoch x{s['epoch_ratio_to_plain']}")
+    out = REPO / "bench" / "results" / f"supernet_quality_{spec.name}.json"
+    out.write_text(json.dumps({"settings": {"model": spec.name, "data": cfg.data.name, "train": len(train),
+                                            "holdout": len(holdout), "epochs": args.epochs, "seeds": args.seeds,
+                                            "batch_size": cfg.supernet.batch_size,
+                                            "group_size": cfg.supernet.group_size},
+                               "runs": rows, "summary": summary}, indent=2) + "\n")
+    plot(summary, out.with_suffix(".png"), f"{spec.name} on {cfg.data.name}, {args.epochs} epochs, "
+         f"{len(args.seeds)} seeds")
+    od = {k: v for k, v in summary.items() if k != "plain"}
+    best = min(od, key=lambda k: od[k]["gap_points"])
+    tag = best.replace(", ", "_").replace(" + ", "_").replace(" ", "_").replace(".", "")
+    print(f"largest_gap_points_{tag}={od[best]['gap_points']}")
+
+
+def plot(summary: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summary)
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    xs = range(len(names))
+    largest = [summary[n]["largest_median"] for n in names]
+    smallest = [summary[n]["smallest_median"] for n in names]
+    err = [[summary[n]["largest_median"] - summary[n]["largest_min"] for n in names],
+           [summary[n]["largest_max"] - summary[n]["largest_median"] for n in names]]
+    ax.bar([x - 0.2 for x in xs], largest, 0.4, yerr=err, capsize=3, label="largest sub-network")
+    ax.bar([x + 0.2 for x in xs], smallest, 0.4, label="smallest sub-network")
+    ax.set_xticks(list(xs), [f"{n}\n(epoch x{summary[n]['epoch_ratio_to_plain']})" for n in names], fontsize=7)
+    ax.set_ylabel("holdout accuracy (median over seeds)")
+    ax.set_ylim(min(smallest + largest) - 0.05, 1.0)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
