@@ -117,6 +117,7 @@ class SupernetConfig:
     largest: Literal["group", "batch"] = "group"  # the full network trains on group 0, or on the whole batch
     # in a second pass of its own
     distill: float = _num(0.0, ge=0.0, le=1.0)  # with largest: batch, weight of its soft labels for the others
+    augment: bool = False  # random horizontal flip + crop (reflect padding 4) of every training image
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ class FinetuneConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     nproc: int = _num(1, ge=1, le=MAX_PROCESSES)  # data-parallel processes (torchrun, DDP); 1: this one
     amp: bool = False  # mixed precision, as supernet.amp
+    augment: bool = False  # random flip + crop, as supernet.augment
 
 
 @dataclass(frozen=True)

@@ -508,7 +508,7 @@ def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         loss = train_epoch(trained, train, optimizer, scheduler, f.batch_size, generator, device,
                            label_smoothing=f.label_smoothing, desc=f"finetune epoch {epoch + 1}/{f.epochs}",
-                           world=world, amp=f.amp)
+                           world=world, amp=f.amp, augment=f.augment)
         holdout_acc = accuracy(model, holdout, f.batch_size, device)[1] if scored else 0.0
         curve.append({"epoch": epoch + 1, "loss": loss, "holdout_acc": holdout_acc,
                       "seconds": time.perf_counter() - t0})

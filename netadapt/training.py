@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from netadapt.augment import crop_flip
 from netadapt.data import Split
 from netadapt.data.split import class_mixed_order
 from netadapt.distributed import SINGLE, World, local_positions, mean_over_ranks
@@ -93,7 +94,7 @@ def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer
                 sample_widths: Callable[[int], Widths | None] = lambda b: None,
                 label_smoothing: float = 0.0, desc: str = "train", max_steps: int = 0,
                 group_size: int = 1, world: World = SINGLE, amp: bool = False, largest_pass: bool = False,
-                distill: float = 0.0) -> float:
+                distill: float = 0.0, augment: bool = False) -> float:
     """One pass over `split` (or `max_steps` batches); each batch gets widths from `sample_widths`.
 
     With per-sample widths, one forward-backward pass trains every sampled sub-network at once;
@@ -104,7 +105,8 @@ def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer
     on CUDA, bfloat16 on CPU). `largest_pass`: the full network also trains on the whole batch in a
     pass of its own (as plain training would), and with `distill` > 0 its predictions teach the
     sampled sub-networks (in-place distillation: their loss is (1 - distill) x cross-entropy with the
-    labels + distill x cross-entropy with the full network's probabilities). Returns the mean
+    labels + distill x cross-entropy with the full network's probabilities). `augment`: random flip
+    and crop (`augment.crop_flip`), drawn from `generator`. Returns the mean
     training loss (of the sampled sub-networks' pass).
     """
     scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
@@ -121,6 +123,8 @@ def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer
     bar = tqdm(batches(split, batch_size, generator, device, max_steps, drop_last, part), total=steps, desc=desc,
                unit="batch", leave=False, disable=None if world.writer else True)
     for inputs, labels in bar:
+        if augment:
+            inputs = crop_flip(inputs, generator, len(labels) if part is None else batch_size, part)
         widths = sample_widths(len(labels) if part is None else batch_size)
         if widths is not None:
             widths = {k: (v if part is None else v[part]).to(device) if isinstance(v, torch.Tensor) else v
