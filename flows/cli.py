@@ -4,7 +4,8 @@ Each stage subcommand reads the typed config (`--params`, `-S key=value` overrid
 stage function from `netadapt.stages` (the same one its Prefect task calls), writes the stage's
 stamp (`netadapt.stamps`: the flow then finds it up to date) and prints its metrics.
 Bad input exits with status 2 and one line naming the offending key or file, before Prefect is
-imported or any server starts.
+imported or any server starts. `flow` and `serve` evaluate a search's candidates in threads, or on
+Dask workers with `--task-runner dask` (`--dask-address tcp://HOST:PORT` or `local:N`).
 
 One writer per project: every stage command, `run`, `flow` and `serve` hold the project's lock
 (`<artifacts>/.lock`, `netadapt.lock`) for their whole duration; a second one exits 2 naming the
@@ -18,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import socket
@@ -32,6 +34,8 @@ from netadapt.errors import NetAdaptError
 
 STAGES = ["prepare", "profile", "supernet", "search", "finetune", "evaluate"]
 DEVICE_STAGES = ["profile", "search", "finetune", "evaluate"]  # those that run per named device (`--device`)
+TASK_RUNNERS = ("threads", "dask")
+DEFAULT_DASK_ADDRESS = "local:2"
 PIPELINES = {"run": "the whole pipeline in this process, stage after stage (no caching)",
              "flow": "the whole pipeline as a Prefect flow (cached tasks, mapped candidate evaluation)",
              "serve": "serve the Prefect flow as a deployment (schedule, UI) from this project"}
@@ -67,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("flow", "serve"):
             p.add_argument("--json", action="store_true",
                            help="print the result as one JSON line instead of a summary line per stage")
+            p.add_argument("--task-runner", choices=TASK_RUNNERS, default="threads",
+                           help="where candidate evaluations run: threads of this process, or Dask workers "
+                                "(--dask-address) (default: %(default)s)")
+            p.add_argument("--dask-address", metavar="ADDRESS", default=None,
+                           help="with --task-runner dask: the scheduler of an existing cluster (tcp://HOST:PORT), "
+                                f"or local:N for a local cluster of N single-threaded worker processes "
+                                f"(default: {DEFAULT_DASK_ADDRESS})")
         if name in DEVICE_STAGES:
             p.add_argument("--device", dest="device_name", default="", metavar="NAME",
                            help="run the stage for device NAME of the params' `devices` (its own table, search, "
@@ -152,8 +163,9 @@ def _run_all(args: argparse.Namespace) -> dict:
 
 def _quiet_prefect(record: logging.LogRecord) -> bool:
     """Prefect's INFO lines (a "Finished in state Completed()" per task run) stay in the UI; the
-    console gets our summary line per stage instead."""
-    return not (record.name.startswith("prefect") and record.levelno < logging.WARNING)
+    console gets our summary line per stage instead. So do a local Dask cluster's (workers joining and
+    leaving: `--task-runner dask`)."""
+    return not (record.name.startswith(("prefect", "distributed")) and record.levelno < logging.WARNING)
 
 
 def _prefect_env() -> None:
@@ -171,15 +183,49 @@ def _prefect_env() -> None:
         handler.addFilter(_quiet_prefect)
 
 
+def parse_dask_address(address: str) -> tuple[str, int | str]:
+    """`("local", N)` for `local:N` (a LocalCluster of N single-threaded worker processes), `("scheduler",
+    address)` for a scheduler's address (`tcp://HOST:PORT`, or `tls://`); NetAdaptError naming
+    `--dask-address` otherwise. Pure: callable before Prefect or Dask is imported."""
+    local = re.fullmatch(r"local:(\d+)", address.strip())
+    if local:
+        workers = int(local.group(1))
+        if not 1 <= workers <= 256:
+            raise NetAdaptError(f"--dask-address {address!r}: local:N needs 1 <= N <= 256 workers")
+        return "local", workers
+    remote = re.fullmatch(r"(tcp|tls)://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d+)", address.strip())
+    if remote and 0 < int(remote.group(3)) < 65536:
+        return "scheduler", address.strip()
+    raise NetAdaptError(f"--dask-address {address!r}: expected tcp://HOST:PORT (a running Dask scheduler) or local:N "
+                        f"(a local cluster of N workers), e.g. tcp://10.0.0.5:8786 or local:2")
+
+
+def _task_runner_options(args: argparse.Namespace) -> dict:
+    """The flow's task runner parameters, validated before any server or cluster starts."""
+    runner, address = getattr(args, "task_runner", "threads"), getattr(args, "dask_address", None)
+    if runner != "dask":
+        if address is not None:
+            raise NetAdaptError(f"--dask-address {address!r}: only with --task-runner dask")
+        return {"task_runner": runner, "dask_address": ""}
+    address = DEFAULT_DASK_ADDRESS if address is None else address
+    parse_dask_address(address)
+    import importlib.util
+
+    if importlib.util.find_spec("prefect_dask") is None:
+        raise NetAdaptError("--task-runner dask: prefect-dask is not installed (pip install prefect-dask==0.3.7)")
+    return {"task_runner": runner, "dask_address": address}
+
+
 def _flow_parameters(args: argparse.Namespace) -> dict:
     return {"params_file": str(args.params), "overrides": list(args.overrides), "artifacts": str(args.artifacts),
-            "metrics": str(args.metrics), "plots": str(args.plots)}
+            "metrics": str(args.metrics), "plots": str(args.plots), **_task_runner_options(args)}
 
 
 def _run_flow(args: argparse.Namespace) -> dict:
     """The Prefect flow, after the params are validated (bad input never imports Prefect)."""
     from netadapt.config import load_config
 
+    _task_runner_options(args)
     load_config(args.params, args.overrides)
     with _lock(args):  # the flow's stages run in this process: they share it
         _prefect_env()
@@ -247,6 +293,7 @@ def _serve(args: argparse.Namespace) -> dict | None:
     (`_prefect_env`: the project's cache), a local server unless PREFECT_API_URL names one."""
     from netadapt.config import load_config
 
+    _task_runner_options(args)
     load_config(args.params, args.overrides)
     with _lock(args):  # while serving: the runs (the runner's subprocesses) share it
         _prefect_env()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -43,10 +44,11 @@ from prefect import flow, unmapped
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 from prefect.states import State
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from netadapt import stages, stamps
 from netadapt.config import Config, load_config, to_dict
+from netadapt.errors import NetAdaptError
 from netadapt.io import clean_stale
 from netadapt.lock import project_lock
 from netadapt.search import Proposal
@@ -55,6 +57,57 @@ from netadapt_tasks.pipeline import (RESULT_SERIALIZER, candidate_task, dvc_comm
                                      folder_paths, guard_result_storage, iteration_task, proposal_from_data,
                                      read_result, seed_stage_cache, stage_config, stage_task)
 from netadapt_tasks.tracking import stage_run
+
+
+def candidate_runner(task_runner: str = "threads", dask_address: str = "") -> TaskRunner:
+    """The task runner of a search's candidate evaluations: `threads` (a thread pool in the flow's
+    process), or `dask` through `prefect_dask.DaskTaskRunner` at `dask_address`: a running scheduler
+    (`tcp://HOST:PORT`) or `local:N`, a `distributed.LocalCluster` of N worker processes of one thread
+    each, started for the search and closed after it. A Dask runner's workers import `netadapt_tasks`
+    and read the super-network and holdout from their paths (`evaluate_candidate`); `candidate_task`
+    pins torch to one thread on a worker."""
+    if task_runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=2)
+    if task_runner != "dask":
+        raise NetAdaptError(f"task_runner {task_runner!r}: expected threads or dask")
+    from prefect_dask import DaskTaskRunner
+
+    from netadapt_flows.cli import DEFAULT_DASK_ADDRESS, parse_dask_address
+
+    kind, where = parse_dask_address(dask_address or DEFAULT_DASK_ADDRESS)
+    if kind == "scheduler":
+        return DaskTaskRunner(address=where)
+    return DaskTaskRunner(cluster_class=local_cluster, cluster_kwargs={"n_workers": where, "env": worker_env()})
+
+
+# What a Dask nanny sets in the worker processes it spawns (`distributed.nanny.pre-spawn-environ`), less
+# MALLOC_TRIM_THRESHOLD_: setting it turns off glibc's dynamic mmap threshold, so every large torch
+# buffer is mmap'ed and unmapped again: candidate evaluation ran 2-3x slower (mostly system time).
+WORKER_THREADS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def local_cluster(n_workers: int, env: dict[str, str] | None = None, **kwargs: Any):
+    """A `distributed.LocalCluster` of `n_workers` worker processes of one thread each, with
+    `WORKER_THREADS_ENV` (+ `env`) set in the workers only: the nanny's pre-spawn environment (which it
+    would also write into this process's) is emptied, its malloc setting dropped."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                            env={**WORKER_THREADS_ENV, **(env or {})}, **kwargs)
+
+
+def worker_env() -> dict[str, str]:
+    """The environment of a local cluster's workers: this process's Prefect API (a server, or the
+    temporary one of an ephemeral run), so that workers report their task runs to it instead of each
+    starting a temporary API of its own (~10 s and a process per worker); their Prefect console lines
+    (a "Finished in state Completed()" per candidate) stay in the UI, as the flow's own do."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return {"PREFECT_API_URL": str(client.api_url).rstrip("/"),
+                "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING"}
 
 
 @flow(name="netadapt-search", persist_result=True, result_serializer=RESULT_SERIALIZER)
@@ -66,7 +119,8 @@ def search_flow(params: dict, folders: dict[str, str], key: str | None = None, d
     cfg, p = stage_config(params, device), folder_paths(folders, device)
     key = key or stamps.stage_key("search", cfg, p)
     identity = stages.search_identity(cfg, p)
-    kwargs = stages.candidate_settings(cfg, p)
+    kwargs = {k: str(Path(v).resolve()) if k.endswith("_path") else v  # absolute: a worker's cwd may differ
+              for k, v in stages.candidate_settings(cfg, p).items()}   # (not in the key: the files' digests are)
     iteration_states: list[str] = []
     candidate_states: list[str] = []
     iteration = [-1]  # the iteration being scored (-1: the unpruned network), to name candidate runs
@@ -103,11 +157,13 @@ UPSTREAM = {"profile": ("prepare",), "supernet": ("prepare",), "search": ("prepa
 
 
 def _run_stage(stage: str, cfg: Config, params: dict, folders: dict[str, str], wait_for: list,
-               device: str = "") -> State:
+               device: str = "", runner: dict | None = None) -> State:
     """Run a stage unless its stamp says it is up to date; then its task comes back Cached with the
-    stamp's metrics. The search runs as a subflow (iterations, mapped candidates) when it runs. Starts
+    stamp's metrics. The search runs as a subflow (iterations, mapped candidates over `runner`: the
+    `candidate_runner` parameters; threads by default) when it runs. Starts
     by removing what interrupted writes left behind (the flow holds the project's lock). `cfg` is the
     stage's config (a named device's for `device`)."""
+    runner = runner or {}
     p = folder_paths(folders, device)
     clean_stale([p.artifacts, p.metrics, p.plots])
     key = stamps.stage_key(stage, cfg, p)
@@ -115,16 +171,19 @@ def _run_stage(stage: str, cfg: Config, params: dict, folders: dict[str, str], w
     if stamp is not None:
         seed_stage_cache(stage, key, stamp["metrics"])
     elif stage == "search":
-        return search_flow(params, folders, key, device, return_state=True, wait_for=wait_for)
+        subflow = search_flow if runner.get("task_runner", "threads") == "threads" else \
+            search_flow.with_options(task_runner=candidate_runner(**runner))
+        return subflow(params, folders, key, device, return_state=True, wait_for=wait_for)
     task = stage_task.with_options(refresh_cache=None if stamp is not None else True)
     return task(stage, params, folders, key, device, return_state=True, wait_for=wait_for)
 
 
 @flow(name="netadapt-device", flow_run_name="{device}", persist_result=True, result_serializer=RESULT_SERIALIZER)
-def device_flow(device: str, params: dict, folders: dict[str, str]) -> dict:
+def device_flow(device: str, params: dict, folders: dict[str, str], runner: dict | None = None) -> dict:
     """A named device's branch, from the shared prepared data and super-network: its profile, search,
     finetune and evaluate (`stages.DEVICE_STAGES`), each skipped (Cached) when its stamp is current.
-    Returns each stage's state name and metrics."""
+    `runner`: where its search's candidates run (`candidate_runner`). Returns each stage's state name and
+    metrics."""
     guard_result_storage()
     cfg = stage_config(params, device)
     states: dict[str, str] = {}
@@ -132,7 +191,7 @@ def device_flow(device: str, params: dict, folders: dict[str, str]) -> dict:
     done: dict[str, State] = {}
     for stage in stages.DEVICE_STAGES:
         wait_for = [done[upstream] for upstream in UPSTREAM.get(stage, ()) if upstream in done]
-        done[stage] = _run_stage(stage, cfg, params, folders, wait_for, device)
+        done[stage] = _run_stage(stage, cfg, params, folders, wait_for, device, runner)
         states[stage] = done[stage].name
         results[stage] = done[stage].result()
     results["search"] = {"iteration_states": [], "candidates_cached": 0, "candidates_run": 0, **results["search"]}
@@ -154,11 +213,15 @@ def _route_library_logs() -> None:
 @flow(name="netadapt", task_runner=ThreadPoolTaskRunner(max_workers=2), persist_result=True,
       result_serializer=RESULT_SERIALIZER)
 def netadapt_flow(params_file: str = "params.yaml", overrides: list[str] | None = None,
-                  artifacts: str = "artifacts", metrics: str = "metrics", plots: str = "plots") -> dict:
+                  artifacts: str = "artifacts", metrics: str = "metrics", plots: str = "plots",
+                  task_runner: str = "threads", dask_address: str = "") -> dict:
     """prepare -> profile -> supernet -> search -> finetune -> evaluate; returns each stage's state
     name (Completed / Cached), its metrics, and what was recorded in dvc.lock. Holds the project's
-    lock (`<artifacts>/.lock`) throughout."""
+    lock (`<artifacts>/.lock`) throughout. `task_runner` / `dask_address`: where the searches' candidate
+    evaluations run (`candidate_runner`)."""
     guard_result_storage()
+    runner = {"task_runner": task_runner, "dask_address": dask_address}
+    candidate_runner(**runner)  # a bad runner fails here, before any stage runs
     cfg = load_config(params_file, list(overrides or []))
     params, folders = to_dict(cfg), {"artifacts": artifacts, "metrics": metrics, "plots": plots}
     pid = f"prefect-{flow_run.id}"
@@ -170,14 +233,14 @@ def netadapt_flow(params_file: str = "params.yaml", overrides: list[str] | None 
     with project_lock(artifacts, f"netadapt flow run {flow_run.name or flow_run.id}"):
         for stage in stages.STAGES:
             wait_for = [done[upstream] for upstream in UPSTREAM.get(stage, ())]
-            done[stage] = _run_stage(stage, cfg, params, folders, wait_for)
+            done[stage] = _run_stage(stage, cfg, params, folders, wait_for, runner=runner)
             states[stage] = done[stage].name
             results[stage] = done[stage].result()
         results["search"] = {"iteration_states": [], "candidates_cached": 0, "candidates_run": 0,
                              **results["search"]}
         devices = {}
         for name in cfg.devices:  # one after the other: profiling must not share the CPU
-            branch = device_flow(name, params, folders, return_state=True,
+            branch = device_flow(name, params, folders, runner, return_state=True,
                                  wait_for=[done["prepare"], done["supernet"]])
             devices[name] = branch.result()
         dvc = _record_in_dvc(params, folders)

@@ -26,9 +26,11 @@ import functools
 import hashlib
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 from prefect import task
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.context import TaskRunContext
@@ -260,12 +262,39 @@ def _candidate_name() -> str:
     return "base" if t < 0 else f"it{t}-cand{parameters.get('index', 0)}"
 
 
+def on_dask_worker() -> bool:
+    """Whether this code runs in a Dask worker (never imports Dask: a process that has not imported
+    `distributed` is no worker)."""
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return False
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def pin_worker_threads() -> None:
+    """One torch thread per Dask worker thread. Torch's intra-op pool is per process and defaults to one
+    thread per core: N worker processes on N cores would each run N threads (N*N threads fighting for N
+    cores: slower than N workers of one thread, and timings nobody can reason about). The scheduler's
+    workers are the parallelism here; each evaluation runs single-threaded. A Dask nanny already sets
+    OMP_NUM_THREADS=1 in the workers it spawns (`distributed.nanny.pre-spawn-environ`); this also holds
+    for workers started without one (`dask worker --no-nanny`) or with other settings. A worker of k
+    threads runs k evaluations at once, still one torch thread each. Outside a worker: no change (the
+    thread runner shares the flow's process and its settings)."""
+    if on_dask_worker() and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 @task(cache_key_fn=_candidate_key, persist_result=True, result_serializer=RESULT_SERIALIZER,
       task_run_name=_candidate_name, retries=2, retry_delay_seconds=2, retry_condition_fn=_transient)
 def candidate_task(arch_json: str, kwargs: dict, iteration: int = -1, index: int = 0) -> list[float]:
     """Score one architecture with the super-network's weights on holdout: [accuracy, seconds].
     Retried twice on a worker failure (not on bad input); `iteration` and `index` only name the run
-    (not in the cache key)."""
+    (not in the cache key). On a Dask worker, torch is pinned to one thread first (`pin_worker_threads`)."""
+    pin_worker_threads()
     return [float(x) for x in evaluate_candidate(arch_json, **kwargs)]
 
 
