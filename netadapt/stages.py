@@ -58,7 +58,7 @@ STAGE_PARAMS = {  # the params sections each stage reads (as in dvc.yaml; cache 
 HEADLINE_METRICS = {
     "prepare": ("train", "holdout", "test", "classes"),
     "profile": ("backend", "entries", "seconds", "base_latency_measured_ms", "base_latency_estimated_ms",
-                "lut_mean_abs_error", "lut_max_abs_error"),
+                "lut_mean_abs_error", "lut_max_abs_error", "width_only_min_ratio", "min_ratio"),
     "supernet": ("epochs", "seconds", "holdout_acc_largest", "holdout_acc_smallest"),
     "search": ("algorithm", "budget", "iterations", "candidates_evaluated", "reused_iterations", "seconds",
                "holdout_acc", "resource_estimated"),
@@ -251,9 +251,22 @@ def profile(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]
                "seconds": round(time.perf_counter() - start, 3), "constant_ms": table.constant_ms,
                "unit_offset_ms": table.unit_offset_ms,
                "base_latency_measured_ms": float(base.measured_ms),
-               "base_latency_estimated_ms": float(base.estimated_ms), **result.metrics()}
+               "base_latency_estimated_ms": float(base.estimated_ms), **result.metrics(),
+               **latency_reach(model, table)}
     write_metrics("profile", metrics, paths)
     return metrics
+
+
+def latency_reach(supernet: torch.nn.Module, table: LatencyTable) -> dict[str, float]:
+    """How far the search can go, as fractions of the base network's estimated latency: every
+    dimension at its smallest non-zero width (width alone, no block removed), and every dimension at
+    its minimum (blocks removed too). A budget below the first needs depth; below the second, a
+    smaller model or input."""
+    space, latency = supernet.space(), LatencyModel(supernet, table)
+    base = latency.estimate(space)
+    narrow = space.with_widths({d.name: d.min_width or d.granularity for d in space.dims})
+    return {"width_only_min_ratio": latency.estimate(narrow) / base,
+            "min_ratio": latency.estimate(space.smallest()) / base}
 
 
 def resource_model(cfg: Config, supernet: torch.nn.Module, paths: Paths) -> ResourceModel:

@@ -185,3 +185,20 @@ def test_model_and_onnx_publish_together(project, monkeypatch):
         main(["finetune", *args, "-S", "finetune.lr=0.03"])
     assert {p.name: p.read_bytes() for p in final.iterdir()} == before, "the earlier pair, untouched"
     assert not [p for p in final.parent.iterdir() if p.name.startswith(".finetune.")], "no staging left"
+
+
+def test_profile_reports_how_much_latency_width_alone_can_remove(project):
+    """`width_only_min_ratio`: every dimension at its smallest non-zero width, over the base (what a
+    budget below it needs blocks removed for); `min_ratio`: blocks removed too. Both from the table."""
+    from netadapt.models import build_supernet
+    from netadapt.resources.lookup_table import LatencyModel, LatencyTable
+
+    args, root = project
+    m = metrics(root, "profile")
+    assert 0 < m["min_ratio"] <= m["width_only_min_ratio"] < 1
+    cfg = load_config(REPO / "params.yaml", ["model.name=plain_cnn"])  # TINY's model
+    supernet = build_supernet(stages.model_spec(cfg, root / "a" / "prepared"))
+    latency = LatencyModel(supernet, LatencyTable.load(root / "a" / "profile" / "lut.csv"))
+    space = supernet.space()
+    assert m["min_ratio"] == pytest.approx(latency.estimate(space.smallest()) / latency.estimate(space))
+    assert set(json.loads((root / "m" / "profile.json").read_text())) >= {"width_only_min_ratio", "min_ratio"}
