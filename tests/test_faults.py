@@ -68,7 +68,7 @@ def make_data(root: Path) -> Path:
 DEBRIS = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$|^\..+\.old$|^\.lock(\..*)?$")
 # Timings, and what depends on them or on how much an interrupted run had already done.
 VOLATILE = re.compile(r"seconds|time|latency|_ms$|^p10|^p90|error|drift|spread|constant|offset|reused|"
-                      r"evaluated|units_|measured|rows_digest|outputs|attempts|^digest$")
+                      r"evaluated|units_|measured|rows_digest|outputs|attempts|^digest$|min_ratio")
 
 
 def debris(root: Path) -> list[str]:
