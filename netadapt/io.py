@@ -106,6 +106,12 @@ def clean_stale(folders: list[str | Path]) -> list[Path]:
     return touched
 
 
+def file_blocks(path: str | Path, size: int = 1 << 20) -> Iterator[bytes]:
+    """A file's bytes, `size` at a time: hashing a file (a prepared split) larger than memory."""
+    with open(path, "rb") as stream:
+        yield from iter(lambda: stream.read(size), b"")
+
+
 def content_digest(paths: list[Path]) -> str:
     """Digest of files and folders (every file below, sorted), by content and by name relative to the
     path given, so a moved project keeps its digests; a missing path counts as such."""
@@ -117,9 +123,8 @@ def content_digest(paths: list[Path]) -> str:
             if not f.is_file():
                 h.update(b"<missing>")
                 continue
-            with open(f, "rb") as stream:  # by blocks: a prepared split can be larger than memory
-                for block in iter(lambda: stream.read(1 << 20), b""):
-                    h.update(block)
+            for block in file_blocks(f):
+                h.update(block)
     return h.hexdigest()[:16]
 
 

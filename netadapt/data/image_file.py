@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from netadapt.errors import DataError
+from netadapt.io import file_blocks
 
 NPY_VERSION = (1, 0)
 VERIFY_BYTES = 4 << 30  # files up to this size are checked against their digest when a split is loaded
@@ -26,9 +27,8 @@ VERIFY_BYTES = 4 << 30  # files up to this size are checked against their digest
 
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            h.update(block)
+    for block in file_blocks(path):
+        h.update(block)
     return h.hexdigest()
 
 
