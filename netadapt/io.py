@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import torch
 
-from netadapt.errors import NetAdaptError
+from netadapt.errors import NetAdaptError, describe
 
 
 _UMASK = os.umask(0o022)  # read once, at import (single-threaded): umask can only be read by setting it
@@ -156,8 +156,7 @@ def read_json(path: str | Path) -> Any:
     try:
         return json.loads(Path(path).read_bytes().decode("utf-8"))
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        first = (str(exc).strip().splitlines() or [""])[0][:120]
-        raise DamagedArtifact(f"{path}: not valid JSON ({type(exc).__name__}: {first})") from None
+        raise DamagedArtifact(f"{path}: not valid JSON ({describe(exc, 120)})") from None
 
 
 def save_tensors(path: str | Path, obj: Any) -> None:
@@ -203,8 +202,7 @@ def load_checkpoint(path: str | Path, keys: tuple[str, ...], what: str) -> dict[
     except DamagedArtifact as exc:
         raise NetAdaptError(f"{exc} (a {what})") from None
     except Exception as exc:  # noqa: BLE001 - whatever torch or pickle says, one line naming the file
-        first = (str(exc).strip().splitlines() or [""])[0][:160]
-        raise NetAdaptError(f"{path}: not a readable {what} ({type(exc).__name__}: {first})") from None
+        raise NetAdaptError(f"{path}: not a readable {what} ({describe(exc)})") from None
     missing = [k for k in keys if not isinstance(blob, dict) or k not in blob]
     if missing:
         raise NetAdaptError(f"{path}: not a {what} (missing {', '.join(missing)})")

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from netadapt.arch import Architecture, ModelSpec
 from netadapt.config import Config, check_model_widths, to_dict
-from netadapt.errors import NetAdaptError
+from netadapt.errors import NetAdaptError, describe
 from netadapt.data import load_info, load_split, prepare_data
 from netadapt.distributed import barrier, current_world, launch, wrap
 from netadapt.evaluation import evaluate_candidate
@@ -395,10 +395,8 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
         except Exception as exc:  # noqa: BLE001 - a text file, a truncated archive, another object: one line
             if not s.start_checkpoint:
                 raise
-            first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:120]
-            detail = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
             raise NetAdaptError(f"search.start_checkpoint: {start_path} is not a super-network checkpoint "
-                                f"({detail})") from None
+                                f"({describe(exc, 120, first_sentence=True)})") from None
         if not start_network.space().same_space(space):
             raise NetAdaptError(f"search.start_checkpoint: {start_path} is not a network of this search space")
         v1 = NetAdaptV1(start_network, resource, load_split(paths.prepared, "train"),
@@ -477,8 +475,7 @@ def history_frame(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:  # EmptyDataError is a ValueError
-        first = (str(exc).strip().splitlines() or [""])[0][:120]
-        raise NetAdaptError(f"{path}: not a search history ({type(exc).__name__}: {first}); run `netadapt search` "
+        raise NetAdaptError(f"{path}: not a search history ({describe(exc, 120)}); run `netadapt search` "
                             f"again") from None
     missing = [c for c in COLUMNS if c not in frame.columns]
     numbers = ("iteration", "resource_estimated", "holdout_acc")

@@ -20,7 +20,7 @@ from netadapt.arch import Architecture
 from netadapt.config import MIN_GROUPS, SupernetConfig
 from netadapt.data import Split
 from netadapt.distributed import SINGLE, World, barrier, check_split, wrap
-from netadapt.errors import ConfigError, NetAdaptError
+from netadapt.errors import ConfigError, NetAdaptError, describe
 from netadapt.evaluation import evaluate_subnet
 from netadapt.io import load_checkpoint, save_tensors
 from netadapt.models import build_supernet
@@ -132,8 +132,7 @@ def rebuild(path: Path, blob: dict, build: Callable[[Architecture], nn.Module], 
     try:
         model.load_state_dict(blob["state_dict"])
     except (RuntimeError, TypeError, AttributeError) as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:160]
-        raise NetAdaptError(f"{path}: weights do not fit the network it describes ({first})") from None
+        raise NetAdaptError(f"{path}: weights do not fit the network it describes ({describe(exc)})") from None
     return model.eval()
 
 

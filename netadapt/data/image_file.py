@@ -18,7 +18,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from netadapt.errors import DataError
+from netadapt.errors import DataError, describe
 from netadapt.io import file_blocks
 
 NPY_VERSION = (1, 0)
@@ -76,8 +76,7 @@ class ImageFile:
         except FileNotFoundError:
             raise DataError(f"{self.path}: not found; run `netadapt prepare` again") from None
         except (ValueError, OSError, SyntaxError) as exc:
-            first = (str(exc).strip().splitlines() or [""])[0][:120]
-            raise DataError(f"{self.path}: not a prepared image file ({first}); run `netadapt prepare` "
+            raise DataError(f"{self.path}: not a prepared image file ({describe(exc, 120)}); run `netadapt prepare` "
                             f"again") from None
         if dtype != np.uint8 or fortran or len(shape) != 4:
             raise DataError(f"{self.path}: holds {dtype} {list(shape)} (fortran order: {fortran}), expected "

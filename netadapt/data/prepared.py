@@ -26,7 +26,7 @@ from netadapt.config import DataConfig
 from netadapt.data.datasets import RawSplit, read_dataset
 from netadapt.data.image_file import VERIFY_BYTES, ImageFile, file_sha256, write_images
 from netadapt.data.split import class_mixed_order, stratified_split
-from netadapt.errors import DataError, NetAdaptError
+from netadapt.errors import DataError, NetAdaptError, describe
 from netadapt.io import atomic_dir, load_tensors, read_json, save_tensors, write_json
 
 SPLITS = ("train", "holdout", "test")
@@ -100,8 +100,7 @@ def load_info(prepared: Path) -> DataInfo:
         info = DataInfo(raw["dataset"], list(raw["classes"]), tuple(int(n) for n in raw["input_shape"]),
                         dict(raw["counts"]))
     except (ValueError, KeyError, TypeError) as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:120]
-        raise DataError(f"{meta}: not a prepared-data description ({type(exc).__name__}: {first}); run "
+        raise DataError(f"{meta}: not a prepared-data description ({describe(exc, 120)}); run "
                         f"`netadapt prepare` again") from None
     if len(info.input_shape) != 3 or min(info.input_shape) < 1 or len(info.classes) < 2:
         raise DataError(f"{meta}: input shape {list(info.input_shape)} with {len(info.classes)} classes is not "
@@ -121,9 +120,8 @@ def load_split(prepared: Path, name: str) -> Split:
     except NetAdaptError:
         raise
     except Exception as exc:  # noqa: BLE001 - torch.load's errors on a damaged file have no common base
-        first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:120]
-        detail = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-        raise DataError(f"{path}: not a prepared split ({detail}); run `netadapt prepare` again") from None
+        raise DataError(f"{path}: not a prepared split ({describe(exc, 120, first_sentence=True)}); run "
+                        f"`netadapt prepare` again") from None
     if not (isinstance(labels, torch.Tensor) and labels.dim() == 1 and isinstance(images_name, str)
             and Path(images_name).name == images_name and len(shape) == 4 and shape[0] == len(labels)):
         raise DataError(f"{path}: not a prepared split (N labels and the name of an images file of N "
