@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -47,6 +48,10 @@ log = logging.getLogger("netadapt")
 
 EXHAUSTIVE_LIMIT = 20_000  # architectures, for models that cannot enumerate their units block by block
 CALIBRATION_NETWORKS, CALIBRATION_SEED = 4, 10_007  # random networks besides the full and the smallest
+# Calibration also measures every dimension at these fractions of its range above its narrowest
+# non-zero width (no block removed): random networks all have mid-range widths, so without these the
+# fit never sees narrow networks, where a unit timed alone is mostly per-call overhead.
+WIDTH_LADDER = (0.0, 0.25, 0.5, 0.75)
 BURST_WARMUP, BURST = 3, 5  # whole networks: untimed then timed runs each time a network's turn comes
 
 
@@ -330,8 +335,12 @@ def measure_table(supernet: nn.Module, settings: ProfileSettings, fidelity_sampl
     2. Calibration networks (full, smallest, a few random) and held-out networks (`fidelity_samples`
        random ones, none of them a calibration network) are measured together, in one rotation.
     3. The table is rescaled from the reference's speed to the full network's speed in that
-       rotation, and `measured = table sum + n_units * offset + constant` is fitted by least
-       squares over the calibration networks. All comparisons are then at one machine speed.
+       rotation, and `measured = scale * table sum + n_units * offset + constant` is fitted by least
+       squares over the calibration networks (`fit_calibration`); the table's entries are multiplied
+       by `scale`. A unit timed alone pays a per-call cost that a network pays less of; the offset
+       takes that out per unit and the scale corrects the rest in proportion, so neither the full
+       network nor the narrowest (both in the fit) is mis-estimated. All comparisons are then at one
+       machine speed.
     4. Every measured network is compared with its estimate; those of the fit are marked `in_fit`,
        since their error is optimistic.
 
@@ -356,13 +365,17 @@ def measure_table(supernet: nn.Module, settings: ProfileSettings, fidelity_sampl
             row[key] *= scale
     context = TableContext.current(settings.backend, settings.threads, settings.batch_size,
                                    (settings.command or CommandSettings()).template)
-    table = LatencyTable(context, pd.DataFrame(rows, columns=KEY_FIELDS + ["latency_ms", "p10_ms", "p90_ms"]),
-                         0.0, interpolate)
-    table.unit_offset_ms, table.constant_ms = fit_offset_and_constant(
-        [len(supernet.layers(a)) for _, a in calibration],
-        [measured[a.widths_json()] - table.estimate_layers(supernet.layers(a)) for _, a in calibration])
-    log.info("latency table: %d units, offset %.5f ms per unit, constant %.4f ms (fitted on %d networks)",
-             len(table), table.unit_offset_ms, table.constant_ms, len(calibration))
+    columns = KEY_FIELDS + ["latency_ms", "p10_ms", "p90_ms"]
+    table = LatencyTable(context, pd.DataFrame(rows, columns=columns), 0.0, interpolate)
+    fit_scale, offset, constant = fit_calibration(
+        [table.estimate_layers(supernet.layers(a)) for _, a in calibration],
+        [len(supernet.layers(a)) for _, a in calibration], [measured[a.widths_json()] for _, a in calibration])
+    for row in rows:
+        for key in ("latency_ms", "p10_ms", "p90_ms"):
+            row[key] *= fit_scale
+    table = LatencyTable(context, pd.DataFrame(rows, columns=columns), constant, interpolate, offset)
+    log.info("latency table: %d units, scale %.3f, offset %.5f ms per unit, constant %.4f ms (fitted on %d "
+             "networks)", len(table), fit_scale, table.unit_offset_ms, table.constant_ms, len(calibration))
     report = []
     for name, arch in checked:
         estimated, real = table.estimate_layers(supernet.layers(arch)), measured[arch.widths_json()]
@@ -372,12 +385,45 @@ def measure_table(supernet: nn.Module, settings: ProfileSettings, fidelity_sampl
                    units_measured=units.measured, units_from_cache=units.from_cache)
 
 
-def fit_offset_and_constant(units: list[int], residuals: list[float]) -> tuple[float, float]:
-    """Least squares of residual = units * offset + constant; offset 0 if all unit counts agree."""
-    mean_n, mean_r = statistics.fmean(units), statistics.fmean(residuals)
-    var_n = sum((n - mean_n) ** 2 for n in units)
-    offset = sum((n - mean_n) * (r - mean_r) for n, r in zip(units, residuals)) / var_n if var_n else 0.0
-    return offset, mean_r - offset * mean_n
+CALIBRATION_MODELS = (("scale", "offset"), ("offset",), ("scale",), ())  # the fitted terms besides the constant
+
+
+def fit_calibration(sums: list[float], units: list[int], measured: list[float]) -> tuple[float, float, float]:
+    """`measured = scale * sum + units * offset + constant` over the calibration networks (`sums`:
+    their table sums, `units`: their unit counts), by least squares; returns (scale, offset, constant).
+
+    Of the models with some terms left out (scale 1, offset 0) the one with the smallest
+    leave-one-out relative error is kept, so a term that noise rather than the machine would set is
+    not fitted (on eager torch an offset alone does as well; on ONNX Runtime the scale matters). A
+    model the networks cannot determine, or whose scale is not positive (a wider unit would make a
+    network faster), is never used."""
+    y, s, n = np.asarray(measured, float), np.asarray(sums, float), np.asarray(units, float)
+    usable = [names for names in CALIBRATION_MODELS if _solve(names, s, n, y) is not None]
+    if len(y) >= 5:
+        usable.sort(key=lambda names: _leave_one_out_error(names, s, n, y))  # stable: ties keep the order
+    return _solve(usable[0], s, n, y)  # () always solves
+
+
+def _solve(names: tuple[str, ...], s: np.ndarray, n: np.ndarray, y: np.ndarray) -> tuple[float, float, float] | None:
+    x = np.column_stack([{"scale": s, "offset": n}[c] for c in names] + [np.ones_like(y)])
+    if np.linalg.matrix_rank(x) < x.shape[1]:
+        return None
+    coef = np.linalg.lstsq(x, y if "scale" in names else y - s, rcond=None)[0]
+    fitted = dict(zip(names, (float(c) for c in coef)))
+    scale = fitted.get("scale", 1.0)
+    return (scale, fitted.get("offset", 0.0), float(coef[-1])) if scale > 0 else None
+
+
+def _leave_one_out_error(names: tuple[str, ...], s: np.ndarray, n: np.ndarray, y: np.ndarray) -> float:
+    errors = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        fit = _solve(names, s[keep], n[keep], y[keep])
+        if fit is None:
+            return math.inf
+        scale, offset, constant = fit
+        errors.append(abs(scale * s[i] + offset * n[i] + constant - y[i]) / y[i])
+    return float(np.mean(errors))
 
 
 def network_latencies(supernet: nn.Module, archs: list[Architecture], settings: ProfileSettings,
@@ -401,11 +447,22 @@ def network_latencies(supernet: nn.Module, archs: list[Architecture], settings: 
     return [Timing.of(s).median_ms for s in samples]
 
 
+def width_ladder(space: Architecture) -> list[tuple[str, Architecture]]:
+    """Every dimension at each `WIDTH_LADDER` fraction of its range above its narrowest non-zero
+    width (on its grid): no block removed, named `width0.25` etc.; `width0` is the narrowest."""
+    def at(d, fraction: float) -> int:
+        low = d.min_width or d.granularity
+        return low + d.granularity * round((d.max_width - low) * fraction / d.granularity)
+    return [(f"width{fraction:g}", space.with_widths({d.name: at(d, fraction) for d in space.dims}))
+            for fraction in WIDTH_LADDER]
+
+
 def calibration_architectures(space: Architecture) -> list[tuple[str, Architecture]]:
-    """The networks the table is rescaled (base) and fitted on: base, smallest and
+    """The networks the table is rescaled (base) and fitted on: base, smallest, the width ladder and
     `CALIBRATION_NETWORKS` random ones, named, without duplicates."""
     picks, seen = [], set()
-    for name, arch in sample_architectures(space, CALIBRATION_NETWORKS, CALIBRATION_SEED):
+    sampled = sample_architectures(space, CALIBRATION_NETWORKS, CALIBRATION_SEED)
+    for name, arch in sampled[:2] + width_ladder(space) + sampled[2:]:
         if arch.widths_json() not in seen:
             seen.add(arch.widths_json())
             picks.append((name.replace("random", "calibration"), arch))

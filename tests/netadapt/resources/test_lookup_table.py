@@ -1,11 +1,13 @@
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from netadapt.arch import ModelSpec
+from netadapt.config import ProfileConfig
 from netadapt.errors import NetAdaptError
 from netadapt.layers import LayerSpec
 from netadapt.models import build_supernet
@@ -13,7 +15,7 @@ from netadapt.resources import ResourceModel
 from netadapt.resources.backends import time_module
 from netadapt.resources.lookup_table import KEY_FIELDS, LatencyModel, LatencyTable, TableContext, TableError
 from netadapt.plots import plot_fidelity
-from netadapt.resources.profiling import (ProfileSettings, enumerate_layers, fit_offset_and_constant,
+from netadapt.resources.profiling import (ProfileSettings, calibration_architectures, enumerate_layers, fit_calibration,
                                           profile_space, sample_architectures)
 from netadapt.resources.units import build_unit
 
@@ -157,11 +159,22 @@ def test_estimate_adds_the_per_unit_offset(tmp_path: Path):
     assert LatencyTable.load(tmp_path / "lut.csv").unit_offset_ms == 0.01
 
 
-def test_offset_and_constant_fit_recovers_a_known_line():
-    units = [43, 16, 30, 25, 38]
-    offset, constant = fit_offset_and_constant(units, [0.004 * n - 0.1 for n in units])
-    assert offset == pytest.approx(0.004) and constant == pytest.approx(-0.1)
-    assert fit_offset_and_constant([10, 10], [0.2, 0.4]) == (0.0, pytest.approx(0.3))
+def test_calibration_fit_recovers_a_known_plane():
+    sums, units = [0.9, 0.2, 0.5, 0.4, 0.7, 0.3], [43, 16, 30, 25, 38, 43]
+    measured = [1.2 * s - 0.002 * n + 0.05 for s, n in zip(sums, units)]
+    assert fit_calibration(sums, units, measured) == (pytest.approx(1.2), pytest.approx(-0.002), pytest.approx(0.05))
+
+
+def test_calibration_fit_leaves_out_what_the_networks_cannot_tell_apart():
+    # one unit count: no offset, the scale and constant still fitted
+    assert fit_calibration([0.2, 0.4, 0.6], [10, 10, 10], [0.3, 0.5, 0.7]) == (
+        pytest.approx(1.0), 0.0, pytest.approx(0.1))
+    # a negative scale (wider networks measured faster: noise) falls back to scale 1 and an offset
+    sums, units = [0.2, 0.4, 0.6, 0.3], [10, 20, 30, 30]
+    measured = [-0.5 * s + 0.01 * n + 0.5 for s, n in zip(sums, units)]
+    offset, constant = np.polyfit(units, [m - s for m, s in zip(measured, sums)], 1)
+    assert fit_calibration(sums, units, measured) == (1.0, pytest.approx(offset), pytest.approx(constant))
+    assert fit_calibration([0.3], [10], [0.5]) == (1.0, 0.0, pytest.approx(0.2))
 
 
 def test_profile_space_on_a_tiny_net(tmp_path: Path):
@@ -170,9 +183,10 @@ def test_profile_space_on_a_tiny_net(tmp_path: Path):
     table, check = result.table, result.fidelity
     assert len(table) == len(enumerate_layers(model))
     assert (table.entries.latency_ms > 0).all()
-    assert list(check.network) == ["base", "smallest", "calibration0", "calibration1", "calibration2",
-                                   "calibration3", "random0", "random1", "random2"]
-    assert check.in_fit.tolist() == [True] * 6 + [False] * 3
+    fitted = [name for name, _ in calibration_architectures(model.space())]
+    assert fitted[:2] == ["base", "smallest"] and {"calibration0", "width0.5"} <= set(fitted)
+    assert list(check.network) == fitted + ["random0", "random1", "random2"]
+    assert check.in_fit.tolist() == [True] * len(fitted) + [False] * 3
     assert list(result.held_out.network) == ["random0", "random1", "random2"]
     assert (check.measured_ms > 0).all() and result.attempts == 1
     assert check.rel_error.tolist() == pytest.approx(
@@ -199,11 +213,12 @@ def test_profile_stage_through_the_cli(idx_root: Path, tmp_path: Path):
                 "lut_mean_abs_error", "lut_max_abs_error"]:
         assert key in metrics
     metrics = json.loads((tmp_path / "a" / "reports" / "profile.json").read_text())  # every metric
-    assert metrics["backend"] == "torch-cpu" and metrics["fidelity_networks"] == 2
+    backend = ProfileConfig().backend  # the default, as params.yaml's
+    assert metrics["backend"] == backend and metrics["fidelity_networks"] == 2
     assert {"lut_in_sample_mean_abs_error", "reference_drift", "unit_repeat_spread", "attempts"} <= set(metrics)
     table = LatencyTable.load(tmp_path / "a" / "profile" / "lut.csv")
     assert len(table) == metrics["entries"]
-    table.check(TableContext.current("torch-cpu", 1, 1))
+    table.check(TableContext.current(backend, 1, 1))
     assert (tmp_path / "p" / "fidelity.png").is_file()
     assert pd.read_csv(tmp_path / "p" / "fidelity.csv").network.tolist()[:2] == ["base", "smallest"]
 

@@ -92,7 +92,7 @@ def test_a_bad_attempt_discards_the_cache_and_the_retry_times_every_unit(monkeyp
     specs = enumerate_layers(model)
     cache = UnitCache(tmp_path, cache_context(model, FAST))
     base_ms = sum(unit_ms(s) for s in model.layers(model.space()))  # what the fake reference reads
-    cache.append({s: CachedUnit(unit_ms(s) * (5.0 if i % 2 else 1.0), 0.0, 0.0, base_ms, "busy-0")
+    cache.append({s: CachedUnit(unit_ms(s) * (10.0 if i % 3 == 0 else 1.0), 0.0, 0.0, base_ms, "busy-0")
                   for i, s in enumerate(specs)})
     result = profile_space(model, FAST, fidelity_samples=4, seed=0, max_error=0.2, max_attempts=2, cache_dir=tmp_path)
     assert result.attempts == 2 and result.error == pytest.approx(0, abs=1e-9)
