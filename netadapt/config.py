@@ -70,7 +70,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ProfileConfig:
-    backend: Literal["torch-cpu", "onnxruntime-cpu", "torch-cuda", "command"] = "torch-cpu"
+    # as params.yaml: onnxruntime's small per-op cost lets width move latency (eager torch at batch 1: overhead)
+    backend: Literal["torch-cpu", "onnxruntime-cpu", "torch-cuda", "command"] = "onnxruntime-cpu"
     threads: int = _num(1, ge=1, le=4096)
     batch_size: int = _num(1, ge=1, le=MAX_COUNT)
     warmup: int = _num(5, ge=0, le=MAX_COUNT)

@@ -101,7 +101,7 @@ def pipeline_id() -> str:
 
 
 def pipeline_name(cfg: Config) -> str:
-    """A parent run's name: `fashion-mnist · mobilenet_v2 · latency ≤ 50% · torch-cpu`."""
+    """A parent run's name: `fashion-mnist · mobilenet_v2 · latency ≤ 50% · onnxruntime-cpu`."""
     s = cfg.search
     unit = {"latency": " ms", "macs": " MACs", "params": " params"}.get(s.metric, "")
     budget = f"{s.budget * 100:g}%" if s.budget_type == "relative" else f"{s.budget:g}{unit}"

@@ -117,7 +117,7 @@ def test_a_pipeline_is_one_parent_run_with_a_child_per_stage(tmp_path: Path, tra
     assert version.tags["latency_ratio"] == f"{evaluate['latency_ratio']:.6g}"
     assert (version.tags["budget"], version.tags["budget_metric"]) == ("0.5", "macs")
     assert version.tags["budget_met"] == str(evaluate["budget_met"]).lower()
-    assert version.tags["backend"] == "torch-cpu" and version.tags["dataset_digest"] == digest
+    assert version.tags["backend"] == "onnxruntime-cpu" and version.tags["dataset_digest"] == digest  # the default
     assert version.tags["git_commit"] == tracking.git_commit() != ""
     assert version.tags["netadapt.evaluate_run_id"] == children["evaluate"].info.run_id
     assert "Test accuracy" in version.description and digest in version.description
