@@ -1,0 +1,438 @@
+"""Benchmark: does the search find more accurate networks than a hand-made shrink at equal measured
+latency, and how long does each method take? Side by side on a real dataset, every method with the
+same final training.
+
+Methods, each a (dataset, method, budget, seed) *cell*:
+- `netadapt_v2`: MCD search (`search.algorithm: mcd`) on the ordered-dropout super-network.
+- `netadapt_v1`: NetAdapt V1 (`search.algorithm: netadapt`) on a plainly trained super-network of
+  the same epochs; its long-term fine-tune is the final training below (`long_term_epochs: 0`).
+  `netadapt_v1_dr0.04` (not in the default list): the same with dR_0 = 4% of the base.
+- `uniform`: one width multiplier for every dimension, the largest whose lookup-table estimate meets
+  the budget; where width alone cannot reach it, bypassable blocks are removed evenly across the
+  network first (uniform depth + width).
+- `random`: random widths, then grown/shrunk one grid step at a time on random dimensions until the
+  estimate lies in [0.97, 1] x budget (a random network at the same estimate).
+- `best_of_n`: N such random networks scored like MCD's candidates (BN re-estimated, holdout accuracy
+  with the super-network's weights), the best kept; N = the V2 cell's candidates evaluated.
+Every method but V1 starts its final training from the ordered-dropout super-network's weights
+(`finetune.init: supernet`, `finetune.epochs` the same for all); V1 from its own pruned network.
+The stages are the pipeline's own functions (`netadapt.stages`), so this measures the tool as shipped.
+
+Each cell's figures are written to `--cells` (committed) when it finishes and skipped when present,
+so the benchmark can be spread over several sessions; so is the lookup table they were searched with
+(`<cells>/<setup>.lut/`), which later runs reuse. The heavy artifacts (prepared data, super-networks,
+fine-tuned models) live under `--work` and are rebuilt when missing. At the end of every
+run all finished cells' networks (and the base network) are timed side by side in one process,
+interleaved in bursts, threads pinned (`network_latencies`), on the bench's backend; that is the
+latency every table and plot reports.
+
+    .venv/bin/python bench/search_quality.py --dataset cifar10 --budgets 0.5 --seeds 0 1 2
+
+Writes `bench/results/search_quality.json` and `.png` (test accuracy vs measured latency, one curve
+per method, error bars over seeds). Last line: `v2_minus_uniform_pts=<mean over seeds, CIFAR-10, 0.5>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import shutil
+import statistics
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netadapt import stages
+from netadapt.arch import Architecture
+from netadapt.config import Config, load_config
+from netadapt.data import load_split, prepare_data
+from netadapt.data.datasets import RawSplit
+from netadapt.data.prepared import _write_split
+from netadapt.errors import NetAdaptError
+from netadapt.evaluation import evaluate_candidate
+from netadapt.finetune import load_network
+from netadapt.io import read_json, write_json
+from netadapt.models import build_supernet
+from netadapt.resources.lookup_table import LatencyModel
+from netadapt.resources.profiling import network_latencies
+from netadapt.stages import Paths
+from netadapt.supernet import load_supernet
+from netadapt.training import accuracy
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ("netadapt_v2", "netadapt_v1", "uniform", "random", "best_of_n", "netadapt_v1_dr0.04")
+DEFAULT_METHODS = METHODS[:5]
+# V1 proposes one dimension at a time, so a cut that no single dimension can make alone leaves it few
+# proposals (often one: removing a block). `netadapt_v1_dr0.04` gives it a finer schedule (dR_0 = 4%
+# of the base instead of the 10% MCD uses): more proposals per iteration, more iterations.
+V1_FINE = {"initial_reduction": 0.04}
+DATASETS = {"cifar10": "../shared/data/cifar-10", "fashion-mnist": "../shared/data/fashion-mnist"}
+RANDOM_WINDOW = 0.97  # a random network's estimate lies in [RANDOM_WINDOW, 1] x budget
+log = logging.getLogger("bench")
+
+
+class Infeasible(Exception):
+    """The method cannot reach the budget (e.g. below the smallest network): recorded, not retried."""
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every cell of one dataset shares; part of each cell's identity (a changed setting is a new cell)."""
+
+    dataset: str
+    train_per_class: int  # class-balanced subset of the prepared train split; 0 = all of it
+    model: str
+    backend: str
+    supernet_epochs: int
+    final_epochs: int
+    candidates: int  # J
+    eval_batches: int  # holdout batches per candidate score (0 = all)
+
+    @property
+    def key(self) -> str:
+        return (f"{self.dataset}-{self.model}-n{self.train_per_class}-s{self.supernet_epochs}-f{self.final_epochs}"
+                f"-j{self.candidates}-e{self.eval_batches}-{self.backend}")
+
+
+def overrides(setup: Setup, data_root: str, seed: int) -> list[str]:
+    """The pipeline config of this setup: params.yaml with these keys overridden."""
+    return [f"seed={seed}", f"data.name={setup.dataset}", f"data.root={data_root}", f"model.name={setup.model}",
+            f"profile.backend={setup.backend}", f"supernet.epochs={setup.supernet_epochs}",
+            "supernet.largest=batch", "supernet.distill=0.5", "supernet.device=cpu", "finetune.device=cpu",
+            f"finetune.epochs={setup.final_epochs}", "finetune.init=supernet",
+            f"search.candidates={setup.candidates}", f"search.eval_batches={setup.eval_batches}",
+            "search.long_term_epochs=0"]
+
+
+# -- shared artifacts -------------------------------------------------------------------------------
+
+def prepared(setup: Setup, cfg: Config, work: Path) -> Path:
+    """The dataset prepared once (seed 0 split), its train split cut to `train_per_class` per class."""
+    folder = work / "prepared"
+    if (folder / "meta.json").is_file():
+        return folder
+    full = work / "prepared-full"
+    if not (full / "meta.json").is_file():
+        prepare_data(cfg.data, 0, full)
+    if not setup.train_per_class:
+        full.rename(folder)
+        return folder
+    train = load_split(full, "train")
+    labels = train.labels.numpy()
+    index = np.sort(np.concatenate([np.flatnonzero(labels == c)[:setup.train_per_class]
+                                    for c in np.unique(labels)]))  # prepared order is seeded, class-mixed
+    tmp = work / "prepared.tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    source = RawSplit(train.images[torch.from_numpy(index)].numpy(), labels[index])
+    count = _write_split(tmp, "train", source, np.arange(len(index)), [0, 4])
+    for name in ("holdout", "test"):
+        for suffix in (".pt", ".images.npy"):
+            os.link(full / f"{name}{suffix}", tmp / f"{name}{suffix}")
+    meta = read_json(full / "meta.json")
+    meta["counts"]["train"] = count
+    write_json(tmp / "meta.json", meta)
+    tmp.rename(folder)
+    return folder
+
+
+def link(artifacts: Path, name: str, target: Path) -> None:
+    artifacts.mkdir(parents=True, exist_ok=True)
+    if not (artifacts / name).exists():
+        (artifacts / name).symlink_to(target.resolve())
+
+
+def stage_paths(root: Path, shared: dict[str, Path]) -> Paths:
+    """A stage's own folder whose `artifacts/` links to the shared inputs (`prepared`, `supernet`, `profile`)."""
+    for name, target in shared.items():
+        link(root / "artifacts", name, target)
+    return Paths(root / "artifacts", root / "metrics", root / "plots")
+
+
+def lookup_table(cfg: Config, work: Path, data: Path, pinned: Path) -> Paths:
+    """The table every cell of this setup searches with: the one pinned beside the cells (committed,
+    so cells finished in later sessions use the same one), else a fresh profile, then pinned."""
+    paths = stage_paths(work / "lut", {"prepared": data})
+    files = [paths.lut, paths.lut.with_suffix(".json")]
+    if pinned.is_dir() and not paths.lut.is_file():
+        paths.lut.parent.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy(pinned / f.name, f)
+        # the profile stage's report is absent: the table's own figures are in lut.json
+    if not paths.lut.is_file():
+        log.info("profile (%s)", cfg.profile.backend)
+        stages.profile(cfg, paths)
+    if not pinned.is_dir():
+        pinned.mkdir(parents=True)
+        for f in files:
+            shutil.copy(f, pinned / f.name)
+    elif any((pinned / f.name).read_bytes() != f.read_bytes() for f in files):
+        raise SystemExit(f"{paths.lut.parent} differs from the table pinned in {pinned}, which this setup's cells "
+                         f"were searched with: remove one of them")
+    return paths
+
+
+def supernet(cfg: Config, work: Path, data: Path, plain: bool) -> tuple[Path, float]:
+    """The seed's super-network (ordered dropout, or plain for V1) and its training seconds."""
+    root = work / f"s{cfg.seed}" / ("plain" if plain else "od")
+    paths = stage_paths(root, {"prepared": data})
+    if not paths.supernet.is_file():
+        log.info("supernet seed %d (%s)", cfg.seed, "plain" if plain else "ordered dropout")
+        stages.supernet(replace(cfg, supernet=replace(cfg.supernet, sampling="none")) if plain else cfg, paths)
+    return paths.supernet.parent, float(read_json(paths.report("supernet"))["seconds"])
+
+
+# -- the hand-made and random baselines -------------------------------------------------------------
+
+def uniform_architecture(space: Architecture, latency: LatencyModel, budget: float) -> tuple[Architecture, dict]:
+    """The widest uniform width multiplier meeting `budget` (ms); blocks removed evenly first when even
+    the narrowest multiplier cannot."""
+    blocks = [d.name for d in space.dims if d.bypassable]
+
+    def at(multiplier: float, removed: int) -> Architecture:
+        gone = {blocks[int(i)] for i in np.linspace(0, len(blocks) - 1, removed)} if removed else set()
+        return space.with_widths({d.name: 0 if d.name in gone else
+                                  max(d.granularity, min(d.max_width, d.granularity * round(d.max_width * multiplier / d.granularity)))
+                                  for d in space.dims})
+
+    for removed in range(len(blocks) + 1):
+        for multiplier in np.arange(1.0, 0.0, -0.005):
+            arch = at(float(multiplier), removed)
+            if latency.estimate(arch) <= budget:
+                return arch, {"width_multiplier": round(float(multiplier), 3), "blocks_removed": removed}
+    raise Infeasible(f"no uniform network meets {budget:.4f} ms")
+
+
+def random_architecture(space: Architecture, latency: LatencyModel, budget: float, rng: random.Random) -> Architecture:
+    """Random widths, then one grid step at a time on random dimensions until the estimate lies in
+    [RANDOM_WINDOW, 1] x budget (or no dimension can grow without passing it)."""
+    widths = {d.name: rng.choice(d.choices()) for d in space.dims}
+    dims = {d.name: d for d in space.dims}
+
+    def step(name: str, sign: int) -> int:
+        choices = dims[name].choices()
+        return choices[min(max(choices.index(widths[name]) + sign, 0), len(choices) - 1)]
+
+    if latency.estimate(space.smallest()) > budget:
+        raise Infeasible(f"the smallest network is over {budget:.4f} ms")
+    estimate = latency.estimate(space.with_widths(widths))
+    while estimate > budget:
+        name = rng.choice([n for n in widths if widths[n] > dims[n].min_width])
+        widths[name] = step(name, -1)
+        estimate = latency.estimate(space.with_widths(widths))
+    growable = [n for n in widths if widths[n] < dims[n].max_width]
+    while estimate < RANDOM_WINDOW * budget and growable:
+        name = rng.choice(growable)
+        trial = {**widths, name: step(name, +1)}
+        trial_estimate = latency.estimate(space.with_widths(trial))
+        if trial_estimate <= budget:
+            widths, estimate = trial, trial_estimate
+            if widths[name] == dims[name].max_width:
+                growable.remove(name)
+        else:
+            growable.remove(name)
+    return space.with_widths(widths)
+
+
+# -- one cell ---------------------------------------------------------------------------------------
+
+def run_cell(method: str, budget: float, cfg: Config, work: Path, data: Path, lut: Paths, cells: dict) -> dict:
+    """Search (or pick) the network, give it the final training, score it on test; figures and times."""
+    cfg = replace(cfg, search=replace(cfg.search, budget=budget))
+    plain = method.startswith("netadapt_v1")
+    supernet_dir, supernet_seconds = supernet(cfg, work, data, plain)
+    root = work / f"s{cfg.seed}" / f"{method}-{budget}"
+    paths = stage_paths(root, {"prepared": data, "supernet": supernet_dir, "profile": lut.lut.parent})
+    start, details = time.perf_counter(), {}
+    if method.startswith("netadapt_"):
+        algorithm = "mcd" if method == "netadapt_v2" else "netadapt"
+        schedule = V1_FINE if method == "netadapt_v1_dr0.04" else {}
+        report = stages.search(replace(cfg, search=replace(cfg.search, algorithm=algorithm, **schedule)), paths)
+        details = {k: report[k] for k in ("iterations", "candidates_evaluated", "holdout_acc", "resource_estimated")}
+    else:
+        model, _ = load_supernet(paths.supernet)
+        space, latency = model.space(), LatencyModel(model, stages.latency_table(cfg, paths))
+        target = budget * latency.estimate(space)
+        rng = random.Random(cfg.seed * 1000 + round(budget * 100))
+        if method == "uniform":
+            arch, details = uniform_architecture(space, latency, target)
+        elif method == "random":
+            arch = random_architecture(space, latency, target, rng)
+        else:
+            v2 = cells.get(cell_key(cfg, "netadapt_v2", budget))
+            if v2 is None:
+                raise RuntimeError("best_of_n needs the netadapt_v2 cell of the same seed and budget first")
+            if "infeasible" in v2:
+                raise Infeasible(f"its N comes from netadapt_v2, which was infeasible ({v2['infeasible']})")
+            n = int(v2["candidates_evaluated"])
+            archs = [random_architecture(space, latency, target, rng) for _ in range(n)]
+            kwargs = stages.candidate_settings(cfg, paths)
+            scores = [evaluate_candidate(a.to_json(), **kwargs)[0] for a in archs]
+            arch = archs[int(np.argmax(scores))]
+            details = {"candidates_evaluated": n, "holdout_acc": max(scores)}
+        (paths.search).mkdir(parents=True, exist_ok=True)
+        (paths.search / "arch.json").write_text(arch.to_json() + "\n")
+        details["resource_estimated"] = latency.estimate(arch)
+    search_seconds = time.perf_counter() - start
+    tuned = stages.finetune(cfg, paths)
+    model, arch = load_network(paths.final)
+    test = load_split(paths.prepared, "test")
+    return {"dataset": cells["_dataset"], "method": method, "budget": budget, "seed": cfg.seed,
+            "test_acc": accuracy(model, test, 512, torch.device("cpu"))[1], "final_holdout_acc": tuned["holdout_acc"],
+            "widths": arch.widths, **details,
+            "seconds": {"supernet": supernet_seconds, "search": round(search_seconds, 2),
+                        "final": float(tuned["seconds"])}}
+
+
+def finished(cells: dict) -> dict:
+    """The cells that produced a network (not the bookkeeping keys, not the infeasible ones)."""
+    return {k: c for k, c in cells.items() if not k.startswith("_") and "infeasible" not in c}
+
+
+def cell_key(cfg: Config, method: str, budget: float) -> str:
+    return f"{method}-b{budget}-s{cfg.seed}"
+
+
+# -- side-by-side latency, summary, plot ------------------------------------------------------------
+
+def measure(setup: Setup, cfg: Config, work: Path, data: Path, cells: dict, repeats: int) -> dict[str, float]:
+    """Every finished cell's network and the base, timed in one process, interleaved (ms)."""
+    model = build_supernet(stages.model_spec(cfg, data)).eval()  # latency does not depend on weights
+    space = model.space()
+    keys = sorted(finished(cells))
+    archs = [space] + [space.with_widths(cells[k]["widths"]) for k in keys]
+    settings = replace(stages.profile_settings(cfg), warmup=10, network_repeats=repeats)
+    times = network_latencies(model, archs, settings, cfg.seed)
+    return {"base": times[0], **dict(zip(keys, times[1:]))}
+
+
+def summarize(cells: dict, latency: dict) -> dict:
+    groups: dict[tuple, list[dict]] = {}
+    for key, cell in finished(cells).items():
+        groups.setdefault((cell["method"], cell["budget"]), []).append({**cell, "latency_ms": latency[key]})
+    summary = {}
+    for (method, budget), rows in sorted(groups.items()):
+        accs = [r["test_acc"] for r in rows]
+        ms = [r["latency_ms"] for r in rows]
+        summary[f"{method}@{budget}"] = {
+            "method": method, "budget": budget, "seeds": sorted(r["seed"] for r in rows),
+            "test_acc_mean": statistics.mean(accs), "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "test_acc_min": min(accs), "test_acc_max": max(accs),
+            "latency_ms_mean": statistics.mean(ms), "latency_ratio_mean": statistics.mean(ms) / latency["base"],
+            "latency_ratio_max": max(ms) / latency["base"],
+            "seconds_mean": {part: statistics.mean(r["seconds"][part] for r in rows)
+                             for part in ("supernet", "search", "final")}}
+    return summary
+
+
+def paired_difference(cells: dict, a: str, b: str, budget: float) -> tuple[float, int] | None:
+    """Mean over seeds of method a's test accuracy minus b's (points), where both finished."""
+    rows = {(c["method"], c["seed"]): c["test_acc"] for c in finished(cells).values() if c["budget"] == budget}
+    seeds = sorted({s for m, s in rows if m == a} & {s for m, s in rows if m == b})
+    if not seeds:
+        return None
+    return 100 * statistics.mean(rows[(a, s)] - rows[(b, s)] for s in seeds), len(seeds)
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(results["datasets"])
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], datasets):
+        entry = results["datasets"][name]
+        for method in METHODS:
+            points = sorted((s["latency_ms_mean"], s["test_acc_mean"], s["test_acc_std"], s["budget"])
+                            for s in entry["summary"].values() if s["method"] == method)
+            if points:
+                xs, ys, es, _ = zip(*points)
+                ax.errorbar(xs, [100 * y for y in ys], yerr=[100 * e for e in es], marker="o", capsize=3, label=method)
+        ax.axvline(entry["latency_ms"]["base"], color="grey", ls=":", lw=1)
+        s = entry["setup"]
+        ax.set_title(f"{name}: {s['model']}, {s['backend']}, supernet {s['supernet_epochs']} + final "
+                     f"{s['final_epochs']} epochs", fontsize=9)
+        ax.set_xlabel("latency measured side by side (ms, batch 1)")
+        ax.set_ylabel("test accuracy (%), mean ± std over seeds")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="cifar10")
+    parser.add_argument("--data-root", default="", help="default: the dataset's folder under ../shared/data")
+    parser.add_argument("--train-per-class", type=int, default=1500, help="0: the whole train split")
+    parser.add_argument("--model", default="mobilenet_v2")
+    parser.add_argument("--backend", default="onnxruntime-cpu")
+    parser.add_argument("--supernet-epochs", type=int, default=3)
+    parser.add_argument("--final-epochs", type=int, default=2)
+    parser.add_argument("--candidates", type=int, default=8)
+    parser.add_argument("--eval-batches", type=int, default=8)
+    parser.add_argument("--budgets", type=float, nargs="+", default=[0.5])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
+    parser.add_argument("--latency-repeats", type=int, default=200)
+    parser.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "search_quality")
+    parser.add_argument("--cells", type=Path, default=REPO / "bench" / "results" / "search_quality_cells")
+    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results" / "search_quality.json")
+    parser.add_argument("--measure-only", action="store_true", help="time and summarize the finished cells")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    setup = Setup(args.dataset, args.train_per_class, args.model, args.backend, args.supernet_epochs,
+                  args.final_epochs, args.candidates, args.eval_batches)
+    root = args.data_root or str((REPO / DATASETS[args.dataset]).resolve())
+    work = args.work / setup.key
+    cells_file = args.cells / f"{setup.key}.json"
+    cells = read_json(cells_file) if cells_file.is_file() else {}
+    cells["_dataset"], cells["_setup"] = setup.dataset, asdict(setup)
+    base_cfg = load_config(REPO / "params.yaml", overrides(setup, root, 0))
+    data = prepared(setup, base_cfg, work)
+    lut = lookup_table(base_cfg, work, data, args.cells / f"{setup.key}.lut")
+    methods = [m for m in METHODS if m in args.methods]  # V2 before best_of_n, which takes its N from it
+    for seed in ([] if args.measure_only else args.seeds):
+        cfg = load_config(REPO / "params.yaml", overrides(setup, root, seed))
+        for budget in args.budgets:
+            for method in methods:
+                key = cell_key(cfg, method, budget)
+                if key in cells:
+                    continue
+                log.info("cell %s %s", setup.key, key)
+                try:
+                    cells[key] = run_cell(method, budget, cfg, work, data, lut, cells)
+                    log.info("cell %s: test acc %.4f, seconds %s", key, cells[key]["test_acc"], cells[key]["seconds"])
+                except (Infeasible, NetAdaptError) as exc:  # a budget below what the method can reach
+                    log.warning("cell %s: infeasible: %s", key, exc)
+                    cells[key] = {"method": method, "budget": budget, "seed": seed, "infeasible": str(exc)}
+                args.cells.mkdir(parents=True, exist_ok=True)
+                write_json(cells_file, cells)
+    latency = measure(setup, base_cfg, work, data, cells, args.latency_repeats)
+    out = args.results
+    results = read_json(out) if out.is_file() else {"datasets": {}}
+    entry = {"setup": asdict(setup), "latency_ms": latency, "summary": summarize(cells, latency),
+             "cells": {k: v for k, v in cells.items() if not k.startswith("_")},
+             "lut": read_json(lut.lut.with_suffix(".json")), "threads": torch.get_num_threads()}
+    results["datasets"][setup.dataset] = entry
+    write_json(out, results)
+    plot(results, out.with_suffix(".png"))
+    for name, s in entry["summary"].items():
+        t = s["seconds_mean"]
+        print(f"{setup.dataset} {name:22s} test acc {100 * s['test_acc_mean']:.2f} ± {100 * s['test_acc_std']:.2f} "
+              f"(n={len(s['seeds'])})  latency x{s['latency_ratio_mean']:.3f} of base  seconds supernet "
+              f"{t['supernet']:.0f} search {t['search']:.0f} final {t['final']:.0f}", flush=True)
+    cifar = results["datasets"].get("cifar10")
+    diff = paired_difference(cifar["cells"], "netadapt_v2", "uniform", 0.5) if cifar else None
+    print(f"v2_minus_uniform_pts={round(diff[0], 2) if diff else 'nan'}")
+
+
+if __name__ == "__main__":
+    main()
