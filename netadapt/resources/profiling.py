@@ -332,8 +332,9 @@ def measure_table(supernet: nn.Module, settings: ProfileSettings, fidelity_sampl
 
     1. Units are timed in network-sized rotation groups, each group followed by a burst of the full
        network (the reference), and rescaled to the reference's overall speed (`time_units`).
-    2. Calibration networks (full, smallest, a few random) and held-out networks (`fidelity_samples`
-       random ones, none of them a calibration network) are measured together, in one rotation.
+    2. Calibration networks (full, smallest, the width ladder, a few random) and held-out networks
+       (`fidelity_samples` random ones, none of them a calibration network) are measured together,
+       in one rotation.
     3. The table is rescaled from the reference's speed to the full network's speed in that
        rotation, and `measured = scale * table sum + n_units * offset + constant` is fitted by least
        squares over the calibration networks (`fit_calibration`); the table's entries are multiplied
