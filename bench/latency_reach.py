@@ -26,8 +26,8 @@ import torch
 from netadapt.arch import ModelSpec
 from netadapt.models import build_supernet
 from netadapt.models.registry import BUILTIN_MODELS
-from netadapt.resources.lookup_table import LatencyModel
 from netadapt.resources.profiling import ProfileSettings, measure_table, network_latencies
+from netadapt.stages import latency_reach
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,16 +38,14 @@ def reach(model: str, backend: str, input_shape: tuple[int, int, int], repeats: 
     settings = ProfileSettings(backend, threads=1, batch_size=1, warmup=5, repeats=20, network_repeats=50)
     profile = measure_table(supernet, settings, fidelity_samples=8, seed=0)
     space = supernet.space()
-    narrow = space.with_widths({d.name: d.min_width or d.granularity for d in space.dims})
-    archs = [space, narrow, space.smallest()]
-    latency = LatencyModel(supernet, profile.table)
-    estimated = [latency.estimate(a) for a in archs]
-    measured = network_latencies(supernet, archs, ProfileSettings(backend, 1, 1, 10, 20, repeats), seed=1)
+    estimated = latency_reach(supernet, profile.table)  # as `netadapt profile` reports them
+    measured = network_latencies(supernet, [space, space.narrowest(), space.smallest()],
+                                 ProfileSettings(backend, 1, 1, 10, 20, repeats), seed=1)
     return {"model": model, "backend": backend, "units": len(profile.table),
             "lut_held_out_mean_error": profile.error, "base_ms": measured[0],
-            "width_only_min_ratio_estimated": estimated[1] / estimated[0],
+            "width_only_min_ratio_estimated": estimated["width_only_min_ratio"],
             "width_only_min_ratio_measured": measured[1] / measured[0],
-            "min_ratio_estimated": estimated[2] / estimated[0], "min_ratio_measured": measured[2] / measured[0]}
+            "min_ratio_estimated": estimated["min_ratio"], "min_ratio_measured": measured[2] / measured[0]}
 
 
 def main() -> None:

@@ -197,7 +197,7 @@ def uniform_architecture(space: Architecture, latency: LatencyModel, budget: flo
     def at(multiplier: float, removed: int) -> Architecture:
         gone = {blocks[int(i)] for i in np.linspace(0, len(blocks) - 1, removed)} if removed else set()
         return space.with_widths({d.name: 0 if d.name in gone else
-                                  max(d.granularity, min(d.max_width, d.granularity * round(d.max_width * multiplier / d.granularity)))
+                                  max(d.narrowest_width, min(d.max_width, d.granularity * round(d.max_width * multiplier / d.granularity)))
                                   for d in space.dims})
 
     for removed in range(len(blocks) + 1):

@@ -54,6 +54,11 @@ class Dimension:
             reason = "0 is allowed only for bypassable blocks" if width == 0 else f"minimum {self.min_width}"
             raise ArchitectureError(f"{self.name}: width {width} is below the minimum ({reason})")
 
+    @property
+    def narrowest_width(self) -> int:
+        """The smallest width that keeps the dimension (a bypassable block's first non-zero width)."""
+        return self.min_width or self.granularity
+
     def choices(self) -> list[int]:
         """Every allowed width, ascending."""
         return list(range(self.min_width, self.max_width + 1, self.granularity))
@@ -103,6 +108,10 @@ class Architecture:
 
     def smallest(self) -> "Architecture":
         return self.with_widths({d.name: d.min_width for d in self.dims})
+
+    def narrowest(self) -> "Architecture":
+        """Every dimension at its narrowest non-zero width: as narrow as width alone goes, no block removed."""
+        return self.with_widths({d.name: d.narrowest_width for d in self.dims})
 
     def widths_json(self) -> str:
         """The widths as canonical JSON: a key for histories, caches and measurement tables."""

@@ -264,8 +264,7 @@ def latency_reach(supernet: torch.nn.Module, table: LatencyTable) -> dict[str, f
     smaller model or input."""
     space, latency = supernet.space(), LatencyModel(supernet, table)
     base = latency.estimate(space)
-    narrow = space.with_widths({d.name: d.min_width or d.granularity for d in space.dims})
-    return {"width_only_min_ratio": latency.estimate(narrow) / base,
+    return {"width_only_min_ratio": latency.estimate(space.narrowest()) / base,
             "min_ratio": latency.estimate(space.smallest()) / base}
 
 

@@ -452,7 +452,7 @@ def width_ladder(space: Architecture) -> list[tuple[str, Architecture]]:
     """Every dimension at each `WIDTH_LADDER` fraction of its range above its narrowest non-zero
     width (on its grid): no block removed, named `width0.25` etc.; `width0` is the narrowest."""
     def at(d, fraction: float) -> int:
-        low = d.min_width or d.granularity
+        low = d.narrowest_width
         return low + d.granularity * round((d.max_width - low) * fraction / d.granularity)
     return [(f"width{fraction:g}", space.with_widths({d.name: at(d, fraction) for d in space.dims}))
             for fraction in WIDTH_LADDER]

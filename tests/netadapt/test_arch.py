@@ -22,6 +22,7 @@ def test_choices_and_extremes():
     assert a.dim("a.expand").choices() == [8, 16, 24, 32, 40, 48]
     assert a.smallest().widths == {"a.expand": 8, "a.out": 0}
     assert a.smallest().largest() == a
+    assert a.narrowest().widths == {"a.expand": 8, "a.out": 8}, "width alone: no block removed"
     assert a.dim("a.out").bypassable and not a.dim("a.expand").bypassable
 
 
