@@ -225,13 +225,13 @@ def _run_flow(args: argparse.Namespace) -> dict:
     """The Prefect flow, after the params are validated (bad input never imports Prefect)."""
     from netadapt.config import load_config
 
-    _task_runner_options(args)
+    parameters = _flow_parameters(args)  # the task-runner flags are checked here, before anything starts
     load_config(args.params, args.overrides)
     with _lock(args):  # the flow's stages run in this process: they share it
         _prefect_env()
         from netadapt_flows.pipeline import netadapt_flow
 
-        return netadapt_flow(**_flow_parameters(args))
+        return netadapt_flow(**parameters)
 
 
 def _healthy(api_url: str) -> bool:
@@ -293,7 +293,7 @@ def _serve(args: argparse.Namespace) -> dict | None:
     (`_prefect_env`: the project's cache), a local server unless PREFECT_API_URL names one."""
     from netadapt.config import load_config
 
-    _task_runner_options(args)
+    parameters = _flow_parameters(args)  # the task-runner flags are checked here, before anything starts
     load_config(args.params, args.overrides)
     with _lock(args):  # while serving: the runs (the runner's subprocesses) share it
         _prefect_env()
@@ -301,7 +301,7 @@ def _serve(args: argparse.Namespace) -> dict | None:
         try:
             from netadapt_flows.pipeline import serve
 
-            served = serve(args.name, _flow_parameters(args), cron=args.cron, interval=args.interval,
+            served = serve(args.name, parameters, cron=args.cron, interval=args.interval,
                            once=args.once)
         except KeyboardInterrupt:
             return None
