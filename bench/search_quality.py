@@ -107,7 +107,8 @@ def overrides(setup: Setup, data_root: str, seed: int) -> list[str]:
             "supernet.largest=batch", "supernet.distill=0.5", "supernet.device=cpu", "finetune.device=cpu",
             f"finetune.epochs={setup.final_epochs}", "finetune.init=supernet",
             f"search.candidates={setup.candidates}", f"search.eval_batches={setup.eval_batches}",
-            "search.long_term_epochs=0"]
+            "search.long_term_epochs=0",
+            "search.measure_rounds=0"]  # every method at the table's estimate (the hand-made ones have no other)
 
 
 # -- shared artifacts -------------------------------------------------------------------------------

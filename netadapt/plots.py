@@ -47,9 +47,11 @@ def plot_fidelity(df: pd.DataFrame, path: Path, title: str) -> None:
     _save(fig, path)
 
 
-def plot_trajectory(history: pd.DataFrame, budget: float, unit: str, path: Path) -> None:
+def plot_trajectory(history: pd.DataFrame, budget: float, unit: str, path: Path,
+                    corrected: float | None = None) -> None:
     """Every candidate (estimated resource vs holdout accuracy, coloured by iteration), the kept path
-    from the base network to the budget, and the budget line."""
+    from the base network to the budget, and the budget line (and the tightened one the search went
+    on to when its answer measured over the budget: `corrected`)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     cands = history[history.iteration >= 0]
@@ -60,6 +62,8 @@ def plot_trajectory(history: pd.DataFrame, budget: float, unit: str, path: Path)
     kept = history[history.kept.astype(bool)].sort_values("iteration")
     ax.plot(kept.resource_estimated, kept.holdout_acc, "-o", color="crimson", ms=5, label="kept")
     ax.axvline(budget, color="black", ls="--", lw=1, label="budget")
+    if corrected is not None and corrected != budget:
+        ax.axvline(corrected, color="dimgray", ls=":", lw=1, label="budget, tightened by measurement")
     ax.set(xlabel=f"estimated resource ({unit})", ylabel="holdout accuracy", title="Search trajectory")
     ax.invert_xaxis()
     ax.legend(loc="lower left")

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
-from typing import Callable, Protocol
+from dataclasses import dataclass, replace
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -199,3 +199,93 @@ def search(space: Architecture, resource: ResourceModel, evaluate: Evaluate, ste
     history = pd.DataFrame(rows, columns=COLUMNS)
     message = f"met the budget in {t} iterations ({reused} reused, {evaluated} candidates evaluated)"
     return SearchResult(current, history, schedule, t, evaluated, reused, current_acc, current_resource, message)
+
+
+@dataclass(frozen=True)
+class MeasuredCheck:
+    """The search's answer measured on the device, on the budget's own scale (a fraction of the base
+    network measured beside it, or ms): the lookup table's estimate is only a model of that."""
+
+    arch: str  # the answer's widths JSON
+    resource_estimated: float  # its estimate by the resource model
+    measured: float  # its measurement, on the budget's scale
+    limit: float  # the budget, on the same scale
+
+    @property
+    def met(self) -> bool:
+        return self.measured <= self.limit
+
+
+def tightened_budget(checks: Sequence[MeasuredCheck]) -> float:
+    """The estimated budget that should measure at the limit. From one check: the estimate scaled by
+    limit / measured (the table off by a factor near the answer). From two or more: the line through
+    the last two (estimate, measurement) pairs, which also catches an offset the table misses (a
+    per-call cost), where scaling alone would creep up on the limit from above."""
+    last = checks[-1]
+    if len(checks) >= 2:
+        prev = checks[-2]
+        de, dm = last.resource_estimated - prev.resource_estimated, last.measured - prev.measured
+        if de and dm / de > 0:  # the measurement moves with the estimate
+            return last.resource_estimated + (last.limit - last.measured) * de / dm
+    return last.resource_estimated * last.limit / last.measured
+
+
+Run = Callable[[Schedule, "pd.DataFrame | None", "float | None"], SearchResult]  # (schedule, previous, its budget)
+
+
+def search_measured(run: Run, schedule: Schedule, smallest: float, measure: Callable[[Architecture], float] | None,
+                    limit: float, rounds: int, previous: pd.DataFrame | None = None,
+                    previous_budget: float | None = None, recorded: Sequence[MeasuredCheck] = (),
+                    on_check: Callable[[list[MeasuredCheck]], None] | None = None,
+                    ) -> tuple[SearchResult, list[MeasuredCheck]]:
+    """Search by the resource model, then measure the answer; while it measures over `limit`, go on
+    from it to a budget tightened by what the measurements say (`tightened_budget`), at most
+    `rounds` times. Each continuation replays the history so far, so only the new iterations cost.
+
+    A rerun of the same search (`previous` recorded for the same budget: an interrupted or repeated
+    run) replays `recorded` checks instead of measuring again while they are about the same answers,
+    so it retraces the recorded path (a measurement is noisy; V1's restored weights are those of the
+    path's end). `measure` None: no checks (the metric is exact, or the user trusts the table).
+    """
+    same = previous is not None and previous_budget == schedule.budget
+    replay = list(recorded) if same else []
+    result = run(schedule, previous, previous_budget)
+    checks: list[MeasuredCheck] = []
+    if measure is None:
+        return result, checks
+    evaluated, reused = result.candidates_evaluated, result.reused_iterations
+    for r in range(rounds + 1):
+        arch = result.chosen.widths_json()
+        check = replay[r] if r < len(replay) and replay[r].arch == arch else \
+            MeasuredCheck(arch, result.resource_estimated, measure(result.chosen), limit)
+        checks.append(check)
+        if on_check is not None:
+            on_check(checks)
+        log.info("search: the answer measures %.4g against a budget of %.4g (estimated %.6g)%s", check.measured,
+                 limit, check.resource_estimated, "" if check.met else ": over")
+        if check.met or r == rounds:
+            break
+        budget = max(tightened_budget(checks), smallest)
+        if budget >= result.resource_estimated:
+            log.warning("search: the answer measures over the budget but the space has nothing smaller to go to")
+            break
+        log.info("search: going on to an estimated budget of %.6g (%.1f%% tighter)", budget,
+                 100 * (1 - budget / schedule.budget))
+        schedule = replace(schedule, budget=budget)
+        before = result.iterations
+        try:
+            result = run(schedule, previous if same else result.history, budget)
+        except SearchStopped as stop:  # every iterate so far meets the table's budget: keep the last
+            kept = stop.history[stop.history.kept.astype(bool)].iloc[-1]
+            log.warning("search: %s; keeping the last iterate", stop)
+            evaluated += int((stop.history.iteration >= before).sum())
+            result = replace(result, chosen=result.chosen.with_widths(json.loads(kept.arch)), history=stop.history,
+                             schedule=schedule, iterations=int(kept.iteration) + 1, holdout_acc=float(kept.holdout_acc),
+                             resource_estimated=float(kept.resource_estimated))
+            break
+        evaluated += result.candidates_evaluated
+        reused += result.reused_iterations - before  # the iterations it replayed from this run don't count
+    last = checks[-1]
+    message = (f"{result.message}; measured {last.measured:.4g} against {last.limit:.4g} after "
+               f"{len(checks) - 1} continuation(s)")
+    return replace(result, candidates_evaluated=evaluated, reused_iterations=max(reused, 0), message=message), checks

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -37,7 +37,7 @@ from netadapt.resources.command import CommandSettings
 from netadapt.resources.lookup_table import LatencyModel, LatencyTable, TableContext
 from netadapt.resources.profiling import ProfileSettings, network_latencies, profile_space
 from netadapt.schedule import BudgetCheck, OverBudget, Schedule, absolute_budget
-from netadapt.search import COLUMNS, Propose, SearchSettings, SearchStopped, mcd_step
+from netadapt.search import COLUMNS, MeasuredCheck, Propose, SearchSettings, SearchStopped, mcd_step, search_measured
 from netadapt.search import search as search_loop
 from netadapt.supernet import history_rows, load_supernet, save_supernet, train_supernet
 from netadapt.training import accuracy, cosine_schedule, epoch_steps, make_optimizer, resolve_device, train_epoch
@@ -61,7 +61,7 @@ HEADLINE_METRICS = {
                 "lut_mean_abs_error", "lut_max_abs_error", "width_only_min_ratio", "min_ratio"),
     "supernet": ("epochs", "seconds", "holdout_acc_largest", "holdout_acc_smallest"),
     "search": ("algorithm", "budget", "iterations", "candidates_evaluated", "reused_iterations", "seconds",
-               "holdout_acc", "resource_estimated"),
+               "holdout_acc", "resource_estimated", "continuations", "measured_over_budget"),
     "finetune": ("epochs", "seconds", "holdout_acc"),
     "evaluate": ("test_acc", "latency_measured_ms", "latency_estimated_ms", "base_latency_measured_ms",
                  "latency_ratio", "macs", "params", "budget_met", "measured_over_budget"),
@@ -315,20 +315,22 @@ def save_history(paths: Paths, history: pd.DataFrame, meta: dict, complete: bool
 
 
 def _previous_history(paths: Paths, identity: str, space: Architecture,
-                      resource: ResourceModel) -> tuple[pd.DataFrame | None, float | None]:
-    """The earlier history to replay, if it was computed for the same identity; checked before use:
-    its digest, its columns, and every row's resource recomputed from the resource model."""
+                      resource: ResourceModel) -> tuple[pd.DataFrame | None, float | None, list[MeasuredCheck]]:
+    """The earlier history to replay, if it was computed for the same identity, with its budget and
+    the measured checks it made; checked before use: its digest, its columns, and every row's
+    resource recomputed from the resource model."""
     path = paths.search / "history.json"
     if not path.is_file():
-        return None, None
+        return None, None, []
     try:
         saved = read_json(path)
         rows, budget = saved["rows"], float(saved["budget"])
+        checks = [MeasuredCheck(**c) for c in saved.get("checks", [])]
     except (ValueError, KeyError, TypeError) as exc:
         raise NetAdaptError(f"{path}: not a search history ({exc}); delete it to search afresh") from None
     if saved.get("identity") != identity:
         log.info("search: the earlier history is for another super-network, table, settings or code: not reused")
-        return None, None
+        return None, None, []
     if saved.get("rows_digest") != _rows_digest(rows):
         raise NetAdaptError(f"{path}: its rows do not match their digest (edited or corrupt); delete it to "
                             f"search afresh")
@@ -348,7 +350,7 @@ def _previous_history(paths: Paths, identity: str, space: Architecture,
                                 f"to search afresh")
     if not saved.get("complete", True):
         log.info("search: continuing an interrupted search (%d iterations recorded)", history.iteration.max() + 1)
-    return history, budget
+    return history, budget, checks
 
 
 def candidate_settings(cfg: Config, paths: Paths) -> dict:
@@ -376,7 +378,8 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
     schedule = Schedule.from_settings(resource.estimate(space), resource.estimate(space.smallest()), s.budget,
                                       s.budget_type, s.initial_reduction, s.decay, resource.unit)
     identity = search_identity(cfg, paths)
-    previous, previous_budget = _previous_history(paths, identity, space, resource) if reuse_history else (None, None)
+    previous, previous_budget, checks = (_previous_history(paths, identity, space, resource) if reuse_history
+                                         else (None, None, []))
     kwargs = candidate_settings(cfg, paths)
     score = evaluate_candidates or (lambda jsons: [evaluate_candidate(j, **kwargs) for j in tqdm(
         jsons, desc="search candidates", unit="cand", leave=False, disable=None)])
@@ -406,10 +409,11 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
         # the network its last finished iteration kept
         v1_progress = Progress(paths.progress("search"), hashlib.sha256(json.dumps(
             [identity, content_digest([start_path]), schedule.budget]).encode()).hexdigest()[:16])
-        previous, previous_budget = None, None
+        previous, previous_budget, checks = None, None, []
         saved = v1_progress.load()
         if saved is not None:
             previous, previous_budget = pd.DataFrame(saved["rows"], columns=COLUMNS), schedule.budget
+            checks = [MeasuredCheck(**c) for c in saved.get("checks", [])]
             v1.restore(saved["network"])
             log.info("search: continuing an interrupted NetAdapt V1 search after iteration %d", v1.iteration)
         step, evaluate = v1.step, v1.evaluate
@@ -418,19 +422,28 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
         v1_network.unlink(missing_ok=True)
     settings = SearchSettings(cfg.seed, s.selection, s.max_halvings)
     meta = {"identity": identity, "budget": schedule.budget, "base": schedule.base, "metric": s.metric,
-            "unit": resource.unit, "algorithm": s.algorithm}
+            "unit": resource.unit, "algorithm": s.algorithm, "checks": []}
 
     def persist(history: pd.DataFrame) -> None:
         """After every evaluated iteration: the history and, for V1, the network it kept."""
         save_history(paths, history, meta, complete=False)
         if s.algorithm == "netadapt":
             kept = history[history.kept.astype(bool)].iloc[-1]
-            v1_progress.store({"rows": _plain_rows(history),
+            v1_progress.store({"rows": _plain_rows(history), "checks": meta["checks"],
                                "network": v1.kept_state(space.with_widths(json.loads(kept.arch)))})
 
+    def run(schedule: Schedule, previous: pd.DataFrame | None, previous_budget: float | None):
+        return search_loop(space, resource, evaluate, step, schedule, settings, previous, previous_budget,
+                           propose, on_iteration=persist)
+
+    def on_check(done: list[MeasuredCheck]) -> None:
+        meta["checks"] = [asdict(c) for c in done]
+
+    measure, limit = measured_budget(cfg, supernet_model) if s.metric == "latency" and s.measure_rounds else \
+        (None, s.budget)
     try:
-        result = search_loop(space, resource, evaluate, step, schedule, settings, previous, previous_budget,
-                             propose, on_iteration=persist)
+        result, done = search_measured(run, schedule, resource.estimate(space.smallest()), measure, limit,
+                                       s.measure_rounds, previous, previous_budget, checks, on_check)
     except SearchStopped as stop:
         save_history(paths, stop.history, meta)
         raise
@@ -443,15 +456,35 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
     trajectory = result.history[result.history.kept.astype(bool)]
     write_csv(paths.plots / "search.csv", trajectory[["iteration", "resource_estimated", "holdout_acc"]]
               .to_dict("records"))
-    plot_trajectory(result.history, schedule.budget, resource.unit, paths.plots / "search.png")
+    plot_trajectory(result.history, schedule.budget, resource.unit, paths.plots / "search.png",
+                    result.schedule.budget)
     log.info("search: %s", result.message)
     metrics = {"algorithm": s.algorithm, "metric": s.metric, "budget": schedule.budget,
                "budget_fraction": schedule.budget / schedule.base, "base_resource": schedule.base,
                "iterations": result.iterations, "candidates_evaluated": result.candidates_evaluated,
                "reused_iterations": result.reused_iterations, "seconds": round(time.perf_counter() - start, 3),
-               "holdout_acc": result.holdout_acc, "resource_estimated": result.resource_estimated}
+               "holdout_acc": result.holdout_acc, "resource_estimated": result.resource_estimated,
+               "budget_searched": result.schedule.budget, "continuations": max(len(done) - 1, 0),
+               "checks": [asdict(c) for c in done]}
+    if done:  # the answer as measured at the end of the search (evaluate measures the final network again)
+        metrics.update({"measured": done[-1].measured, "measured_limit": limit,
+                        "measured_over_budget": done[-1].measured / limit})
+    elif s.metric != "latency":  # MACs and parameters are exact: the estimate is the measurement
+        metrics["measured_over_budget"] = result.resource_estimated / schedule.budget
     write_metrics("search", metrics, paths)
     return metrics
+
+
+def measured_budget(cfg: Config, supernet: torch.nn.Module) -> tuple[Callable[[Architecture], float], float]:
+    """How the search checks its answer on the device, and the limit: the answer's latency as a
+    fraction of the base network measured beside it (a relative budget: drift cancels out), or in ms
+    (an absolute one), timed as `profile.*` times whole networks."""
+    s, settings, space = cfg.search, profile_settings(cfg), supernet.space()
+
+    def measure(arch: Architecture) -> float:
+        base_ms, ms = network_latencies(supernet, [space, arch], settings, cfg.seed)
+        return ms / base_ms if s.budget_type == "relative" else ms
+    return measure, s.budget
 
 
 def searched_architecture(path: Path, space: Architecture) -> Architecture:

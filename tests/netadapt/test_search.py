@@ -13,7 +13,7 @@ from netadapt.mcd import generate_candidates
 from netadapt.models import build_supernet
 from netadapt.resources.analytic import MacsModel
 from netadapt.schedule import BudgetError, Schedule
-from netadapt.search import SearchSettings, SearchStopped, mcd_step, search
+from netadapt.search import SearchSettings, SearchStopped, mcd_step, search, search_measured, tightened_budget
 
 MODEL = build_supernet(ModelSpec("mobilenet_v2", (1, 28, 28), 10))
 SPACE = MODEL.space()
@@ -158,3 +158,78 @@ def test_capacity_split_keeps_candidates_near_the_current_network():
 def test_an_unknown_split_names_the_key():
     with pytest.raises(ValueError, match="search.split: unknown 'even'"):
         generate_candidates(SPACE, BASE, BASE * 0.9, MACS, 1, 2, np.random.default_rng(0), "even")
+
+
+# -- the answer measured on the device: going on while it is over --------------------------------------
+
+def offset_device(offset: float, counter: list | None = None):
+    """A device the table misses a per-call cost on: the measured fraction of the base is the
+    estimated one plus `offset` (the calibration's residual on a narrow network)."""
+    def measure(arch) -> float:
+        if counter is not None:
+            counter.append(arch)
+        return MACS.estimate(arch) / BASE + offset
+    return measure
+
+
+def run_measured(budget: float, measure, rounds: int = 3, evaluate=None, **kwargs):
+    evaluate = evaluate or Counting()
+
+    def once(sched, previous, previous_budget):
+        return search(SPACE, MACS, evaluate, mcd_step(MACS, 6, 2), sched, SearchSettings(0), previous,
+                      previous_budget)
+    return search_measured(once, schedule(budget), SMALLEST, measure, budget, rounds, **kwargs)
+
+
+def test_an_answer_measured_over_the_budget_is_searched_on_until_it_measures_within():
+    plain = run(0.5)
+    evaluate = Counting()
+    result, checks = run_measured(0.5, offset_device(0.08), evaluate=evaluate)
+    assert checks[0].arch == plain.chosen.widths_json() and not checks[0].met, "the table's answer is over"
+    assert checks[-1].met and len(checks) >= 2 and checks[-1].arch == result.chosen.widths_json()
+    assert offset_device(0.08)(result.chosen) <= 0.5
+    # it went on from the table's answer: the first search's history is a prefix of the final one
+    first = plain.history.reset_index(drop=True)
+    pd.testing.assert_frame_equal(result.history.iloc[:len(first)].reset_index(drop=True), first,
+                                  check_dtype=False)
+    assert result.iterations > plain.iterations and result.schedule.budget < 0.5 * BASE
+    new_rows = result.history[result.history.iteration >= plain.iterations]
+    assert evaluate.calls == plain.candidates_evaluated + len(new_rows), "no iteration scored twice"
+    assert result.candidates_evaluated == evaluate.calls
+
+
+def test_the_second_correction_catches_an_offset_that_scaling_creeps_up_on():
+    """Scaling by limit / measured under-corrects a constant offset; the line through two checks
+    lands on it (one round of scaling alone stays over)."""
+    _, scaled_once = run_measured(0.5, offset_device(0.1), rounds=1)
+    _, checks = run_measured(0.5, offset_device(0.1), rounds=2)
+    assert len(checks) == 3 and not scaled_once[-1].met and checks[-1].met
+    # the line through the two checks has slope 1 here: it asks for exactly the offset less
+    expected = checks[1].resource_estimated - (checks[1].measured - 0.5) * BASE
+    assert tightened_budget(checks[:2]) == pytest.approx(expected, rel=1e-9)
+    assert tightened_budget(checks[:1]) > expected, "scaling alone asks for less"
+
+
+def test_a_rerun_replays_its_recorded_checks_without_measuring_or_scoring():
+    result, checks = run_measured(0.5, offset_device(0.08))
+    measured, evaluate = [], Counting()
+    again, replayed = run_measured(0.5, offset_device(0.08, measured), evaluate=evaluate,
+                                   previous=result.history, previous_budget=0.5 * BASE, recorded=checks)
+    assert measured == [] and evaluate.calls == 0 and replayed == checks
+    assert again.chosen == result.chosen and again.reused_iterations == again.iterations
+
+
+def test_an_answer_within_the_budget_is_kept_and_no_measure_means_no_check():
+    plain = run(0.5)
+    result, checks = run_measured(0.5, offset_device(-0.05))
+    assert result.chosen == plain.chosen and len(checks) == 1 and checks[0].met
+    result, checks = run_measured(0.5, None)
+    assert result.chosen == plain.chosen and checks == []
+
+
+def test_rounds_bound_the_continuations_and_the_space_bounds_the_budget():
+    result, checks = run_measured(0.5, lambda arch: 1.0, rounds=2)  # a device that never gets faster
+    assert len(checks) == 3 and not checks[-1].met
+    assert result.schedule.budget >= SMALLEST and result.resource_estimated >= SMALLEST
+    _, none = run_measured(0.5, offset_device(0.08), rounds=0)
+    assert len(none) == 1 and not none[0].met, "rounds 0: measured and reported, not searched on"

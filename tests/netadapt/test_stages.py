@@ -202,3 +202,59 @@ def test_profile_reports_how_much_latency_width_alone_can_remove(project):
     space = supernet.space()
     assert m["min_ratio"] == pytest.approx(latency.estimate(space.smallest()) / latency.estimate(space))
     assert set(json.loads((root / "m" / "profile.json").read_text())) >= {"width_only_min_ratio", "min_ratio"}
+
+
+def table_of(root: Path, supernet):
+    from netadapt.resources.lookup_table import LatencyModel, LatencyTable
+
+    return LatencyModel(supernet, LatencyTable.load(root / "a" / "profile" / "lut.csv"))
+
+
+def device_over_once(root: Path, first: float, timed: list):
+    """`network_latencies` of a device whose first timing of an answer says `first` (of the base),
+    and agrees with the table after that."""
+    def network_latencies(supernet, archs, settings, seed=0):
+        table = table_of(root, supernet)
+        timed.append(archs[1])
+        return [1.0, first if len(timed) == 1 else table.estimate(archs[1]) / table.estimate(archs[0])]
+    return network_latencies
+
+
+@pytest.mark.parametrize("algorithm", ["mcd", "netadapt"])
+def test_a_latency_search_goes_on_while_its_answer_measures_over_the_budget(project, monkeypatch, algorithm):
+    """The search times its answer beside the base; over the budget, it goes on from where it stopped
+    (V1 from the weights it kept) to a table budget tightened by measured / estimated, records the
+    checks in the history, and a rerun replays them instead of timing again."""
+    args, root = project
+    timed: list = []
+    monkeypatch.setattr(stages, "network_latencies", device_over_once(root, 0.96, timed))
+    latency = [*args, "-S", "search.metric=latency", "-S", "search.budget=0.8", "-S", f"search.algorithm={algorithm}",
+               "-S", "search.short_term_steps=1", "-S", "search.long_term_epochs=0", "-S", "search.train_batch_size=32"]
+    assert main(["search", *latency]) == 0
+    m = metrics(root, "search")
+    checks = m["checks"]
+    assert [c["measured"] for c in checks][:1] == [0.96] and checks[-1]["measured"] <= 0.8
+    assert m["continuations"] == len(checks) - 1 == len(timed) - 1 == 1
+    supernet, _ = stages.load_supernet(root / "a" / "supernet" / "supernet.pt")
+    smallest = table_of(root, supernet).estimate(supernet.space().smallest())
+    assert m["budget_searched"] == pytest.approx(max(checks[0]["resource_estimated"] * 0.8 / 0.96, smallest))
+    assert m["resource_estimated"] <= m["budget_searched"] < m["budget"]
+    assert m["measured_over_budget"] == pytest.approx(checks[-1]["measured"] / 0.8)
+    saved = json.loads((root / "a" / "search" / "history.json").read_text())
+    assert saved["checks"] == checks and saved["budget"] == m["budget"]
+    arch = (root / "a" / "search" / "arch.json").read_text()
+    kept = [r for r in saved["rows"] if r["kept"]]
+    answer = stages.Architecture.from_dict(json.loads(arch)).widths_json()
+    assert answer == kept[-1]["arch"] == checks[-1]["arch"], "the answer is the end of the path, and checked"
+    if algorithm == "netadapt":
+        assert main(["finetune", *latency]) == 0, "V1's network is the answer's"
+        return
+    timed.clear()
+    assert main(["search", *latency]) == 0
+    again = metrics(root, "search")
+    assert timed == [] and again["checks"] == checks and again["reused_iterations"] == again["iterations"]
+    assert (root / "a" / "search" / "arch.json").read_text() == arch
+    assert main(["search", *latency, "-S", "search.measure_rounds=0"]) == 0
+    trusting = metrics(root, "search")
+    assert trusting["continuations"] == 0 and trusting["checks"] == [] and "measured_over_budget" not in trusting
+    assert trusting["resource_estimated"] > m["resource_estimated"]
