@@ -41,6 +41,9 @@ VARIANTS = {
     "od, largest on group 0": dict(sampling="sandwich", largest="group", distill=0.0),
     "od, largest on the batch": dict(sampling="sandwich", largest="batch", distill=0.0),
     "od, largest on the batch + distill 0.5": dict(sampling="sandwich", largest="batch", distill=0.5),
+    "od, batch + distill 0.5, sampled pass x0.5": dict(sampling="sandwich", largest="batch", distill=0.5,
+                                                       subnet_weight=0.5),
+    "od, batch + distill 1.0": dict(sampling="sandwich", largest="batch", distill=1.0),
 }
 
 
@@ -64,6 +67,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data-name", default="")
     parser.add_argument("--data-root", default="")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="plain always runs: every gap is to it, measured in the same run")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="default: bench/results/supernet_quality_<model>.json (and .png beside it)")
     args = parser.parse_args()
     overrides = [f"model.name={args.model}", f"supernet.epochs={args.epochs}"]
     if args.data_name:
@@ -77,9 +84,10 @@ def main() -> None:
     print(f"{spec.name} on {cfg.data.name}: {len(train)} train / {len(holdout)} holdout, {args.epochs} epochs, "
           f"batch {cfg.supernet.batch_size}, group {cfg.supernet.group_size}, threads {torch.get_num_threads()}",
           flush=True)
-    rows: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+    variants = {name: VARIANTS[name] for name in VARIANTS if name == "plain" or name in args.variants}
+    rows: dict[str, list[dict]] = {name: [] for name in variants}
     for seed in args.seeds:  # interleaved: each seed runs every variant
-        for name, settings in VARIANTS.items():
+        for name, settings in variants.items():
             rows[name].append(run(spec, train, holdout, replace(cfg.supernet, **settings), seed))
             r = rows[name][-1]
             print(f"seed {seed}  {name:40s} largest {r['largest']:.4f}  smallest {r['smallest']:.4f}  "
@@ -97,7 +105,7 @@ def main() -> None:
         s = summary[name]
         print(f"{name:40s} largest median {s['largest_median']:.4f} [{s['largest_min']:.4f}, {s['largest_max']:.4f}]  "
               f"gap {s['gap_points']:+.2f} pts  smallest {s['smallest_median']:.4f}  epoch x{s['epoch_ratio_to_plain']}")
-    out = REPO / "bench" / "results" / f"supernet_quality_{spec.name}.json"
+    out = args.results or REPO / "bench" / "results" / f"supernet_quality_{spec.name}.json"
     out.write_text(json.dumps({"settings": {"model": spec.name, "data": cfg.data.name, "train": len(train),
                                             "holdout": len(holdout), "epochs": args.epochs, "seeds": args.seeds,
                                             "batch_size": cfg.supernet.batch_size,

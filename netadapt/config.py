@@ -118,6 +118,7 @@ class SupernetConfig:
     largest: Literal["group", "batch"] = "group"  # the full network trains on group 0, or on the whole batch
     # in a second pass of its own
     distill: float = _num(0.0, ge=0.0, le=1.0)  # with largest: batch, weight of its soft labels for the others
+    subnet_weight: float = _num(1.0, gt=0.0, le=1.0)  # with largest: batch, the sampled pass's loss weight
     augment: bool = False  # random horizontal flip + crop (reflect padding 4) of every training image
 
 
@@ -338,6 +339,10 @@ def _check_consistency(cfg: Config) -> None:
                           f"group(s) in a supernet.batch_size of {sn.batch_size}, and {SAMPLING_NOTE[sn.sampling]}: "
                           f"use a group_size of at most {sn.batch_size // MIN_GROUPS[sn.sampling]}, "
                           f"or supernet.sampling: none for plain training")
+    if sn.subnet_weight != 1.0 and sn.largest != "batch":
+        raise ConfigError(f"supernet.subnet_weight: weighs the sampled sub-networks' pass against the full "
+                          f"network's own pass over the batch: set supernet.largest: batch, or subnet_weight: 1 "
+                          f"(got {sn.subnet_weight})")
     if sn.distill > 0 and sn.largest != "batch":
         raise ConfigError(f"supernet.distill: the teacher is the full network's pass over the whole batch: "
                           f"set supernet.largest: batch, or distill: 0 (got {sn.distill})")

@@ -89,7 +89,8 @@ def train_supernet(model: nn.Module, train: Split, holdout: Split, cfg: Supernet
                            lambda b: sample_widths(space, b, generator, cfg.sampling, cfg.group_size),
                            cfg.label_smoothing, desc=f"supernet epoch {epoch + 1}/{cfg.epochs}",
                            group_size=group_size, world=world, amp=cfg.amp,
-                           largest_pass=cfg.largest == "batch", distill=cfg.distill, augment=cfg.augment)
+                           largest_pass=cfg.largest == "batch", distill=cfg.distill, augment=cfg.augment,
+                           subnet_weight=cfg.subnet_weight)
         largest_acc = smallest_acc = 0.0
         if world.writer:
             largest_acc = accuracy(model, holdout, eval_batch_size, device)[1]

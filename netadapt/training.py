@@ -94,7 +94,7 @@ def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer
                 sample_widths: Callable[[int], Widths | None] = lambda b: None,
                 label_smoothing: float = 0.0, desc: str = "train", max_steps: int = 0,
                 group_size: int = 1, world: World = SINGLE, amp: bool = False, largest_pass: bool = False,
-                distill: float = 0.0, augment: bool = False) -> float:
+                distill: float = 0.0, augment: bool = False, subnet_weight: float = 1.0) -> float:
     """One pass over `split` (or `max_steps` batches); each batch gets widths from `sample_widths`.
 
     With per-sample widths, one forward-backward pass trains every sampled sub-network at once;
@@ -105,7 +105,8 @@ def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer
     on CUDA, bfloat16 on CPU). `largest_pass`: the full network also trains on the whole batch in a
     pass of its own (as plain training would), and with `distill` > 0 its predictions teach the
     sampled sub-networks (in-place distillation: their loss is (1 - distill) x cross-entropy with the
-    labels + distill x cross-entropy with the full network's probabilities). `augment`: random flip
+    labels + distill x cross-entropy with the full network's probabilities), the sampled pass's loss
+    weighted by `subnet_weight` against the full pass's (the sandwich's balance). `augment`: random flip
     and crop (`augment.crop_flip`), drawn from `generator`. Returns the mean
     training loss (of the sampled sub-networks' pass).
     """
@@ -146,7 +147,7 @@ def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer
             if teacher is not None and distill > 0:
                 soft = -(teacher * logits.float().log_softmax(-1)).sum(-1).mean()
                 loss = (1 - distill) * loss + distill * soft
-        scaler.scale(loss).backward()
+        scaler.scale(loss * subnet_weight if teacher is not None else loss).backward()
         scaler.step(optimizer)
         scaler.update()
         if scheduler is not None:

@@ -147,7 +147,7 @@ def test_the_cosine_schedule_ends_with_the_last_batch_trained(monkeypatch):
     assert scheduler.last_epoch == scheduler.T_max == 2 * 3
 
 
-def one_step(largest_pass: bool, distill: float, labels_seed: int = 0):
+def one_step(largest_pass: bool, distill: float, labels_seed: int = 0, subnet_weight: float = 1.0):
     """One SGD step (lr 1, no momentum) of a super-network on 32 quadrant images, groups of 8, every
     group sampled at the smallest widths but group 0 (the full network)."""
     from netadapt.ordered_dropout import set_bn_groups
@@ -166,20 +166,18 @@ def one_step(largest_pass: bool, distill: float, labels_seed: int = 0):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     train_epoch(model, data, optimizer, None, 32, torch.Generator().manual_seed(0), torch.device("cpu"), widths,
-                group_size=8, max_steps=1, largest_pass=largest_pass, distill=distill)
+                group_size=8, max_steps=1, largest_pass=largest_pass, distill=distill, subnet_weight=subnet_weight)
     return model, before, data, widths, set_bn_groups
 
 
 def test_the_largest_pass_trains_the_full_network_on_the_whole_batch():
     """Without it, channels only the full network uses learn from group 0 alone; with it, the step
     adds the gradient of plain training on the whole batch (and, with distill, sub-networks learn
-    from its probabilities): the update is exactly that sum."""
-    import copy
-
+    from its probabilities, and the sampled pass weighs `subnet_weight`): the update is exactly that sum."""
     import torch.nn.functional as F
 
-    for distill in (0.0, 0.5):
-        model, before, data, widths, set_bn_groups = one_step(True, distill)
+    for distill, weight in ((0.0, 1.0), (0.5, 1.0), (0.5, 0.25)):
+        model, before, data, widths, set_bn_groups = one_step(True, distill, subnet_weight=weight)
         reference = build_supernet(SPEC)
         reference.load_state_dict(before)
         reference.train()
@@ -194,10 +192,10 @@ def test_the_largest_pass_trains_the_full_network_on_the_whole_batch():
         loss = F.cross_entropy(logits, data.labels[order])
         if distill:
             loss = (1 - distill) * loss - distill * (teacher[order] * logits.log_softmax(-1)).sum(-1).mean()
-        loss.backward()
+        (weight * loss).backward()
         for name, p in reference.named_parameters():
             expected = before[name] - p.grad
-            assert torch.allclose(model.state_dict()[name], expected, atol=1e-5), (distill, name)
+            assert torch.allclose(model.state_dict()[name], expected, atol=1e-5), (distill, weight, name)
     plain_model, plain_before, *_ = one_step(False, 0.0)
     moved = {k for k in plain_before if not torch.equal(plain_before[k], plain_model.state_dict()[k])}
     assert moved, "a step without the largest pass still trains"
@@ -211,3 +209,8 @@ def test_distillation_needs_the_largest_pass():
     with pytest.raises(ConfigError, match="supernet.distill: the teacher is the full network's pass"):
         parse_config({"supernet": {"distill": 0.5}})
     assert parse_config({"supernet": {"distill": 0.5, "largest": "batch"}}).supernet.distill == 0.5
+    with pytest.raises(ConfigError, match="supernet.subnet_weight: weighs the sampled"):
+        parse_config({"supernet": {"subnet_weight": 0.5}})
+    with pytest.raises(ConfigError, match="supernet.subnet_weight"):
+        parse_config({"supernet": {"subnet_weight": 0.0, "largest": "batch"}})
+    assert parse_config({"supernet": {"subnet_weight": 0.5, "largest": "batch"}}).supernet.subnet_weight == 0.5
