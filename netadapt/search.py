@@ -201,6 +201,9 @@ def search(space: Architecture, resource: ResourceModel, evaluate: Evaluate, ste
     return SearchResult(current, history, schedule, t, evaluated, reused, current_acc, current_resource, message)
 
 
+MAX_SECANT_STEP = 3.0  # the line through two checks may cut at most this many times what scaling would
+
+
 @dataclass(frozen=True)
 class MeasuredCheck:
     """The search's answer measured on the device, on the budget's own scale (a fraction of the base
@@ -220,14 +223,18 @@ def tightened_budget(checks: Sequence[MeasuredCheck]) -> float:
     """The estimated budget that should measure at the limit. From one check: the estimate scaled by
     limit / measured (the table off by a factor near the answer). From two or more: the line through
     the last two (estimate, measurement) pairs, which also catches an offset the table misses (a
-    per-call cost), where scaling alone would creep up on the limit from above."""
+    per-call cost), where scaling alone would creep up on the limit from above; its step is held to
+    `MAX_SECANT_STEP` times the scaling's, so two noisy timings of nearly equal networks cannot send
+    the search to the smallest network."""
     last = checks[-1]
+    scaled = last.resource_estimated * last.limit / last.measured
     if len(checks) >= 2:
         prev = checks[-2]
         de, dm = last.resource_estimated - prev.resource_estimated, last.measured - prev.measured
         if de and dm / de > 0:  # the measurement moves with the estimate
-            return last.resource_estimated + (last.limit - last.measured) * de / dm
-    return last.resource_estimated * last.limit / last.measured
+            secant = last.resource_estimated + (last.limit - last.measured) * de / dm
+            return max(secant, last.resource_estimated - MAX_SECANT_STEP * (last.resource_estimated - scaled))
+    return scaled
 
 
 Run = Callable[[Schedule, "pd.DataFrame | None", "float | None"], SearchResult]  # (schedule, previous, its budget)

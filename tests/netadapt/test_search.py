@@ -233,3 +233,16 @@ def test_rounds_bound_the_continuations_and_the_space_bounds_the_budget():
     assert result.schedule.budget >= SMALLEST and result.resource_estimated >= SMALLEST
     _, none = run_measured(0.5, offset_device(0.08), rounds=0)
     assert len(none) == 1 and not none[0].met, "rounds 0: measured and reported, not searched on"
+
+
+def test_two_noisy_timings_of_nearly_equal_networks_cannot_send_the_search_far():
+    """A flat line through two checks (the measurement barely moved) would ask for a huge cut: the
+    step is held to MAX_SECANT_STEP times what scaling asks for."""
+    from netadapt.search import MAX_SECANT_STEP, MeasuredCheck
+
+    checks = [MeasuredCheck("a", 100.0, 0.520, 0.5), MeasuredCheck("b", 98.0, 0.519, 0.5)]
+    scaled = 98.0 * 0.5 / 0.519
+    assert tightened_budget(checks) == pytest.approx(98.0 - MAX_SECANT_STEP * (98.0 - scaled))
+    assert tightened_budget(checks[1:]) == pytest.approx(scaled)
+    falling = [MeasuredCheck("a", 100.0, 0.50, 0.45), MeasuredCheck("b", 98.0, 0.52, 0.45)]  # noise: no line
+    assert tightened_budget(falling) == pytest.approx(98.0 * 0.45 / 0.52)
