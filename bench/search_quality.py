@@ -53,7 +53,7 @@ from netadapt.arch import Architecture
 from netadapt.config import Config, load_config
 from netadapt.data import load_split, prepare_data
 from netadapt.data.datasets import RawSplit
-from netadapt.data.prepared import _write_split
+from netadapt.data.prepared import write_split
 from netadapt.errors import NetAdaptError
 from netadapt.evaluation import evaluate_candidate
 from netadapt.finetune import load_network
@@ -131,7 +131,7 @@ def prepared(setup: Setup, cfg: Config, work: Path) -> Path:
     tmp = work / "prepared.tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     source = RawSplit(train.images[torch.from_numpy(index)].numpy(), labels[index])
-    count = _write_split(tmp, "train", source, np.arange(len(index)), [0, 4])
+    count = write_split(tmp, "train", source, np.arange(len(index)), [0, 4])
     for name in ("holdout", "test"):
         for suffix in (".pt", ".images.npy"):
             os.link(full / f"{name}{suffix}", tmp / f"{name}{suffix}")

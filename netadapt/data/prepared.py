@@ -50,9 +50,10 @@ class Split:
         return len(self.labels)
 
 
-def _write_split(folder: Path, name: str, source: RawSplit, index: np.ndarray, seed: list[int]) -> int:
+def write_split(folder: Path, name: str, source: RawSplit, index: np.ndarray, seed: list[int]) -> int:
     """The samples of `source` at `index`, in a seeded class-mixed order (folders list class by class),
-    written as `<name>.images.npy` + `<name>.pt`; returns how many."""
+    written as `<name>.images.npy` + `<name>.pt`: one split of a prepared folder (`prepare_data`'s, or a
+    subset of one that a benchmark cuts); returns how many."""
     index = index[class_mixed_order(source.labels[index], seed)]
 
     def chunks() -> Iterator[np.ndarray]:
@@ -84,7 +85,7 @@ def prepare_data(cfg: DataConfig, seed: int, out_dir: Path) -> DataInfo:
               "test": (*test, [seed, 3])}
     c, h, w = raw.train.images.shape[1:]
     with atomic_dir(out_dir) as tmp:
-        counts = {name: _write_split(tmp, name, source, index, order_seed)
+        counts = {name: write_split(tmp, name, source, index, order_seed)
                   for name, (source, index, order_seed) in splits.items()}
         info = DataInfo(cfg.name, list(raw.classes), (int(c), int(h), int(w)), counts)
         write_json(tmp / "meta.json", asdict(info))
