@@ -340,6 +340,20 @@ def paired_difference(cells: dict, a: str, b: str, budget: float) -> tuple[float
     return 100 * statistics.mean(rows[(a, s)] - rows[(b, s)] for s in seeds), len(seeds)
 
 
+def markdown(entry: dict) -> str:
+    """The README's table of one dataset's summary: a row per (budget, method), budgets tightest last."""
+    lines = ["| budget | method | test acc %, mean ± std (min-max) | seeds | measured latency / base, mean (max) "
+             "| super-network s | search s | final training s | total s |", "| --- " * 9 + "|"]
+    order = {m: i for i, m in enumerate(METHODS)}
+    for s in sorted(entry["summary"].values(), key=lambda s: (-s["budget"], order[s["method"]])):
+        t = s["seconds_mean"]
+        lines.append(f"| {s['budget']:g} | {s['method']} | {100 * s['test_acc_mean']:.2f} ± {100 * s['test_acc_std']:.2f} "
+                     f"({100 * s['test_acc_min']:.2f}-{100 * s['test_acc_max']:.2f}) | {len(s['seeds'])} "
+                     f"| {s['latency_ratio_mean']:.3f} ({s['latency_ratio_max']:.3f}) | {t['supernet']:.0f} "
+                     f"| {t['search']:.0f} | {t['final']:.0f} | {sum(t.values()):.0f} |")
+    return "\n".join(lines)
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -387,8 +401,13 @@ def main() -> None:
     parser.add_argument("--cells", type=Path, default=REPO / "bench" / "results" / "search_quality_cells")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results" / "search_quality.json")
     parser.add_argument("--measure-only", action="store_true", help="time and summarize the finished cells")
+    parser.add_argument("--table", action="store_true", help="print the README table of --results and stop")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    if args.table:
+        for name, entry in read_json(args.results)["datasets"].items():
+            print(f"{name}:\n{markdown(entry)}")
+        return
     setup = Setup(args.dataset, args.train_per_class, args.model, args.backend, args.supernet_epochs,
                   args.final_epochs, args.candidates, args.eval_batches)
     root = args.data_root or str((REPO / DATASETS[args.dataset]).resolve())

@@ -261,6 +261,7 @@ def search_measured(run: Run, schedule: Schedule, smallest: float, measure: Call
     if measure is None:
         return result, checks
     evaluated, reused = result.candidates_evaluated, result.reused_iterations
+    stopped = False
     for r in range(rounds + 1):
         arch = result.chosen.widths_json()
         check = replay[r] if r < len(replay) and replay[r].arch == arch else \
@@ -270,7 +271,7 @@ def search_measured(run: Run, schedule: Schedule, smallest: float, measure: Call
             on_check(checks)
         log.info("search: the answer measures %.4g against a budget of %.4g (estimated %.6g)%s", check.measured,
                  limit, check.resource_estimated, "" if check.met else ": over")
-        if check.met or r == rounds:
+        if check.met or r == rounds or stopped:
             break
         budget = max(tightened_budget(checks), smallest)
         if budget >= result.resource_estimated:
@@ -286,10 +287,13 @@ def search_measured(run: Run, schedule: Schedule, smallest: float, measure: Call
             kept = stop.history[stop.history.kept.astype(bool)].iloc[-1]
             log.warning("search: %s; keeping the last iterate", stop)
             evaluated += int((stop.history.iteration >= before).sum())
+            if kept.arch == arch:  # no iteration of the continuation finished: the answer stands as measured
+                break
             result = replace(result, chosen=result.chosen.with_widths(json.loads(kept.arch)), history=stop.history,
                              schedule=schedule, iterations=int(kept.iteration) + 1, holdout_acc=float(kept.holdout_acc),
                              resource_estimated=float(kept.resource_estimated))
-            break
+            stopped = True  # measured once more, then no further continuation
+            continue
         evaluated += result.candidates_evaluated
         reused += result.reused_iterations - before  # the iterations it replayed from this run don't count
     last = checks[-1]

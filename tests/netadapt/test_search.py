@@ -246,3 +246,23 @@ def test_two_noisy_timings_of_nearly_equal_networks_cannot_send_the_search_far()
     assert tightened_budget(checks[1:]) == pytest.approx(scaled)
     falling = [MeasuredCheck("a", 100.0, 0.50, 0.45), MeasuredCheck("b", 98.0, 0.52, 0.45)]  # noise: no line
     assert tightened_budget(falling) == pytest.approx(98.0 * 0.45 / 0.52)
+
+
+def test_a_continuation_that_gets_stuck_keeps_and_measures_its_last_iterate():
+    """Going on, the search may reach a network no candidate can cut from: it keeps the last
+    iterate (it meets the table's budget too), measures it, and stops there."""
+    stuck_below = 0.47 * BASE
+    mcd = mcd_step(MACS, 6, 2)
+
+    def step(current, resource, target, rng):
+        return [] if resource < stuck_below else mcd(current, resource, target, rng)
+
+    def once(sched, previous, previous_budget):
+        return search(SPACE, MACS, Counting(), step, sched, SearchSettings(0), previous, previous_budget)
+    measured = []
+    result, checks = search_measured(once, schedule(0.5), SMALLEST, offset_device(0.1, measured), 0.5, 3)
+    assert len(checks) == 2 == len(measured) and not checks[0].met
+    assert checks[1].arch == result.chosen.widths_json() and result.resource_estimated < stuck_below
+    assert result.resource_estimated > result.schedule.budget, "stopped short of the tightened budget"
+    kept = result.history[result.history.kept.astype(bool)]
+    assert kept.arch.iloc[-1] == result.chosen.widths_json()
