@@ -1,5 +1,7 @@
 """Benchmark: one epoch of ordered-dropout super-network training vs one epoch of plain training of
-the full network, same data, model and batch size, interleaved side by side in one run.
+the full network, same data, model and batch size, interleaved side by side in one run. The OD
+epoch is the configured one (`supernet.largest`, `distill`): with `largest: batch` it includes the
+full network's own pass over every batch.
 
 The point of OD: many sub-networks trained for the price of one pass. Target ratio <= 1.15.
 
@@ -37,7 +39,8 @@ def one_epoch(spec, train, cfg, sampling: str, seed: int) -> float:
     group_size = cfg.group_size if sampling != "none" else 1
     start = time.perf_counter()
     train_epoch(model, train, optimizer, None, cfg.batch_size, generator, torch.device("cpu"),
-                lambda b: sample_widths(space, b, generator, sampling, cfg.group_size), group_size=group_size)
+                lambda b: sample_widths(space, b, generator, sampling, cfg.group_size), group_size=group_size,
+                largest_pass=cfg.largest == "batch", distill=cfg.distill, subnet_weight=cfg.subnet_weight)
     return time.perf_counter() - start
 
 
@@ -55,7 +58,7 @@ def main() -> None:
     spec, train = model_spec(cfg, prepared), load_split(prepared, "train")
     sn = replace(cfg.supernet, sampling="sandwich")
     print(f"model {spec.name}, {len(train)} training images, batch {sn.batch_size}, group size "
-          f"{sn.group_size}, torch threads {torch.get_num_threads()}")
+          f"{sn.group_size}, largest: {sn.largest}, distill {sn.distill}, torch threads {torch.get_num_threads()}")
     one_epoch(spec, train, sn, "none", 0)  # warm-up: allocator, kernels
     plain, od = [], []
     for r in range(args.repeats):

@@ -115,9 +115,9 @@ class SupernetConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     nproc: int = _num(1, ge=1, le=MAX_PROCESSES)  # data-parallel processes (torchrun, DDP); 1: this one
     amp: bool = False  # mixed precision: float16 autocast + loss scaling on CUDA, bfloat16 autocast on CPU
-    largest: Literal["group", "batch"] = "group"  # the full network trains on group 0, or on the whole batch
+    largest: Literal["group", "batch"] = "batch"  # the full network trains on group 0, or also on the whole batch
     # in a second pass of its own
-    distill: float = _num(0.0, ge=0.0, le=1.0)  # with largest: batch, weight of its soft labels for the others
+    distill: float = _num(0.5, ge=0.0, le=1.0)  # with largest: batch, weight of its soft labels for the others
     subnet_weight: float = _num(1.0, gt=0.0, le=1.0)  # with largest: batch, the sampled pass's loss weight
     augment: bool = False  # random horizontal flip + crop (reflect padding 4) of every training image
 

@@ -207,10 +207,10 @@ def test_distillation_needs_the_largest_pass():
     import pytest
 
     with pytest.raises(ConfigError, match="supernet.distill: the teacher is the full network's pass"):
-        parse_config({"supernet": {"distill": 0.5}})
+        parse_config({"supernet": {"distill": 0.5, "largest": "group"}})
     assert parse_config({"supernet": {"distill": 0.5, "largest": "batch"}}).supernet.distill == 0.5
     with pytest.raises(ConfigError, match="supernet.subnet_weight: weighs the sampled"):
-        parse_config({"supernet": {"subnet_weight": 0.5}})
+        parse_config({"supernet": {"subnet_weight": 0.5, "largest": "group", "distill": 0.0}})
     with pytest.raises(ConfigError, match="supernet.subnet_weight"):
         parse_config({"supernet": {"subnet_weight": 0.0, "largest": "batch"}})
     assert parse_config({"supernet": {"subnet_weight": 0.5, "largest": "batch"}}).supernet.subnet_weight == 0.5
