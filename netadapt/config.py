@@ -102,7 +102,7 @@ SAMPLING_NOTE = {"sandwich": "sandwich sampling needs 3 (largest, smallest, at l
 
 @dataclass(frozen=True)
 class SupernetConfig:
-    epochs: int = _num(5, ge=0, le=MAX_COUNT)
+    epochs: int = _num(3, ge=0, le=MAX_COUNT)
     batch_size: int = _num(128, ge=1, le=MAX_COUNT)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = _num(0.05, gt=0.0, le=MAX_LR)
