@@ -138,8 +138,8 @@ class SearchConfig:
     eval_batches: int = _num(0, ge=0, le=MAX_COUNT)  # holdout batches to score on; 0 = all of holdout
     batch_size: int = _num(256, ge=1, le=MAX_COUNT)
     max_halvings: int = _num(4, ge=0, le=64)  # when no candidate can cut dR
-    # latency: measure the answer on the device; while over the budget, go on to a budget tightened
-    # by measured / estimated, at most this many times (0: trust the lookup table)
+    # latency: time the answer on the device; while it measures over the budget, go on to a table
+    # budget tightened by what the timings say, at most this many times (0: trust the lookup table)
     measure_rounds: int = _num(2, ge=0, le=MAX_COUNT)
     short_term_steps: int = _num(10, ge=0, le=MAX_COUNT)  # V1: fine-tune steps per proposal
     long_term_epochs: int = _num(1, ge=0, le=MAX_COUNT)  # V1: fine-tune epochs at the end
