@@ -375,8 +375,9 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
     supernet_model, _ = load_supernet(paths.supernet)
     space = supernet_model.space()
     resource = resource_model(cfg, supernet_model, paths)
-    schedule = Schedule.from_settings(resource.estimate(space), resource.estimate(space.smallest()), s.budget,
-                                      s.budget_type, s.initial_reduction, s.decay, resource.unit)
+    smallest = resource.estimate(space.smallest())
+    schedule = Schedule.from_settings(resource.estimate(space), smallest, s.budget, s.budget_type,
+                                      s.initial_reduction, s.decay, resource.unit)
     identity = search_identity(cfg, paths)
     previous, previous_budget, checks = (_previous_history(paths, identity, space, resource) if reuse_history
                                          else (None, None, []))
@@ -442,7 +443,7 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
     measure, limit = measured_budget(cfg, supernet_model) if s.metric == "latency" and s.measure_rounds else \
         (None, s.budget)
     try:
-        result, done = search_measured(run, schedule, resource.estimate(space.smallest()), measure, limit,
+        result, done = search_measured(run, schedule, smallest, measure, limit,
                                        s.measure_rounds, previous, previous_budget, checks, on_check)
     except SearchStopped as stop:
         save_history(paths, stop.history, meta)
@@ -465,7 +466,7 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
                "reused_iterations": result.reused_iterations, "seconds": round(time.perf_counter() - start, 3),
                "holdout_acc": result.holdout_acc, "resource_estimated": result.resource_estimated,
                "budget_searched": result.schedule.budget, "continuations": max(len(done) - 1, 0),
-               "checks": [asdict(c) for c in done]}
+               "checks": meta["checks"]}  # as on_check recorded them for history.json
     if done:  # the answer as measured at the end of the search (evaluate measures the final network again)
         metrics.update({"measured": done[-1].measured, "measured_limit": limit,
                         "measured_over_budget": done[-1].measured / limit})
