@@ -88,7 +88,9 @@ def mean_over_ranks(total: float, count: int, world: World) -> float:
     """The mean of a per-sample quantity over every rank's samples."""
     if world.size == 1:
         return total / max(count, 1)
-    both = torch.tensor([total, float(count)], dtype=torch.float64)
+    # nccl reduces only CUDA tensors: the rank's own GPU (`launch` set it); gloo, CPU ones
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    both = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
     dist.all_reduce(both)
     return float(both[0] / max(both[1], 1.0))
 

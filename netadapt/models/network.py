@@ -116,4 +116,4 @@ def largest_first(norms: torch.Tensor, width: int, bounds: Iterable[int]) -> tor
     `bounds` (channels may not cross them); channels from `width` on keep their place."""
     cuts = sorted({0, width, *(b for b in bounds if 0 < b < width)})
     segments = [lo + torch.argsort(norms[lo:hi], descending=True, stable=True) for lo, hi in zip(cuts, cuts[1:])]
-    return torch.cat([*segments, torch.arange(width, len(norms))])
+    return torch.cat([*segments, torch.arange(width, len(norms), device=norms.device)])

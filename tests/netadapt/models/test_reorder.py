@@ -153,3 +153,10 @@ def test_largest_first_sorts_within_the_segments_cut_by_cbc_widths():
     order = largest_first(norms, 6, [0, 2, 6, 7])  # 0 and widths >= 6 cut nothing
     assert order.tolist() == [1, 0, 5, 3, 4, 2, 6, 7]
     assert largest_first(norms, 8, []).tolist() == norms.argsort(descending=True).tolist()
+
+
+def test_largest_first_stays_on_the_device_of_its_norms():
+    """V1 on a GPU: the order is built where the filters are (the meta device stands in for CUDA,
+    which CI has not: a CPU tensor mixed in fails on it the same way)."""
+    norms = torch.rand(8, device="meta")
+    assert largest_first(norms, 6, [2]).device == norms.device
