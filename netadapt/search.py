@@ -218,6 +218,23 @@ class MeasuredCheck:
     def met(self) -> bool:
         return self.measured <= self.limit
 
+    @classmethod
+    def from_records(cls, records: Sequence[dict]) -> list["MeasuredCheck"]:
+        """The checks as a history or progress file recorded them (`asdict` of each); a record of
+        other fields or types is a `ValueError` naming it, for the caller to name the file."""
+        checks = []
+        for record in records:
+            try:
+                check = cls(**record)
+            except TypeError as exc:
+                raise ValueError(f"not a measured check: {record!r} ({exc})") from None
+            if not isinstance(check.arch, str) or not all(isinstance(getattr(check, f), (int, float)) and
+                                                          not isinstance(getattr(check, f), bool)
+                                                          for f in ("resource_estimated", "measured", "limit")):
+                raise ValueError(f"not a measured check: {record!r} (arch must be a string, the rest numbers)")
+            checks.append(check)
+        return checks
+
 
 def tightened_budget(checks: Sequence[MeasuredCheck]) -> float:
     """The estimated budget that should measure at the limit. From one check: the estimate scaled by

@@ -325,7 +325,7 @@ def _previous_history(paths: Paths, identity: str, space: Architecture,
     try:
         saved = read_json(path)
         rows, budget = saved["rows"], float(saved["budget"])
-        checks = [MeasuredCheck(**c) for c in saved.get("checks", [])]
+        checks = MeasuredCheck.from_records(saved.get("checks", []))
     except (ValueError, KeyError, TypeError) as exc:
         raise NetAdaptError(f"{path}: not a search history ({exc}); delete it to search afresh") from None
     if saved.get("identity") != identity:
@@ -410,11 +410,15 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
         # the network its last finished iteration kept
         v1_progress = Progress(paths.progress("search"), hashlib.sha256(json.dumps(
             [identity, content_digest([start_path]), schedule.budget]).encode()).hexdigest()[:16])
-        previous, previous_budget, checks = None, None, []
+        previous, previous_budget = None, None
         saved = v1_progress.load()
+        try:
+            checks = MeasuredCheck.from_records(saved.get("checks", [])) if saved is not None else []
+        except ValueError as exc:  # as `Progress.load` treats a torn file: never trusted
+            log.warning("%s: unreadable progress (%s): starting afresh", v1_progress.path, exc)
+            saved, checks = None, []
         if saved is not None:
             previous, previous_budget = pd.DataFrame(saved["rows"], columns=COLUMNS), schedule.budget
-            checks = [MeasuredCheck(**c) for c in saved.get("checks", [])]
             v1.restore(saved["network"])
             log.info("search: continuing an interrupted NetAdapt V1 search after iteration %d", v1.iteration)
         step, evaluate = v1.step, v1.evaluate

@@ -248,6 +248,20 @@ def test_two_noisy_timings_of_nearly_equal_networks_cannot_send_the_search_far()
     assert tightened_budget(falling) == pytest.approx(98.0 * 0.45 / 0.52)
 
 
+def test_recorded_checks_read_back_as_written_and_a_foreign_record_is_named():
+    from dataclasses import asdict
+
+    from netadapt.search import MeasuredCheck
+
+    _, checks = run_measured(0.5, offset_device(0.08))
+    assert MeasuredCheck.from_records([asdict(c) for c in checks]) == checks
+    for bad in ({"arch": "{}", "measured": 0.5, "limit": 0.5},  # a field missing
+                {"arch": "{}", "resource_estimated": 1.0, "measured": "fast", "limit": 0.5},
+                {"arch": 3, "resource_estimated": 1.0, "measured": 0.5, "limit": 0.5}):
+        with pytest.raises(ValueError, match="not a measured check"):
+            MeasuredCheck.from_records([asdict(checks[0]), bad])
+
+
 def test_a_continuation_that_gets_stuck_keeps_and_measures_its_last_iterate():
     """Going on, the search may reach a network no candidate can cut from: it keeps the last
     iterate (it meets the table's budget too), measures it, and stops there."""

@@ -221,7 +221,7 @@ def device_over_once(root: Path, first: float, timed: list):
 
 
 @pytest.mark.parametrize("algorithm", ["mcd", "netadapt"])
-def test_a_latency_search_goes_on_while_its_answer_measures_over_the_budget(project, monkeypatch, algorithm):
+def test_a_latency_search_goes_on_while_its_answer_measures_over_the_budget(project, monkeypatch, capsys, algorithm):
     """The search times its answer beside the base; over the budget, it goes on from where it stopped
     (V1 from the weights it kept) to a table budget tightened by measured / estimated, records the
     checks in the history, and a rerun replays them instead of timing again."""
@@ -254,6 +254,12 @@ def test_a_latency_search_goes_on_while_its_answer_measures_over_the_budget(proj
     again = metrics(root, "search")
     assert timed == [] and again["checks"] == checks and again["reused_iterations"] == again["iterations"]
     assert (root / "a" / "search" / "arch.json").read_text() == arch
+    history = root / "a" / "search" / "history.json"
+    damaged = {**saved, "checks": [{**checks[0], "measured": "fast"}]}
+    history.write_text(json.dumps(damaged))
+    assert main(["search", *latency]) == 2, "a history whose checks cannot be read is refused, not trusted"
+    assert f"{history}: not a search history" in capsys.readouterr().err
+    history.write_text(json.dumps(saved))
     assert main(["search", *latency, "-S", "search.measure_rounds=0"]) == 0
     trusting = metrics(root, "search")
     assert trusting["continuations"] == 0 and trusting["checks"] == [] and "measured_over_budget" not in trusting
