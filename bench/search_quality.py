@@ -28,6 +28,11 @@ latency every table and plot reports.
 
     .venv/bin/python bench/search_quality.py --dataset cifar10 --budgets 0.5 --seeds 0 1 2
 
+Cells can be computed elsewhere (`--device cuda`, `--cells-only`: no timing on a machine that is not
+the target) and by several processes at once, each with its own seeds or budgets: the shared data,
+table and super-networks are built under file locks, and each finished cell is merged into the cells
+file under one. The side-by-side timing then runs on the target (`--measure-only`).
+
 Writes `bench/results/search_quality.json` and `.png` (test accuracy vs measured latency, one curve
 per method, error bars over seeds). Last line: `v2_minus_uniform_pts=<mean over seeds, CIFAR-10, 0.5>`.
 """
@@ -35,6 +40,8 @@ per method, error bars over seeds). Last line: `v2_minus_uniform_pts=<mean over 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -42,6 +49,7 @@ import random
 import shutil
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -100,15 +108,28 @@ class Setup:
                 f"-j{self.candidates}-e{self.eval_batches}-{self.backend}")
 
 
-def overrides(setup: Setup, data_root: str, seed: int) -> list[str]:
-    """The pipeline config of this setup: params.yaml with these keys overridden."""
+def overrides(setup: Setup, data_root: str, seed: int, device: str = "cpu", extra: tuple[str, ...] = ()) -> list[str]:
+    """The pipeline config of this setup: params.yaml with these keys overridden (`extra` last: `--set`)."""
     return [f"seed={seed}", f"data.name={setup.dataset}", f"data.root={data_root}", f"model.name={setup.model}",
             f"profile.backend={setup.backend}", f"supernet.epochs={setup.supernet_epochs}",
-            "supernet.largest=batch", "supernet.distill=0.5", "supernet.device=cpu", "finetune.device=cpu",
+            "supernet.largest=batch", "supernet.distill=0.5", f"supernet.device={device}", f"finetune.device={device}",
             f"finetune.epochs={setup.final_epochs}", "finetune.init=supernet",
             f"search.candidates={setup.candidates}", f"search.eval_batches={setup.eval_batches}",
             "search.long_term_epochs=0",
-            "search.measure_rounds=0"]  # every method at the table's estimate (the hand-made ones have no other)
+            "search.measure_rounds=0",  # every method at the table's estimate (the hand-made ones have no other)
+            *extra]
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created): what one process builds, the others wait for."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # -- shared artifacts -------------------------------------------------------------------------------
@@ -145,7 +166,8 @@ def prepared(setup: Setup, cfg: Config, work: Path) -> Path:
 def link(artifacts: Path, name: str, target: Path) -> None:
     artifacts.mkdir(parents=True, exist_ok=True)
     if not (artifacts / name).exists():
-        (artifacts / name).symlink_to(target.resolve())
+        with contextlib.suppress(FileExistsError):  # another process's cell of the seed linked it first
+            (artifacts / name).symlink_to(target.resolve())
 
 
 def stage_paths(root: Path, shared: dict[str, Path]) -> Paths:
@@ -182,9 +204,10 @@ def supernet(cfg: Config, work: Path, data: Path, plain: bool) -> tuple[Path, fl
     """The seed's super-network (ordered dropout, or plain for V1) and its training seconds."""
     root = work / f"s{cfg.seed}" / ("plain" if plain else "od")
     paths = stage_paths(root, {"prepared": data})
-    if not paths.supernet.is_file():
-        log.info("supernet seed %d (%s)", cfg.seed, "plain" if plain else "ordered dropout")
-        stages.supernet(replace(cfg, supernet=replace(cfg.supernet, sampling="none")) if plain else cfg, paths)
+    with locked(root / ".lock"):  # another process's cell of this seed may be training it
+        if not paths.supernet.is_file():
+            log.info("supernet seed %d (%s)", cfg.seed, "plain" if plain else "ordered dropout")
+            stages.supernet(replace(cfg, supernet=replace(cfg.supernet, sampling="none")) if plain else cfg, paths)
     return paths.supernet.parent, float(read_json(paths.report("supernet"))["seconds"])
 
 
@@ -242,7 +265,8 @@ def random_architecture(space: Architecture, latency: LatencyModel, budget: floa
 
 # -- one cell ---------------------------------------------------------------------------------------
 
-def run_cell(method: str, budget: float, cfg: Config, work: Path, data: Path, lut: Paths, cells: dict) -> dict:
+def run_cell(method: str, budget: float, cfg: Config, work: Path, data: Path, lut: Paths, cells: dict,
+             device: torch.device) -> dict:
     """Search (or pick) the network, give it the final training, score it on test; figures and times."""
     cfg = replace(cfg, search=replace(cfg.search, budget=budget))
     plain = method.startswith("netadapt_v1")
@@ -282,12 +306,30 @@ def run_cell(method: str, budget: float, cfg: Config, work: Path, data: Path, lu
     search_seconds = time.perf_counter() - start
     tuned = stages.finetune(cfg, paths)
     model, arch = load_network(paths.final)
+    model.to(device)
     test = load_split(paths.prepared, "test")
     return {"dataset": cells["_dataset"], "method": method, "budget": budget, "seed": cfg.seed,
-            "test_acc": accuracy(model, test, 512, torch.device("cpu"))[1], "final_holdout_acc": tuned["holdout_acc"],
-            "widths": arch.widths, **details,
+            "test_acc": accuracy(model, test, 512, device)[1], "final_holdout_acc": tuned["holdout_acc"],
+            "widths": arch.widths, **details, "ran_on": ran_on(device),
             "seconds": {"supernet": supernet_seconds, "search": round(search_seconds, 2),
                         "final": float(tuned["seconds"])}}
+
+
+def ran_on(device: torch.device) -> str:
+    """Where a cell's training and search ran (its seconds are that machine's)."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+
+
+def save_cell(path: Path, key: str, cell: dict, cells: dict) -> None:
+    """Merge one finished cell into the cells file, under a lock (other processes may be writing
+    theirs), and take the others' cells into `cells`."""
+    with locked(path.with_suffix(".lock")):
+        on_disk = read_json(path) if path.is_file() else {}
+        cells.update({k: v for k, v in on_disk.items() if k != key})
+        cells[key] = cell
+        write_json(path, cells)
 
 
 def finished(cells: dict) -> dict:
@@ -372,8 +414,9 @@ def plot(results: dict, path: Path) -> None:
                 ax.errorbar(xs, [100 * y for y in ys], yerr=[100 * e for e in es], marker="o", capsize=3, label=method)
         ax.axvline(entry["latency_ms"]["base"], color="grey", ls=":", lw=1)
         s = entry["setup"]
+        ran = sorted({c.get("ran_on", "cpu").split(":")[-1].strip() for c in finished(entry["cells"]).values()})
         ax.set_title(f"{name}: {s['model']}, {s['backend']}, supernet {s['supernet_epochs']} + final "
-                     f"{s['final_epochs']} epochs", fontsize=9)
+                     f"{s['final_epochs']} epochs (trained on {', '.join(ran)})", fontsize=9)
         ax.set_xlabel("latency measured side by side (ms, batch 1)")
         ax.set_ylabel("test accuracy (%), mean ± std over seeds")
         ax.legend(fontsize=8)
@@ -394,9 +437,15 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=8)
     parser.add_argument("--eval-batches", type=int, default=8)
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.5])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="none: only prepare data and table")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
     parser.add_argument("--latency-repeats", type=int, default=200)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where super-networks train, searches score and final training runs (not timing)")
+    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                        help="another params override, e.g. profile.allow_mismatch=true (recorded in each cell)")
+    parser.add_argument("--cells-only", action="store_true",
+                        help="compute cells, skip the side-by-side timing (run --measure-only on the target)")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "search_quality")
     parser.add_argument("--cells", type=Path, default=REPO / "bench" / "results" / "search_quality_cells")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results" / "search_quality.json")
@@ -415,12 +464,15 @@ def main() -> None:
     cells_file = args.cells / f"{setup.key}.json"
     cells = read_json(cells_file) if cells_file.is_file() else {}
     cells["_dataset"], cells["_setup"] = setup.dataset, asdict(setup)
-    base_cfg = load_config(REPO / "params.yaml", overrides(setup, root, 0))
-    data = prepared(setup, base_cfg, work)
-    lut = lookup_table(base_cfg, work, data, args.cells / f"{setup.key}.lut")
+    extra = tuple(args.extra)
+    base_cfg = load_config(REPO / "params.yaml", overrides(setup, root, 0, args.device, extra))
+    with locked(work / ".lock"):  # parallel processes: one prepares the data and table, the others wait
+        data = prepared(setup, base_cfg, work)
+        lut = lookup_table(base_cfg, work, data, args.cells / f"{setup.key}.lut")
+    device = torch.device(args.device)
     methods = [m for m in METHODS if m in args.methods]  # V2 before best_of_n, which takes its N from it
     for seed in ([] if args.measure_only else args.seeds):
-        cfg = load_config(REPO / "params.yaml", overrides(setup, root, seed))
+        cfg = load_config(REPO / "params.yaml", overrides(setup, root, seed, args.device, extra))
         for budget in args.budgets:
             for method in methods:
                 key = cell_key(cfg, method, budget)
@@ -428,13 +480,14 @@ def main() -> None:
                     continue
                 log.info("cell %s %s", setup.key, key)
                 try:
-                    cells[key] = run_cell(method, budget, cfg, work, data, lut, cells)
-                    log.info("cell %s: test acc %.4f, seconds %s", key, cells[key]["test_acc"], cells[key]["seconds"])
+                    cell = run_cell(method, budget, cfg, work, data, lut, cells, device)
+                    log.info("cell %s: test acc %.4f, seconds %s", key, cell["test_acc"], cell["seconds"])
                 except (Infeasible, NetAdaptError) as exc:  # a budget below what the method can reach
                     log.warning("cell %s: infeasible: %s", key, exc)
-                    cells[key] = {"method": method, "budget": budget, "seed": seed, "infeasible": str(exc)}
-                args.cells.mkdir(parents=True, exist_ok=True)
-                write_json(cells_file, cells)
+                    cell = {"method": method, "budget": budget, "seed": seed, "infeasible": str(exc)}
+                save_cell(cells_file, key, {**cell, **({"overrides": list(extra)} if extra else {})}, cells)
+    if args.cells_only:
+        return
     latency = measure(setup, base_cfg, work, data, cells, args.latency_repeats)
     out = args.results
     results = read_json(out) if out.is_file() else {"datasets": {}}

@@ -44,18 +44,21 @@ VARIANTS = {
     "od, batch + distill 0.5, sampled pass x0.5": dict(sampling="sandwich", largest="batch", distill=0.5,
                                                        subnet_weight=0.5),
     "od, batch + distill 1.0": dict(sampling="sandwich", largest="batch", distill=1.0),
+    # augmentation (random flip + crop, `supernet.augment`): alone on plain training, and on the default
+    "plain + augment": dict(sampling="none", augment=True),
+    "od, batch + distill 0.5 + augment": dict(sampling="sandwich", largest="batch", distill=0.5, augment=True),
 }
 
 
-def run(spec, train, holdout, sn, seed: int) -> dict:
+def run(spec, train, holdout, sn, seed: int, device: torch.device) -> dict:
     torch.manual_seed(seed)
     model = build_supernet(spec)
     start = time.perf_counter()
-    history = train_supernet(model, train, holdout, replace(sn, epochs=sn.epochs), seed, torch.device("cpu"))
+    history = train_supernet(model, train, holdout, replace(sn, epochs=sn.epochs), seed, device)
     seconds = (time.perf_counter() - start) / max(sn.epochs, 1)
-    largest = accuracy(model, holdout, 512, torch.device("cpu"))[1]
+    largest = accuracy(model, holdout, 512, device)[1]
     smallest = evaluate_subnet(model, model.space().smallest(), holdout, batch_size=sn.batch_size,
-                               bn_recalibration_batches=MONITOR_BN_BATCHES, device=torch.device("cpu"),
+                               bn_recalibration_batches=MONITOR_BN_BATCHES, device=device,
                                calibration=train)
     return {"largest": largest, "smallest": smallest, "seconds_per_epoch": seconds, "loss": history[-1].loss}
 
@@ -71,7 +74,20 @@ def main() -> None:
                         help="plain always runs: every gap is to it, measured in the same run")
     parser.add_argument("--results", type=Path, default=None,
                         help="default: bench/results/supernet_quality_<model>.json (and .png beside it)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--merge", type=Path, nargs="+", default=[], metavar="RESULTS",
+                        help="no training: summarize the runs of these results files together (e.g. one "
+                             "per seed, run side by side in several processes) into --results")
     args = parser.parse_args()
+    if args.merge:
+        parts = [json.loads(f.read_text()) for f in args.merge]
+        settings = {**parts[0]["settings"], "seeds": sorted(s for p in parts for s in p["settings"]["seeds"])}
+        if any({k: v for k, v in p["settings"].items() if k != "seeds"} !=
+               {k: v for k, v in settings.items() if k != "seeds"} for p in parts):
+            raise SystemExit("--merge: the results files differ in settings other than the seeds")
+        rows = {name: [r for p in parts for r in p["runs"][name]] for name in parts[0]["runs"]}
+        report(rows, settings, args.results or args.merge[0].with_name(f"supernet_quality_{settings['model']}.json"))
+        return
     overrides = [f"model.name={args.model}", f"supernet.epochs={args.epochs}"]
     if args.data_name:
         overrides += [f"data.name={args.data_name}", f"data.root={args.data_root}"]
@@ -88,10 +104,20 @@ def main() -> None:
     rows: dict[str, list[dict]] = {name: [] for name in variants}
     for seed in args.seeds:  # interleaved: each seed runs every variant
         for name, settings in variants.items():
-            rows[name].append(run(spec, train, holdout, replace(cfg.supernet, **settings), seed))
+            rows[name].append(run(spec, train, holdout, replace(cfg.supernet, **settings), seed,
+                                  torch.device(args.device)))
             r = rows[name][-1]
             print(f"seed {seed}  {name:40s} largest {r['largest']:.4f}  smallest {r['smallest']:.4f}  "
                   f"{r['seconds_per_epoch']:.1f} s/epoch", flush=True)
+    settings = {"model": spec.name, "data": cfg.data.name, "train": len(train), "holdout": len(holdout),
+                "epochs": args.epochs, "seeds": args.seeds, "batch_size": cfg.supernet.batch_size,
+                "group_size": cfg.supernet.group_size, "device": args.device}
+    report(rows, settings, args.results or REPO / "bench" / "results" / f"supernet_quality_{spec.name}.json")
+
+
+def report(rows: dict[str, list[dict]], settings: dict, out: Path) -> None:
+    """Per variant over seeds: the largest sub-network's median and spread, its gap to plain, the
+    smallest's median, epoch time against plain's; written to `out` (+ plot), headline printed."""
     summary = {}
     plain = statistics.median(r["largest"] for r in rows["plain"])
     plain_s = statistics.median(r["seconds_per_epoch"] for r in rows["plain"])
@@ -105,15 +131,10 @@ def main() -> None:
         s = summary[name]
         print(f"{name:40s} largest median {s['largest_median']:.4f} [{s['largest_min']:.4f}, {s['largest_max']:.4f}]  "
               f"gap {s['gap_points']:+.2f} pts  smallest {s['smallest_median']:.4f}  epoch x{s['epoch_ratio_to_plain']}")
-    out = args.results or REPO / "bench" / "results" / f"supernet_quality_{spec.name}.json"
-    out.write_text(json.dumps({"settings": {"model": spec.name, "data": cfg.data.name, "train": len(train),
-                                            "holdout": len(holdout), "epochs": args.epochs, "seeds": args.seeds,
-                                            "batch_size": cfg.supernet.batch_size,
-                                            "group_size": cfg.supernet.group_size},
-                               "runs": rows, "summary": summary}, indent=2) + "\n")
-    plot(summary, out.with_suffix(".png"), f"{spec.name} on {cfg.data.name}, {args.epochs} epochs, "
-         f"{len(args.seeds)} seeds")
-    od = {k: v for k, v in summary.items() if k != "plain"}
+    out.write_text(json.dumps({"settings": settings, "runs": rows, "summary": summary}, indent=2) + "\n")
+    plot(summary, out.with_suffix(".png"), f"{settings['model']} on {settings['data']}, {settings['epochs']} epochs, "
+         f"{len(settings['seeds'])} seeds")
+    od = {k: v for k, v in summary.items() if k.startswith("od")}  # "plain + augment" is no super-network
     best = min(od, key=lambda k: od[k]["gap_points"])
     tag = best.replace(", ", "_").replace(" + ", "_").replace(" ", "_").replace(".", "")
     print(f"largest_gap_points_{tag}={od[best]['gap_points']}")
