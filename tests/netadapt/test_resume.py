@@ -153,7 +153,10 @@ def test_an_edited_or_corrupt_history_is_refused_naming_the_file(tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_a_netadapt_v1_search_resumes_after_kill_9_with_its_kept_network(tmp_path: Path, data: Path):
+@pytest.mark.parametrize("damage", [False, True], ids=["intact", "damaged-checks"])
+def test_a_netadapt_v1_search_resumes_after_kill_9_with_its_kept_network(tmp_path: Path, data: Path, damage: bool):
+    """Killed mid-search, V1 resumes from its progress file with the network its last iteration kept;
+    a progress file whose recorded checks cannot be read is not trusted: the search starts afresh."""
     runs = {name: project(tmp_path / name, data) for name in ("killed", "whole")}
     v1 = ["-S", "search.algorithm=netadapt", "-S", "search.short_term_steps=3", "-S", "search.long_term_epochs=1",
           "-S", "search.train_batch_size=32", "-S", "search.initial_reduction=0.05", "-S", "search.decay=1.0",
@@ -162,10 +165,17 @@ def test_a_netadapt_v1_search_resumes_after_kill_9_with_its_kept_network(tmp_pat
         assert main(["prepare", *args, *v1]) == 0 and main(["supernet", *args, *v1]) == 0
     progress = tmp_path / "killed" / "a" / "progress" / "search.pt"
     kill_after_progress(["search", *runs["killed"], *v1], progress)
+    if damage:
+        from netadapt.io import load_tensors, save_tensors
+
+        blob = load_tensors(progress)
+        blob["state"]["checks"] = [{"arch": "{}", "measured": "fast"}]
+        save_tensors(progress, blob)
     assert main(["search", *runs["killed"], *v1]) == 0
     assert not progress.exists(), "cleared once the search is done"
     assert main(["search", *runs["whole"], *v1]) == 0
     resumed, whole = (json.loads((tmp_path / n / "m" / "search.json").read_text()) for n in runs)
-    assert resumed["reused_iterations"] >= 1 and resumed["iterations"] == whole["iterations"]
+    assert (resumed["reused_iterations"] == 0) if damage else (resumed["reused_iterations"] >= 1)
+    assert resumed["iterations"] == whole["iterations"]
     files = [[(tmp_path / n / "a" / "search" / f).read_bytes() for n in runs] for f in ("arch.json", "network.pt")]
     assert files[0][0] == files[0][1] and files[1][0] == files[1][1], "same architecture and weights"
