@@ -3,17 +3,23 @@ the full network, same data, model and batch size, interleaved side by side in o
 epoch is the configured one (`supernet.largest`, `distill`): with `largest: batch` it includes the
 full network's own pass over every batch.
 
-The point of OD: many sub-networks trained for the price of one pass. Target ratio <= 1.15.
+The point of OD: many sub-networks trained for the price of one pass (target ratio <= 1.15 with the
+full network on group 0). Beside the configured epoch it times the other layouts, so what each extra
+pass costs is measured in the same run: `largest: group` (no extra pass), `largest: batch` (the full
+network's own pass), and with distillation (its probabilities as the others' labels).
 
     .venv/bin/python bench/supernet_overhead.py [--repeats 5] [--model mobilenet_v2]
 
 Uses the prepared embedded dataset (artifacts/prepared, made by `netadapt prepare` if missing).
-Prints per-repeat seconds, medians and spreads; the last line is `supernet_overhead_ratio=<x>`.
+Prints per-repeat seconds, medians and spreads; writes `bench/results/supernet_overhead_<model>.json`
+and `.png`; the last line is `supernet_overhead_ratio=<x>` (the configured OD epoch / plain epoch).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import tempfile
 import time
@@ -30,6 +36,15 @@ from netadapt.stages import Paths, model_spec
 from netadapt.training import make_optimizer, train_epoch
 
 
+REPO = Path(__file__).resolve().parents[1]
+LAYOUTS = {  # name -> supernet settings over the configured ones
+    "plain": dict(sampling="none"),
+    "od, largest on group 0": dict(largest="group", distill=0.0),
+    "od, largest on the batch": dict(largest="batch", distill=0.0),
+    "od, batch + distill 0.5": dict(largest="batch", distill=0.5),
+}
+
+
 def one_epoch(spec, train, cfg, sampling: str, seed: int) -> float:
     torch.manual_seed(seed)
     model = build_supernet(spec)
@@ -40,7 +55,8 @@ def one_epoch(spec, train, cfg, sampling: str, seed: int) -> float:
     start = time.perf_counter()
     train_epoch(model, train, optimizer, None, cfg.batch_size, generator, torch.device("cpu"),
                 lambda b: sample_widths(space, b, generator, sampling, cfg.group_size), group_size=group_size,
-                largest_pass=cfg.largest == "batch", distill=cfg.distill, subnet_weight=cfg.subnet_weight)
+                largest_pass=cfg.largest == "batch", distill=cfg.distill, subnet_weight=cfg.subnet_weight,
+                augment=cfg.augment)
     return time.perf_counter() - start
 
 
@@ -49,6 +65,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model", default=None, help="model.name (default: params.yaml's)")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="default: bench/results/supernet_overhead_<model>.json (and .png beside it)")
     args = parser.parse_args()
     cfg = load_config(args.params, [f"model.name={args.model}"] if args.model else [])
     prepared = Paths().prepared
@@ -57,19 +75,59 @@ def main() -> None:
         prepare_data(cfg.data, cfg.seed, prepared)
     spec, train = model_spec(cfg, prepared), load_split(prepared, "train")
     sn = replace(cfg.supernet, sampling="sandwich")
-    print(f"model {spec.name}, {len(train)} training images, batch {sn.batch_size}, group size "
-          f"{sn.group_size}, largest: {sn.largest}, distill {sn.distill}, torch threads {torch.get_num_threads()}")
+    configured = f"configured (largest: {sn.largest}, distill {sn.distill:g}, subnet_weight {sn.subnet_weight:g})"
+    layouts = {name: replace(sn, **settings) for name, settings in LAYOUTS.items()}
+    if all(layouts[name] != sn for name in layouts):
+        layouts[configured] = sn
+    headline = next(name for name in layouts if layouts[name] == sn)
+    print(f"model {spec.name}, {len(train)} training images, batch {sn.batch_size}, group size {sn.group_size}, "
+          f"configured: {headline}, torch threads {torch.get_num_threads()}")
     one_epoch(spec, train, sn, "none", 0)  # warm-up: allocator, kernels
-    plain, od = [], []
-    for r in range(args.repeats):
-        plain.append(one_epoch(spec, train, sn, "none", r))
-        od.append(one_epoch(spec, train, sn, "sandwich", r))
-        print(f"repeat {r + 1}/{args.repeats}: plain {plain[-1]:.2f} s  ordered dropout {od[-1]:.2f} s  "
-              f"ratio {od[-1] / plain[-1]:.3f}", flush=True)
-    ratios = [o / p for o, p in zip(od, plain)]
-    for name, xs in (("plain epoch s", plain), ("ordered-dropout epoch s", od), ("per-repeat ratio", ratios)):
-        print(f"{name}: median {statistics.median(xs):.3f}  min {min(xs):.3f}  max {max(xs):.3f}")
-    print(f"supernet_overhead_ratio={statistics.median(od) / statistics.median(plain):.3f}")
+    seconds: dict[str, list[float]] = {name: [] for name in layouts}
+    for r in range(args.repeats):  # interleaved: every layout once per repeat
+        for name, layout in layouts.items():
+            seconds[name].append(one_epoch(spec, train, layout, layout.sampling, r))
+        print(f"repeat {r + 1}/{args.repeats}: " + "  ".join(f"{n} {xs[-1]:.2f} s" for n, xs in seconds.items()),
+              flush=True)
+    summary = {}
+    for name, xs in seconds.items():
+        ratios = [x / p for x, p in zip(xs, seconds["plain"])]  # each against the plain epoch of its repeat
+        summary[name] = {"seconds_median": statistics.median(xs), "seconds_min": min(xs), "seconds_max": max(xs),
+                         "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
+                         "ratio_max": max(ratios)}
+        s = summary[name]
+        print(f"{name:34s} epoch s median {s['seconds_median']:.2f} [{s['seconds_min']:.2f}, {s['seconds_max']:.2f}]  "
+              f"x plain median {s['ratio_median']:.3f} [{s['ratio_min']:.3f}, {s['ratio_max']:.3f}]")
+    out = args.results or REPO / "bench" / "results" / f"supernet_overhead_{spec.name}.json"
+    settings = {"model": spec.name, "data": cfg.data.name, "train": len(train), "batch_size": sn.batch_size,
+                "group_size": sn.group_size, "repeats": args.repeats, "configured": headline,
+                "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": torch.__version__}
+    out.write_text(json.dumps({"settings": settings, "seconds": seconds, "summary": summary}, indent=2) + "\n")
+    plot(summary, headline, out.with_suffix(".png"), f"{spec.name} on {cfg.data.name} ({len(train)} images), "
+         f"batch {sn.batch_size}, {args.repeats} repeats, {torch.get_num_threads()} threads")
+    print(f"supernet_overhead_ratio={summary[headline]['ratio_median']:.3f}")
+
+
+def plot(summary: dict, headline: str, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summary)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    mid = [summary[n]["ratio_median"] for n in names]
+    err = [[m - summary[n]["ratio_min"] for n, m in zip(names, mid)],
+           [summary[n]["ratio_max"] - m for n, m in zip(names, mid)]]
+    ax.bar(range(len(names)), mid, yerr=err, capsize=4,
+           color=["tab:orange" if n == headline else "tab:blue" for n in names])
+    ax.axhline(1.0, color="grey", lw=1, ls=":")
+    ax.set_xticks(range(len(names)), [n + (" (configured)" if n == headline else "") for n in names], fontsize=7)
+    ax.set_ylabel("epoch time / plain epoch\n(median, min-max over repeats)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
