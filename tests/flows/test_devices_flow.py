@@ -6,15 +6,11 @@ flow runs share one process (one ephemeral API server) on a snapshot of the code
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.flows.test_pipeline import STAGES, cli_env, tiny_data, tiny_params
-from tests.test_layout import project_copy
+from tests.flows.test_pipeline import STAGES, flow_script, tiny_data, tiny_params
 
 # (the phone's own table, calibrated on its own network timings; its units, timed as the host's, come
 # from the host's unit cache: a short test)
@@ -35,16 +31,10 @@ print(json.dumps({"first": first, "second": second, "tighter": tighter, "lines":
 
 @pytest.mark.slow
 def test_a_subflow_per_device_and_a_budget_change_reruns_only_that_devices_branch(tmp_path: Path):
-    code = project_copy(tmp_path / "code")
-    run = tmp_path / "run"
-    run.mkdir()
     params = tiny_params(str(tiny_data(tmp_path / "data")))
-    params["devices"] = DEVICES
-    (run / "tiny.yaml").write_text(yaml.safe_dump(params, sort_keys=False))  # phone, then box
-    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=run, capture_output=True, text=True, timeout=600,
-                          env=cli_env(code, PREFECT_HOME=str(tmp_path / "prefect-home")))
-    assert done.returncode == 0, done.stderr[-4000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    params["devices"] = DEVICES  # phone, then box
+    out = flow_script(tmp_path, params, SCRIPT)
+    run = tmp_path / "run"
     first, second = out["first"], out["second"]
 
     assert first["states"] == dict.fromkeys(STAGES, "Completed")

@@ -60,6 +60,20 @@ def cli(code: Path, cwd: Path, *args: str, timeout: float = 600, **env: str) -> 
     return done
 
 
+def flow_script(tmp_path: Path, params: dict, script: str, *args: str) -> dict:
+    """Run `script` (python -c, with `args`) in a fresh project folder holding `params` as tiny.yaml,
+    on a snapshot of the code, with its own PREFECT_HOME; its last stdout line, as JSON. For flows
+    that must share one process (one ephemeral API server) or have something patched into it."""
+    code = project_copy(tmp_path / "code")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "tiny.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    done = subprocess.run([sys.executable, "-c", script, *args], cwd=run, capture_output=True, text=True,
+                          timeout=600, env=cli_env(code, PREFECT_HOME=str(tmp_path / "prefect-home")))
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def result(done: subprocess.CompletedProcess) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
