@@ -414,9 +414,10 @@ def plot(results: dict, path: Path) -> None:
                 ax.errorbar(xs, [100 * y for y in ys], yerr=[100 * e for e in es], marker="o", capsize=3, label=method)
         ax.axvline(entry["latency_ms"]["base"], color="grey", ls=":", lw=1)
         s = entry["setup"]
-        ran = sorted({c.get("ran_on", "cpu").split(":")[-1].strip() for c in finished(entry["cells"]).values()})
+        ran = sorted({c["ran_on"].removeprefix("cuda: ") if c.get("ran_on", "cpu").startswith("cuda") else "CPU"
+                      for c in finished(entry["cells"]).values()})
         ax.set_title(f"{name}: {s['model']}, {s['backend']}, supernet {s['supernet_epochs']} + final "
-                     f"{s['final_epochs']} epochs (trained on {', '.join(ran)})", fontsize=9)
+                     f"{s['final_epochs']} epochs\n(trained on {', '.join(ran)})", fontsize=9)
         ax.set_xlabel("latency measured side by side (ms, batch 1)")
         ax.set_ylabel("test accuracy (%), mean ± std over seeds")
         ax.legend(fontsize=8)

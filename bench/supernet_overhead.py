@@ -36,25 +36,23 @@ from netadapt.stages import Paths, model_spec
 from netadapt.training import make_optimizer, train_epoch
 
 
+from supernet_quality import VARIANTS  # noqa: E402 - bench/ is the script's folder
+
 REPO = Path(__file__).resolve().parents[1]
-LAYOUTS = {  # name -> supernet settings over the configured ones
-    "plain": dict(sampling="none"),
-    "od, largest on group 0": dict(largest="group", distill=0.0),
-    "od, largest on the batch": dict(largest="batch", distill=0.0),
-    "od, batch + distill 0.5": dict(largest="batch", distill=0.5),
-}
+LAYOUTS = ("plain", "od, largest on group 0", "od, largest on the batch",  # VARIANTS timed here
+           "od, largest on the batch + distill 0.5")
 
 
-def one_epoch(spec, train, cfg, sampling: str, seed: int) -> float:
+def one_epoch(spec, train, cfg, seed: int) -> float:
     torch.manual_seed(seed)
     model = build_supernet(spec)
     space = model.space()
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
-    group_size = cfg.group_size if sampling != "none" else 1
+    group_size = cfg.group_size if cfg.sampling != "none" else 1
     start = time.perf_counter()
     train_epoch(model, train, optimizer, None, cfg.batch_size, generator, torch.device("cpu"),
-                lambda b: sample_widths(space, b, generator, sampling, cfg.group_size), group_size=group_size,
+                lambda b: sample_widths(space, b, generator, cfg.sampling, cfg.group_size), group_size=group_size,
                 largest_pass=cfg.largest == "batch", distill=cfg.distill, subnet_weight=cfg.subnet_weight,
                 augment=cfg.augment)
     return time.perf_counter() - start
@@ -76,17 +74,17 @@ def main() -> None:
     spec, train = model_spec(cfg, prepared), load_split(prepared, "train")
     sn = replace(cfg.supernet, sampling="sandwich")
     configured = f"configured (largest: {sn.largest}, distill {sn.distill:g}, subnet_weight {sn.subnet_weight:g})"
-    layouts = {name: replace(sn, **settings) for name, settings in LAYOUTS.items()}
+    layouts = {name: replace(sn, **VARIANTS[name]) for name in LAYOUTS}
     if all(layouts[name] != sn for name in layouts):
         layouts[configured] = sn
     headline = next(name for name in layouts if layouts[name] == sn)
     print(f"model {spec.name}, {len(train)} training images, batch {sn.batch_size}, group size {sn.group_size}, "
           f"configured: {headline}, torch threads {torch.get_num_threads()}")
-    one_epoch(spec, train, sn, "none", 0)  # warm-up: allocator, kernels
+    one_epoch(spec, train, layouts["plain"], 0)  # warm-up: allocator, kernels
     seconds: dict[str, list[float]] = {name: [] for name in layouts}
     for r in range(args.repeats):  # interleaved: every layout once per repeat
         for name, layout in layouts.items():
-            seconds[name].append(one_epoch(spec, train, layout, layout.sampling, r))
+            seconds[name].append(one_epoch(spec, train, layout, r))
         print(f"repeat {r + 1}/{args.repeats}: " + "  ".join(f"{n} {xs[-1]:.2f} s" for n, xs in seconds.items()),
               flush=True)
     summary = {}
@@ -96,7 +94,7 @@ def main() -> None:
                          "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
                          "ratio_max": max(ratios)}
         s = summary[name]
-        print(f"{name:34s} epoch s median {s['seconds_median']:.2f} [{s['seconds_min']:.2f}, {s['seconds_max']:.2f}]  "
+        print(f"{name:40s} epoch s median {s['seconds_median']:.2f} [{s['seconds_min']:.2f}, {s['seconds_max']:.2f}]  "
               f"x plain median {s['ratio_median']:.3f} [{s['ratio_min']:.3f}, {s['ratio_max']:.3f}]")
     out = args.results or REPO / "bench" / "results" / f"supernet_overhead_{spec.name}.json"
     settings = {"model": spec.name, "data": cfg.data.name, "train": len(train), "batch_size": sn.batch_size,
