@@ -46,14 +46,14 @@ def setup(work: Path, n: int, seed: int) -> tuple[list[str], dict]:
     import numpy as np
     import torch
 
-    from netadapt import stages
+    from netadapt import layout, stages
     from netadapt.config import load_config
     from netadapt.models import build_supernet
     from netadapt.supernet import save_supernet
 
     cfg = load_config(REPO / "params.yaml", [f"data.root={REPO / 'data' / 'fashion-mnist-t10k'}",
                                              "supernet.device=cpu"])
-    paths = stages.Paths(artifacts=work / "artifacts", metrics=work / "metrics", plots=work / "plots")
+    paths = layout.Paths(artifacts=work / "artifacts", metrics=work / "metrics", plots=work / "plots")
     stages.prepare(cfg, paths)
     torch.manual_seed(seed)
     model = build_supernet(stages.model_spec(cfg, paths.prepared))

@@ -69,7 +69,7 @@ from netadapt.io import read_json, write_json
 from netadapt.models import build_supernet
 from netadapt.resources.lookup_table import LatencyModel
 from netadapt.resources.profiling import network_latencies
-from netadapt.stages import Paths
+from netadapt.layout import Paths
 from netadapt.supernet import load_supernet
 from netadapt.training import accuracy
 

@@ -32,7 +32,8 @@ from netadapt.config import load_config
 from netadapt.data import load_split, prepare_data
 from netadapt.models import build_supernet
 from netadapt.ordered_dropout import sample_widths
-from netadapt.stages import Paths, model_spec
+from netadapt.layout import Paths
+from netadapt.stages import model_spec
 from netadapt.training import make_optimizer, train_epoch
 
 

@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import Callable
 
 from netadapt.errors import NetAdaptError
+from netadapt.layout import DEVICE_STAGES, STAGES
 
-STAGES = ["prepare", "profile", "supernet", "search", "finetune", "evaluate"]
-DEVICE_STAGES = ["profile", "search", "finetune", "evaluate"]  # those that run per named device (`--device`)
 TASK_RUNNERS = ("threads", "dask")
 DEFAULT_DASK_ADDRESS = "local:2"
 PIPELINES = {"run": "the whole pipeline in this process, stage after stage (no caching)",
@@ -56,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netadapt", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in STAGES + list(PIPELINES):
+    for name in list(STAGES) + list(PIPELINES):
         help_text = PIPELINES.get(name, f"run the {name} stage")
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--params", default="params.yaml", type=Path, help="params file (default: %(default)s)")
@@ -100,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 def _stage_config(args: argparse.Namespace, device: str = ""):
     """The validated config and paths of a stage run: a named device's (`--device`) when asked."""
     from netadapt.config import load_config
-    from netadapt.stages import Paths
+    from netadapt.layout import Paths
 
     cfg = load_config(args.params, args.overrides)
     paths = Paths(artifacts=args.artifacts, metrics=args.metrics, plots=args.plots)
@@ -150,7 +149,6 @@ def _run_all(args: argparse.Namespace) -> dict:
     """Every stage, then each named device's stages (`devices`): `{stage: metrics, ..., "devices":
     {name: {stage: metrics}}}` (no "devices" key when none is named)."""
     from netadapt.config import load_config
-    from netadapt.stages import DEVICE_STAGES, STAGES
 
     cfg = load_config(args.params, args.overrides)
     with _lock(args):  # for the whole pipeline: no other writer between two stages

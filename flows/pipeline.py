@@ -50,6 +50,7 @@ from netadapt import stages, stamps
 from netadapt.config import Config, load_config, to_dict
 from netadapt.errors import NetAdaptError
 from netadapt.io import clean_stale
+from netadapt.layout import DEVICE_STAGES, STAGES, SUMMARY_METRICS, UPSTREAM, Paths
 from netadapt.lock import project_lock
 from netadapt.search import Proposal
 from netadapt_tasks import tracking
@@ -149,12 +150,6 @@ def search_flow(params: dict, folders: dict[str, str], key: str | None = None, d
             "candidates_cached": candidate_states.count("Cached"), "candidates_run": len(candidate_states)}
 
 
-# What each stage reads from which (dvc.yaml's deps; evaluate also plots the search history): the
-# flow graph's edges. Stages still run one after the other: profiling must not share the CPU.
-UPSTREAM = {"profile": ("prepare",), "supernet": ("prepare",), "search": ("prepare", "profile", "supernet"),
-            "finetune": ("prepare", "supernet", "search"),
-            "evaluate": ("prepare", "profile", "supernet", "search", "finetune")}
-
 
 def _run_stage(stage: str, cfg: Config, params: dict, folders: dict[str, str], wait_for: list,
                device: str = "", runner: dict | None = None) -> State:
@@ -181,7 +176,7 @@ def _run_stage(stage: str, cfg: Config, params: dict, folders: dict[str, str], w
 @flow(name="netadapt-device", flow_run_name="{device}", persist_result=True, result_serializer=RESULT_SERIALIZER)
 def device_flow(device: str, params: dict, folders: dict[str, str], runner: dict | None = None) -> dict:
     """A named device's branch, from the shared prepared data and super-network: its profile, search,
-    finetune and evaluate (`stages.DEVICE_STAGES`), each skipped (Cached) when its stamp is current.
+    finetune and evaluate (`DEVICE_STAGES`), each skipped (Cached) when its stamp is current.
     `runner`: where its search's candidates run (`candidate_runner`). Returns each stage's state name and
     metrics."""
     guard_result_storage()
@@ -189,7 +184,7 @@ def device_flow(device: str, params: dict, folders: dict[str, str], runner: dict
     states: dict[str, str] = {}
     results: dict[str, dict] = {}
     done: dict[str, State] = {}
-    for stage in stages.DEVICE_STAGES:
+    for stage in DEVICE_STAGES:
         wait_for = [done[upstream] for upstream in UPSTREAM.get(stage, ()) if upstream in done]
         done[stage] = _run_stage(stage, cfg, params, folders, wait_for, device, runner)
         states[stage] = done[stage].name
@@ -231,7 +226,7 @@ def netadapt_flow(params_file: str = "params.yaml", overrides: list[str] | None 
     results: dict[str, dict] = {}
     done: dict[str, State] = {}
     with project_lock(artifacts, f"netadapt flow run {flow_run.name or flow_run.id}"):
-        for stage in stages.STAGES:
+        for stage in STAGES:
             wait_for = [done[upstream] for upstream in UPSTREAM.get(stage, ())]
             done[stage] = _run_stage(stage, cfg, params, folders, wait_for, runner=runner)
             states[stage] = done[stage].name
@@ -263,15 +258,6 @@ def _record_in_dvc(params: dict, folders: dict[str, str]) -> dict:
 
 # -- what a run shows: console summary, Prefect artifacts -------------------------------------------
 
-HEADLINES = {
-    "prepare": ("train", "holdout", "test", "classes"),
-    "profile": ("entries", "base_latency_measured_ms", "lut_mean_abs_error", "seconds"),
-    "supernet": ("epochs", "holdout_acc_largest", "holdout_acc_smallest", "seconds"),
-    "search": ("iterations", "reused_iterations", "candidates_evaluated", "budget_fraction", "resource_estimated",
-               "holdout_acc", "seconds"),
-    "finetune": ("epochs", "holdout_acc", "seconds"),
-    "evaluate": ("test_acc", "latency_measured_ms", "latency_estimated_ms", "latency_ratio", "macs", "params"),
-}
 
 
 def _number(value: Any) -> str:
@@ -281,7 +267,7 @@ def _number(value: Any) -> str:
 
 
 def _headline(stage: str, metrics: dict) -> str:
-    return "  ".join(f"{k}={_number(metrics[k])}" for k in HEADLINES.get(stage, ()) if k in metrics)
+    return "  ".join(f"{k}={_number(metrics[k])}" for k in SUMMARY_METRICS.get(stage, ()) if k in metrics)
 
 
 def _dvc_line(dvc: dict) -> str | None:
@@ -348,7 +334,7 @@ def summary_markdown(result: dict, cfg: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
-def trajectory_rows(p: stages.Paths) -> list[dict]:
+def trajectory_rows(p: Paths) -> list[dict]:
     """The search trajectory: the network kept at each iteration (-1: the unpruned one)."""
     path = p.search / "history.csv"
     if not path.is_file():
@@ -391,7 +377,7 @@ def mlflow_pipeline_link(pid: str, experiment: str, client: Any = None) -> str |
     return mlflow_ui_link(tracking.tracking_uri(), found.experiment_id, runs[0].info.run_id) if runs else None
 
 
-def _publish(result: dict, cfg: Config, p: stages.Paths, pid: str) -> None:
+def _publish(result: dict, cfg: Config, p: Paths, pid: str) -> None:
     """The run's Prefect artifacts: summary (markdown), search trajectory (table; a named device's
     as `search-trajectory-<device>`), MLflow run (link)."""
     create_markdown_artifact(key="netadapt-summary", markdown=summary_markdown(result, cfg),

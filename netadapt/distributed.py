@@ -1,7 +1,7 @@
 """Data-parallel training over processes: `torchrun` ranks, DistributedDataParallel, rank 0 writes.
 
 A stage that trains (`supernet`, `finetune`) with `<section>.nproc` > 1 is run by `launch`: it starts
-`torch.distributed.run --standalone --nproc_per_node N -m netadapt.distributed <stage> ...`, one
+`torch.distributed.run --standalone --nproc_per_node N -m netadapt.rank <stage> ...`, one
 process per rank, each running the same stage function; the launcher then returns the metrics rank
 0 wrote. The front ends (the stage CLI, the Prefect task) call the stage function as always, so the
 MLflow run, the project lock and the stage stamp stay in the launching process.
@@ -31,6 +31,7 @@ from torch import nn
 
 from netadapt.config import batch_split_problem
 from netadapt.errors import ConfigError, NetAdaptError
+from netadapt.layout import Paths
 
 ERROR_LINE = re.compile(r"^(\[rank\d+\]:\s*)?([\w.]+(Error|Exception|Interrupt)|netadapt\.errors\.\w+)\b.*")
 
@@ -100,17 +101,20 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
-def launch(stage: str, config: dict, folders: tuple[Path, Path, Path, str], nproc: int, report: Path) -> dict:
-    """Run `stage` in `nproc` rank processes under torchrun and return the metrics rank 0 reported.
+def launch(stage: str, config: dict, paths: Paths, nproc: int) -> dict:
+    """Run `stage` in `nproc` rank processes under torchrun (`netadapt.rank`) and return the metrics
+    rank 0 reported in its report (`paths.report(stage)`).
 
-    `folders` are the stage's `Paths` (artifacts, metrics, plots, device). The config travels as a
-    JSON file (already validated); rank failures surface as one error after the ranks' last lines."""
+    The config travels as a JSON file (already validated); rank failures surface as one error after
+    the ranks' last lines."""
+    report = paths.report(stage)
+    folders = (paths.artifacts, paths.metrics, paths.plots, paths.device)
     with tempfile.TemporaryDirectory(prefix="netadapt-ranks-") as tmp:
         cfg_file = Path(tmp) / "config.json"
         cfg_file.write_text(json.dumps(config))
         before = report.stat().st_mtime_ns if report.is_file() else None
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "netadapt.distributed", stage, str(cfg_file), *map(str, folders)]
+               "-m", "netadapt.rank", stage, str(cfg_file), *map(str, folders)]
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         done = subprocess.run(cmd, env=env, stdout=None, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0:
@@ -122,37 +126,3 @@ def launch(stage: str, config: dict, folders: tuple[Path, Path, Path, str], npro
     if not report.is_file() or report.stat().st_mtime_ns == before:
         raise NetAdaptError(f"{report}: rank 0 of the {stage} processes wrote no report")
     return json.loads(report.read_text())
-
-
-def _rank_main(argv: list[str]) -> None:
-    """One rank: `<stage> <params> <artifacts> <metrics> <plots> [<device>]`. Sets up the process
-    group from torchrun's variables, runs the stage function, tears down. `<params>` is a params
-    file (YAML, or the JSON `launch` writes), so a multi-node `torchrun ... -m netadapt.distributed
-    supernet params.yaml artifacts metrics plots` runs the stage on every node's ranks."""
-    import logging
-
-    from netadapt import stages
-    from netadapt.config import load_config, parse_config
-
-    if len(argv) not in (5, 6):
-        raise SystemExit("usage: python -m netadapt.distributed <supernet|finetune> <params> <artifacts> <metrics> "
-                         "<plots> [<device>]")
-    stage, params, artifacts, metrics, plots = argv[:5]
-    # JSON (what `launch` writes) is read as JSON: PyYAML reads a number such as 4e-05 as a string
-    cfg = parse_config(json.loads(Path(params).read_text())) if params.endswith(".json") else load_config(params)
-    section = getattr(cfg, stage)
-    cuda = torch.cuda.is_available() and section.device != "cpu"
-    if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group("nccl" if cuda else "gloo")
-    world = current_world()
-    logging.basicConfig(level=logging.INFO if world.writer else logging.WARNING, format="%(message)s")
-    try:
-        getattr(stages, stage)(cfg, stages.Paths(Path(artifacts), Path(metrics), Path(plots),
-                                                 argv[5] if len(argv) == 6 else ""))
-    finally:
-        dist.destroy_process_group()
-
-
-if __name__ == "__main__":
-    _rank_main(sys.argv[1:])

@@ -26,6 +26,7 @@ from netadapt.data import load_info, load_split, prepare_data
 from netadapt.distributed import barrier, current_world, launch, wrap
 from netadapt.evaluation import evaluate_candidate
 from netadapt.finetune import export_onnx, initial_network, load_network, save_network
+from netadapt.layout import HEADLINE_METRICS, STAGE_PARAMS, Paths
 from netadapt.io import atomic_dir, atomic_path, code_version, content_digest, read_json, write_json
 from netadapt.models import build_supernet
 from netadapt.netadapt_v1 import FineTuning, NetAdaptV1
@@ -44,99 +45,6 @@ from netadapt.training import accuracy, cosine_schedule, epoch_steps, make_optim
 
 log = logging.getLogger("netadapt")
 
-STAGES = ("prepare", "profile", "supernet", "search", "finetune", "evaluate")
-STAGE_PARAMS = {  # the params sections each stage reads (as in dvc.yaml; cache keys, MLflow params)
-    "prepare": ("seed", "data"),
-    "profile": ("seed", "model", "profile"),
-    "supernet": ("seed", "model", "supernet"),
-    "search": ("seed", "search", "profile", "supernet"),
-    "finetune": ("seed", "finetune"),
-    "evaluate": ("evaluate", "profile", "search"),
-}
-# The figures a reviewer compares across runs (`dvc metrics show`, `dvc exp show`): what each stage
-# keeps in `metrics/<stage>.json`. Everything else a stage measures goes to its report only.
-HEADLINE_METRICS = {
-    "prepare": ("train", "holdout", "test", "classes"),
-    "profile": ("backend", "entries", "seconds", "base_latency_measured_ms", "base_latency_estimated_ms",
-                "lut_mean_abs_error", "lut_max_abs_error", "width_only_min_ratio", "min_ratio"),
-    "supernet": ("epochs", "seconds", "holdout_acc_largest", "holdout_acc_smallest"),
-    "search": ("algorithm", "budget", "iterations", "candidates_evaluated", "reused_iterations", "seconds",
-               "holdout_acc", "resource_estimated", "continuations", "measured_over_budget"),
-    "finetune": ("epochs", "seconds", "holdout_acc"),
-    "evaluate": ("test_acc", "latency_measured_ms", "latency_estimated_ms", "base_latency_measured_ms",
-                 "latency_ratio", "macs", "params", "budget_met", "measured_over_budget"),
-}
-
-
-DEVICES = "devices"  # the folder of the named devices' own outputs, in artifacts/, metrics/ and plots/
-DEVICE_STAGES = ("profile", "search", "finetune", "evaluate")  # what runs per named device (`Paths.for_device`)
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where stages read and write, relative to the project root (as in dvc.yaml).
-
-    `for_device(name)` is a named device's view (`Config.devices`): the shared inputs (prepared data,
-    super-network) stay where they are, the device's own outputs (table, search, model, reports,
-    progress, stamps) go to `<artifacts>/devices/<name>/`, its metrics and plot files to
-    `<metrics>/devices/<name>/` and `<plots>/devices/<name>/` (its `metrics` and `plots` fields)."""
-
-    artifacts: Path = Path("artifacts")
-    metrics: Path = Path("metrics")
-    plots: Path = Path("plots")
-    device: str = ""  # "" : the profile section's device (the plain pipeline)
-
-    def for_device(self, name: str) -> "Paths":
-        """The view of device `name` (`""`: the plain pipeline's paths, unchanged)."""
-        if self.device:
-            raise ValueError(f"already the paths of device {self.device!r}")
-        if not name:
-            return self
-        return Paths(self.artifacts, self.metrics / DEVICES / name, self.plots / DEVICES / name, name)
-
-    @property
-    def own(self) -> Path:
-        """Where this device's artifacts go: `<artifacts>/devices/<name>`, or `<artifacts>` itself."""
-        return self.artifacts / DEVICES / self.device if self.device else self.artifacts
-
-    @property
-    def prepared(self) -> Path:
-        return self.artifacts / "prepared"
-
-    @property
-    def lut(self) -> Path:
-        return self.own / "profile" / "lut.csv"
-
-    @property
-    def supernet(self) -> Path:
-        return self.artifacts / "supernet" / "supernet.pt"
-
-    @property
-    def search(self) -> Path:
-        return self.own / "search"
-
-    @property
-    def v1_network(self) -> Path:
-        """NetAdapt V1's pruned, fine-tuned weights; finetune starts there when it exists."""
-        return self.search / "network.pt"
-
-    @property
-    def final(self) -> Path:
-        return self.own / "finetune" / "model.pt"
-
-    def metrics_file(self, stage: str) -> Path:
-        """The stage's headline metrics (`HEADLINE_METRICS`), declared as DVC metrics."""
-        return self.metrics / f"{stage}.json"
-
-    def report(self, stage: str) -> Path:
-        """Every metric of the stage's run (a superset of its metrics file)."""
-        return self.own / "reports" / f"{stage}.json"
-
-    def progress(self, stage: str) -> Path:
-        """A stage's resumable progress: outside its DVC output, which DVC deletes before a re-run."""
-        return self.own / "progress" / f"{stage}.pt"
-
-
 def stage_progress(stage: str, cfg: Config, paths: Paths, inputs: list[Path]) -> Progress:
     """Progress keyed by the code, the params sections the stage reads and its inputs' contents
     (and the device, for a named one: its progress file is its own anyway)."""
@@ -151,8 +59,7 @@ def on_ranks(stage: str, cfg: Config, paths: Paths, nproc: int) -> dict | None:
     (`nproc` > 1 and not itself a rank); None to run it here."""
     if nproc <= 1 or current_world().size > 1:
         return None
-    return launch(stage, to_dict(cfg), (paths.artifacts, paths.metrics, paths.plots, paths.device), nproc,
-                  paths.report(stage))
+    return launch(stage, to_dict(cfg), paths, nproc)
 
 
 def write_metrics(stage: str, metrics: dict, paths: Paths) -> None:

@@ -2,7 +2,7 @@
 
 After a stage succeeds, whoever ran it (the stage CLI that `dvc repro` runs, or the Prefect flow)
 writes a stamp `<artifacts>/.stamps/<stage>/<key>.json`. The key is what determines the stage's
-result: the code version, the params sections the stage reads (`stages.STAGE_PARAMS`) and the
+result: the code version, the params sections the stage reads (`layout.STAGE_PARAMS`) and the
 content digests of its inputs. The stamp records the content digests of the stage's outputs (every
 out, metrics and plots file `dvc.yaml` declares for it) and its metrics (all of them, as in its report).
 
@@ -24,35 +24,9 @@ from pathlib import Path
 
 from netadapt.config import Config
 from netadapt.io import code_version, content_digest, read_json, write_json
-from netadapt.stages import STAGE_PARAMS, Paths
+from netadapt.layout import STAGE_PARAMS, Paths, stage_inputs, stage_outputs
 
 STAMPS = ".stamps"
-DEVICES = Path("devices")  # the example device scripts of `profile.backend: command` (code outside netadapt/)
-
-
-def stage_inputs(stage: str, cfg: Config, p: Paths) -> list[Path]:
-    """The artifacts a stage reads: `dvc.yaml`'s deps other than code, plus what DVC does not declare
-    (finetune starts from NetAdapt V1's network when it exists)."""
-    return {
-        "prepare": [Path(cfg.data.root)],
-        "profile": [p.prepared / "meta.json", DEVICES],
-        "supernet": [p.prepared],
-        "search": [p.prepared / "holdout.pt", p.supernet.parent, p.lut.parent],
-        "finetune": [p.prepared / "train.pt", p.prepared / "holdout.pt", p.supernet.parent, p.search / "arch.json",
-                     p.v1_network],
-        "evaluate": [p.prepared / "test.pt", p.final.parent, p.supernet.parent, p.lut.parent,
-                     p.search / "history.csv", p.search / "history.json", DEVICES],
-    }[stage]
-
-
-def stage_outputs(stage: str, p: Paths) -> list[Path]:
-    """Everything a stage writes that `dvc.yaml` declares for it: outs (its report included), metrics
-    and plots."""
-    plots = {"profile": ["fidelity.csv", "fidelity.png"], "supernet": ["supernet.csv"],
-             "search": ["search.csv", "search.png"], "finetune": ["finetune.csv"], "evaluate": ["tradeoff.png"]}
-    outs = {"prepare": [p.prepared], "profile": [p.lut.parent], "supernet": [p.supernet.parent],
-            "search": [p.search], "finetune": [p.final.parent], "evaluate": []}[stage]
-    return outs + [p.report(stage), p.metrics_file(stage)] + [p.plots / name for name in plots.get(stage, [])]
 
 
 def stage_key(stage: str, cfg: Config, p: Paths) -> str:
@@ -104,4 +78,4 @@ def read_stamp(stage: str, key: str, p: Paths) -> dict | None:
     return stamp
 
 
-__all__ = ["stage_inputs", "stage_outputs", "stage_key", "stamp_path", "write_stamp", "read_stamp", "STAMPS"]
+__all__ = ["stage_key", "stamp_path", "write_stamp", "read_stamp", "STAMPS"]

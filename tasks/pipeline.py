@@ -45,7 +45,7 @@ from netadapt.errors import NetAdaptError
 from netadapt.evaluation import evaluate_candidate
 from netadapt.io import code_version, content_digest
 from netadapt.mcd import Candidate
-from netadapt.stamps import stage_inputs, stage_outputs  # noqa: F401 - re-exported: what a stage reads and writes
+from netadapt.layout import DEVICE_STAGES, STAGES, Paths
 from netadapt.search import Proposal, propose_iteration
 from netadapt_tasks.tracking import stage_run
 
@@ -161,9 +161,9 @@ def proposal_from_data(data: dict) -> Proposal:
 
 # -- tasks -------------------------------------------------------------------------------------------
 
-def folder_paths(folders: dict[str, str], device: str = "") -> stages.Paths:
+def folder_paths(folders: dict[str, str], device: str = "") -> Paths:
     """The stages' paths for the flow's folders; a named device's view (`Paths.for_device`) when given."""
-    return stages.Paths(**{k: Path(v) for k, v in folders.items()}).for_device(device)
+    return Paths.from_folders(folders, device)
 
 
 def stage_config(params: dict, device: str = ""):
@@ -333,8 +333,8 @@ def dvc_commit_task(params: dict, folders: dict[str, str]) -> dict:
     dvc_log = logging.getLogger("dvc")
     level = dvc_log.level
     dvc_log.setLevel(logging.WARNING)  # "Updating lock file" per stage: the summary says it once
-    order = list(stages.STAGES) + [f"device-{stage}@{name}" for name in parse_config(params).devices
-                                   for stage in stages.DEVICE_STAGES]  # dvc.yaml's foreach stages
+    order = list(STAGES) + [f"device-{stage}@{name}" for name in parse_config(params).devices
+                                   for stage in DEVICE_STAGES]  # dvc.yaml's foreach stages
     try:
         with Repo(str(root)) as repo:
             changed = repo.status()

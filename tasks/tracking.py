@@ -61,7 +61,7 @@ import pandas as pd
 from netadapt.config import Config, flatten
 from netadapt.errors import NetAdaptError
 from netadapt.io import content_digest
-from netadapt.stages import STAGE_PARAMS, Paths
+from netadapt.layout import RESULT_METRICS, STAGE_PARAMS, Paths
 
 log = logging.getLogger("netadapt")
 
@@ -70,7 +70,6 @@ DEVICE_TAG = "netadapt.device"  # a named device's runs and model versions (`Con
 MODEL_DIGEST_TAG = "netadapt.model_digest"
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 CANDIDATES_TABLE = "search/candidates.json"
-HEADLINE = ("test_acc", "test_acc_top5", "latency_measured_ms", "latency_ratio", "budget_met", "macs", "params")
 DATASET_CONTEXT = {"supernet": "training", "finetune": "training", "evaluate": "testing"}
 PROJECT = Path(__file__).resolve().parents[1]
 _MAX_TAG = 5000
@@ -532,7 +531,7 @@ def _update_parent(run: StageRun, metrics: dict) -> None:
               "stages_logged": float(sum(s is not None for s in seconds.values()))}
     if run.stage == "evaluate":
         prefix = f"{run.paths.device}/" if run.paths.device else ""
-        values.update({prefix + k: v for k, v in _numbers(metrics).items() if k in HEADLINE})
+        values.update({prefix + k: v for k, v in _numbers(metrics).items() if k in RESULT_METRICS})
     _log_metrics(run.client, run.parent_id, values)
 
 

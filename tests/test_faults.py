@@ -537,7 +537,7 @@ def test_a_damaged_stamp_is_never_trusted(finished, tmp_path, how):
     the stage run again (`read_stamp` None), never serve what it says."""
     from netadapt import stamps
     from netadapt.config import load_config
-    from netadapt.stages import Paths
+    from netadapt.layout import Paths
 
     ref, data, _ = finished
     root = tmp_path / "project"

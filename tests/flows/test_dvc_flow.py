@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from netadapt.config import load_config
-from netadapt.stages import Paths
+from netadapt.layout import Paths
 from tests.conftest import REPO
 from tests.flows.test_pipeline import STAGES, cli, cli_env, result, tiny_data
 from tests.pipeline.test_dvc import TINY, set_params
@@ -138,8 +138,8 @@ def test_dvc_and_the_flow_find_each_others_work_up_to_date(tmp_path: Path):
 def test_stamps_cover_what_dvc_yaml_declares():
     """A stamp's outputs are exactly the stage's outs in dvc.yaml; its inputs include every dep that
     is not code (code is in the stamp's key as the code version); its params sections, every param."""
-    from netadapt import stamps
-    from netadapt.stages import STAGE_PARAMS
+    from netadapt import layout, stamps
+    from netadapt.layout import STAGE_PARAMS
 
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     cfg = load_config(REPO / "params.yaml")
@@ -147,8 +147,8 @@ def test_stamps_cover_what_dvc_yaml_declares():
     for stage in STAGES:
         declared = names(spec[stage].get("outs", [])) | names(spec[stage].get("metrics", [])) | \
             names(spec[stage].get("plots", []))
-        assert {p.as_posix() for p in stamps.stage_outputs(stage, Paths())} == declared, stage
+        assert {p.as_posix() for p in layout.stage_outputs(stage, Paths())} == declared, stage
         deps = {d.replace("${data.root}", cfg.data.root) for d in names(spec[stage]["deps"])
                 if not d.startswith("netadapt")}
-        assert deps <= {p.as_posix() for p in stamps.stage_inputs(stage, cfg, Paths())}, stage
+        assert deps <= {p.as_posix() for p in layout.stage_inputs(stage, cfg, Paths())}, stage
         assert {param.split(".")[0] for param in names(spec[stage].get("params", []))} <= set(STAGE_PARAMS[stage])

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from netadapt import stamps
+from netadapt import layout, stamps
 from netadapt.config import Config, ConfigError, SearchConfig, flatten, load_config, parse_config, to_dict
-from netadapt.stages import DEVICE_STAGES, STAGE_PARAMS, Paths
+from netadapt.layout import DEVICE_STAGES, STAGE_PARAMS, Paths
 from tests.conftest import REPO
 
 PHONE = ["devices.phone.budget=0.3", "devices.phone.profile={backend: command, threads: 2}"]
@@ -89,7 +89,7 @@ def test_device_stamps_are_their_own(tmp_path: Path):
     assert stamps.stage_key("search", cfg.for_device("phone"), d) != stamps.stage_key("search", cfg, p), \
         "same settings, other device: another key"
     assert stamps.stamp_path("search", "k", d) == tmp_path / "a" / "devices" / "phone" / ".stamps" / "search" / "k.json"
-    outputs = {x.relative_to(tmp_path).as_posix() for x in stamps.stage_outputs("evaluate", d)}
+    outputs = {x.relative_to(tmp_path).as_posix() for x in layout.stage_outputs("evaluate", d)}
     assert outputs == {"a/devices/phone/reports/evaluate.json", "m/devices/phone/evaluate.json",
                        "p/devices/phone/tradeoff.png"}
 
@@ -109,9 +109,9 @@ def test_dvc_device_stages_match_the_stamps_and_read_only_their_device():
         do = do["do"]
         assert do["cmd"].endswith(f"netadapt_flows.cli {stage} --device ${{key}}")
         declared = names(do.get("outs", [])) | names(do.get("metrics", [])) | names(do.get("plots", []))
-        assert {x.as_posix() for x in stamps.stage_outputs(stage, d)} == declared, stage
+        assert {x.as_posix() for x in layout.stage_outputs(stage, d)} == declared, stage
         deps = {x for x in names(do["deps"]) if not x.startswith("netadapt")}
-        assert deps <= {x.as_posix() for x in stamps.stage_inputs(stage, cfg, d)}, stage
+        assert deps <= {x.as_posix() for x in layout.stage_inputs(stage, cfg, d)}, stage
         params = names(do["params"])
         assert {x.split(".")[0] for x in params} <= set(STAGE_PARAMS[stage]) | {"devices"}, stage
         assert {x for x in params if x.startswith("devices.")} <= {"devices.phone.profile", "devices.phone.budget"}

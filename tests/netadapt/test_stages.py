@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from netadapt import stages
+from netadapt import layout, stages
 from netadapt.config import load_config
 from netadapt.finetune import load_network
 from netadapt_flows.cli import main
@@ -122,7 +122,7 @@ def test_netadapt_run_runs_every_stage_in_order(tmp_path, capsys):
         # metrics/<stage>.json: exactly the figures a reviewer compares (DESIGN.md's contract keys,
         # plus evaluate's budget verdict); the report: everything the stage returned
         headline = json.loads((tmp_path / "m" / f"{stage}.json").read_text())
-        assert set(headline) == set(stages.HEADLINE_METRICS[stage]), stage
+        assert set(headline) == set(layout.HEADLINE_METRICS[stage]), stage
         assert metrics(tmp_path, stage) == returned and set(returned) > set(headline), stage
         assert {k: returned[k] for k in headline} == headline, stage
 
@@ -138,7 +138,7 @@ def test_a_code_change_or_another_device_starts_a_new_search_history(project, mo
     assert metrics(root, "search")["reused_iterations"] == 0
 
     overrides = [v for flag, v in zip(args, args[1:]) if flag == "-S"]
-    cfg, paths = load_config(REPO / "params.yaml", overrides), stages.Paths(root / "a", root / "m", root / "p")
+    cfg, paths = load_config(REPO / "params.yaml", overrides), layout.Paths(root / "a", root / "m", root / "p")
     here = stages.search_identity(cfg, paths)
     monkeypatch.setattr(stages, "resolve_device", lambda name: torch.device("cuda"))
     assert stages.search_identity(cfg, paths) != here

@@ -21,7 +21,8 @@ from netadapt.config import parse_config
 from netadapt.errors import NetAdaptError
 from netadapt.finetune import load_network, save_network
 from netadapt.io import content_digest
-from netadapt.stages import Paths, write_metrics
+from netadapt.layout import Paths
+from netadapt.stages import write_metrics
 from netadapt_flows.cli import main
 from netadapt_tasks import tracking
 from netadapt_tasks.tracking import log_stage, stage_run
@@ -267,7 +268,7 @@ RACER = """
 import os, sys, time
 from pathlib import Path
 from netadapt.config import load_config
-from netadapt.stages import Paths
+from netadapt.layout import Paths
 from netadapt_tasks import tracking
 
 params, folder, rounds, unlocked = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
