@@ -27,7 +27,7 @@ from netadapt.arch import ModelSpec
 from netadapt.models import build_supernet
 from netadapt.models.registry import BUILTIN_MODELS
 from netadapt.resources.profiling import ProfileSettings, measure_table, network_latencies
-from netadapt.stages import latency_reach
+from netadapt.resources.metric import latency_reach
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import random
@@ -68,6 +67,7 @@ from netadapt.finetune import load_network
 from netadapt.io import read_json, write_json
 from netadapt.models import build_supernet
 from netadapt.resources.lookup_table import LatencyModel
+from netadapt.resources.metric import latency_table, profile_settings
 from netadapt.resources.profiling import network_latencies
 from netadapt.layout import Paths
 from netadapt.supernet import load_supernet
@@ -281,7 +281,7 @@ def run_cell(method: str, budget: float, cfg: Config, work: Path, data: Path, lu
         details = {k: report[k] for k in ("iterations", "candidates_evaluated", "holdout_acc", "resource_estimated")}
     else:
         model, _ = load_supernet(paths.supernet)
-        space, latency = model.space(), LatencyModel(model, stages.latency_table(cfg, paths))
+        space, latency = model.space(), LatencyModel(model, latency_table(cfg.profile, paths.lut))
         target = budget * latency.estimate(space)
         rng = random.Random(cfg.seed * 1000 + round(budget * 100))
         if method == "uniform":
@@ -349,7 +349,7 @@ def measure(setup: Setup, cfg: Config, work: Path, data: Path, cells: dict, repe
     space = model.space()
     keys = sorted(finished(cells))
     archs = [space] + [space.with_widths(cells[k]["widths"]) for k in keys]
-    settings = replace(stages.profile_settings(cfg), warmup=10, network_repeats=repeats)
+    settings = replace(profile_settings(cfg.profile), warmup=10, network_repeats=repeats)
     times = network_latencies(model, archs, settings, cfg.seed)
     return {"base": times[0], **dict(zip(keys, times[1:]))}
 

@@ -13,19 +13,27 @@ so its iterations are not replayed from an earlier history.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from netadapt.arch import Architecture
 from netadapt.data import Split
+from netadapt.errors import NetAdaptError, describe
+from netadapt.history import COLUMNS, SavedSearch, plain_rows
 from netadapt.mcd import Candidate, shrink
 from netadapt.models import extract
 from netadapt.resources import ResourceModel
+from netadapt.resume import Progress
+from netadapt.schedule import MeasuredCheck
+from netadapt.supernet import load_supernet
 from netadapt.training import accuracy, cosine_schedule, epoch_steps, make_optimizer, train_epoch
 
 log = logging.getLogger("netadapt")
@@ -130,3 +138,51 @@ class NetAdaptV1:
         network = self.networks[arch.widths_json()]
         self._fine_tune(network, arch, epochs=self.tuning.long_term_epochs, salt=10_000)
         return network.cpu()
+
+
+def start_network(start_checkpoint: str, supernet: Path, space: Architecture) -> tuple[nn.Module, Path]:
+    """The network V1 adapts and its file: `search.start_checkpoint` (a trained network of this
+    space, as the paper starts from) when set, else the super-network."""
+    path = Path(start_checkpoint) if start_checkpoint else supernet
+    if start_checkpoint and not path.is_file():
+        raise NetAdaptError(f"search.start_checkpoint: {path} not found")
+    try:
+        network, _ = load_supernet(path)
+    except Exception as exc:  # noqa: BLE001 - a text file, a truncated archive, another object: one line
+        if not start_checkpoint:
+            raise
+        raise NetAdaptError(f"search.start_checkpoint: {path} is not a super-network checkpoint "
+                            f"({describe(exc, 120, first_sentence=True)})") from None
+    if not network.space().same_space(space):
+        raise NetAdaptError(f"search.start_checkpoint: {path} is not a network of this search space")
+    return network, path
+
+
+@dataclass
+class V1Progress:
+    """V1 carries weights between iterations, so only its own interrupted run can be replayed, with
+    the network its last finished iteration kept (stored after every iteration, `store`)."""
+
+    v1: NetAdaptV1
+    progress: Progress
+    space: Architecture
+
+    def resume(self, budget: float) -> SavedSearch:
+        """The interrupted run's history and checks, with `v1` restored after its last iteration;
+        nothing (start afresh) when there is none or it cannot be read."""
+        saved = self.progress.load()
+        try:
+            checks = MeasuredCheck.from_records(saved.get("checks", [])) if saved is not None else []
+        except ValueError as exc:  # as `Progress.load` treats a torn file: never trusted
+            log.warning("%s: unreadable progress (%s): starting afresh", self.progress.path, exc)
+            saved, checks = None, []
+        if saved is None:
+            return SavedSearch()
+        self.v1.restore(saved["network"])
+        log.info("search: continuing an interrupted NetAdapt V1 search after iteration %d", self.v1.iteration)
+        return SavedSearch(pd.DataFrame(saved["rows"], columns=COLUMNS), budget, checks)
+
+    def store(self, history: pd.DataFrame, checks: list[dict]) -> None:
+        kept = history[history.kept.astype(bool)].iloc[-1]
+        self.progress.store({"rows": plain_rows(history), "checks": checks,
+                             "network": self.v1.kept_state(self.space.with_widths(json.loads(kept.arch)))})

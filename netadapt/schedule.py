@@ -13,6 +13,7 @@ allowed and means "the base network": the search scores it and stops after 0 ite
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from netadapt.errors import NetAdaptError
 
@@ -56,6 +57,49 @@ class BudgetCheck:
         verdict = "within" if self.met else "OVER"
         return (f"measured {self.metric} {self.measured:.6g} {self.unit} is {verdict} the budget "
                 f"{self.budget:.6g} {self.unit} ({self.ratio:.3f} of it, tolerance {self.tolerance:.0%})")
+
+
+def final_budget_check(metric: str, budget: float, budget_type: str, tolerance: float, metrics: dict) -> BudgetCheck:
+    """The final network (evaluate's `metrics`) against `search.budget`, in the search metric,
+    measured where it can be: latency on the device beside the base network (within `tolerance`),
+    MACs and parameters exactly."""
+    if metric == "latency":
+        return BudgetCheck("latency", "ms", metrics["latency_measured_ms"],
+                           absolute_budget(budget, budget_type, metrics["base_latency_measured_ms"]), tolerance)
+    base = metrics["base_macs"] if metric == "macs" else metrics["base_params"]
+    return BudgetCheck(metric, metric, metrics[metric], absolute_budget(budget, budget_type, base), 0.0)
+
+
+@dataclass(frozen=True)
+class MeasuredCheck:
+    """The search's answer measured on the device, on the budget's own scale (a fraction of the base
+    network measured beside it, or ms): the lookup table's estimate is only a model of that."""
+
+    arch: str  # the answer's widths JSON
+    resource_estimated: float  # its estimate by the resource model
+    measured: float  # its measurement, on the budget's scale
+    limit: float  # the budget, on the same scale
+
+    @property
+    def met(self) -> bool:
+        return self.measured <= self.limit
+
+    @classmethod
+    def from_records(cls, records: Sequence[dict]) -> list["MeasuredCheck"]:
+        """The checks as a history or progress file recorded them (`asdict` of each); a record of
+        other fields or types is a `ValueError` naming it, for the caller to name the file."""
+        checks = []
+        for record in records:
+            try:
+                check = cls(**record)
+            except TypeError as exc:
+                raise ValueError(f"not a measured check: {record!r} ({exc})") from None
+            if not isinstance(check.arch, str) or not all(isinstance(getattr(check, f), (int, float)) and
+                                                          not isinstance(getattr(check, f), bool)
+                                                          for f in ("resource_estimated", "measured", "limit")):
+                raise ValueError(f"not a measured check: {record!r} (arch must be a string, the rest numbers)")
+            checks.append(check)
+        return checks
 
 
 @dataclass(frozen=True)

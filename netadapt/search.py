@@ -1,19 +1,22 @@
-"""The search loop shared by both algorithms: schedule, history, reuse, stopping.
+"""The search loop shared by both algorithms (NetAdapt's Algorithm 1, NetAdaptV2's MCD):
 
-Every iteration t is seeded from (seed, t), so the same inputs give the same history. The history
-records every candidate of every iteration (architecture, estimated resource, holdout accuracy,
-seconds, whether it was kept). Handed the history of an earlier search over the same super-network,
-table and settings but another budget, the search replays it: an iteration is reused when it would
-start from the same architecture with the same, unclipped target, so the result always equals a
-fresh run. A tighter budget continues from the last reusable iterate; a looser one stops at the first
-recorded iterate that meets it (evaluating only a last step that its own budget clips differently).
+    while the network's resource is over the budget:
+        propose candidates that each cut iteration t's reduction dR_t   (`propose_iteration`)
+        score them on holdout                                          (a `ScoreCandidates`)
+        keep the best                                                  (`conclude_iteration`)
+
+Every iteration t is seeded from (seed, t), so the same inputs give the same history (every
+candidate of every iteration: `history.COLUMNS`). Handed an earlier history over the same
+super-network, table and settings but another budget, the loop replays it (`history.Replay`): a
+tighter budget continues from the last reusable iterate, a looser one stops at the first recorded
+iterate that meets it, and the result always equals a fresh run. `search_measured` then times the
+answer on the device and goes on to a tightened budget while it measures over.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, replace
 from typing import Callable, Protocol, Sequence
 
@@ -22,16 +25,14 @@ import pandas as pd
 
 from netadapt.arch import Architecture
 from netadapt.errors import NetAdaptError
+from netadapt.history import COLUMNS, Replay
 from netadapt.mcd import Candidate, generate_candidates
 from netadapt.resources import ResourceModel
-from netadapt.schedule import Schedule
+from netadapt.schedule import MeasuredCheck, Schedule
 
 log = logging.getLogger("netadapt")
 
-COLUMNS = ["iteration", "candidate", "resource_estimated", "holdout_acc", "seconds", "kept", "target",
-           "reduction", "halvings", "clipped", "start", "arch"]
-
-Evaluate = Callable[[list[Architecture]], list[tuple[float, float]]]  # -> (holdout accuracy, seconds) each
+ScoreCandidates = Callable[[list[Architecture]], list[tuple[float, float]]]  # -> (holdout accuracy, seconds) each
 
 
 class SearchStopped(NetAdaptError):
@@ -42,14 +43,9 @@ class SearchStopped(NetAdaptError):
         self.history = history
 
 
-def _reusable(recorded: pd.DataFrame, unclipped: bool, same_budget: bool) -> bool:
-    """A recorded iteration replays exactly when it started where we are and neither run clipped its
-    first target to its budget (or both runs had the same budget)."""
-    return len(recorded) > 0 and (same_budget or (unclipped and not bool(recorded.iloc[0].clipped)))
-
-
-class Step(Protocol):
-    """One iteration's proposals: candidates that meet `target`, from `current`."""
+class CandidateGenerator(Protocol):
+    """An algorithm's proposals for one attempt of an iteration: candidates from `current` that meet
+    `target` (MCD: J multi-layer cuts; NetAdapt V1: one cut per dimension)."""
 
     def __call__(self, current: Architecture, current_resource: float, target: float,
                  rng: np.random.Generator) -> list[Candidate]: ...
@@ -75,7 +71,9 @@ class SearchResult:
     message: str
 
 
-def mcd_step(resource: ResourceModel, candidates: int, layers: int, split: str = "capacity") -> Step:
+def mcd_candidates(resource: ResourceModel, candidates: int, layers: int, split: str = "capacity"
+                   ) -> CandidateGenerator:
+    """NetAdaptV2's generator: `candidates` cuts, each shared among `layers` random dimensions."""
     return lambda current, r, target, rng: generate_candidates(current, r, target, resource, candidates, layers, rng,
                                                                split)
 
@@ -100,8 +98,8 @@ class Proposal:
     candidates: list[Candidate]
 
 
-def propose_iteration(t: int, current: Architecture, current_resource: float, schedule: Schedule, step: Step,
-                      settings: SearchSettings) -> Proposal:
+def propose_iteration(t: int, current: Architecture, current_resource: float, schedule: Schedule,
+                      generate: CandidateGenerator, settings: SearchSettings) -> Proposal:
     """Candidates for iteration t, seeded from (seed, t); the cut is halved while none can make it
     (no candidates after `max_halvings` halvings means the search must stop)."""
     reduction = schedule.reduction(t)
@@ -109,7 +107,7 @@ def propose_iteration(t: int, current: Architecture, current_resource: float, sc
     for halvings in range(settings.max_halvings + 1):
         cut = reduction / 2 ** halvings
         target = schedule.target(current_resource, cut)
-        candidates = step(current, current_resource, target, np.random.default_rng([settings.seed, t, halvings]))
+        candidates = generate(current, current_resource, target, np.random.default_rng([settings.seed, t, halvings]))
         if candidates:
             break
         log.info("search: iteration %d: no candidate cuts %.6g; halving the cut", t, cut)
@@ -128,55 +126,51 @@ def conclude_iteration(proposal: Proposal, scores: list[tuple[float, float]], cu
     return rows
 
 
-Propose = Callable[[int, Architecture, float, Schedule, Step, SearchSettings], Proposal]
+ProposeIteration = Callable[[int, Architecture, float, Schedule, CandidateGenerator, SearchSettings], Proposal]
 
 
-def search(space: Architecture, resource: ResourceModel, evaluate: Evaluate, step: Step, schedule: Schedule,
-           settings: SearchSettings, previous: pd.DataFrame | None = None,
-           previous_budget: float | None = None, propose: Propose | None = None,
+def _base_row(space: Architecture, schedule: Schedule, score: ScoreCandidates) -> dict:
+    """Iteration -1: the base network, scored."""
+    (acc, seconds), = score([space])
+    return dict(iteration=-1, candidate=0, resource_estimated=schedule.base, holdout_acc=acc, seconds=seconds,
+                kept=True, target=schedule.base, reduction=0.0, halvings=0, clipped=False, start=space.widths_json(),
+                arch=space.widths_json())
+
+
+def search(space: Architecture, resource: ResourceModel, score: ScoreCandidates, generate: CandidateGenerator,
+           schedule: Schedule, settings: SearchSettings, previous: pd.DataFrame | None = None,
+           previous_budget: float | None = None, propose: ProposeIteration | None = None,
            on_iteration: Callable[[pd.DataFrame], None] | None = None) -> SearchResult:
-    """Shrink `space`'s largest network until its estimated resource meets `schedule.budget`.
+    """Shrink `space`'s largest network until its estimated resource meets `schedule.budget`,
+    replaying what it can of `previous` (the history of a search for `previous_budget`).
 
-    `evaluate` and `propose` (default `propose_iteration`) may be wrapped by an orchestrator, to
-    map evaluations over workers and cache iterations; they must compute the same thing.
-    `on_iteration` gets the history after every newly evaluated iteration (to persist it: a killed
-    search handed that history back replays it and goes on from there).
+    `score` and `propose` (default `propose_iteration`) may be wrapped by an orchestrator, to map
+    evaluations over workers and cache iterations; they must compute the same thing. `on_iteration`
+    gets the history after every newly evaluated iteration (to persist it: a killed search handed
+    that history back replays it and goes on from there).
     """
     propose = propose or propose_iteration
-    current, current_resource = space, schedule.base
-    prior = previous if previous is not None and len(previous) else pd.DataFrame(columns=COLUMNS)
-    rows: list[dict] = []
-    reused = evaluated = 0
-
-    start_row = prior[prior.iteration == -1]
-    if len(start_row):
-        start_acc = float(start_row.iloc[0].holdout_acc)
-        rows.append(start_row.iloc[0].to_dict())
-    else:
-        (start_acc, seconds), = evaluate([space])
-        evaluated += 1
-        rows.append(dict(iteration=-1, candidate=0, resource_estimated=schedule.base, holdout_acc=start_acc,
-                         seconds=seconds, kept=True, target=schedule.base, reduction=0.0, halvings=0,
-                         clipped=False, start=space.widths_json(), arch=space.widths_json()))
-    current_acc = start_acc
+    replay = Replay.of(previous, previous_budget)
+    recorded_start = replay.start_row()
+    rows = [recorded_start or _base_row(space, schedule, score)]
+    evaluated, reused = (0 if recorded_start else 1), 0
+    current, current_resource, current_acc = space, schedule.base, float(rows[0]["holdout_acc"])
     if schedule.met_by_base:
         message = (f"budget {schedule.budget:.6g} is at or above the base network's {schedule.base:.6g}: "
                    f"nothing to search, the base network is the answer")
         log.info("search: %s", message)
-        return SearchResult(space, pd.DataFrame(rows, columns=COLUMNS), schedule, 0, evaluated, 0, start_acc,
+        return SearchResult(space, pd.DataFrame(rows, columns=COLUMNS), schedule, 0, evaluated, 0, current_acc,
                             schedule.base, message)
 
     t = 0
     while current_resource > schedule.budget:
-        reduction = schedule.reduction(t)
-        unclipped = current_resource - reduction >= schedule.budget
-        recorded = prior[(prior.iteration == t) & (prior.start == current.widths_json())]
-        if _reusable(recorded, unclipped, previous_budget == schedule.budget):
-            kept = recorded[recorded.kept.astype(bool)].iloc[0]
-            rows += recorded.to_dict("records")
+        unclipped = current_resource - schedule.reduction(t) >= schedule.budget
+        new = replay.iteration(t, current, unclipped, schedule.budget)
+        if new is not None:
+            rows += new
             reused += 1
         else:
-            proposal = propose(t, current, current_resource, schedule, step, settings)
+            proposal = propose(t, current, current_resource, schedule, generate, settings)
             if not proposal.candidates:
                 raise SearchStopped(
                     f"search: iteration {t}: no candidate could cut the resource from {current_resource:.6g} "
@@ -184,13 +178,13 @@ def search(space: Architecture, resource: ResourceModel, evaluate: Evaluate, ste
                     f"stopping with the last iterate", pd.DataFrame(rows, columns=COLUMNS))
             log.info("search: iteration %d: scoring %d candidates for target %.6g %s", t, len(proposal.candidates),
                      proposal.target, getattr(resource, "unit", ""))
-            scores = evaluate([c.arch for c in proposal.candidates])
-            evaluated += len(proposal.candidates)
-            new = conclude_iteration(proposal, scores, current_acc, current_resource, settings)
+            new = conclude_iteration(proposal, score([c.arch for c in proposal.candidates]), current_acc,
+                                     current_resource, settings)
             rows += new
-            kept = next(r for r in new if r["kept"])
+            evaluated += len(new)
             if on_iteration is not None:
                 on_iteration(pd.DataFrame(rows, columns=COLUMNS))
+        kept = next(r for r in new if r["kept"])
         current = space.with_widths(json.loads(kept["arch"]))
         current_resource, current_acc = float(kept["resource_estimated"]), float(kept["holdout_acc"])
         log.info("search: iteration %d: resource %.6g (budget %.6g), holdout acc %.4f", t, current_resource,
@@ -202,38 +196,6 @@ def search(space: Architecture, resource: ResourceModel, evaluate: Evaluate, ste
 
 
 MAX_SECANT_STEP = 3.0  # the line through two checks may cut at most this many times what scaling would
-
-
-@dataclass(frozen=True)
-class MeasuredCheck:
-    """The search's answer measured on the device, on the budget's own scale (a fraction of the base
-    network measured beside it, or ms): the lookup table's estimate is only a model of that."""
-
-    arch: str  # the answer's widths JSON
-    resource_estimated: float  # its estimate by the resource model
-    measured: float  # its measurement, on the budget's scale
-    limit: float  # the budget, on the same scale
-
-    @property
-    def met(self) -> bool:
-        return self.measured <= self.limit
-
-    @classmethod
-    def from_records(cls, records: Sequence[dict]) -> list["MeasuredCheck"]:
-        """The checks as a history or progress file recorded them (`asdict` of each); a record of
-        other fields or types is a `ValueError` naming it, for the caller to name the file."""
-        checks = []
-        for record in records:
-            try:
-                check = cls(**record)
-            except TypeError as exc:
-                raise ValueError(f"not a measured check: {record!r} ({exc})") from None
-            if not isinstance(check.arch, str) or not all(isinstance(getattr(check, f), (int, float)) and
-                                                          not isinstance(getattr(check, f), bool)
-                                                          for f in ("resource_estimated", "measured", "limit")):
-                raise ValueError(f"not a measured check: {record!r} (arch must be a string, the rest numbers)")
-            checks.append(check)
-        return checks
 
 
 def tightened_budget(checks: Sequence[MeasuredCheck]) -> float:
@@ -254,10 +216,29 @@ def tightened_budget(checks: Sequence[MeasuredCheck]) -> float:
     return scaled
 
 
-Run = Callable[[Schedule, "pd.DataFrame | None", "float | None"], SearchResult]  # (schedule, previous, its budget)
+@dataclass(frozen=True)
+class Searcher:
+    """`search` over one space with one algorithm, run to a schedule (the budget changes between
+    `search_measured`'s continuations; everything else stays)."""
+
+    space: Architecture
+    resource: ResourceModel
+    score: ScoreCandidates
+    generate: CandidateGenerator
+    settings: SearchSettings
+    propose: ProposeIteration | None = None
+    on_iteration: Callable[[pd.DataFrame], None] | None = None
+
+    def __call__(self, schedule: Schedule, previous: pd.DataFrame | None = None,
+                 previous_budget: float | None = None) -> SearchResult:
+        return search(self.space, self.resource, self.score, self.generate, schedule, self.settings, previous,
+                      previous_budget, self.propose, self.on_iteration)
 
 
-def search_measured(run: Run, schedule: Schedule, smallest: float, measure: Callable[[Architecture], float] | None,
+SearchRun = Callable[[Schedule, "pd.DataFrame | None", "float | None"], SearchResult]  # (schedule, previous, its budget)
+
+
+def search_measured(run: SearchRun, schedule: Schedule, smallest: float, measure: Callable[[Architecture], float] | None,
                     limit: float, rounds: int, previous: pd.DataFrame | None = None,
                     previous_budget: float | None = None, recorded: Sequence[MeasuredCheck] = (),
                     on_check: Callable[[list[MeasuredCheck]], None] | None = None,
@@ -317,3 +298,9 @@ def search_measured(run: Run, schedule: Schedule, smallest: float, measure: Call
     message = (f"{result.message}; measured {last.measured:.4g} against {last.limit:.4g} after "
                f"{len(checks) - 1} continuation(s)")
     return replace(result, candidates_evaluated=evaluated, reused_iterations=max(reused, 0), message=message), checks
+
+
+def score_archs(score_jsons: Callable[[list[str]], list[tuple[float, float]]],
+                archs: list[Architecture]) -> list[tuple[float, float]]:
+    """A `ScoreCandidates` from a scorer of architecture JSONs (what crosses a process or task boundary)."""
+    return score_jsons([a.to_json() for a in archs])

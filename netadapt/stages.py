@@ -1,7 +1,7 @@
 """Stage functions: one per pipeline stage, called by both front ends (the stage CLI that
-`dvc.yaml` runs, and the Prefect task). Each reads its inputs from paths, writes its artifacts
-atomically, writes its metrics (`write_metrics`: the headline figures to `metrics/<stage>.json`,
-all of them to `artifacts/reports/<stage>.json`) and returns all of them.
+`dvc.yaml` runs, and the Prefect task). Each reads its inputs from paths (`layout.Paths`), calls the
+library, writes its artifacts atomically, writes its metrics (`write_metrics`: the headline figures
+to `metrics/<stage>.json`, all of them to `artifacts/reports/<stage>.json`) and returns all of them.
 """
 
 from __future__ import annotations
@@ -9,41 +9,41 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
-import pandas as pd
 import torch
 from tqdm import tqdm
 
-from netadapt.arch import Architecture, ModelSpec
+from netadapt.arch import ModelSpec
 from netadapt.config import Config, check_model_widths, to_dict
-from netadapt.errors import NetAdaptError, describe
 from netadapt.data import load_info, load_split, prepare_data
 from netadapt.distributed import barrier, current_world, launch, wrap
 from netadapt.evaluation import evaluate_candidate
 from netadapt.finetune import export_onnx, initial_network, load_network, save_network
+from netadapt.history import (SavedSearch, SearchRecorder, history_meta, load_history, read_history_csv,
+                              searched_architecture, write_csv)
+from netadapt.io import atomic_dir, atomic_path, code_version, content_digest, write_json
 from netadapt.layout import HEADLINE_METRICS, STAGE_PARAMS, Paths
-from netadapt.io import atomic_dir, atomic_path, code_version, content_digest, read_json, write_json
 from netadapt.models import build_supernet
-from netadapt.netadapt_v1 import FineTuning, NetAdaptV1
+from netadapt.netadapt_v1 import FineTuning, NetAdaptV1, V1Progress, start_network
 from netadapt.plots import plot_fidelity, plot_tradeoff, plot_trajectory
-from netadapt.resources import ResourceModel
-from netadapt.resume import Progress
 from netadapt.resources.analytic import MacsModel, ParamsModel
-from netadapt.resources.command import CommandSettings
-from netadapt.resources.lookup_table import LatencyModel, LatencyTable, TableContext
-from netadapt.resources.profiling import ProfileSettings, network_latencies, profile_space
-from netadapt.schedule import BudgetCheck, OverBudget, Schedule, absolute_budget
-from netadapt.search import COLUMNS, MeasuredCheck, Propose, SearchSettings, SearchStopped, mcd_step, search_measured
-from netadapt.search import search as search_loop
+from netadapt.resources.lookup_table import LatencyModel
+from netadapt.resources.metric import latency_reach, latency_table, measured_budget, profile_settings, resource_model
+from netadapt.resources.profiling import network_latencies, profile_space
+from netadapt.resume import Progress
+from netadapt.schedule import OverBudget, Schedule, final_budget_check
+from netadapt.search import (ProposeIteration, Searcher, SearchSettings, SearchStopped, mcd_candidates, score_archs,
+                             search_measured)
 from netadapt.supernet import history_rows, load_supernet, save_supernet, train_supernet
 from netadapt.training import accuracy, cosine_schedule, epoch_steps, make_optimizer, resolve_device, train_epoch
 
 log = logging.getLogger("netadapt")
+
 
 def stage_progress(stage: str, cfg: Config, paths: Paths, inputs: list[Path]) -> Progress:
     """Progress keyed by the code, the params sections the stage reads and its inputs' contents
@@ -66,11 +66,6 @@ def write_metrics(stage: str, metrics: dict, paths: Paths) -> None:
     """The stage's full metrics to its report, then its headline metrics to its metrics file."""
     write_json(paths.report(stage), metrics)
     write_json(paths.metrics_file(stage), {k: metrics[k] for k in HEADLINE_METRICS[stage] if k in metrics})
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    with atomic_path(path) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
 def prepare(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]:
@@ -121,13 +116,6 @@ def supernet(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     return metrics
 
 
-def profile_settings(cfg: Config) -> ProfileSettings:
-    """How `profile.*` times a module (the `command` backend's device included)."""
-    p = cfg.profile
-    command = CommandSettings(p.command, p.command_pattern, p.command_timeout) if p.backend == "command" else None
-    return ProfileSettings(p.backend, p.threads, p.batch_size, p.warmup, p.repeats, p.network_repeats, command)
-
-
 def profile(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]:
     """Measure the latency lookup table on the target backend, calibrate it, check its fidelity.
 
@@ -145,7 +133,7 @@ def profile(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]
     torch.manual_seed(cfg.seed)
     p = cfg.profile
     model = build_supernet(model_spec(cfg, paths.prepared)).eval()  # latency does not depend on weights
-    result = profile_space(model, profile_settings(cfg), p.fidelity_samples, cfg.seed, p.interpolate,
+    result = profile_space(model, profile_settings(cfg.profile), p.fidelity_samples, cfg.seed, p.interpolate,
                            p.max_error, p.max_attempts, cache_dir=paths.artifacts / "profile_cache" / p.backend)
     table, check = result.table, result.fidelity
     with atomic_dir(paths.lut.parent) as staging:  # lut.csv and lut.json publish together
@@ -164,35 +152,6 @@ def profile(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]
     return metrics
 
 
-def latency_reach(supernet: torch.nn.Module, table: LatencyTable) -> dict[str, float]:
-    """How far the search can go, as fractions of the base network's estimated latency: every
-    dimension at its smallest non-zero width (width alone, no block removed), and every dimension at
-    its minimum (blocks removed too). A budget below the first needs depth; below the second, a
-    smaller model or input."""
-    space, latency = supernet.space(), LatencyModel(supernet, table)
-    base = latency.estimate(space)
-    return {"width_only_min_ratio": latency.estimate(space.narrowest()) / base,
-            "min_ratio": latency.estimate(space.smallest()) / base}
-
-
-def resource_model(cfg: Config, supernet: torch.nn.Module, paths: Paths) -> ResourceModel:
-    """The search metric as a `ResourceModel`; a latency table is checked against the profile settings."""
-    if cfg.search.metric == "macs":
-        return MacsModel(supernet)
-    if cfg.search.metric == "params":
-        return ParamsModel(supernet)
-    return LatencyModel(supernet, latency_table(cfg, paths))
-
-
-def latency_table(cfg: Config, paths: Paths) -> LatencyTable:
-    """The profiled table, refused if it was measured for another setting than `profile.*` asks."""
-    table = LatencyTable.load(paths.lut, cfg.profile.interpolate)
-    command = cfg.profile.command if cfg.profile.backend == "command" else None
-    table.check(TableContext.current(cfg.profile.backend, cfg.profile.threads, cfg.profile.batch_size, command),
-                cfg.profile.allow_mismatch)
-    return table
-
-
 def search_identity(cfg: Config, paths: Paths) -> str:
     """What a search history depends on besides the budget: super-network, holdout, table, settings,
     seed, and what computes the scores: the library's code, torch's version and the device."""
@@ -203,63 +162,6 @@ def search_identity(cfg: Config, paths: Paths) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _rows_digest(rows: list[dict]) -> str:
-    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
-
-
-def _plain_rows(history: pd.DataFrame) -> list[dict]:
-    """History rows as plain Python values (JSON- and weights_only-safe, floats exact)."""
-    return [{k: v.item() if hasattr(v, "item") else v for k, v in row.items()} for row in history.to_dict("records")]
-
-
-def save_history(paths: Paths, history: pd.DataFrame, meta: dict, complete: bool = True) -> None:
-    """`history.json` (settings, every row, their digest) in one atomic write: what a later search
-    replays. `history.csv` is a copy for people, plots and MLflow, derived from it, never read back."""
-    rows = _plain_rows(history)
-    write_json(paths.search / "history.json", {**meta, "complete": complete, "rows": rows,
-                                               "rows_digest": _rows_digest(rows)})
-    write_csv(paths.search / "history.csv", rows)
-
-
-def _previous_history(paths: Paths, identity: str, space: Architecture,
-                      resource: ResourceModel) -> tuple[pd.DataFrame | None, float | None, list[MeasuredCheck]]:
-    """The earlier history to replay, if it was computed for the same identity, with its budget and
-    the measured checks it made; checked before use: its digest, its columns, and every row's
-    resource recomputed from the resource model."""
-    path = paths.search / "history.json"
-    if not path.is_file():
-        return None, None, []
-    try:
-        saved = read_json(path)
-        rows, budget = saved["rows"], float(saved["budget"])
-        checks = MeasuredCheck.from_records(saved.get("checks", []))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise NetAdaptError(f"{path}: not a search history ({exc}); delete it to search afresh") from None
-    if saved.get("identity") != identity:
-        log.info("search: the earlier history is for another super-network, table, settings or code: not reused")
-        return None, None, []
-    if saved.get("rows_digest") != _rows_digest(rows):
-        raise NetAdaptError(f"{path}: its rows do not match their digest (edited or corrupt); delete it to "
-                            f"search afresh")
-    history = pd.DataFrame(rows, columns=COLUMNS)
-    for i, row in enumerate(rows):
-        missing = [c for c in COLUMNS if c not in row]
-        if missing:
-            raise NetAdaptError(f"{path}: row {i} lacks {missing}; delete it to search afresh")
-        try:
-            estimate = resource.estimate(space.with_widths(json.loads(row["arch"])))
-        except (ValueError, TypeError, NetAdaptError) as exc:
-            raise NetAdaptError(f"{path}: row {i}: not an architecture of this space ({exc}); delete it to "
-                                f"search afresh") from None
-        if not math.isclose(estimate, float(row["resource_estimated"]), rel_tol=1e-9, abs_tol=1e-12):
-            raise NetAdaptError(f"{path}: row {i} (iteration {row['iteration']}) records resource "
-                                f"{row['resource_estimated']!r} where the model gives {estimate!r}; delete it "
-                                f"to search afresh")
-    if not saved.get("complete", True):
-        log.info("search: continuing an interrupted search (%d iterations recorded)", history.iteration.max() + 1)
-    return history, budget, checks
-
-
 def candidate_settings(cfg: Config, paths: Paths) -> dict:
     """Keyword arguments of `evaluation.evaluate_candidate` for this config (paths, BN, batches, device)."""
     s = cfg.search
@@ -268,7 +170,27 @@ def candidate_settings(cfg: Config, paths: Paths) -> dict:
                 eval_batches=s.eval_batches, device=str(resolve_device(cfg.supernet.device)))
 
 
-def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
+def score_here(settings: dict, arch_jsons: list[str]) -> list[tuple[float, float]]:
+    """Score candidates one after the other in this process (`candidate_settings`)."""
+    return [evaluate_candidate(j, **settings) for j in tqdm(arch_jsons, desc="search candidates", unit="cand",
+                                                            leave=False, disable=None)]
+
+
+def _netadapt_v1(cfg: Config, paths: Paths, supernet_model: torch.nn.Module, resource, identity: str,
+                 schedule: Schedule) -> V1Progress:
+    """NetAdapt V1 from its start network, with its own progress file (keyed by the search's identity,
+    the start network's contents and the budget)."""
+    s = cfg.search
+    space = supernet_model.space()
+    network, start_path = start_network(s.start_checkpoint, paths.supernet, space)
+    v1 = NetAdaptV1(network, resource, load_split(paths.prepared, "train"), load_split(paths.prepared, "holdout"),
+                    FineTuning(s.short_term_steps, s.long_term_epochs, s.lr, s.train_batch_size, s.batch_size,
+                               s.eval_batches, cfg.seed, resolve_device(cfg.supernet.device)))
+    key = hashlib.sha256(json.dumps([identity, content_digest([start_path]), schedule.budget]).encode()).hexdigest()
+    return V1Progress(v1, Progress(paths.progress("search"), key[:16]), space)
+
+
+def search(cfg: Config, paths: Paths = Paths(), propose: ProposeIteration | None = None,
            evaluate_candidates: Callable[[list[str]], list[tuple[float, float]]] | None = None,
            reuse_history: bool = True) -> dict[str, float | int | str]:
     """Shrink the super-network's largest network to the budget; history, architecture, trajectory.
@@ -281,88 +203,37 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
     s = cfg.search
     supernet_model, _ = load_supernet(paths.supernet)
     space = supernet_model.space()
-    resource = resource_model(cfg, supernet_model, paths)
+    resource = resource_model(cfg, supernet_model, paths.lut)
     smallest = resource.estimate(space.smallest())
     schedule = Schedule.from_settings(resource.estimate(space), smallest, s.budget, s.budget_type,
                                       s.initial_reduction, s.decay, resource.unit)
     identity = search_identity(cfg, paths)
-    previous, previous_budget, checks = (_previous_history(paths, identity, space, resource) if reuse_history
-                                         else (None, None, []))
-    kwargs = candidate_settings(cfg, paths)
-    score = evaluate_candidates or (lambda jsons: [evaluate_candidate(j, **kwargs) for j in tqdm(
-        jsons, desc="search candidates", unit="cand", leave=False, disable=None)])
-
-    def evaluate(archs: list) -> list[tuple[float, float]]:
-        return score([a.to_json() for a in archs])
-
-    v1_network = paths.v1_network
-    if s.algorithm == "netadapt":
-        start_path = Path(s.start_checkpoint) if s.start_checkpoint else paths.supernet
-        if s.start_checkpoint and not start_path.is_file():
-            raise NetAdaptError(f"search.start_checkpoint: {start_path} not found")
-        try:
-            start_network, _ = load_supernet(start_path)
-        except Exception as exc:  # noqa: BLE001 - a text file, a truncated archive, another object: one line
-            if not s.start_checkpoint:
-                raise
-            raise NetAdaptError(f"search.start_checkpoint: {start_path} is not a super-network checkpoint "
-                                f"({describe(exc, 120, first_sentence=True)})") from None
-        if not start_network.space().same_space(space):
-            raise NetAdaptError(f"search.start_checkpoint: {start_path} is not a network of this search space")
-        v1 = NetAdaptV1(start_network, resource, load_split(paths.prepared, "train"),
-                        load_split(paths.prepared, "holdout"),
-                        FineTuning(s.short_term_steps, s.long_term_epochs, s.lr, s.train_batch_size, s.batch_size,
-                                   s.eval_batches, cfg.seed, resolve_device(cfg.supernet.device)))
-        # V1 carries weights between iterations: only its own interrupted run can be replayed, with
-        # the network its last finished iteration kept
-        v1_progress = Progress(paths.progress("search"), hashlib.sha256(json.dumps(
-            [identity, content_digest([start_path]), schedule.budget]).encode()).hexdigest()[:16])
-        previous, previous_budget = None, None
-        saved = v1_progress.load()
-        try:
-            checks = MeasuredCheck.from_records(saved.get("checks", [])) if saved is not None else []
-        except ValueError as exc:  # as `Progress.load` treats a torn file: never trusted
-            log.warning("%s: unreadable progress (%s): starting afresh", v1_progress.path, exc)
-            saved, checks = None, []
-        if saved is not None:
-            previous, previous_budget = pd.DataFrame(saved["rows"], columns=COLUMNS), schedule.budget
-            v1.restore(saved["network"])
-            log.info("search: continuing an interrupted NetAdapt V1 search after iteration %d", v1.iteration)
-        step, evaluate = v1.step, v1.evaluate
-    else:
-        step = mcd_step(resource, s.candidates, s.layers_per_candidate, s.split)
-        v1_network.unlink(missing_ok=True)
-    settings = SearchSettings(cfg.seed, s.selection, s.max_halvings)
+    score_jsons = evaluate_candidates or partial(score_here, candidate_settings(cfg, paths))
     meta = {"identity": identity, "budget": schedule.budget, "base": schedule.base, "metric": s.metric,
-            "unit": resource.unit, "algorithm": s.algorithm, "checks": []}
-
-    def persist(history: pd.DataFrame) -> None:
-        """After every evaluated iteration: the history and, for V1, the network it kept."""
-        save_history(paths, history, meta, complete=False)
-        if s.algorithm == "netadapt":
-            kept = history[history.kept.astype(bool)].iloc[-1]
-            v1_progress.store({"rows": _plain_rows(history), "checks": meta["checks"],
-                               "network": v1.kept_state(space.with_widths(json.loads(kept.arch)))})
-
-    def run(schedule: Schedule, previous: pd.DataFrame | None, previous_budget: float | None):
-        return search_loop(space, resource, evaluate, step, schedule, settings, previous, previous_budget,
-                           propose, on_iteration=persist)
-
-    def on_check(done: list[MeasuredCheck]) -> None:
-        meta["checks"] = [asdict(c) for c in done]
-
+            "unit": resource.unit, "algorithm": s.algorithm}
+    saved = load_history(paths.search, identity, space, resource) if reuse_history else SavedSearch()
+    if s.algorithm == "netadapt":  # V1: its own candidates and fine-tuned scores, and its own progress
+        v1 = _netadapt_v1(cfg, paths, supernet_model, resource, identity, schedule)
+        saved, generate, score = v1.resume(schedule.budget), v1.v1.step, v1.v1.evaluate
+        recorder = SearchRecorder(paths.search, meta, also=v1.store)
+    else:
+        generate = mcd_candidates(resource, s.candidates, s.layers_per_candidate, s.split)
+        score, recorder = partial(score_archs, score_jsons), SearchRecorder(paths.search, meta)
+        paths.v1_network.unlink(missing_ok=True)
+    searcher = Searcher(space, resource, score, generate, SearchSettings(cfg.seed, s.selection, s.max_halvings),
+                        propose, recorder.on_iteration)
     measure, limit = measured_budget(cfg, supernet_model) if s.metric == "latency" and s.measure_rounds else \
         (None, s.budget)
     try:
-        result, done = search_measured(run, schedule, smallest, measure, limit,
-                                       s.measure_rounds, previous, previous_budget, checks, on_check)
+        result, done = search_measured(searcher, schedule, smallest, measure, limit, s.measure_rounds, saved.history,
+                                       saved.budget, saved.checks, recorder.on_check)
     except SearchStopped as stop:
-        save_history(paths, stop.history, meta)
+        recorder.save(stop.history)
         raise
-    save_history(paths, result.history, meta)
+    recorder.save(result.history)
     if s.algorithm == "netadapt":
-        save_supernet(v1_network, v1.finish(result.chosen), cfg.section_digest("seed", "search"))
-        v1_progress.clear()
+        save_supernet(paths.v1_network, v1.v1.finish(result.chosen), cfg.section_digest("seed", "search"))
+        v1.progress.clear()
     with atomic_path(paths.search / "arch.json") as tmp:
         tmp.write_text(result.chosen.to_json() + "\n")
     trajectory = result.history[result.history.kept.astype(bool)]
@@ -377,7 +248,7 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
                "reused_iterations": result.reused_iterations, "seconds": round(time.perf_counter() - start, 3),
                "holdout_acc": result.holdout_acc, "resource_estimated": result.resource_estimated,
                "budget_searched": result.schedule.budget, "continuations": max(len(done) - 1, 0),
-               "checks": meta["checks"]}  # as on_check recorded them for history.json
+               "checks": recorder.checks}  # as on_check recorded them for history.json
     if done:  # the answer as measured at the end of the search (evaluate measures the final network again)
         metrics.update({"measured": done[-1].measured, "measured_limit": limit,
                         "measured_over_budget": done[-1].measured / limit})
@@ -385,49 +256,6 @@ def search(cfg: Config, paths: Paths = Paths(), propose: Propose | None = None,
         metrics["measured_over_budget"] = result.resource_estimated / schedule.budget
     write_metrics("search", metrics, paths)
     return metrics
-
-
-def measured_budget(cfg: Config, supernet: torch.nn.Module) -> tuple[Callable[[Architecture], float], float]:
-    """How the search checks its answer on the device, and the limit: the answer's latency as a
-    fraction of the base network measured beside it (a relative budget: drift cancels out), or in ms
-    (an absolute one), timed as `profile.*` times whole networks."""
-    s, settings, space = cfg.search, profile_settings(cfg), supernet.space()
-
-    def measure(arch: Architecture) -> float:
-        base_ms, ms = network_latencies(supernet, [space, arch], settings, cfg.seed)
-        return ms / base_ms if s.budget_type == "relative" else ms
-    return measure, s.budget
-
-
-def searched_architecture(path: Path, space: Architecture) -> Architecture:
-    """The search's answer, checked: a readable architecture of the super-network's own space."""
-    if not path.is_file():
-        raise NetAdaptError(f"{path}: not found; run `netadapt search` first")
-    try:
-        arch = Architecture.from_dict(read_json(path))
-    except NetAdaptError as exc:
-        detail = str(exc).removeprefix(f"{path}: ")
-        raise NetAdaptError(f"{path}: not an architecture ({detail}); run `netadapt search` again") from None
-    if not arch.same_space(space):
-        raise NetAdaptError(f"{path}: an architecture of another space than the super-network's (model or "
-                            f"maximum widths differ); run `netadapt search` again")
-    return arch
-
-
-def history_frame(path: Path) -> pd.DataFrame:
-    """`history.csv` for the trade-off plot, checked: its columns, and numbers where numbers belong."""
-    try:
-        frame = pd.read_csv(path)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:  # EmptyDataError is a ValueError
-        raise NetAdaptError(f"{path}: not a search history ({describe(exc, 120)}); run `netadapt search` "
-                            f"again") from None
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    numbers = ("iteration", "resource_estimated", "holdout_acc")
-    bad = [c for c in numbers if c in frame.columns and pd.to_numeric(frame[c], errors="coerce").isna().any()]
-    if missing or bad or frame.empty:
-        raise NetAdaptError(f"{path}: not a search history (missing columns {missing}, non-numbers in {bad}, "
-                            f"{len(frame)} rows); run `netadapt search` again")
-    return frame
 
 
 def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
@@ -494,10 +322,10 @@ def evaluate(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     classes = arch.model.num_classes
     topk = (1, 5) if classes > 5 else (1,)
     acc = accuracy(model, test, cfg.evaluate.batch_size, torch.device("cpu"), topk=topk)
-    settings = replace(profile_settings(cfg), warmup=cfg.evaluate.latency_warmup,
+    settings = replace(profile_settings(cfg.profile), warmup=cfg.evaluate.latency_warmup,
                        network_repeats=cfg.evaluate.latency_repeats)
     base_ms, final_ms = network_latencies(supernet_model, [supernet_model.space(), arch], settings, cfg.seed)
-    latency = LatencyModel(supernet_model, latency_table(cfg, paths))
+    latency = LatencyModel(supernet_model, latency_table(cfg.profile, paths.lut))
     estimated_ms, base_estimated_ms = latency.estimate(arch), latency.estimate(supernet_model.space())
     # The machine's speed drifts between profiling and now; the base network, measured beside the
     # final one, tells by how much, so the estimate can also be compared at today's speed.
@@ -513,26 +341,15 @@ def evaluate(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
                "backend": cfg.profile.backend, "seconds": round(time.perf_counter() - start, 3)}
     if 5 in acc:
         metrics["test_acc_top5"] = acc[5]
-    check = budget_check(cfg, metrics)
+    s = cfg.search
+    check = final_budget_check(s.metric, s.budget, s.budget_type, cfg.evaluate.budget_tolerance, metrics)
     metrics.update({"budget_met": check.met, "budget_metric": check.metric, "budget": check.budget,
                     "measured_over_budget": check.ratio})
     (log.info if check.met else log.warning)("evaluate: %s", check.describe())
-    history_path = paths.search / "history.csv"
-    if history_path.is_file():
-        meta_path = paths.search / "history.json"
-        search_meta = {k: v for k, v in read_json(meta_path).items() if k != "rows"} if meta_path.is_file() else None
-        plot_tradeoff(history_frame(history_path), metrics, paths.plots / "tradeoff.png", search_meta)
+    if (paths.search / "history.csv").is_file():
+        plot_tradeoff(read_history_csv(paths.search / "history.csv"), metrics, paths.plots / "tradeoff.png",
+                      history_meta(paths.search))
     write_metrics("evaluate", metrics, paths)
     if not check.met and cfg.evaluate.fail_over_budget:
         raise OverBudget(f"evaluate: {check.describe()} (metrics written; evaluate.fail_over_budget is true)")
     return metrics
-
-
-def budget_check(cfg: Config, metrics: dict) -> BudgetCheck:
-    """The final network against `search.budget`, in the search metric, measured where it can be."""
-    s, tolerance = cfg.search, cfg.evaluate.budget_tolerance
-    if s.metric == "latency":
-        return BudgetCheck("latency", "ms", metrics["latency_measured_ms"],
-                           absolute_budget(s.budget, s.budget_type, metrics["base_latency_measured_ms"]), tolerance)
-    base = metrics["base_macs"] if s.metric == "macs" else metrics["base_params"]
-    return BudgetCheck(s.metric, s.metric, metrics[s.metric], absolute_budget(s.budget, s.budget_type, base), 0.0)

@@ -352,7 +352,7 @@ def _edit_csv(change: Callable) -> Callable[[Path], None]:
 
 def _history_resource(blob: dict) -> None:
     """A valid-format edit: a row's resource halved and the rows' digest recomputed to match."""
-    from netadapt.stages import _rows_digest
+    from netadapt.history import rows_digest as _rows_digest
 
     blob["rows"][1]["resource_estimated"] *= 0.5
     blob["rows_digest"] = _rows_digest(blob["rows"])

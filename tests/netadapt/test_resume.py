@@ -137,7 +137,7 @@ def test_an_edited_or_corrupt_history_is_refused_naming_the_file(tmp_path: Path,
     saved = json.loads(history.read_text())
     if edit == "resource":  # a valid-format edit, digest recomputed: the resource check catches it
         saved["rows"][1]["resource_estimated"] *= 0.5
-        from netadapt.stages import _rows_digest
+        from netadapt.history import rows_digest as _rows_digest
         saved["rows_digest"] = _rows_digest(saved["rows"])
         history.write_text(json.dumps(saved))
     elif edit == "garble":

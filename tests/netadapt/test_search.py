@@ -13,7 +13,7 @@ from netadapt.mcd import generate_candidates
 from netadapt.models import build_supernet
 from netadapt.resources.analytic import MacsModel
 from netadapt.schedule import BudgetError, Schedule
-from netadapt.search import SearchSettings, SearchStopped, mcd_step, search, search_measured, tightened_budget
+from netadapt.search import SearchSettings, SearchStopped, mcd_candidates, search, search_measured, tightened_budget
 
 MODEL = build_supernet(ModelSpec("mobilenet_v2", (1, 28, 28), 10))
 SPACE = MODEL.space()
@@ -40,7 +40,7 @@ def schedule(budget: float) -> Schedule:
 
 
 def run(budget: float, previous=None, previous_budget=None, evaluate=None, seed: int = 0):
-    return search(SPACE, MACS, evaluate or Counting(), mcd_step(MACS, 6, 2), schedule(budget),
+    return search(SPACE, MACS, evaluate or Counting(), mcd_candidates(MACS, 6, 2), schedule(budget),
                   SearchSettings(seed), previous, previous_budget)
 
 
@@ -176,7 +176,7 @@ def run_measured(budget: float, measure, rounds: int = 3, evaluate=None, **kwarg
     evaluate = evaluate or Counting()
 
     def once(sched, previous, previous_budget):
-        return search(SPACE, MACS, evaluate, mcd_step(MACS, 6, 2), sched, SearchSettings(0), previous,
+        return search(SPACE, MACS, evaluate, mcd_candidates(MACS, 6, 2), sched, SearchSettings(0), previous,
                       previous_budget)
     return search_measured(once, schedule(budget), SMALLEST, measure, budget, rounds, **kwargs)
 
@@ -238,7 +238,8 @@ def test_rounds_bound_the_continuations_and_the_space_bounds_the_budget():
 def test_two_noisy_timings_of_nearly_equal_networks_cannot_send_the_search_far():
     """A flat line through two checks (the measurement barely moved) would ask for a huge cut: the
     step is held to MAX_SECANT_STEP times what scaling asks for."""
-    from netadapt.search import MAX_SECANT_STEP, MeasuredCheck
+    from netadapt.schedule import MeasuredCheck
+    from netadapt.search import MAX_SECANT_STEP
 
     checks = [MeasuredCheck("a", 100.0, 0.520, 0.5), MeasuredCheck("b", 98.0, 0.519, 0.5)]
     scaled = 98.0 * 0.5 / 0.519
@@ -251,7 +252,7 @@ def test_two_noisy_timings_of_nearly_equal_networks_cannot_send_the_search_far()
 def test_recorded_checks_read_back_as_written_and_a_foreign_record_is_named():
     from dataclasses import asdict
 
-    from netadapt.search import MeasuredCheck
+    from netadapt.schedule import MeasuredCheck
 
     _, checks = run_measured(0.5, offset_device(0.08))
     assert MeasuredCheck.from_records([asdict(c) for c in checks]) == checks
@@ -266,7 +267,7 @@ def test_a_continuation_that_gets_stuck_keeps_and_measures_its_last_iterate():
     """Going on, the search may reach a network no candidate can cut from: it keeps the last
     iterate (it meets the table's budget too), measures it, and stops there."""
     stuck_below = 0.47 * BASE
-    mcd = mcd_step(MACS, 6, 2)
+    mcd = mcd_candidates(MACS, 6, 2)
 
     def step(current, resource, target, rng):
         return [] if resource < stuck_below else mcd(current, resource, target, rng)
