@@ -10,7 +10,6 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -33,8 +32,9 @@ from netadapt.netadapt_v1 import FineTuning, NetAdaptV1, V1Progress, start_netwo
 from netadapt.plots import plot_fidelity, plot_tradeoff, plot_trajectory
 from netadapt.resources.analytic import MacsModel, ParamsModel
 from netadapt.resources.lookup_table import LatencyModel
-from netadapt.resources.metric import latency_reach, latency_table, measured_budget, profile_settings, resource_model
-from netadapt.resources.profiling import network_latencies, profile_space
+from netadapt.resources.metric import (latency_reach, latency_table, measured_budget, network_times, profile_settings,
+                                      resource_model)
+from netadapt.resources.profiling import profile_space
 from netadapt.resume import Progress
 from netadapt.schedule import OverBudget, Schedule, final_budget_check
 from netadapt.search import (ProposeIteration, Searcher, SearchSettings, SearchStopped, mcd_candidates, score_archs,
@@ -322,9 +322,8 @@ def evaluate(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     classes = arch.model.num_classes
     topk = (1, 5) if classes > 5 else (1,)
     acc = accuracy(model, test, cfg.evaluate.batch_size, torch.device("cpu"), topk=topk)
-    settings = replace(profile_settings(cfg.profile), warmup=cfg.evaluate.latency_warmup,
-                       network_repeats=cfg.evaluate.latency_repeats)
-    base_ms, final_ms = network_latencies(supernet_model, [supernet_model.space(), arch], settings, cfg.seed)
+    base_ms, final_ms = network_times(cfg.profile, supernet_model, [supernet_model.space(), arch], cfg.seed,
+                                      cfg.evaluate.latency_warmup, cfg.evaluate.latency_repeats)
     latency = LatencyModel(supernet_model, latency_table(cfg.profile, paths.lut))
     estimated_ms, base_estimated_ms = latency.estimate(arch), latency.estimate(supernet_model.space())
     # The machine's speed drifts between profiling and now; the base network, measured beside the

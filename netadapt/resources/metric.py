@@ -7,6 +7,7 @@ Latency comes from the profiled lookup table, refused if it was measured for ano
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -44,14 +45,24 @@ def resource_model(cfg: Config, supernet: nn.Module, lut: Path) -> ResourceModel
     return LatencyModel(supernet, latency_table(cfg.profile, lut))
 
 
+def network_times(p: ProfileConfig, supernet: nn.Module, archs: list[Architecture], seed: int,
+                  warmup: int | None = None, repeats: int | None = None) -> list[float]:
+    """Whole networks of the super-network's space timed on the device as `profile.*` says, side by
+    side (ms each; evaluate times with its own warm-up and repeats)."""
+    settings = profile_settings(p)
+    if warmup is not None:
+        settings = replace(settings, warmup=warmup, network_repeats=repeats)
+    return network_latencies(supernet, archs, settings, seed)
+
+
 def measured_budget(cfg: Config, supernet: nn.Module) -> tuple[Callable[[Architecture], float], float]:
     """How the search checks its answer on the device, and the limit: the answer's latency as a
     fraction of the base network measured beside it (a relative budget: drift cancels out), or in ms
     (an absolute one), timed as `profile.*` times whole networks."""
-    s, settings, space = cfg.search, profile_settings(cfg.profile), supernet.space()
+    s, space = cfg.search, supernet.space()
 
     def measure(arch: Architecture) -> float:
-        base_ms, ms = network_latencies(supernet, [space, arch], settings, cfg.seed)
+        base_ms, ms = network_times(cfg.profile, supernet, [space, arch], cfg.seed)
         return ms / base_ms if s.budget_type == "relative" else ms
     return measure, s.budget
 

@@ -23,7 +23,7 @@ SCRIPT = r'''
 import json
 import sys
 
-import netadapt.stages as st
+import netadapt.resources.metric as metric
 import netadapt_flows.pipeline as fp
 from netadapt.resources.lookup_table import LatencyModel, LatencyTable
 
@@ -38,7 +38,7 @@ def device(supernet, archs, settings, seed=0):
     return [1.0, first if len(timed) == 1 else table.estimate(archs[1]) / table.estimate(archs[0])]
 
 
-st.network_latencies = device
+metric.network_latencies = device
 first = fp.netadapt_flow(params_file="tiny.yaml")
 timed_first = len(timed)
 second = fp.netadapt_flow(params_file="tiny.yaml")

@@ -10,8 +10,11 @@ import pytest
 import torch
 
 from netadapt import layout, stages
+from netadapt.arch import Architecture
+from netadapt.resources import metric
 from netadapt.config import load_config
 from netadapt.finetune import load_network
+from netadapt.supernet import load_supernet
 from netadapt_flows.cli import main
 from tests.conftest import REPO, write_idx
 
@@ -149,7 +152,7 @@ def test_evaluate_checks_the_measured_latency_against_the_budget(project, monkey
     """Budget 0.5 of a base measuring 1 ms, tolerance 5%: 0.52 ms passes, 0.6 ms is over."""
     args, root = project
     assert main(["search", *args, "-S", "search.budget=0.5"]) == 0 and main(["finetune", *args]) == 0
-    monkeypatch.setattr(stages, "network_latencies", lambda *a, **k: [1.0, final_ms])
+    monkeypatch.setattr(metric, "network_latencies", lambda *a, **k: [1.0, final_ms])
     latency = [*args, "-S", "search.metric=latency", "-S", "search.budget=0.5"]
     assert main(["evaluate", *latency]) == 0
     e = metrics(root, "evaluate")
@@ -227,7 +230,7 @@ def test_a_latency_search_goes_on_while_its_answer_measures_over_the_budget(proj
     checks in the history, and a rerun replays them instead of timing again."""
     args, root = project
     timed: list = []
-    monkeypatch.setattr(stages, "network_latencies", device_over_once(root, 0.96, timed))
+    monkeypatch.setattr(metric, "network_latencies", device_over_once(root, 0.96, timed))
     latency = [*args, "-S", "search.metric=latency", "-S", "search.budget=0.8", "-S", f"search.algorithm={algorithm}",
                "-S", "search.short_term_steps=1", "-S", "search.long_term_epochs=0", "-S", "search.train_batch_size=32"]
     assert main(["search", *latency]) == 0
@@ -235,7 +238,7 @@ def test_a_latency_search_goes_on_while_its_answer_measures_over_the_budget(proj
     checks = m["checks"]
     assert [c["measured"] for c in checks][:1] == [0.96] and checks[-1]["measured"] <= 0.8
     assert m["continuations"] == len(checks) - 1 == len(timed) - 1 == 1
-    supernet, _ = stages.load_supernet(root / "a" / "supernet" / "supernet.pt")
+    supernet, _ = load_supernet(root / "a" / "supernet" / "supernet.pt")
     smallest = table_of(root, supernet).estimate(supernet.space().smallest())
     assert m["budget_searched"] == pytest.approx(max(checks[0]["resource_estimated"] * 0.8 / 0.96, smallest))
     assert m["resource_estimated"] <= m["budget_searched"] < m["budget"]
@@ -244,7 +247,7 @@ def test_a_latency_search_goes_on_while_its_answer_measures_over_the_budget(proj
     assert saved["checks"] == checks and saved["budget"] == m["budget"]
     arch = (root / "a" / "search" / "arch.json").read_text()
     kept = [r for r in saved["rows"] if r["kept"]]
-    answer = stages.Architecture.from_dict(json.loads(arch)).widths_json()
+    answer = Architecture.from_dict(json.loads(arch)).widths_json()
     assert answer == kept[-1]["arch"] == checks[-1]["arch"], "the answer is the end of the path, and checked"
     if algorithm == "netadapt":
         assert main(["finetune", *latency]) == 0, "V1's network is the answer's"
