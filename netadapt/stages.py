@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from netadapt.arch import Architecture, ModelSpec
-from netadapt.config import Config, check_model_widths, to_dict
+from netadapt.config import Config, to_dict
 from netadapt.errors import NetAdaptError, describe
 from netadapt.data import load_info, load_split, prepare_data
 from netadapt.distributed import barrier, current_world, launch, wrap
@@ -29,6 +29,7 @@ from netadapt.finetune import export_onnx, initial_network, load_network, save_n
 from netadapt.layout import HEADLINE_METRICS, STAGE_PARAMS, Paths
 from netadapt.io import atomic_dir, atomic_path, code_version, content_digest, read_json, write_json
 from netadapt.models import build_supernet
+from netadapt.models.checks import check_model_widths
 from netadapt.netadapt_v1 import FineTuning, NetAdaptV1
 from netadapt.plots import plot_fidelity, plot_tradeoff, plot_trajectory
 from netadapt.resources import ResourceModel
