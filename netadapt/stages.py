@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from netadapt.arch import ModelSpec
-from netadapt.config import Config, check_model_widths, to_dict
+from netadapt.config import Config, to_dict
 from netadapt.data import load_info, load_split, prepare_data
 from netadapt.distributed import barrier, current_world, launch, wrap
 from netadapt.evaluation import evaluate_candidate
@@ -28,6 +28,7 @@ from netadapt.history import (SavedSearch, SearchRecorder, history_meta, load_hi
 from netadapt.io import atomic_dir, atomic_path, code_version, content_digest, write_json
 from netadapt.layout import HEADLINE_METRICS, STAGE_PARAMS, Paths
 from netadapt.models import build_supernet
+from netadapt.models.checks import check_model_widths
 from netadapt.netadapt_v1 import FineTuning, NetAdaptV1, V1Progress, start_network
 from netadapt.plots import plot_fidelity, plot_tradeoff, plot_trajectory
 from netadapt.resources.analytic import MacsModel, ParamsModel

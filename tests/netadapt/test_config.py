@@ -60,3 +60,40 @@ def test_enough_sample_groups_or_plain_training_are_accepted():
     parse_config({"supernet": {"sampling": "sandwich", "batch_size": 48, "group_size": 16}})
     parse_config({"supernet": {"sampling": "random", "batch_size": 32, "group_size": 16}})
     parse_config({"supernet": {"sampling": "none", "batch_size": 32, "group_size": 32}})
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"search": {"budget": 1.5}},
+     "search.budget: a relative budget is a fraction of the base network, must be <= 1, got 1.5 "
+     "(set search.budget_type: absolute for a value in the metric's unit)"),
+    ({"devices": {"phone": {"budget": 1.5, "profile": {}}}},
+     "devices.phone.budget: a relative budget is a fraction of the base network, must be <= 1, got 1.5 "
+     "(search.budget_type: absolute for a value in the metric's unit)"),
+    ({"devices": {"phone": {"budget": -1, "profile": {}}}}, "devices.phone.budget: must be > 0, got -1"),
+    ({"profile": {"command": "adb shell bench"}},
+     "profile.command: must contain {model}, the path of the ONNX graph to time, got 'adb shell bench'"),
+    ({"devices": {"phone": {"budget": 0.3, "profile": {"command": "adb shell bench"}}}},
+     "devices.phone.profile.command: must contain {model}, the path of the ONNX graph to time, got 'adb shell bench'"),
+])
+def test_a_device_obeys_the_rules_of_the_sections_it_overrides(raw, message):
+    """One rule each for the budget and the command backend, named by the key it is about."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert str(caught.value) == message
+
+
+def test_the_first_problem_in_schema_order_is_the_one_reported():
+    """Type and bounds of every section first, then the rules across fields (the devices last)."""
+    raw = {"supernet": {"batch_size": 30, "group_size": 16, "lr": -1}, "search": {"budget": 2.0},
+           "devices": {"phone": {"budget": 0}}}
+    with pytest.raises(ConfigError, match=r"^supernet.lr: must be > 0, got -1$"):
+        parse_config(raw)
+    raw["supernet"].pop("lr")
+    with pytest.raises(ConfigError, match=r"^supernet.group_size: must divide supernet.batch_size \(30\), got 16$"):
+        parse_config(raw)
+    raw.pop("supernet")
+    with pytest.raises(ConfigError, match=r"^search.budget: a relative budget"):
+        parse_config(raw)
+    raw.pop("search")
+    with pytest.raises(ConfigError, match=r"^devices.phone.profile: required"):
+        parse_config(raw)

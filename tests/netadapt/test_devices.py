@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from netadapt import layout, stamps
-from netadapt.config import Config, ConfigError, SearchConfig, flatten, load_config, parse_config, to_dict
+from netadapt.config import Config, SearchConfig, flatten, load_config, parse_config, to_dict
+from netadapt.errors import ConfigError
 from netadapt.layout import DEVICE_STAGES, STAGE_PARAMS, Paths
 from tests.conftest import REPO
 
