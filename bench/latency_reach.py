@@ -26,7 +26,8 @@ import torch
 from netadapt.arch import ModelSpec
 from netadapt.models import build_supernet
 from netadapt.models.registry import BUILTIN_MODELS
-from netadapt.resources.profiling import ProfileSettings, measure_table, network_latencies
+from netadapt.resources.profiling import measure_table
+from netadapt.resources.timing import ProfileSettings, network_latencies
 from netadapt.stages import latency_reach
 
 REPO = Path(__file__).resolve().parents[1]

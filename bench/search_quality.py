@@ -68,7 +68,7 @@ from netadapt.finetune import load_network
 from netadapt.io import read_json, write_json
 from netadapt.models import build_supernet
 from netadapt.resources.lookup_table import LatencyModel
-from netadapt.resources.profiling import network_latencies
+from netadapt.resources.timing import network_latencies
 from netadapt.layout import Paths
 from netadapt.supernet import load_supernet
 from netadapt.training import accuracy

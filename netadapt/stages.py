@@ -36,7 +36,8 @@ from netadapt.resume import Progress
 from netadapt.resources.analytic import MacsModel, ParamsModel
 from netadapt.resources.command import CommandSettings
 from netadapt.resources.lookup_table import LatencyModel, LatencyTable, TableContext
-from netadapt.resources.profiling import ProfileSettings, network_latencies, profile_space
+from netadapt.resources.profiling import profile_space
+from netadapt.resources.timing import ProfileSettings, network_latencies
 from netadapt.schedule import BudgetCheck, OverBudget, Schedule, absolute_budget
 from netadapt.search import COLUMNS, MeasuredCheck, Propose, SearchSettings, SearchStopped, mcd_step, search_measured
 from netadapt.search import search as search_loop
