@@ -47,9 +47,9 @@ def _timing_code() -> str:
 def cache_context(supernet: nn.Module, settings: ProfileSettings) -> dict:
     """What a cached unit time depends on besides the unit: the backend and its settings, the
     versions and the code (`units.py`, `backends.py`) that build and run it, and the reference
-    network its group was rescaled by. A
-    command's template, pattern and the files it names (a device script) count; a command that
-    runs `{python}` runs here, so this machine's CPU and onnxruntime version count too."""
+    network its group was rescaled by. A command's template, pattern and the files it names (a
+    device script) count; a command that runs `{python}` runs here, so this machine's CPU and
+    onnxruntime version count too."""
     versions = TableContext.current(settings.backend, settings.threads, settings.batch_size)
     context = {"backend": settings.backend, "threads": settings.threads, "batch_size": settings.batch_size,
                "warmup": settings.warmup, "repeats": settings.repeats, "torch": versions.torch_version,
