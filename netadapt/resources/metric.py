@@ -19,7 +19,7 @@ from netadapt.resources import ResourceModel
 from netadapt.resources.analytic import MacsModel, ParamsModel
 from netadapt.resources.command import CommandSettings
 from netadapt.resources.lookup_table import LatencyModel, LatencyTable, TableContext
-from netadapt.resources.profiling import ProfileSettings, network_latencies
+from netadapt.resources.timing import ProfileSettings, network_latencies
 
 
 def profile_settings(p: ProfileConfig) -> ProfileSettings:

@@ -12,7 +12,7 @@ from netadapt.errors import NetAdaptError
 from netadapt.finetune import load_network, save_network
 from netadapt.models import build_supernet, extract
 from netadapt.resources.lookup_table import LatencyTable, TableError
-from netadapt.resources.profiling import enumerate_layers
+from netadapt.resources.enumeration import enumerate_layers
 from netadapt.supernet import load_supernet, save_supernet
 from tests.netadapt.resources.test_lookup_table import synthetic_table
 

@@ -18,11 +18,13 @@ from netadapt.arch import ModelSpec
 from netadapt.config import parse_config
 from netadapt.errors import ConfigError
 from netadapt.models import build_supernet
-from netadapt.resources import backends, profiling
+from netadapt.resources import backends, timing
 from netadapt.resources.backends import time_module
 from netadapt.resources.command import CommandError, CommandSettings, template_files
 from netadapt.resources.lookup_table import LatencyTable, TableContext
-from netadapt.resources.profiling import ProfileSettings, cache_context, enumerate_layers, time_units
+from netadapt.resources.enumeration import enumerate_layers
+from netadapt.resources.profiling import cache_context
+from netadapt.resources.timing import ProfileSettings, time_units
 from netadapt.resources.units import build_unit
 from netadapt.layers import LayerSpec
 from tests.conftest import REPO
@@ -131,15 +133,15 @@ class BatchDevice:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch):
         self.batches: list[tuple[int, int]] = []
-        build_unit_ = profiling.build_unit
+        build_unit_ = timing.build_unit
 
         def fake_build_unit(spec, batch_size=1):
             module, inputs = build_unit_(spec, batch_size)
             module.fake_ms = 0.01 + spec.macs * 1e-5
             return module, inputs
 
-        monkeypatch.setattr(profiling, "build_unit", fake_build_unit)
-        monkeypatch.setattr(profiling, "make_runner", self.make_runner)
+        monkeypatch.setattr(timing, "build_unit", fake_build_unit)
+        monkeypatch.setattr(timing, "make_runner", self.make_runner)
 
     def make_runner(self, module, inputs, backend, threads=1, command=None):
         device = self
@@ -161,7 +163,7 @@ def test_the_profiler_times_a_batch_runner_in_one_invocation_per_unit(monkeypatc
     times = time_units(specs, settings, group_size=5)
     assert device.batches == [(2, 9)] * len(specs)
     assert [r["latency_ms"] for r in times.rows] == pytest.approx(
-        [0.01 + LayerSpec(**{k: r[k] for k in profiling.KEY_FIELDS}).macs * 1e-5 for r in times.rows])
+        [0.01 + LayerSpec(**{k: r[k] for k in timing.KEY_FIELDS}).macs * 1e-5 for r in times.rows])
     assert times.measured == len(specs) and times.from_cache == 0 and times.repeat_spread == 1.0
 
 

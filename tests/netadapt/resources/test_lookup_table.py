@@ -15,8 +15,11 @@ from netadapt.resources import ResourceModel
 from netadapt.resources.backends import time_module
 from netadapt.resources.lookup_table import KEY_FIELDS, LatencyModel, LatencyTable, TableContext, TableError
 from netadapt.plots import plot_fidelity
-from netadapt.resources.profiling import (ProfileSettings, calibration_architectures, enumerate_layers, fit_calibration,
-                                          profile_space, sample_architectures)
+from netadapt.resources.calibration import fit_calibration
+from netadapt.resources.enumeration import enumerate_layers
+from netadapt.resources.profiling import profile_space
+from netadapt.resources.samples import calibration_architectures, sample_architectures
+from netadapt.resources.timing import ProfileSettings
 from netadapt.resources.units import build_unit
 
 SPEC = ModelSpec("plain_cnn", (1, 8, 8), 3)

@@ -16,10 +16,12 @@ import pytest
 from netadapt.arch import ModelSpec
 from netadapt.layers import LayerSpec
 from netadapt.models import build_supernet
-from netadapt.resources import profiling
+from netadapt.resources import timing
 from netadapt.resources.cache import CachedUnit, UnitCache
-from netadapt.resources.lookup_table import LatencyTable
-from netadapt.resources.profiling import ProfileSettings, cache_context, enumerate_layers, profile_space, time_units
+from netadapt.resources.enumeration import enumerate_layers
+from netadapt.resources.lookup_table import KEY_FIELDS, LatencyTable
+from netadapt.resources.profiling import cache_context, profile_space
+from netadapt.resources.timing import ProfileSettings, time_units
 from tests.conftest import REPO
 from tests.netadapt.resources.test_command import command_args
 from tests.netadapt.resources.test_profiling import FAST, SPEC, FakeMachine, unit_ms
@@ -69,7 +71,7 @@ def test_resumed_units_are_rescaled_to_this_runs_reference_speed(monkeypatch, tm
         return lambda: module.fake_ms * speed["factor"]
 
     FakeMachine(monkeypatch)
-    monkeypatch.setattr(profiling, "make_runner", make_runner)
+    monkeypatch.setattr(timing, "make_runner", make_runner)
     model = build_supernet(SPEC).eval()
     specs = enumerate_layers(model)
     reference = type("Ref", (), {"fake_ms": 1.0})()
@@ -79,7 +81,7 @@ def test_resumed_units_are_rescaled_to_this_runs_reference_speed(monkeypatch, tm
     speed["factor"] = 1.0
     resumed = time_units(specs, FAST, group_size=5, reference=make_runner(reference, (), ""), cache=cache)
     assert (resumed.measured, resumed.from_cache) == (len(specs) - 12, 12)
-    ratios = [r["latency_ms"] / unit_ms(LayerSpec(**{k: r[k] for k in profiling.KEY_FIELDS})) for r in resumed.rows]
+    ratios = [r["latency_ms"] / unit_ms(LayerSpec(**{k: r[k] for k in KEY_FIELDS})) for r in resumed.rows]
     assert ratios == pytest.approx([ratios[0]] * len(specs)), "cached and fresh units at one speed"
     assert resumed.drift == pytest.approx(2.0), "the earlier groups' references were twice as slow"
 

@@ -13,9 +13,11 @@ from netadapt.config import parse_config
 from netadapt.errors import ConfigError, NetAdaptError
 from netadapt.layers import LayerSpec
 from netadapt.models import build_supernet
-from netadapt.resources import profiling
-from netadapt.resources.profiling import (ProfileSettings, UnitTimes, UnstableProfileError,
-                                          calibration_architectures, held_out_architectures, profile_space)
+from netadapt.resources import profiling, timing
+from netadapt.resources.lookup_table import KEY_FIELDS
+from netadapt.resources.profiling import UnstableProfileError, profile_space
+from netadapt.resources.samples import calibration_architectures, held_out_architectures
+from netadapt.resources.timing import ProfileSettings, UnitTimes
 
 SPEC = ModelSpec("plain_cnn", (1, 8, 8), 3)
 FAST = ProfileSettings("torch-cpu", threads=1, warmup=1, repeats=3, network_repeats=5)
@@ -38,7 +40,7 @@ class FakeMachine:
                  network=lambda unit_times: sum(unit_times)):
         self.held_out_bias, self.busy_attempts = held_out_bias, busy_attempts
         self.attempt = self.calls = 0
-        build_unit, extract, measure_table = profiling.build_unit, profiling.extract, profiling.measure_table
+        build_unit, extract, measure_table = timing.build_unit, timing.extract, profiling.measure_table
 
         def fake_build_unit(spec, batch_size=1):
             module, inputs = build_unit(spec, batch_size)
@@ -56,9 +58,9 @@ class FakeMachine:
             self.attempt += 1
             return measure_table(*args, **kwargs)
 
-        monkeypatch.setattr(profiling, "build_unit", fake_build_unit)
-        monkeypatch.setattr(profiling, "extract", fake_extract)
-        monkeypatch.setattr(profiling, "make_runner", self.make_runner)
+        monkeypatch.setattr(timing, "build_unit", fake_build_unit)
+        monkeypatch.setattr(timing, "extract", fake_extract)
+        monkeypatch.setattr(timing, "make_runner", self.make_runner)
         monkeypatch.setattr(profiling, "measure_table", counting_measure_table)
 
     def make_runner(self, module, inputs, backend, threads=1, command=None):
@@ -123,7 +125,7 @@ def test_a_bad_attempt_is_measured_again_and_the_good_table_kept(monkeypatch, ca
     assert result.error == pytest.approx(0, abs=1e-9)
     entries = result.table.entries
     assert entries.latency_ms.tolist() == pytest.approx(
-        [unit_ms(LayerSpec(**{k: row[k] for k in profiling.KEY_FIELDS})) for row in entries.to_dict("records")])
+        [unit_ms(LayerSpec(**{k: row[k] for k in KEY_FIELDS})) for row in entries.to_dict("records")])
 
 
 def test_an_always_bad_machine_fails_naming_the_key(monkeypatch):
