@@ -69,16 +69,20 @@ def train_images(setup: dict) -> str:
     return "all train images" if n == 0 else f"{n} train images per class"
 
 
+def ran_on(entry: dict) -> list[str]:
+    """Where the cells' training and search ran, as the cells record it."""
+    return sorted({c["ran_on"] for c in entry["cells"].values() if "ran_on" in c})
+
+
 def sq_caption(entry: dict) -> str:
     s, ctx = entry["setup"], entry["lut"]["context"]
     train = train_images(s)
-    ran_on = sorted({c["ran_on"] for c in entry["cells"].values() if "ran_on" in c})
     return (f"*{DATASET_NAMES.get(s['dataset'], s['dataset'])}, {s['model']}, {train}; super-network "
             f"{s['supernet_epochs']} epochs, final training {s['final_epochs']} epochs; J = {s['candidates']} "
             f"candidates per iteration, each scored on {s['eval_batches']} holdout batches. Latency: "
             f"{ctx['backend']} (onnxruntime {ctx['onnxruntime_version']}, torch {ctx['torch_version']}), "
             f"{ctx['threads']} thread, batch {ctx['batch_size']}, on {ctx['cpu']}; lookup table of "
-            f"{entry['lut']['entries']} units. Training and search ran on: {'; '.join(ran_on)}.*")
+            f"{entry['lut']['entries']} units. Training and search ran on: {'; '.join(ran_on(entry))}.*")
 
 
 def sq_rows(entry: dict) -> list[dict]:
@@ -117,8 +121,8 @@ def search_quality(results: Path) -> str:
         rows.append([label] + cells)
     header = ["method"] + [f"{DATASET_NAMES.get(d, d)} @ {b:g}" for d, b in columns]
     setups = "; ".join(f"{DATASET_NAMES.get(d, d)}: {e['setup']['model']}, {train_images(e['setup'])}, super-network "
-                       f"{e['setup']['supernet_epochs']} epochs + final training {e['setup']['final_epochs']}"
-                       for d, e in datasets.items())
+                       f"{e['setup']['supernet_epochs']} epochs + final training {e['setup']['final_epochs']}, "
+                       f"trained on {', '.join(ran_on(e))}" for d, e in datasets.items())
     ctx = next(iter(datasets.values()))["lut"]["context"]
     caption = (f"*Test accuracy %, mean ± std over seeds · measured latency / base network, at a latency budget of "
                f"0.75, 0.5 and 0.35 of the base. {setups}. Latency: {ctx['backend']}, {ctx['threads']} thread, "
