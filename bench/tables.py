@@ -1,0 +1,367 @@
+"""The measurement tables quoted in README.md and bench/README.md, rendered from bench/results/*.json.
+
+A quoted table sits between `<!-- table:NAME -->` and `<!-- /table:NAME -->`; it is a settings
+caption taken from the JSON followed by the markdown table. Figures are never typed by hand: edit
+the JSON (by re-running the benchmark) and rewrite the blocks.
+
+    python bench/tables.py            # print every table
+    python bench/tables.py --write    # rewrite the blocks in README.md and bench/README.md
+    python bench/tables.py --check    # exit 1 naming each quoted table that differs from its JSON
+
+Standard library only (json), so the check is fast and needs no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DOCUMENTS = ("README.md", "bench/README.md")
+BLOCK = re.compile(r"(<!-- table:([a-z0-9_]+) -->\n)(.*?)(<!-- /table:\2 -->)", re.S)
+
+# search_quality.py's methods, in its order; a label for the headline table
+METHODS = {"netadapt_v2": "NetAdaptV2 (MCD)", "netadapt_v1": "NetAdapt (V1)", "uniform": "uniform width multiplier",
+           "random": "random network", "best_of_n": "best of N random", "netadapt_v1_dr0.04": "NetAdapt (V1), dR₀ = 4%"}
+DATASET_NAMES = {"cifar10": "CIFAR-10", "fashion-mnist": "Fashion-MNIST"}
+
+
+def read(results: Path, name: str) -> dict:
+    return json.loads((results / name).read_text())
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def block(caption: str, header: list[str], rows: list[list[str]]) -> str:
+    return f"{caption}\n\n{table(header, rows)}"
+
+
+def spread(median: float, low: float, high: float, fmt: str = ".3f") -> str:
+    return f"{median:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
+
+
+def span(values: list[int]) -> str:
+    if not values:
+        return "-"
+    return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
+
+
+def signed(values: list[float]) -> str:
+    return ", ".join(f"{v:+.2f}" for v in values)
+
+
+# -- search quality ---------------------------------------------------------------------------------
+
+def finished_cells(entry: dict) -> dict:
+    return {k: c for k, c in entry["cells"].items() if "infeasible" not in c}
+
+
+def train_images(setup: dict) -> str:
+    n = setup["train_per_class"]
+    return "all train images" if n == 0 else f"{n} train images per class"
+
+
+def ran_on(entry: dict) -> list[str]:
+    """Where the cells' training and search ran, as the cells record it."""
+    return sorted({c["ran_on"] for c in entry["cells"].values() if "ran_on" in c})
+
+
+def sq_caption(entry: dict) -> str:
+    s, ctx = entry["setup"], entry["lut"]["context"]
+    train = train_images(s)
+    return (f"*{DATASET_NAMES.get(s['dataset'], s['dataset'])}, {s['model']}, {train}; super-network "
+            f"{s['supernet_epochs']} epochs, final training {s['final_epochs']} epochs; J = {s['candidates']} "
+            f"candidates per iteration, each scored on {s['eval_batches']} holdout batches. Latency: "
+            f"{ctx['backend']} (onnxruntime {ctx['onnxruntime_version']}, torch {ctx['torch_version']}), "
+            f"{ctx['threads']} thread, batch {ctx['batch_size']}, on {ctx['cpu']}; lookup table of "
+            f"{entry['lut']['entries']} units. Training and search ran on: {'; '.join(ran_on(entry))}.*")
+
+
+def sq_rows(entry: dict) -> list[dict]:
+    order = list(METHODS)
+    return sorted(entry["summary"].values(), key=lambda s: (-s["budget"], order.index(s["method"])))
+
+
+def search_quality_full(results: Path, dataset: str) -> str:
+    """One dataset's summary: a row per (budget, method), budgets tightest last."""
+    entry = read(results, "search_quality.json")["datasets"][dataset]
+    rows = []
+    for s in sq_rows(entry):
+        t = s["seconds_mean"]
+        rows.append([f"{s['budget']:g}", s["method"],
+                     f"{100 * s['test_acc_mean']:.2f} ± {100 * s['test_acc_std']:.2f} "
+                     f"({100 * s['test_acc_min']:.2f}-{100 * s['test_acc_max']:.2f})", str(len(s["seeds"])),
+                     f"{s['latency_ratio_mean']:.3f} ({s['latency_ratio_max']:.3f})", f"{t['supernet']:.0f}",
+                     f"{t['search']:.0f}", f"{t['final']:.0f}", f"{sum(t.values()):.0f}"])
+    header = ["budget", "method", "test acc %, mean ± std (min-max)", "seeds", "measured latency / base, mean (max)",
+              "super-network s", "search s", "final training s", "total s"]
+    return block(sq_caption(entry), header, rows)
+
+
+def search_quality(results: Path) -> str:
+    """The headline: test accuracy and measured latency per method and budget, both datasets."""
+    datasets = read(results, "search_quality.json")["datasets"]
+    columns = [(d, b) for d in datasets for b in sorted({s["budget"] for s in datasets[d]["summary"].values()},
+                                                       reverse=True)]
+    rows = []
+    for method, label in METHODS.items():
+        cells = []
+        for d, b in columns:
+            s = datasets[d]["summary"].get(f"{method}@{b}")
+            cells.append("-" if s is None else f"{100 * s['test_acc_mean']:.2f} ± {100 * s['test_acc_std']:.2f} "
+                                               f"· {s['latency_ratio_mean']:.3f}")
+        rows.append([label] + cells)
+    header = ["method"] + [f"{DATASET_NAMES.get(d, d)} @ {b:g}" for d, b in columns]
+    setups = "; ".join(f"{DATASET_NAMES.get(d, d)}: {e['setup']['model']}, {train_images(e['setup'])}, super-network "
+                       f"{e['setup']['supernet_epochs']} epochs + final training {e['setup']['final_epochs']}, "
+                       f"trained on {', '.join(ran_on(e))}" for d, e in datasets.items())
+    ctx = next(iter(datasets.values()))["lut"]["context"]
+    caption = (f"*Test accuracy %, mean ± std over seeds · measured latency / base network, at a latency budget of "
+               f"0.75, 0.5 and 0.35 of the base. {setups}. Latency: {ctx['backend']}, {ctx['threads']} thread, "
+               f"batch {ctx['batch_size']}, on {ctx['cpu']}.*")
+    return block(caption, header, rows)
+
+
+def paired(entry: dict, a: str, b: str, budget: float) -> list[float]:
+    """Per seed (in order), method a's test accuracy minus b's in points, where both finished."""
+    acc = {(c["method"], c["seed"]): c["test_acc"] for c in finished_cells(entry).values() if c["budget"] == budget}
+    seeds = sorted({s for m, s in acc if m == a} & {s for m, s in acc if m == b})
+    return [100 * (acc[(a, s)] - acc[(b, s)]) for s in seeds]
+
+
+def search_quality_paired(results: Path) -> str:
+    """V2 minus every other method, paired by seed."""
+    datasets = read(results, "search_quality.json")["datasets"]
+    others = [m for m in METHODS if m != "netadapt_v2"]
+    rows = []
+    for d, entry in datasets.items():
+        for budget in sorted({s["budget"] for s in entry["summary"].values()}, reverse=True):
+            cells = []
+            for m in others:
+                diffs = paired(entry, "netadapt_v2", m, budget)
+                cells.append(f"**{statistics.mean(diffs):+.2f}** ({signed(diffs)})" if diffs else "-")
+            rows.append([DATASET_NAMES.get(d, d), f"{budget:g}"] + cells)
+    caption = ("*NetAdaptV2's test accuracy minus each method's, in points: mean over seeds (per seed 0, 1, 2); "
+               "same cells as the tables above.*")
+    return block(caption, ["dataset", "budget"] + [f"V2 - {m}" for m in others], rows)
+
+
+def search_quality_effort(results: Path) -> str:
+    """How many networks each search scored, and what it cost against V2's total time."""
+    datasets = read(results, "search_quality.json")["datasets"]
+    rows = []
+    for d, entry in datasets.items():
+        cells = finished_cells(entry)
+        for s in sq_rows(entry):
+            if s["method"] not in ("netadapt_v2", "netadapt_v1", "netadapt_v1_dr0.04", "best_of_n"):
+                continue
+            mine = [c for c in cells.values() if c["method"] == s["method"] and c["budget"] == s["budget"]]
+            iters = [c["iterations"] for c in mine if "iterations" in c]
+            scored = [c["candidates_evaluated"] for c in mine]
+            v2 = entry["summary"][f"netadapt_v2@{s['budget']}"]["seconds_mean"]
+            total = sum(s["seconds_mean"].values())
+            rows.append([DATASET_NAMES.get(d, d), f"{s['budget']:g}", s["method"],
+                         span(iters), span(scored),
+                         f"{total:.0f}", f"{total / sum(v2.values()):.2f}"])
+    caption = ("*Per (dataset, budget, method), over seeds: search iterations, networks scored (MCD candidates; "
+               "V1 proposals, each after its short-term fine-tune; best-of-N's N), total seconds (super-network + "
+               "search + final training, mean) and that total over NetAdaptV2's. Hardware: as in each dataset's table.*")
+    return block(caption, ["dataset", "budget", "method", "iterations", "networks scored", "total s", "total / V2's"],
+                 rows)
+
+
+# -- super-network ----------------------------------------------------------------------------------
+
+def sn_caption(settings: dict, model: str = "") -> str:
+    seeds = ", ".join(str(s) for s in settings["seeds"])
+    return (f"*{model or settings['model']} on {settings['data']} ({settings['train']} train / {settings['holdout']} holdout "
+            f"images), {settings['epochs']} epochs, batch {settings['batch_size']}, groups of "
+            f"{settings['group_size']}, seeds {seeds}; device: {settings.get('device', 'cpu')}.*")
+
+
+def supernet_overhead(results: Path) -> str:
+    d = read(results, "supernet_overhead_mobilenet_v2.json")
+    s = d["settings"]
+    rows = [[name, spread(v["seconds_median"], v["seconds_min"], v["seconds_max"], ".1f"),
+             spread(v["ratio_median"], v["ratio_min"], v["ratio_max"], ".2f")] for name, v in d["summary"].items()]
+    caption = (f"*{s['model']} on {s['data']} ({s['train']} train images), batch {s['batch_size']}, groups of "
+               f"{s['group_size']}, {s['repeats']} interleaved repeats; torch {s['torch']}, {s['torch_threads']} "
+               f"threads on {s['cpus']} CPU cores. Configured default: {s['configured']}.*")
+    return block(caption, ["layout", "epoch s, median [min, max]", "/ plain epoch, median [min, max]"], rows)
+
+
+def supernet_quality(results: Path) -> str:
+    """The four training layouts, per model: the largest sub-network against plain training."""
+    variants = ["plain", "od, largest on group 0", "od, largest on the batch", "od, largest on the batch + distill 0.5"]
+    rows, captions = [], set()
+    for model in ("plain_cnn", "mobilenet_v2"):
+        d = read(results, f"supernet_quality_{model}.json")
+        s = d["summary"]
+        p = s["plain"]
+        rows.append([model, spread(p["largest_median"], p["largest_min"], p["largest_max"])]
+                    + [f"{s[v]['largest_median']:.3f}, gap {s[v]['gap_points']:+.2f}" for v in variants[1:]]
+                    + [" / ".join(f"{s[v]['epoch_ratio_to_plain']:.2f}" for v in variants[1:])])
+        captions.add(sn_caption(d["settings"], "each model"))
+    header = ["model", "plain, median [min, max]", "largest: group", "largest: batch", "batch + distill 0.5",
+              "epoch time / plain (group / batch / distill)"]
+    return block(" ".join(sorted(captions)), header, rows)
+
+
+def supernet_variants(results: Path, name: str, loss: bool, timing: bool = True) -> str:
+    """A run of several variants against plain: the largest sub-network, its gap per seed, the smallest."""
+    d = read(results, name)
+    runs, summary = d["runs"], d["summary"]
+    plain = [r["largest"] for r in runs["plain"]]
+    rows = []
+    for variant, s in summary.items():
+        gaps = [100 * (p - r["largest"]) for p, r in zip(plain, runs[variant])]
+        row = [variant, spread(s["largest_median"], s["largest_min"], s["largest_max"]),
+               "-" if variant == "plain" else f"{s['gap_points']:.2f} / {statistics.mean(gaps):.2f} ({signed(gaps)})",
+               f"{s['smallest_median']:.3f}"] + ([f"{s['epoch_ratio_to_plain']:.2f}"] if timing else [])
+        if loss:
+            row.append(f"{statistics.median(r['loss'] for r in runs[variant]):.2f}")
+        rows.append(row)
+    header = ["variant", "largest, median [min, max]", "gap to plain, points: median / mean (per seed)",
+              "smallest, median"] + (["epoch time / plain"] if timing else []) + (["final train loss, median"] if loss else [])
+    return block(sn_caption(d["settings"]), header, rows)
+
+
+# -- latency, memory, throughput, moves -------------------------------------------------------------
+
+def latency_reach(results: Path) -> str:
+    d = read(results, "latency_reach.json")
+    s = d["settings"]
+    rows = [[r["model"], r["backend"], f"{r['units']}", f"{r['base_ms']:.3g}",
+             f"{r['width_only_min_ratio_estimated']:.2f} / {r['width_only_min_ratio_measured']:.2f}",
+             f"{r['min_ratio_estimated']:.2f} / {r['min_ratio_measured']:.2f}",
+             f"{100 * r['lut_held_out_mean_error']:.1f}%"] for r in d["rows"]]
+    caption = (f"*Input {'x'.join(str(x) for x in s['input'])}, batch {s['batch_size']}, {s['threads']} thread, "
+               f"{s['repeats']} timed runs per network in interleaved bursts; torch {s['torch']} on {s['machine']}.*")
+    header = ["model", "backend", "table units", "base ms", "width alone: table / measured",
+              "smallest: table / measured", "table's held-out error"]
+    return block(caption, header, rows)
+
+
+def data_rss(results: Path) -> str:
+    d = read(results, "data_rss.json")
+    s, r = d["settings"], d["results"]
+    rows = [[f"`netadapt {stage}`"] + [f"{r[k][stage]['peak_rss_mib']:.0f} MiB" for k in
+                                       ("before", "after", "after_small_dataset")] for stage in ("prepare", "supernet")]
+    caption = (f"*Peak RSS of one stage process. {s['data']}, {r['after']['prepared_mib']:.0f} MiB of prepared "
+               f"splits; small dataset: {r['after_small_dataset']['prepared_mib']:.1f} MiB prepared; model "
+               f"{s['model']}, {s['epochs']} epoch, {s['repeats']} run each; {d['machine']}.*")
+    header = ["stage", "splits loaded whole (baseline)", "read by the batch", "read by the batch, small dataset"]
+    return block(caption, header, rows)
+
+
+def candidates_throughput(results: Path) -> str:
+    d = read(results, "candidates_throughput.json")
+    s, m, p = d["settings"], d["machine"], d["prefect"]
+    load = [float(x.rsplit(": ", 1)[1]) for x in d["loadavg_1min_before_each_run"]]
+
+    def rate(k: str) -> str:
+        c = p[k]["candidates_per_s"]
+        return f"{c['median']:.2f} ({c['min']:.2f}-{c['max']:.2f})"
+    sp = p["speedup_per_repeat"]
+    rows = [[f"{m['processor']}, {m['cpus']} CPUs; 1-min load {min(load):.1f}-{max(load):.1f}", str(s["repeats"]),
+             rate("1_workers"), rate("2_workers"), f"**{p['speedup_2_workers']:.2f}** ({min(sp):.2f}-{max(sp):.2f})"]]
+    caption = (f"*{s['candidates']} random architectures of {s['model']}, scored on the {s['data']} "
+               f"(BN re-estimated on {s['bn_recalibration_batches']} batches of {s['batch_size']}), device "
+               f"{s['device']}, {s['threads_per_worker']} thread and {s['torch_threads_per_worker']} torch thread "
+               f"per worker. Candidates/s: median (min-max) over repeats.*")
+    return block(caption, ["machine", "repeats", "1 worker", "2 workers", "speedup, median (min-max)"], rows)
+
+
+def mcd_moves(results: Path) -> str:
+    rows, s = [], {}
+    for metric in ("latency", "macs"):
+        d = read(results, f"mcd_moves_{metric}.json")
+        s = d["settings"]
+        for split in ("absolute", "capacity"):
+            r = d["results"][split]
+            rows.append([metric, split, str(r["candidates"]), str(r["partial cut"]), str(r["to minimum"]),
+                         str(r["block removed"]), f"{r['extreme_share_of_changes']:.2f}"])
+    caption = (f"*First iteration of a search on {s['model']} ({s['input']}), dR = {100 * s['reduction']:g}% of "
+               f"the base, L = {s['layers']}, {s['draws']} seeded draws per split; deterministic.*")
+    header = ["metric", "split", "candidates", "partial cuts", "to minimum", "blocks removed",
+              "extreme share of changes"]
+    return block(caption, header, rows)
+
+
+TABLES: dict[str, Callable[[Path], str]] = {
+    "search_quality": search_quality,
+    "search_quality_cifar10": lambda r: search_quality_full(r, "cifar10"),
+    "search_quality_fashion_mnist": lambda r: search_quality_full(r, "fashion-mnist"),
+    "search_quality_paired": search_quality_paired,
+    "search_quality_effort": search_quality_effort,
+    "supernet_overhead": supernet_overhead,
+    "supernet_quality": supernet_quality,
+    "supernet_quality_weighting": lambda r: supernet_variants(r, "supernet_quality_mobilenet_v2_weighting.json", False,
+                                                               timing=False),
+    "supernet_quality_augment": lambda r: supernet_variants(r, "supernet_quality_mobilenet_v2_augment.json", True),
+    "latency_reach": latency_reach,
+    "data_rss": data_rss,
+    "candidates_throughput": candidates_throughput,
+    "mcd_moves": mcd_moves,
+}
+
+
+def render(results: Path) -> dict[str, str]:
+    return {name: make(results) for name, make in TABLES.items()}
+
+
+def rewrite(text: str, tables: dict[str, str]) -> str:
+    """The document with every quoted block replaced by its rendering (an unknown name is an error)."""
+    def fill(m: re.Match) -> str:
+        if m.group(2) not in tables:
+            raise KeyError(f"unknown table {m.group(2)!r}")
+        return f"{m.group(1)}{tables[m.group(2)]}\n{m.group(4)}"
+    return BLOCK.sub(fill, text)
+
+
+def stale(root: Path) -> list[str]:
+    """`document: table` for every quoted table under `root` that differs from its JSON's rendering."""
+    tables = render(root / "bench" / "results")
+    found = []
+    for doc in DOCUMENTS:
+        for m in BLOCK.finditer((root / doc).read_text()):
+            if tables.get(m.group(2)) != m.group(3).rstrip("\n"):
+                found.append(f"{doc}: {m.group(2)}")
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--write", action="store_true", help="rewrite the quoted tables in the documents")
+    action.add_argument("--check", action="store_true", help="exit 1 if a quoted table differs from its JSON")
+    parser.add_argument("--root", type=Path, default=REPO, help="the repository root (documents and bench/results)")
+    args = parser.parse_args()
+    if args.check:
+        differ = stale(args.root)
+        for name in differ:
+            print(f"stale table, run bench/tables.py --write: {name}", file=sys.stderr)
+        sys.exit(1 if differ else 0)
+    tables = render(args.root / "bench" / "results")
+    if args.write:
+        for doc in DOCUMENTS:
+            path = args.root / doc
+            text = path.read_text()
+            if (new := rewrite(text, tables)) != text:
+                path.write_text(new)
+                print(f"wrote {doc}")
+        return
+    for name, text in tables.items():
+        print(f"<!-- table:{name} -->\n{text}\n<!-- /table:{name} -->\n")
+
+
+if __name__ == "__main__":
+    main()
