@@ -26,14 +26,9 @@ import torch
 from netadapt.arch import ModelSpec
 from netadapt.models import build_supernet
 from netadapt.models.registry import BUILTIN_MODELS
-<<<<<<< HEAD
-from netadapt.resources.profiling import ProfileSettings, measure_table, network_latencies
 from netadapt.resources.metric import latency_reach
-=======
 from netadapt.resources.profiling import measure_table
 from netadapt.resources.timing import ProfileSettings, network_latencies
-from netadapt.stages import latency_reach
->>>>>>> wave-profiling
 
 REPO = Path(__file__).resolve().parents[1]
 

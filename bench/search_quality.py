@@ -67,12 +67,8 @@ from netadapt.finetune import load_network
 from netadapt.io import read_json, write_json
 from netadapt.models import build_supernet
 from netadapt.resources.lookup_table import LatencyModel
-<<<<<<< HEAD
 from netadapt.resources.metric import latency_table, profile_settings
-from netadapt.resources.profiling import network_latencies
-=======
 from netadapt.resources.timing import network_latencies
->>>>>>> wave-profiling
 from netadapt.layout import Paths
 from netadapt.supernet import load_supernet
 from netadapt.training import accuracy
