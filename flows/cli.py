@@ -114,7 +114,7 @@ def _run_stage(name: str, args: argparse.Namespace, device: str = "") -> dict:
 
     cfg, paths = _stage_config(args, device)
     stage: Callable = getattr(stages, name)
-    from netadapt_tasks.tracking import stage_run  # after validation: bad input never opens a run (MLflow is lazy)
+    from netadapt_tracking import stage_run  # after validation: bad input never opens a run (MLflow is lazy)
 
     with stage_run(name, cfg, paths) as run:  # the child run spans the stage: FAILED / KILLED if it does
         metrics = stage(cfg, paths)

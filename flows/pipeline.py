@@ -53,11 +53,11 @@ from netadapt.io import clean_stale
 from netadapt.layout import DEVICE_STAGES, STAGES, SUMMARY_METRICS, UPSTREAM, Paths
 from netadapt.lock import project_lock
 from netadapt.search import Proposal
-from netadapt_tasks import tracking
+import netadapt_tracking as tracking
 from netadapt_tasks.pipeline import (RESULT_SERIALIZER, candidate_task, dvc_commit_task, dvc_project,
                                      folder_paths, guard_result_storage, iteration_task, proposal_from_data,
                                      read_result, seed_stage_cache, stage_config, stage_task)
-from netadapt_tasks.tracking import stage_run
+from netadapt_tracking import stage_run
 
 
 def candidate_runner(task_runner: str = "threads", dask_address: str = "") -> TaskRunner:

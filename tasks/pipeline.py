@@ -47,7 +47,7 @@ from netadapt.io import code_version, content_digest
 from netadapt.mcd import Candidate
 from netadapt.layout import DEVICE_STAGES, STAGES, Paths
 from netadapt.search import Proposal, propose_iteration
-from netadapt_tasks.tracking import stage_run
+from netadapt_tracking import stage_run
 
 log = logging.getLogger("netadapt")
 

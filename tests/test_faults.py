@@ -626,7 +626,7 @@ if __name__ == "__main__":  # the kill sweep's driver: python -m tests.test_faul
     import netadapt.stages  # noqa: F401
     import netadapt.stamps  # noqa: F401
     import netadapt_flows.cli  # noqa: F401
-    import netadapt_tasks.tracking  # noqa: F401
+    import netadapt_tracking  # noqa: F401
     import matplotlib  # noqa: F401 - what the stages import lazily: plots, the ONNX exporter
     matplotlib.use("Agg")
     import matplotlib.pyplot  # noqa: F401

@@ -28,7 +28,7 @@ def test_library_does_not_import_workflow_tools():
 
 
 # The import name of each folder that pyproject.toml maps to another name (`[tool.setuptools.package-dir]`).
-MAPPED_PACKAGES = {"netadapt_flows": "flows", "netadapt_tasks": "tasks"}
+MAPPED_PACKAGES = {"netadapt_flows": "flows", "netadapt_tasks": "tasks", "netadapt_tracking": "tracking"}
 
 
 def project_copy(dest: Path) -> Path:
@@ -71,7 +71,7 @@ def test_dvc_repro_prepares_the_embedded_dataset(tmp_path: Path):
 @pytest.fixture(scope="module")
 def module_scoped_state() -> dict:
     """What a module-scoped fixture (set up before function-scoped autouse fixtures) sees."""
-    from netadapt_tasks.tracking import enabled, tracking_uri
+    from netadapt_tracking import enabled, tracking_uri
 
     return {"tracking": enabled(), "mlflow": tracking_uri(), "prefect": os.environ.get("PREFECT_HOME", "")}
 
@@ -100,10 +100,11 @@ def test_the_distribution_installs_only_project_specific_top_level_packages():
     assert set(setuptools["packages"]) == library | set(MAPPED_PACKAGES)
 
 
-IMPORTS = ("import importlib.util, json, netadapt, netadapt_flows.cli, netadapt_tasks.tracking\n"
-           "found = {n: getattr(importlib.util.find_spec(n), 'origin', None) for n in ('flows', 'tasks')}\n"
+IMPORTS = ("import importlib.util, json, netadapt, netadapt_flows.cli, netadapt_tasks, netadapt_tracking\n"
+           "found = {n: getattr(importlib.util.find_spec(n), 'origin', None) for n in ('flows', 'tasks', 'tracking')}\n"
            "print(json.dumps({'netadapt': netadapt.__file__, 'netadapt_flows': netadapt_flows.cli.__file__,\n"
-           "                  'netadapt_tasks': netadapt_tasks.tracking.__file__, **found}))")
+           "                  'netadapt_tasks': netadapt_tasks.__file__, 'netadapt_tracking': netadapt_tracking.__file__,\n"
+           "                  **found}))")
 
 
 def imported_from(cwd: Path, pythonpath: Path | None = None) -> dict[str, str | None]:
@@ -118,9 +119,10 @@ def imported_from(cwd: Path, pythonpath: Path | None = None) -> dict[str, str | 
 def test_flows_and_tasks_are_no_top_level_names_outside_the_repository(tmp_path: Path):
     found = imported_from(tmp_path)
     assert Path(found["netadapt_flows"]) == REPO / "flows" / "cli.py"
-    assert Path(found["netadapt_tasks"]) == REPO / "tasks" / "tracking.py"
+    assert Path(found["netadapt_tasks"]) == REPO / "tasks" / "__init__.py"
+    assert Path(found["netadapt_tracking"]) == REPO / "tracking" / "__init__.py"
     assert Path(found["netadapt"]).parent == REPO / "netadapt"
-    for name in ("flows", "tasks"):  # not ours: absent, or another distribution's
+    for name in ("flows", "tasks", "tracking"):  # not ours: absent, or another distribution's
         assert found[name] is None or REPO not in Path(found[name]).parents, (name, found[name])
 
 
@@ -130,7 +132,7 @@ def test_a_project_copy_imports_its_own_code(tmp_path: Path):
     copy = project_copy(tmp_path / "copy")
     (tmp_path / "elsewhere").mkdir()
     for found in (imported_from(copy), imported_from(tmp_path / "elsewhere", pythonpath=copy)):
-        for name in ("netadapt", "netadapt_flows", "netadapt_tasks"):
+        for name in ("netadapt", "netadapt_flows", "netadapt_tasks", "netadapt_tracking"):
             assert copy in Path(found[name]).parents, (name, found[name])
     for package, folder in MAPPED_PACKAGES.items():  # tracked, so every clone and copy has them
         assert os.readlink(REPO / package) == folder

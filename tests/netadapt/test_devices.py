@@ -1,7 +1,7 @@
 """Named devices (`devices` in params.yaml): parsed and checked at config time, each device's config
 (`Config.for_device`) and paths (`Paths.for_device`), its stamps, and dvc.yaml's foreach stages
 matching them. The pipeline runs are in tests/pipeline/test_dvc.py, tests/flows/test_devices_flow.py
-and tests/tasks/test_tracking.py."""
+and tests/tracking/test_tracking.py."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pytest
 from netadapt_flows.cli import main
 from tests.conftest import REPO, write_idx
 from tests.netadapt.test_stages import TINY
-from tests.tasks.test_tracking import tracking_store  # noqa: F401 - the fixture
+from tests.tracking.test_tracking import tracking_store  # noqa: F401 - the fixture
 
 DEVICES = ["-S", "devices.phone.budget=0.8", "-S", "devices.phone.profile={warmup: 2}",
            "-S", "devices.box.budget=0.6", "-S", "devices.box.profile={}"]

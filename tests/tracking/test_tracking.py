@@ -24,8 +24,8 @@ from netadapt.io import content_digest
 from netadapt.layout import Paths
 from netadapt.stages import write_metrics
 from netadapt_flows.cli import main
-from netadapt_tasks import tracking
-from netadapt_tasks.tracking import log_stage, stage_run
+import netadapt_tracking as tracking
+from netadapt_tracking import log_stage, stage_run
 from tests.conftest import REPO, write_idx
 from tests.netadapt.test_finetune import SPEC, seeded_batch, tiny_network
 from tests.netadapt.test_stages import TINY
@@ -214,7 +214,7 @@ def test_a_logging_failure_after_the_stage_warns_and_keeps_its_result(tmp_path: 
     def broken(*args, **kwargs):
         raise OSError("artifact store unreachable")
 
-    monkeypatch.setattr(tracking, "_curves", broken)
+    monkeypatch.setattr(tracking.contents, "_curves", broken)
     paths = Paths(tmp_path / "a", tmp_path / "m", tmp_path / "p")
     with caplog.at_level(logging.WARNING, logger="netadapt"):
         with stage_run("supernet", fake_config(), paths) as run:
@@ -231,7 +231,7 @@ def test_a_store_that_cannot_be_opened_stops_the_stage_before_it_starts(tmp_path
     def unreachable(*args, **kwargs):
         raise ConnectionError("connection refused")
 
-    monkeypatch.setattr(tracking, "_experiment", unreachable)
+    monkeypatch.setattr(tracking.store, "_experiment", unreachable)
     ran = []
     with pytest.raises(NetAdaptError, match="tracking: cannot open an MLflow run .*NETADAPT_TRACKING=off"):
         with stage_run("prepare", fake_config(), Paths(tmp_path / "a", tmp_path / "m", tmp_path / "p")):
@@ -269,12 +269,12 @@ import os, sys, time
 from pathlib import Path
 from netadapt.config import load_config
 from netadapt.layout import Paths
-from netadapt_tasks import tracking
+import netadapt_tracking as tracking
 
 params, folder, rounds, unlocked = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
 if unlocked:  # the race as it was before the store's first use was locked (to check the test can fail)
     import contextlib
-    tracking._store_lock = lambda uri: contextlib.nullcontext()
+    tracking.store._store_lock = lambda uri: contextlib.nullcontext()
 cfg = load_config(params)
 (folder / f"ready-{os.getpid()}").touch()
 for i in range(rounds):
@@ -359,12 +359,12 @@ def test_a_store_locked_longer_than_the_busy_timeout_is_retried_then_refused_bef
             raise NetAdaptError("tracking: cannot open") from sqlite3.OperationalError("database is locked")
         return "run"
 
-    monkeypatch.setattr(tracking, "_open_once", locked)
-    monkeypatch.setattr(tracking.time, "sleep", lambda s: None)
-    assert tracking._open("prepare", None, None) == "run" and len(calls) == 3
+    monkeypatch.setattr(tracking.runs, "_open_once", locked)
+    monkeypatch.setattr(tracking.store.time, "sleep", lambda s: None)
+    assert tracking.runs._open("prepare", None, None) == "run" and len(calls) == 3
     assert sum("locked by another writer" in r.message for r in caplog.records) == 2
-    monkeypatch.setattr(tracking, "_STORE_RETRY_SECONDS", 0.0)  # a lock that never goes: refused, not waited
+    monkeypatch.setattr(tracking.store, "_STORE_RETRY_SECONDS", 0.0)  # a lock that never goes: refused, not waited
     calls.clear()
     with pytest.raises(NetAdaptError, match="cannot open"):
-        tracking._open("prepare", None, None)
+        tracking.runs._open("prepare", None, None)
     assert len(calls) == 1

@@ -1,0 +1,121 @@
+"""The MLflow store: whether tracking is on, where it goes, and its first use in a process.
+
+A SQLite store's first use in a process is locked (MLflow creates and migrates a new database's
+schema then), and a store another writer holds locked is retried for a while before giving up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from netadapt.errors import NetAdaptError
+
+log = logging.getLogger("netadapt")
+
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+_STORE_RETRY_SECONDS = 60.0  # how long a stage waits for a SQLite store another writer holds locked
+_READY: set[str] = set()  # the SQLite stores this process has opened once (schema created or checked)
+
+T = TypeVar("T")
+
+
+def enabled() -> bool:
+    """Tracking is on unless `NETADAPT_TRACKING` is off (`off`, `0`, `false`, `no`)."""
+    return os.environ.get("NETADAPT_TRACKING", "on").lower() not in ("off", "0", "false", "no")
+
+
+def tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI`, default a SQLite file in the working directory (`mlflow.db`)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` tracking URI (None for any other store, or in-memory)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    name = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(name).resolve() if name and name != ":memory:" else None
+
+
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock (flock) around the first use of a SQLite store in this process: MLflow creates
+    and migrates a new database's schema when a store is first opened, and two processes doing it at
+    once crashed one (`duplicate column name: step`). The lock file lives in the temp folder, named
+    after the database, so the project gets no extra file; other stores are not locked."""
+    db = _sqlite_file(uri)
+    if db is None:
+        yield
+        return
+    import fcntl
+    import hashlib
+    import tempfile
+
+    name = f"netadapt-mlflow-init-{hashlib.sha256(str(db).encode()).hexdigest()[:16]}.lock"
+    with open(Path(tempfile.gettempdir()) / name, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _locked(exc: BaseException) -> bool:
+    """A SQLite store that another writer holds ("database is locked" / "database is busy")."""
+    text = f"{exc} {exc.__cause__ or ''}".lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def retry_while_locked(open_once: Callable[[], T]) -> T:
+    """`open_once()`, retried for up to `_STORE_RETRY_SECONDS` while it raises a `NetAdaptError` caused
+    by a store another writer holds locked; any other failure (and a lock held longer) raises."""
+    deadline, wait = time.monotonic() + _STORE_RETRY_SECONDS, 0.2
+    while True:
+        try:
+            return open_once()
+        except NetAdaptError as exc:
+            if not _locked(exc.__cause__ or exc) or time.monotonic() + wait > deadline:
+                raise
+            log.info("tracking: the MLflow store is locked by another writer; retrying in %.1f s", wait)
+            time.sleep(wait)
+            wait = min(2 * wait, 5.0)
+
+
+def open_store(uri: str, experiment: str) -> tuple[Any, str]:
+    """An `MlflowClient` on `uri` and the id of `experiment` (created if new), also made the active
+    experiment (where `log_model` puts its LoggedModel). The store (and a new database's schema) is
+    created here, under `_store_lock` on its first use in this process: one process at a time."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    with _store_lock(uri) if uri not in _READY else contextlib.nullcontext():
+        mlflow.set_tracking_uri(uri)
+        client = MlflowClient(uri)
+        experiment_id = _experiment(client, experiment)
+    _READY.add(uri)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return client, experiment_id
+
+
+def _experiment(client, name: str) -> str:
+    """The id of experiment `name`, created if new; tagged `mlflow.experimentKind` unless it has a kind."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except MlflowException:  # created meanwhile by another process
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if EXPERIMENT_KIND_TAG not in experiment.tags:  # never override a kind the user chose
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
