@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from netadapt.config import Config, flatten
+from netadapt.history import read_history_csv
 from netadapt.io import content_digest
 from netadapt.layout import RESULT_METRICS, Paths
 
@@ -83,7 +84,7 @@ def _curves(stage: str, paths: Paths) -> list[tuple[int, dict[str, float]]]:
         df = pd.read_csv(paths.plots / "finetune.csv")
         return [(int(r.epoch), {"epoch_loss": r.loss, "epoch_holdout_acc": r.holdout_acc}) for r in df.itertuples()]
     if stage == "search" and (paths.search / "history.csv").is_file():
-        h = pd.read_csv(paths.search / "history.csv")
+        h = read_history_csv(paths.search / "history.csv")
         h = h[h.iteration >= 0]
         steps = []
         for t, it in h.groupby("iteration"):
@@ -112,7 +113,7 @@ def candidates_table(paths: Paths) -> pd.DataFrame:
     """Every candidate the search evaluated (`history.csv`), one row each, for `mlflow.log_table`.
 
     Iteration -1 is the starting (largest) network; `widths` is the candidate's architecture."""
-    h = pd.read_csv(paths.search / "history.csv")
+    h = read_history_csv(paths.search / "history.csv")
     # object, not pandas 3's "str" dtype: MLflow's image check selects object columns and warns on str
     table = pd.DataFrame({"iteration": h.iteration.astype(int), "candidate": h.candidate.astype(int),
                           "widths": h.arch.astype(str).astype(object),
