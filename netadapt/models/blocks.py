@@ -34,27 +34,6 @@ def make_divisible(value: float, divisor: int) -> int:
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
-def _take(t: torch.Tensor, order: torch.Tensor, axis: int) -> None:
-    t.data.copy_(t.data.index_select(axis, order))
-
-
-def filter_norms(convbn: "ConvBN") -> torch.Tensor:
-    """L2 norm of each output filter (the ECCV'18 NetAdapt criterion)."""
-    return convbn.conv.weight.detach().flatten(1).norm(dim=1)
-
-
-def permute_outputs(convbn: "ConvBN", order: torch.Tensor) -> None:
-    """Reorder a ConvBN's output channels (filters, BN affine and statistics)."""
-    _take(convbn.conv.weight, order, 0)
-    for name in ("weight", "bias", "running_mean", "running_var"):
-        _take(getattr(convbn.bn, name), order, 0)
-
-
-def permute_inputs(layer: nn.Module, order: torch.Tensor) -> None:
-    """Reorder the input channels a dense conv or linear layer reads."""
-    _take(layer.weight, order, 1)
-
-
 class ConvBN(nn.Module):
     """conv (no bias) -> BN -> optional activation; `same` padding."""
 
@@ -116,18 +95,10 @@ class ConvBlock(nn.Module):
         specs, h, w = self.op.layers(cin, cout, h, w)
         return specs, cout, h, w
 
-    # Channel reordering (NetAdapt V1 keeps the largest filters by moving them first). A block
-    # `producer` of a dimension makes its channel space; the following blocks read it through
-    # `permute_input`, up to the first whose `bypass_width` is None (it ends the space).
     def producer(self, dim: str) -> ConvBN | None:
-        """The ConvBN whose filters make the channel space `dim`, if this block produces it."""
+        """The ConvBN whose filters make the channel space `dim`, if this block makes it (see
+        `netadapt.models.reorder`)."""
         return self.op if self.dim is not None and dim == self.dim.name else None
-
-    def permute_input(self, order: torch.Tensor) -> None:
-        permute_inputs(self.op.conv, order)
-
-    def bypass_width(self, widths: Mapping[str, int]) -> int | None:
-        return None  # a conv ends the channel space
 
 
 class InvertedResidual(nn.Module):
@@ -198,31 +169,6 @@ class InvertedResidual(nn.Module):
     def producer(self, dim: str) -> ConvBN | None:
         return self.expand if self.expand_dim is not None and dim == self.expand_dim.name else None
 
-    def internal(self, dim: str) -> bool:
-        """The expansion space lives inside the block: no following block reads it."""
-        return self.producer(dim) is not None
-
-    def permute_internal(self, dim: str, order: torch.Tensor) -> None:
-        """Reorder the expansion space: expand filters, depthwise channels, projection inputs."""
-        permute_outputs(self.expand, order)
-        permute_outputs(self.dw, order)
-        permute_inputs(self.project.conv, order)
-
-    def permute_input(self, order: torch.Tensor) -> None:
-        """The stream feeds the expansion (without one: the depthwise conv and the projection). A
-        residual block adds it to its output channel for channel, so the branch outputs follow."""
-        if self.expand is not None:
-            permute_inputs(self.expand.conv, order)
-        else:
-            permute_outputs(self.dw, order)
-            permute_inputs(self.project.conv, order)
-        if self.residual:
-            permute_outputs(self.project, order)
-
-    def bypass_width(self, widths: Mapping[str, int]) -> int | None:
-        """A residual block passes the stream on; its branch adds to channels < `<name>.out` only."""
-        return self._width(widths, self.out_dim, self.cout) if self.residual else None
-
 
 class DepthwiseSeparable(nn.Module):
     """MobileNetV1 block: 3x3 depthwise -> 1x1 pointwise.
@@ -274,19 +220,6 @@ class DepthwiseSeparable(nn.Module):
     def producer(self, dim: str) -> ConvBN | None:
         return self.pw if dim == self.dim.name and not self.bypassable else None
 
-    def permute_input(self, order: torch.Tensor) -> None:
-        """Depthwise channels follow the stream; a bypassable block passes it on (output channel k
-        is input channel k beyond its CBC width), so its own output channels follow too."""
-        permute_outputs(self.dw, order)
-        permute_inputs(self.pw.conv, order)
-        if self.bypassable:
-            permute_outputs(self.pw, order)
-
-    def bypass_width(self, widths: Mapping[str, int]) -> int | None:
-        """Output channel k is the body's below the CBC width, the input's from it on; None when
-        the block is not bypassable (its pointwise conv ends the channel space)."""
-        return widths[self.dim.name] if self.bypassable else None
-
 
 class Classifier(nn.Module):
     """Global average pool -> linear, reading the first `cin` features."""
@@ -304,12 +237,6 @@ class Classifier(nn.Module):
         linear.weight.data.copy_(self.linear.weight.data[:, :cin])
         linear.bias.data.copy_(self.linear.bias.data)
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), linear)
-
-    def permute_input(self, order: torch.Tensor) -> None:
-        permute_inputs(self.linear, order)
-
-    def bypass_width(self, widths: Mapping[str, int]) -> int | None:
-        return None  # the linear layer ends the channel space
 
     def layers(self, cin: int, h: int, w: int) -> list[LayerSpec]:
         return [LayerSpec("avgpool", cin, cin, h, w),

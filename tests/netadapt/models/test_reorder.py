@@ -13,8 +13,9 @@ from torch import nn
 
 from netadapt.arch import Architecture, ModelSpec
 from netadapt.models import build_supernet, extract
-from netadapt.models.blocks import Classifier, ConvBlock, InvertedResidual, filter_norms
-from netadapt.models.network import SearchableNetwork, largest_first
+from netadapt.models.blocks import Classifier, ConvBlock, InvertedResidual
+from netadapt.models.network import SearchableNetwork
+from netadapt.models.reorder import filter_norms, largest_first
 from tests.netadapt.models.test_models import MODELS, random_arch
 
 
