@@ -32,10 +32,10 @@ class SearchableNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor, widths: Widths | None = None) -> torch.Tensor:
         widths = widths or {}
-        stream = None
+        pending_width = None  # the width the next consumer masks the channels to (None: all valid)
         for block in self.blocks:
-            x, stream = block(x, widths, stream)
-        return self.classifier(x, stream)
+            x, pending_width = block(x, widths, pending_width)
+        return self.classifier(x, pending_width)
 
     def _check(self, arch: Architecture) -> dict[str, int]:
         if not self._space.same_space(arch):
@@ -55,11 +55,11 @@ class SearchableNetwork(nn.Module):
 
     def layers(self, arch: Architecture) -> list[LayerSpec]:
         widths = self._check(arch)
-        (cin, h, w), specs = self.spec.input_shape, []
+        (cin, height, width), specs = self.spec.input_shape, []
         for block in self.blocks:
-            part, cin, h, w = block.layers(widths, cin, h, w)
+            part, cin, height, width = block.layers(widths, cin, height, width)
             specs += part
-        return specs + self.classifier.layers(cin, h, w)
+        return specs + self.classifier.layers(cin, height, width)
 
     # -- NetAdapt V1: keep the filters of largest L2 norm by moving them first (netadapt.models.reorder)
 

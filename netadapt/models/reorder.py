@@ -99,7 +99,7 @@ RULES: dict[type, BlockRule] = {
     InvertedResidual: BlockRule(
         producer=InvertedResidual.producer, follow=_follow_inverted_residual,
         # a residual block passes its input on; its branch adds to channels < `<name>.out` only
-        passes_on=lambda b, widths: widths.get(b.out_dim.name, b.cout) if b.residual else None,
+        passes_on=lambda b, widths: b.out_width(widths) if b.residual else None,
         inside=_reorder_expansion),
     DepthwiseSeparable: BlockRule(
         producer=DepthwiseSeparable.producer, follow=_follow_depthwise_separable,
