@@ -66,10 +66,10 @@ class LayerSpec:
         return tuple(asdict(self).values())
 
 
-def conv_bn_act(cin: int, cout: int, h: int, w: int, kernel: int = 1, stride: int = 1, groups: int = 1,
-                act: str | None = "relu6") -> tuple[list[LayerSpec], int, int]:
+def conv_bn_act(cin: int, cout: int, height: int, width: int, kernel: int = 1, stride: int = 1,
+                groups: int = 1, act: str | None = "relu6") -> tuple[list[LayerSpec], int, int]:
     """The spec of a conv -> BN -> activation unit, and its output spatial size."""
-    conv = LayerSpec("conv", cin, cout, h, w, kernel, stride, groups, norm=True, act=act or "")
+    conv = LayerSpec("conv", cin, cout, height, width, kernel, stride, groups, norm=True, act=act or "")
     oh, ow = conv.out_hw
     return [conv], oh, ow
 

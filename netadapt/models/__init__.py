@@ -17,7 +17,8 @@ Any `torch.nn.Module` can be searched if it satisfies `SearchableModel`:
 
 Select it with `model.name: "package.module:ClassName"` in params.yaml. The blocks in
 `netadapt.models.blocks` implement all three views for common layers, and `SearchableNetwork`
-chains them, so most models are a list of blocks (see `plain_cnn.py`).
+chains them, so most models are a list of blocks (see `plain_cnn.py`). NetAdapt V1 also moves the
+largest filters first in the blocks `netadapt.models.reorder` has a rule for (`RULES`).
 """
 
 from __future__ import annotations

@@ -1,12 +1,17 @@
 """Super-network building blocks. Each has three views of one structure:
 
-- `forward(x, widths, stream)`: the masked super-network (ordered dropout + CBC, widths per sample);
+- `forward(x, widths, pending_width)`: the masked super-network (ordered dropout + CBC, widths per
+  sample);
 - `extract(widths, cin)`: a physically slim module (weights sliced, bypassed blocks gone);
-- `layers(widths, cin, h, w)`: the `LayerSpec`s the slim module executes (resources, LUT keys).
+- `layers(widths, cin, height, width)`: the `LayerSpec`s the slim module executes (resources, LUT
+  keys) for an input of `cin` channels and `height` x `width` pixels.
+
+Channel counts are `cin`/`cout`/`hidden`; a searched one is a *width* (`widths` maps dimension names
+to them); `height` and `width` alone are image sizes.
 
 Tests hold the three views equal: outputs (masked vs slim) and ops/params (specs vs slim).
 
-Masks are deferred: a block returns its output *unmasked* together with its pending width (`stream`,
+Masks are deferred: a block returns its output *unmasked* together with its pending width (`pending_width`,
 None = full), and each consumer applies it where it is cheapest and harmless. A dense conv masks its
 input; a channel-local op (depthwise conv, pooling) masks its output. Masking before a depthwise conv
 would instead feed its batch norm zeros for every sample whose sub-network lacks the channel, so
@@ -32,27 +37,6 @@ def make_divisible(value: float, divisor: int) -> int:
     """Round a channel count to a multiple of `divisor`, never below it nor 10% under `value`."""
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
     return rounded + divisor if rounded < 0.9 * value else rounded
-
-
-def _take(t: torch.Tensor, order: torch.Tensor, axis: int) -> None:
-    t.data.copy_(t.data.index_select(axis, order))
-
-
-def filter_norms(convbn: "ConvBN") -> torch.Tensor:
-    """L2 norm of each output filter (the ECCV'18 NetAdapt criterion)."""
-    return convbn.conv.weight.detach().flatten(1).norm(dim=1)
-
-
-def permute_outputs(convbn: "ConvBN", order: torch.Tensor) -> None:
-    """Reorder a ConvBN's output channels (filters, BN affine and statistics)."""
-    _take(convbn.conv.weight, order, 0)
-    for name in ("weight", "bias", "running_mean", "running_var"):
-        _take(getattr(convbn.bn, name), order, 0)
-
-
-def permute_inputs(layer: nn.Module, order: torch.Tensor) -> None:
-    """Reorder the input channels a dense conv or linear layer reads."""
-    _take(layer.weight, order, 1)
 
 
 class ConvBN(nn.Module):
@@ -81,8 +65,8 @@ class ConvBN(nn.Module):
         bn.num_batches_tracked.data.copy_(self.bn.num_batches_tracked.data)
         return nn.Sequential(conv, bn, ACTIVATIONS[self.act_name]() if self.act_name else nn.Identity())
 
-    def layers(self, cin: int, cout: int, h: int, w: int) -> tuple[list[LayerSpec], int, int]:
-        return conv_bn_act(cin, cout, h, w, self.kernel, self.stride, cout if self.depthwise else 1,
+    def layers(self, cin: int, cout: int, height: int, width: int) -> tuple[list[LayerSpec], int, int]:
+        return conv_bn_act(cin, cout, height, width, self.kernel, self.stride, cout if self.depthwise else 1,
                            self.act_name)
 
 
@@ -103,31 +87,24 @@ class ConvBlock(nn.Module):
     def _width(self, widths: Mapping[str, int]) -> int:
         return widths[self.dim.name] if self.dim else self.cout
 
-    def forward(self, x: torch.Tensor, widths: Widths, stream: Width | None):
-        y = self.op(channel_mask(x, stream))
+    def forward(self, x: torch.Tensor, widths: Widths, pending_width: Width | None):
+        y = self.op(channel_mask(x, pending_width))
         return y, (widths.get(self.dim.name) if self.dim else None)
 
     def extract(self, widths: Mapping[str, int], cin: int) -> tuple[nn.Module, int]:
         cout = self._width(widths)
         return self.op.extract(cin, cout), cout
 
-    def layers(self, widths: Mapping[str, int], cin: int, h: int, w: int) -> tuple[list[LayerSpec], int, int, int]:
+    def layers(self, widths: Mapping[str, int], cin: int, height: int,
+               width: int) -> tuple[list[LayerSpec], int, int, int]:
         cout = self._width(widths)
-        specs, h, w = self.op.layers(cin, cout, h, w)
-        return specs, cout, h, w
+        specs, height, width = self.op.layers(cin, cout, height, width)
+        return specs, cout, height, width
 
-    # Channel reordering (NetAdapt V1 keeps the largest filters by moving them first). A block
-    # `producer` of a dimension makes its channel space; the following blocks read it through
-    # `permute_input`, up to the first whose `bypass_width` is None (it ends the space).
     def producer(self, dim: str) -> ConvBN | None:
-        """The ConvBN whose filters make the channel space `dim`, if this block produces it."""
+        """The ConvBN whose filters make the channel space `dim`, if this block makes it (see
+        `netadapt.models.reorder`)."""
         return self.op if self.dim is not None and dim == self.dim.name else None
-
-    def permute_input(self, order: torch.Tensor) -> None:
-        permute_inputs(self.op.conv, order)
-
-    def bypass_width(self, widths: Mapping[str, int]) -> int | None:
-        return None  # a conv ends the channel space
 
 
 class InvertedResidual(nn.Module):
@@ -155,40 +132,43 @@ class InvertedResidual(nn.Module):
     def _width(self, widths: Mapping, dim: Dimension | None, default: int):
         return default if dim is None else widths.get(dim.name, default)
 
-    def forward(self, x: torch.Tensor, widths: Widths, stream: Width | None):
+    def out_width(self, widths: Mapping[str, int]) -> int:
+        """The branch's CBC width (all `cout` channels without a residual)."""
+        return self._width(widths, self.out_dim, self.cout)
+
+    def forward(self, x: torch.Tensor, widths: Widths, pending_width: Width | None):
         """Output (all channels valid: pending width None)."""
         if self.expand is None:
-            e, h = stream, x
+            hidden_width, hidden = pending_width, x
         else:
-            e, h = widths.get(self.expand_dim.name), self.expand(channel_mask(x, stream))
-        y = self.project(channel_mask(self.dw(h), e))  # depthwise: mask after, channel-local
+            hidden_width, hidden = widths.get(self.expand_dim.name), self.expand(channel_mask(x, pending_width))
+        y = self.project(channel_mask(self.dw(hidden), hidden_width))  # depthwise: mask after, channel-local
         if not self.residual:
             return y, None
-        return residual_bypass(channel_mask(x, stream), y, widths.get(self.out_dim.name)), None
+        return residual_bypass(channel_mask(x, pending_width), y, widths.get(self.out_dim.name)), None
 
     def extract(self, widths: Mapping[str, int], cin: int) -> tuple[nn.Module | None, int]:
-        e = self._width(widths, self.expand_dim, cin)
-        w = self._width(widths, self.out_dim, self.cout)
-        if self.residual and w == 0:
-            return None, cin
-        parts = [self.expand.extract(cin, e)] if self.expand is not None else []
-        parts += [self.dw.extract(e, e), self.project.extract(e, w)]
-        body = nn.Sequential(*parts)
-        return (ResidualBypass(body, w, self.cout) if self.residual else body), self.cout
-
-    def layers(self, widths: Mapping[str, int], cin: int, h: int, w: int) -> tuple[list[LayerSpec], int, int, int]:
-        e = self._width(widths, self.expand_dim, cin)
-        out = self._width(widths, self.out_dim, self.cout)
+        hidden, out = self._width(widths, self.expand_dim, cin), self.out_width(widths)
         if self.residual and out == 0:
-            return [], cin, h, w
+            return None, cin
+        parts = [self.expand.extract(cin, hidden)] if self.expand is not None else []
+        parts += [self.dw.extract(hidden, hidden), self.project.extract(hidden, out)]
+        body = nn.Sequential(*parts)
+        return (ResidualBypass(body, out, self.cout) if self.residual else body), self.cout
+
+    def layers(self, widths: Mapping[str, int], cin: int, height: int,
+               width: int) -> tuple[list[LayerSpec], int, int, int]:
+        hidden, out = self._width(widths, self.expand_dim, cin), self.out_width(widths)
+        if self.residual and out == 0:
+            return [], cin, height, width
         specs: list[LayerSpec] = []
-        oh, ow = h, w
+        oh, ow = height, width
         if self.expand is not None:
-            part, oh, ow = self.expand.layers(cin, e, oh, ow)
+            part, oh, ow = self.expand.layers(cin, hidden, oh, ow)
             specs += part
-        part, oh, ow = self.dw.layers(e, e, oh, ow)
+        part, oh, ow = self.dw.layers(hidden, hidden, oh, ow)
         specs += part
-        part, oh, ow = self.project.layers(e, out, oh, ow)
+        part, oh, ow = self.project.layers(hidden, out, oh, ow)
         specs += part
         if self.residual:
             op = "add" if out == self.cout else "partial_add"
@@ -198,38 +178,13 @@ class InvertedResidual(nn.Module):
     def producer(self, dim: str) -> ConvBN | None:
         return self.expand if self.expand_dim is not None and dim == self.expand_dim.name else None
 
-    def internal(self, dim: str) -> bool:
-        """The expansion space lives inside the block: no following block reads it."""
-        return self.producer(dim) is not None
-
-    def permute_internal(self, dim: str, order: torch.Tensor) -> None:
-        """Reorder the expansion space: expand filters, depthwise channels, projection inputs."""
-        permute_outputs(self.expand, order)
-        permute_outputs(self.dw, order)
-        permute_inputs(self.project.conv, order)
-
-    def permute_input(self, order: torch.Tensor) -> None:
-        """The stream feeds the expansion (without one: the depthwise conv and the projection). A
-        residual block adds it to its output channel for channel, so the branch outputs follow."""
-        if self.expand is not None:
-            permute_inputs(self.expand.conv, order)
-        else:
-            permute_outputs(self.dw, order)
-            permute_inputs(self.project.conv, order)
-        if self.residual:
-            permute_outputs(self.project, order)
-
-    def bypass_width(self, widths: Mapping[str, int]) -> int | None:
-        """A residual block passes the stream on; its branch adds to channels < `<name>.out` only."""
-        return self._width(widths, self.out_dim, self.cout) if self.residual else None
-
 
 class DepthwiseSeparable(nn.Module):
     """MobileNetV1 block: 3x3 depthwise -> 1x1 pointwise.
 
     Dimension `<name>.out`, the pointwise width: ordered dropout, or CBC (may reach 0) when input
     and output widths are equal and the stride is 1. The depthwise conv shares the input's channel
-    space, whose width `stream` (per sample) is passed along by the model.
+    space, whose width `pending_width` (per sample) is passed along by the model.
     """
 
     def __init__(self, name: str, cin: int, cout: int, stride: int, granularity: int):
@@ -243,49 +198,37 @@ class DepthwiseSeparable(nn.Module):
     def dims(self) -> list[Dimension]:
         return [self.dim]
 
-    def forward(self, x: torch.Tensor, widths: Widths, stream: Width | None):
-        """Output and its pending width (per sample): max(stream, w) under CBC, else w."""
-        y = self.pw(channel_mask(self.dw(x), stream))
-        w = widths.get(self.dim.name)
+    def forward(self, x: torch.Tensor, widths: Widths, pending_width: Width | None):
+        """Output and its pending width (per sample): max(pending_width, out) under CBC, else out."""
+        y = self.pw(channel_mask(self.dw(x), pending_width))
+        out = widths.get(self.dim.name)
         if not self.bypassable:
-            return y, w
-        return bypass(x, y, w), widest(stream, w)
+            return y, out
+        return bypass(x, y, out), widest(pending_width, out)
 
     def extract(self, widths: Mapping[str, int], cin: int) -> tuple[nn.Module | None, int]:
-        w = widths[self.dim.name]
-        if self.bypassable and w == 0:
+        out = widths[self.dim.name]
+        if self.bypassable and out == 0:
             return None, cin
-        body = nn.Sequential(self.dw.extract(cin, cin), self.pw.extract(cin, w))
+        body = nn.Sequential(self.dw.extract(cin, cin), self.pw.extract(cin, out))
         if not self.bypassable:
-            return body, w
-        return Bypass(body, w, cin), max(cin, w)
+            return body, out
+        return Bypass(body, out, cin), max(cin, out)
 
-    def layers(self, widths: Mapping[str, int], cin: int, h: int, w: int) -> tuple[list[LayerSpec], int, int, int]:
-        width = widths[self.dim.name]
-        if self.bypassable and width == 0:
-            return [], cin, h, w
-        specs, oh, ow = self.dw.layers(cin, cin, h, w)
-        part, oh, ow = self.pw.layers(cin, width, oh, ow)
+    def layers(self, widths: Mapping[str, int], cin: int, height: int,
+               width: int) -> tuple[list[LayerSpec], int, int, int]:
+        out = widths[self.dim.name]
+        if self.bypassable and out == 0:
+            return [], cin, height, width
+        specs, oh, ow = self.dw.layers(cin, cin, height, width)
+        part, oh, ow = self.pw.layers(cin, out, oh, ow)
         specs += part
-        if self.bypassable and width < cin:
-            specs.append(LayerSpec("bypass_cat", cin, width, oh, ow))
-        return specs, (max(cin, width) if self.bypassable else width), oh, ow
+        if self.bypassable and out < cin:
+            specs.append(LayerSpec("bypass_cat", cin, out, oh, ow))
+        return specs, (max(cin, out) if self.bypassable else out), oh, ow
 
     def producer(self, dim: str) -> ConvBN | None:
         return self.pw if dim == self.dim.name and not self.bypassable else None
-
-    def permute_input(self, order: torch.Tensor) -> None:
-        """Depthwise channels follow the stream; a bypassable block passes it on (output channel k
-        is input channel k beyond its CBC width), so its own output channels follow too."""
-        permute_outputs(self.dw, order)
-        permute_inputs(self.pw.conv, order)
-        if self.bypassable:
-            permute_outputs(self.pw, order)
-
-    def bypass_width(self, widths: Mapping[str, int]) -> int | None:
-        """Output channel k is the body's below the CBC width, the input's from it on; None when
-        the block is not bypassable (its pointwise conv ends the channel space)."""
-        return widths[self.dim.name] if self.bypassable else None
 
 
 class Classifier(nn.Module):
@@ -295,9 +238,9 @@ class Classifier(nn.Module):
         super().__init__()
         self.linear = nn.Linear(cin, num_classes)
 
-    def forward(self, x: torch.Tensor, stream: Width | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pending_width: Width | None = None) -> torch.Tensor:
         pooled = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
-        return self.linear(channel_mask(pooled, stream))  # pooling is channel-local: mask after
+        return self.linear(channel_mask(pooled, pending_width))  # pooling is channel-local: mask after
 
     def extract(self, cin: int) -> nn.Module:
         linear = nn.Linear(cin, self.linear.out_features)
@@ -305,12 +248,6 @@ class Classifier(nn.Module):
         linear.bias.data.copy_(self.linear.bias.data)
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), linear)
 
-    def permute_input(self, order: torch.Tensor) -> None:
-        permute_inputs(self.linear, order)
-
-    def bypass_width(self, widths: Mapping[str, int]) -> int | None:
-        return None  # the linear layer ends the channel space
-
-    def layers(self, cin: int, h: int, w: int) -> list[LayerSpec]:
-        return [LayerSpec("avgpool", cin, cin, h, w),
+    def layers(self, cin: int, height: int, width: int) -> list[LayerSpec]:
+        return [LayerSpec("avgpool", cin, cin, height, width),
                 LayerSpec("linear", cin, self.linear.out_features, 1, 1, bias=True)]

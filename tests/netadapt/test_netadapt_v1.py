@@ -7,7 +7,7 @@ import netadapt.netadapt_v1 as v1_module
 from netadapt.arch import ModelSpec
 from netadapt.data import Split
 from netadapt.models import build_supernet, extract
-from netadapt.models.blocks import filter_norms
+from netadapt.models.reorder import filter_norms
 from netadapt.netadapt_v1 import FineTuning, NetAdaptV1
 from netadapt.resources.analytic import MacsModel
 from tests.netadapt.models.test_models import trained_looking

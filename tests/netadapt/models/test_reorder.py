@@ -13,8 +13,9 @@ from torch import nn
 
 from netadapt.arch import Architecture, ModelSpec
 from netadapt.models import build_supernet, extract
-from netadapt.models.blocks import Classifier, ConvBlock, InvertedResidual, filter_norms
-from netadapt.models.network import SearchableNetwork, largest_first
+from netadapt.models.blocks import Classifier, ConvBlock, InvertedResidual
+from netadapt.models.network import SearchableNetwork
+from netadapt.models.reorder import filter_norms, largest_first
 from tests.netadapt.models.test_models import MODELS, random_arch
 
 
@@ -120,13 +121,13 @@ def test_reported_mobilenet_v1_cases_keep_every_prediction(dim, narrowed):
 
 def residual_chain() -> SearchableNetwork:
     """Searchable stem -> residual block without expansion -> residual block -> strided block
-    without expansion: a reorderable stream read by inverted residuals (no built-in model has one)."""
+    without expansion: a reorderable channel space read by inverted residuals (no built-in model has one)."""
     blocks = [ConvBlock("stem", 3, 16, 3, 1, 8), InvertedResidual("b0", 16, 16, 1, 1, 8),
               InvertedResidual("b1", 16, 16, 1, 6, 8), InvertedResidual("b2", 16, 24, 2, 1, 8)]
     return SearchableNetwork(ModelSpec("residual_chain", (3, 8, 8), 5), blocks, Classifier(24, 5))
 
 
-def test_a_stream_reordering_follows_residual_and_expansion_free_blocks():
+def test_a_stem_reordering_follows_residual_and_expansion_free_blocks():
     """A searchable stem read by residual inverted-residual blocks (one without expansion) and an
     expansion-free strided one: all of them follow the reordering (it used to raise)."""
     base = calibrated(residual_chain)
@@ -143,7 +144,7 @@ def test_a_stream_reordering_follows_residual_and_expansion_free_blocks():
         model.keep_largest_filters("stem", arch)
         with torch.no_grad():
             assert_same(model(x, arch.widths), ref, f"{arch.widths}: masked")
-            if arch.widths["stem"] == 16:  # a narrowed stream into a residual block has no slim form
+            if arch.widths["stem"] == 16:  # a narrowed input to a residual block has no slim form
                 assert_same(extract(model, arch)(x), ref, f"{arch.widths}: slim")
         assert torch.equal(filter_norms(model.blocks[0].op), expected), arch.widths
 
