@@ -11,7 +11,7 @@ import torch
 
 from netadapt import layout, stages
 from netadapt.config import load_config
-from netadapt.finetune import load_network
+from netadapt.checkpoints import load_network
 from netadapt_flows.cli import main
 from tests.conftest import REPO, write_idx
 
