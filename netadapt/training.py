@@ -1,4 +1,6 @@
-"""Small training utilities shared by super-network training, V1 fine-tuning and final training."""
+"""Training utilities shared by super-network training, V1 fine-tuning and final training: batches,
+optimizer and schedule, one generic epoch (`train_epoch`) that trains with a loss function given to
+it (`cross_entropy` is plain training; `supernet.OrderedDropoutLoss` the super-network's), scoring."""
 
 from __future__ import annotations
 
