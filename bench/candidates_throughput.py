@@ -49,7 +49,7 @@ def setup(work: Path, n: int, seed: int) -> tuple[list[str], dict]:
     from netadapt import layout, stages
     from netadapt.config import load_config
     from netadapt.models import build_supernet
-    from netadapt.supernet import save_supernet
+    from netadapt.checkpoints import save_supernet
 
     cfg = load_config(REPO / "params.yaml", [f"data.root={REPO / 'data' / 'fashion-mnist-t10k'}",
                                              "supernet.device=cpu"])

@@ -57,20 +57,19 @@ import torch
 
 from netadapt import stages
 from netadapt.arch import Architecture
+from netadapt.checkpoints import load_network, load_supernet
 from netadapt.config import Config, load_config
 from netadapt.data import load_split, prepare_data
 from netadapt.data.datasets import RawSplit
 from netadapt.data.prepared import write_split
 from netadapt.errors import NetAdaptError
 from netadapt.evaluation import evaluate_candidate
-from netadapt.finetune import load_network
 from netadapt.io import read_json, write_json
 from netadapt.models import build_supernet
 from netadapt.resources.lookup_table import LatencyModel
 from netadapt.resources.metric import latency_table, profile_settings
 from netadapt.resources.timing import network_latencies
 from netadapt.layout import Paths
-from netadapt.supernet import load_supernet
 from netadapt.training import accuracy
 
 REPO = Path(__file__).resolve().parents[1]

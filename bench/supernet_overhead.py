@@ -31,10 +31,10 @@ import torch
 from netadapt.config import load_config
 from netadapt.data import load_split, prepare_data
 from netadapt.models import build_supernet
-from netadapt.ordered_dropout import sample_widths
 from netadapt.layout import Paths
 from netadapt.stages import model_spec
-from netadapt.training import make_optimizer, train_epoch
+from netadapt.supernet import supernet_loss
+from netadapt.training import Loop, make_optimizer, train_epoch
 
 
 from supernet_quality import VARIANTS  # noqa: E402 - bench/ is the script's folder
@@ -52,10 +52,8 @@ def one_epoch(spec, train, cfg, seed: int) -> float:
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
     group_size = cfg.group_size if cfg.sampling != "none" else 1
     start = time.perf_counter()
-    train_epoch(model, train, optimizer, None, cfg.batch_size, generator, torch.device("cpu"),
-                lambda b: sample_widths(space, b, generator, cfg.sampling, cfg.group_size), group_size=group_size,
-                largest_pass=cfg.largest == "batch", distill=cfg.distill, subnet_weight=cfg.subnet_weight,
-                augment=cfg.augment)
+    train_epoch(model, train, optimizer, None, Loop(cfg.batch_size, group_size, augment=cfg.augment), generator,
+                torch.device("cpu"), supernet_loss(cfg, space, generator))
     return time.perf_counter() - start
 
 

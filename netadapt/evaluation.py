@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from netadapt.arch import Architecture
+from netadapt.checkpoints import load_supernet
 from netadapt.data import Split, load_split
 from netadapt.models import extract
 from netadapt.training import accuracy, batches
@@ -59,7 +60,6 @@ def evaluate_subnet(supernet: nn.Module, arch: Architecture, holdout: Split, *, 
 
 @functools.lru_cache(maxsize=4)
 def _supernet(path: str, mtime: float) -> nn.Module:
-    from netadapt.supernet import load_supernet
     return load_supernet(Path(path))[0]
 
 

@@ -1,19 +1,27 @@
-"""The discovered network: extracted physically, trained further, saved as state dict + architecture."""
+"""The discovered network: extracted physically, trained further (`train_network`), exported to ONNX.
+
+Its checkpoint (state dict + architecture) is `checkpoints.save_network` / `load_network`.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from netadapt.arch import Architecture
-from netadapt.errors import NetAdaptError
-from netadapt.io import atomic_path, load_checkpoint, save_tensors
-from netadapt.models import build_supernet, extract
+from netadapt.config import FinetuneConfig
+from netadapt.data import Split
+from netadapt.distributed import SINGLE, World, barrier, wrap
+from netadapt.io import atomic_path
+from netadapt.models import extract
 from netadapt.resources.backends import onnx_bytes
-from netadapt.supernet import rebuild
+from netadapt.resume import Progress
+from netadapt.training import Loop, accuracy, cosine_schedule, cross_entropy, epoch_steps, make_optimizer, train_epoch
 
 log = logging.getLogger("netadapt")
 
@@ -30,18 +38,40 @@ def initial_network(supernet: nn.Module, arch: Architecture, init: str) -> nn.Mo
     return model
 
 
-def save_network(path: Path, model: nn.Module, arch: Architecture, config_digest: str) -> None:
-    save_tensors(path, {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                        "arch": arch.to_json(), "config_digest": config_digest})
+@dataclass(frozen=True)
+class NetworkEpoch:
+    epoch: int
+    loss: float
+    holdout_acc: float
+    seconds: float
 
 
-def load_network(path: Path) -> tuple[nn.Module, Architecture]:
-    """Rebuild a saved slim network (weights_only load): structure from the architecture, then weights."""
-    if not Path(path).is_file():
-        raise NetAdaptError(f"{path}: final model not found; run `netadapt finetune` first")
-    blob = load_checkpoint(path, ("state_dict", "arch", "config_digest"), "final model")
-    model = rebuild(path, blob, lambda arch: extract(build_supernet(arch.model), arch), "final model")
-    return model, Architecture.from_json(blob["arch"])
+def train_network(model: nn.Module, train: Split, holdout: Split, cfg: FinetuneConfig, seed: int,
+                  device: torch.device, progress: Progress | None = None,
+                  world: World = SINGLE) -> list[NetworkEpoch]:
+    """Train the slim network `model` in place for `cfg.epochs` (plain cross-entropy, one cosine
+    schedule); per epoch, its loss and holdout accuracy. With `progress`, every finished epoch is
+    saved and an interrupted run continues after its last one. Across `world` ranks
+    (`distributed`), each trains its part of every batch and rank 0 alone scores holdout and saves
+    progress (the other ranks' accuracies are 0)."""
+    model.to(device)
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
+    scheduler = cosine_schedule(optimizer, cfg.epochs * epoch_steps(len(train), cfg.batch_size, world.size > 1))
+    curve = [NetworkEpoch(**row) for row in (progress.restore(model, optimizer, scheduler) if progress else [])]
+    trained = wrap(model, world, device)
+    for epoch in range(len(curve), cfg.epochs):
+        start = time.perf_counter()
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        loop = Loop(cfg.batch_size, amp=cfg.amp, augment=cfg.augment, desc=f"finetune epoch {epoch + 1}/{cfg.epochs}")
+        loss = train_epoch(trained, train, optimizer, scheduler, loop, generator, device,
+                           cross_entropy(cfg.label_smoothing), world)
+        holdout_acc = accuracy(model, holdout, cfg.batch_size, device)[1] if world.writer else 0.0
+        curve.append(NetworkEpoch(epoch + 1, loss, holdout_acc, time.perf_counter() - start))
+        log.info("finetune epoch %d/%d  loss %.4f  holdout acc %.4f", epoch + 1, cfg.epochs, loss, holdout_acc)
+        if progress and world.writer:
+            progress.save(model, optimizer, scheduler, [asdict(e) for e in curve])
+        barrier(world)
+    return curve
 
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path) -> None:

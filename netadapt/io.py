@@ -189,21 +189,3 @@ def load_tensors(path: str | Path) -> Any:
     """torch.load with weights_only=True, after `check_archive`."""
     check_archive(path)
     return torch.load(Path(path), map_location="cpu", weights_only=True)
-
-
-def load_checkpoint(path: str | Path, keys: tuple[str, ...], what: str) -> dict[str, Any]:
-    """A checkpoint (loaded with weights_only=True) that holds `keys`; a missing, truncated, garbled
-    or foreign file is a `NetAdaptError` naming the file, never a raw torch error."""
-    path = Path(path)
-    if not path.is_file():
-        raise NetAdaptError(f"{path}: {what} not found")
-    try:
-        blob = load_tensors(path)
-    except DamagedArtifact as exc:
-        raise NetAdaptError(f"{exc} (a {what})") from None
-    except Exception as exc:  # noqa: BLE001 - whatever torch or pickle says, one line naming the file
-        raise NetAdaptError(f"{path}: not a readable {what} ({describe(exc)})") from None
-    missing = [k for k in keys if not isinstance(blob, dict) or k not in blob]
-    if missing:
-        raise NetAdaptError(f"{path}: not a {what} (missing {', '.join(missing)})")
-    return blob

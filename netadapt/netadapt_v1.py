@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from netadapt.arch import Architecture
+from netadapt.checkpoints import load_supernet
 from netadapt.data import Split
 from netadapt.errors import NetAdaptError, describe
 from netadapt.history import COLUMNS, SavedSearch, plain_rows
@@ -33,8 +34,7 @@ from netadapt.models import extract
 from netadapt.resources import ResourceModel
 from netadapt.resume import Progress
 from netadapt.schedule import MeasuredCheck
-from netadapt.supernet import load_supernet
-from netadapt.training import accuracy, cosine_schedule, epoch_steps, make_optimizer, train_epoch
+from netadapt.training import Loop, accuracy, cosine_schedule, cross_entropy, epoch_steps, make_optimizer, train_epoch
 
 log = logging.getLogger("netadapt")
 
@@ -108,13 +108,14 @@ class NetAdaptV1:
         optimizer = make_optimizer("sgd", network.parameters(), t.lr, 0.9, 0.0)
         widths = arch.widths
         if steps:
-            train_epoch(network, self.train, optimizer, None, t.batch_size, generator, t.device,
-                        lambda b: widths, max_steps=steps, desc="short-term fine-tune")
+            train_epoch(network, self.train, optimizer, None, Loop(t.batch_size, max_steps=steps,
+                        desc="short-term fine-tune"), generator, t.device, cross_entropy(widths=widths))
         steps_per_epoch = epoch_steps(len(self.train), t.batch_size)
         scheduler = cosine_schedule(optimizer, epochs * steps_per_epoch) if epochs else None  # one cosine
         for epoch in range(epochs):
-            train_epoch(network, self.train, optimizer, scheduler, t.batch_size, generator, t.device,
-                        lambda b: widths, desc=f"long-term fine-tune {epoch + 1}/{epochs}")
+            train_epoch(network, self.train, optimizer, scheduler, Loop(t.batch_size,
+                        desc=f"long-term fine-tune {epoch + 1}/{epochs}"), generator, t.device,
+                        cross_entropy(widths=widths))
         network.eval()
 
     def kept_state(self, arch: Architecture) -> dict:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -20,9 +21,10 @@ from tqdm import tqdm
 from netadapt.arch import ModelSpec
 from netadapt.config import Config, to_dict
 from netadapt.data import load_info, load_split, prepare_data
-from netadapt.distributed import barrier, current_world, launch, wrap
+from netadapt.distributed import current_world, launch
+from netadapt.checkpoints import load_network, load_supernet, save_network, save_supernet
 from netadapt.evaluation import evaluate_candidate
-from netadapt.finetune import export_onnx, initial_network, load_network, save_network
+from netadapt.finetune import export_onnx, initial_network, train_network
 from netadapt.history import (SavedSearch, SearchRecorder, history_meta, load_history, read_history_csv,
                               searched_architecture, write_csv)
 from netadapt.io import atomic_dir, atomic_path, code_version, content_digest, write_json
@@ -40,8 +42,8 @@ from netadapt.resume import Progress
 from netadapt.schedule import OverBudget, Schedule, final_budget_check
 from netadapt.search import (ProposeIteration, Searcher, SearchSettings, SearchStopped, mcd_candidates, score_archs,
                              search_measured)
-from netadapt.supernet import history_rows, load_supernet, save_supernet, train_supernet
-from netadapt.training import accuracy, cosine_schedule, epoch_steps, make_optimizer, resolve_device, train_epoch
+from netadapt.supernet import history_rows, train_supernet
+from netadapt.training import accuracy, resolve_device
 
 log = logging.getLogger("netadapt")
 
@@ -275,37 +277,19 @@ def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     train, holdout = load_split(paths.prepared, "train"), load_split(paths.prepared, "holdout")
     device = resolve_device(f.device, world)
     torch.manual_seed(cfg.seed)
-    model = initial_network(supernet_model, arch, f.init).to(device)
-    optimizer = make_optimizer(f.optimizer, model.parameters(), f.lr, f.momentum, f.weight_decay)
-    scheduler = cosine_schedule(optimizer, f.epochs * epoch_steps(len(train), f.batch_size, world.size > 1))
+    model = initial_network(supernet_model, arch, f.init)
     inputs = [paths.prepared / "train.pt", paths.prepared / "holdout.pt", arch_path,
               v1_network if v1_network.is_file() else paths.supernet]
     progress = stage_progress("finetune", cfg, paths, inputs)
-    curve = progress.restore(model, optimizer, scheduler)
-    scored = world.writer  # rank 0 alone scores holdout and saves (the other ranks' accuracies are 0)
-    holdout_acc = curve[-1]["holdout_acc"] if curve else (accuracy(model, holdout, f.batch_size, device)[1]
-                                                          if scored else 0.0)
-    trained = wrap(model, world, device)
-    for epoch in range(len(curve), f.epochs):
-        t0 = time.perf_counter()
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        loss = train_epoch(trained, train, optimizer, scheduler, f.batch_size, generator, device,
-                           label_smoothing=f.label_smoothing, desc=f"finetune epoch {epoch + 1}/{f.epochs}",
-                           world=world, amp=f.amp, augment=f.augment)
-        holdout_acc = accuracy(model, holdout, f.batch_size, device)[1] if scored else 0.0
-        curve.append({"epoch": epoch + 1, "loss": loss, "holdout_acc": holdout_acc,
-                      "seconds": time.perf_counter() - t0})
-        log.info("finetune epoch %d/%d  loss %.4f  holdout acc %.4f", epoch + 1, f.epochs, loss, holdout_acc)
-        if scored:
-            progress.save(model, optimizer, scheduler, curve)
-        barrier(world)
+    curve = train_network(model, train, holdout, f, cfg.seed, device, progress, world)
     if not world.writer:
         return {}
+    holdout_acc = curve[-1].holdout_acc if curve else accuracy(model, holdout, f.batch_size, device)[1]  # 0 epochs
     model.cpu().eval()
     with atomic_dir(paths.final.parent) as staging:  # model.pt and model.onnx publish together
         save_network(staging / paths.final.name, model, arch, cfg.section_digest("seed", "finetune"))
         export_onnx(model, arch.model.input_shape, staging / paths.final.with_suffix(".onnx").name)
-    write_csv(paths.plots / "finetune.csv", curve)
+    write_csv(paths.plots / "finetune.csv", [asdict(e) for e in curve])
     progress.clear()
     weights = "scratch" if f.init == "scratch" else ("netadapt-v1" if v1_network.is_file() else "supernet")
     metrics = {"epochs": f.epochs, "seconds": round(time.perf_counter() - start, 3), "holdout_acc": holdout_acc,

@@ -1,17 +1,19 @@
-"""Super-network training with ordered dropout, and its checkpoint.
+"""Super-network training with ordered dropout (NetAdaptV2).
 
-Every batch draws per-sample widths (`ordered_dropout.sample_widths`), so one forward-backward pass
-trains many sub-networks; the full network is always sample 0. `sampling: none` is plain training
-of the full network (the baseline OD is compared with).
+Every batch draws widths per group of samples (`ordered_dropout.sample_widths`), so one
+forward-backward pass trains many sub-networks, each group normalized by its own batch-norm
+statistics; the full network is always group 0 (and, with `sampling: sandwich`, the smallest is
+group 1). `OrderedDropoutLoss` is that loss on one batch; `sampling: none` is plain training of
+the full network (the baseline OD is compared with).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -20,13 +22,12 @@ from netadapt.arch import Architecture
 from netadapt.config import MIN_GROUPS, SupernetConfig
 from netadapt.data import Split
 from netadapt.distributed import SINGLE, World, barrier, check_split, wrap
-from netadapt.errors import ConfigError, NetAdaptError, describe
+from netadapt.errors import ConfigError
 from netadapt.evaluation import evaluate_subnet
-from netadapt.io import load_checkpoint, save_tensors
-from netadapt.models import build_supernet
-from netadapt.ordered_dropout import sample_widths
+from netadapt.ordered_dropout import Widths, sample_widths, set_bn_groups
 from netadapt.resume import Progress
-from netadapt.training import accuracy, cosine_schedule, epoch_steps, make_optimizer, train_epoch
+from netadapt.training import (Batch, LossFn, Loop, accuracy, cosine_schedule, cross_entropy, epoch_steps,
+                               make_optimizer, train_epoch)
 
 log = logging.getLogger("netadapt")
 
@@ -39,6 +40,72 @@ class EpochMetrics:
     holdout_acc_smallest: float
     lr: float
     seconds: float
+
+
+@contextmanager
+def group_statistics(model: nn.Module, groups: int) -> Iterator[None]:
+    """Batch norm normalizes each of `groups` sample groups by its own statistics inside the block
+    (`ordered_dropout.GroupStatsBatchNorm2d`), and the whole batch by shared ones again after it."""
+    set_bn_groups(model, groups)
+    try:
+        yield
+    finally:
+        set_bn_groups(model, 1)
+
+
+@dataclass(frozen=True)
+class OrderedDropoutLoss:
+    """The super-network's loss on one batch (NetAdaptV2's ordered dropout).
+
+    1. Each group of `group_size` samples gets its own widths (`sample`: per-sample widths for a
+       global batch of that many samples); the full network is among them (group 0).
+    2. `largest_pass`: the full network first also trains on the whole batch in a pass of its own
+       (shared batch-norm statistics, as plain training), and its probabilities are the teacher.
+    3. One masked forward pass trains every sampled sub-network, each group with its own batch-norm
+       statistics: cross-entropy with the labels (smoothed by `label_smoothing`), and with a teacher
+       and `distill` > 0, in-place distillation: (1 - distill) x that + distill x cross-entropy with
+       the teacher's probabilities; weighted by `subnet_weight` against the full pass (the sandwich's
+       balance). Returns that sampled pass's loss (unweighted).
+    """
+    sample: Callable[[int], Widths]
+    group_size: int = 1
+    label_smoothing: float = 0.0
+    largest_pass: bool = False
+    distill: float = 0.0
+    subnet_weight: float = 1.0
+
+    def __call__(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        widths = {k: batch.local(v) if isinstance(v, torch.Tensor) else v for k, v in self.sample(batch.size).items()}
+        criterion = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
+        teacher = self.full_network_pass(model, batch, criterion) if self.largest_pass else None
+        groups = len(batch.labels) // self.group_size if self.group_size > 1 else 1
+        with group_statistics(model, groups), batch.autocast():
+            logits = model(batch.inputs, widths)
+            loss = criterion(logits, batch.labels)
+            if teacher is not None and self.distill > 0:
+                soft = -(teacher * logits.float().log_softmax(-1)).sum(-1).mean()
+                loss = (1 - self.distill) * loss + self.distill * soft
+        batch.backward(loss * self.subnet_weight if teacher is not None else loss)
+        return loss
+
+    @staticmethod
+    def full_network_pass(model: nn.Module, batch: Batch, criterion: nn.Module) -> torch.Tensor:
+        """The full network's forward-backward on the whole batch (batch norm updates its running
+        statistics); returns its probabilities, the teacher of in-place distillation."""
+        with batch.autocast():
+            full = model(batch.inputs)
+            batch.backward(criterion(full, batch.labels))
+        return full.detach().float().softmax(-1)
+
+
+def supernet_loss(cfg: SupernetConfig, space: Architecture, generator: torch.Generator) -> LossFn:
+    """The loss `cfg` trains the super-network of `space` with, its widths drawn from `generator`:
+    ordered dropout's, or plain cross-entropy of the full network for `sampling: none`."""
+    if cfg.sampling == "none":
+        return cross_entropy(cfg.label_smoothing)
+    return OrderedDropoutLoss(lambda b: sample_widths(space, b, generator, cfg.sampling, cfg.group_size),
+                              cfg.group_size, cfg.label_smoothing, cfg.largest == "batch", cfg.distill,
+                              cfg.subnet_weight)
 
 
 MONITOR_BN_BATCHES = 4  # train batches to re-estimate the smallest sub-network's BN statistics
@@ -85,12 +152,10 @@ def train_supernet(model: nn.Module, train: Split, holdout: Split, cfg: Supernet
         start = time.perf_counter()
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         lr = optimizer.param_groups[0]["lr"]
-        loss = train_epoch(trained, train, optimizer, scheduler, batch_size, generator, device,
-                           lambda b: sample_widths(space, b, generator, cfg.sampling, cfg.group_size),
-                           cfg.label_smoothing, desc=f"supernet epoch {epoch + 1}/{cfg.epochs}",
-                           group_size=group_size, world=world, amp=cfg.amp,
-                           largest_pass=cfg.largest == "batch", distill=cfg.distill, augment=cfg.augment,
-                           subnet_weight=cfg.subnet_weight)
+        loop = Loop(batch_size, group_size, amp=cfg.amp, augment=cfg.augment,
+                    desc=f"supernet epoch {epoch + 1}/{cfg.epochs}")
+        loss = train_epoch(trained, train, optimizer, scheduler, loop, generator, device,
+                           supernet_loss(cfg, space, generator), world)
         largest_acc = smallest_acc = 0.0
         if world.writer:
             largest_acc = accuracy(model, holdout, eval_batch_size, device)[1]
@@ -105,36 +170,6 @@ def train_supernet(model: nn.Module, train: Split, holdout: Split, cfg: Supernet
             progress.save(model, optimizer, scheduler, history_rows(history))
         barrier(world)
     return history
-
-
-def save_supernet(path: Path, model: nn.Module, config_digest: str) -> None:
-    """Atomic checkpoint: state dict + architecture JSON + the digest of the config that made it."""
-    save_tensors(path, {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                        "arch": model.space().to_json(), "config_digest": config_digest})
-
-
-def load_supernet(path: Path) -> tuple[nn.Module, str]:
-    """Rebuild a super-network from its checkpoint (loaded with weights_only=True); returns it in eval
-    mode with the config digest it was trained under."""
-    if not Path(path).is_file():
-        raise NetAdaptError(f"{path}: super-network checkpoint not found; run `netadapt supernet` first")
-    blob = load_checkpoint(path, ("state_dict", "arch", "config_digest"), "super-network checkpoint")
-    return rebuild(path, blob, lambda arch: build_supernet(arch.model), "super-network checkpoint"), \
-        blob["config_digest"]
-
-
-def rebuild(path: Path, blob: dict, build: Callable[[Architecture], nn.Module], what: str) -> nn.Module:
-    """The network a checkpoint describes, its weights loaded; errors name the file."""
-    try:
-        arch = Architecture.from_json(blob["arch"])
-    except NetAdaptError as exc:
-        raise NetAdaptError(f"{path}: not a {what} ({exc})") from None
-    model = build(arch)
-    try:
-        model.load_state_dict(blob["state_dict"])
-    except (RuntimeError, TypeError, AttributeError) as exc:
-        raise NetAdaptError(f"{path}: weights do not fit the network it describes ({describe(exc)})") from None
-    return model.eval()
 
 
 def history_rows(history: list[EpochMetrics]) -> list[dict]:

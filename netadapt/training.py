@@ -1,4 +1,6 @@
-"""Small training utilities shared by super-network training, V1 fine-tuning and final training."""
+"""Training utilities shared by super-network training, V1 fine-tuning and final training: batches,
+optimizer and schedule, one generic epoch (`train_epoch`) that trains with a loss function given to
+it (`cross_entropy` is plain training; `supernet.OrderedDropoutLoss` the super-network's), scoring."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import logging
 import math
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Callable, Iterator, Literal
 
 import torch
@@ -17,7 +20,7 @@ from netadapt.data import Split
 from netadapt.data.split import class_mixed_order
 from netadapt.distributed import SINGLE, World, local_positions, mean_over_ranks
 from netadapt.errors import ConfigError
-from netadapt.ordered_dropout import Widths, set_bn_groups
+from netadapt.ordered_dropout import Widths
 
 log = logging.getLogger("netadapt")
 
@@ -88,73 +91,99 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
 
 
-def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer,
-                scheduler: torch.optim.lr_scheduler.LRScheduler | None, batch_size: int,
-                generator: torch.Generator, device: torch.device,
-                sample_widths: Callable[[int], Widths | None] = lambda b: None,
-                label_smoothing: float = 0.0, desc: str = "train", max_steps: int = 0,
-                group_size: int = 1, world: World = SINGLE, amp: bool = False, largest_pass: bool = False,
-                distill: float = 0.0, augment: bool = False, subnet_weight: float = 1.0) -> float:
-    """One pass over `split` (or `max_steps` batches); each batch gets widths from `sample_widths`.
+@dataclass(frozen=True)
+class Loop:
+    """How an epoch walks the training split. `group_size` > 1: batches of whole groups of that many
+    samples (a loss may give each group statistics of its own), so `batch_size` must be a multiple
+    of it and at most the split's size, and a partial last batch is dropped (as across ranks).
+    `max_steps` > 0: at most that many batches. `amp`: autocast (float16 with loss scaling on CUDA,
+    bfloat16 on CPU). `augment`: random flip and crop (`augment.crop_flip`), drawn from the epoch's
+    generator."""
+    batch_size: int
+    group_size: int = 1
+    max_steps: int = 0
+    amp: bool = False
+    augment: bool = False
+    desc: str = "train"
 
-    With per-sample widths, one forward-backward pass trains every sampled sub-network at once;
-    with `group_size` > 1, batch norm uses per-group statistics: `batch_size` must then be a
-    multiple of `group_size` and at most the split's size, and partial batches are dropped.
-    Across `world` ranks (`model` wrapped by `distributed.wrap`), every rank draws the same global
-    batch and widths and trains its whole groups of them. `amp`: autocast (float16 with loss scaling
-    on CUDA, bfloat16 on CPU). `largest_pass`: the full network also trains on the whole batch in a
-    pass of its own (as plain training would), and with `distill` > 0 its predictions teach the
-    sampled sub-networks (in-place distillation: their loss is (1 - distill) x cross-entropy with the
-    labels + distill x cross-entropy with the full network's probabilities), the sampled pass's loss
-    weighted by `subnet_weight` against the full pass's (the sandwich's balance). `augment`: random flip
-    and crop (`augment.crop_flip`), drawn from `generator`. Returns the mean
-    training loss (of the sampled sub-networks' pass).
-    """
-    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
-    half = torch.float16 if device.type == "cuda" else torch.bfloat16
+
+@dataclass(frozen=True)
+class Batch:
+    """One training batch as a loss function sees it: this process's `inputs` and `labels` of a
+    global batch of `size` samples (every rank draws the same one and keeps its `part`, positions
+    from `distributed.local_positions`; None in a single process), and the precision to train in."""
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    size: int
+    part: torch.Tensor | None
+    amp: bool
+    scaler: torch.amp.GradScaler
+
+    def local(self, per_sample: torch.Tensor) -> torch.Tensor:
+        """This process's entries of a tensor drawn per sample of the global batch, on the inputs' device."""
+        return (per_sample if self.part is None else per_sample[self.part]).to(self.inputs.device)
+
+    def autocast(self) -> torch.autocast:
+        """Where the forward passes run: autocast under `amp`, else plain float32."""
+        device = self.inputs.device.type
+        return torch.autocast(device, dtype=torch.float16 if device == "cuda" else torch.bfloat16, enabled=self.amp)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Add `loss`'s gradients (loss-scaled under CUDA `amp`)."""
+        self.scaler.scale(loss).backward()
+
+
+# A loss function trains `model` on one batch: it runs the forward passes the batch needs (under
+# `batch.autocast()`), passes each loss to train to `batch.backward`, and returns the loss to report.
+LossFn = Callable[[nn.Module, Batch], torch.Tensor]
+
+
+def cross_entropy(label_smoothing: float = 0.0, widths: Widths | None = None) -> LossFn:
+    """Plain training: cross-entropy with the labels (smoothed by `label_smoothing`) of the network,
+    or, with `widths`, of that sub-network of a masked super-network."""
+    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+    def loss_fn(model: nn.Module, batch: Batch) -> torch.Tensor:
+        with batch.autocast():
+            logits = model(batch.inputs, widths) if widths is not None else model(batch.inputs)
+            loss = criterion(logits, batch.labels)
+        batch.backward(loss)
+        return loss
+
+    return loss_fn
+
+
+def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LRScheduler | None, loop: Loop, generator: torch.Generator,
+                device: torch.device, loss_fn: LossFn, world: World = SINGLE) -> float:
+    """One pass over `split` (or `loop.max_steps` batches), shuffled by `generator`: each batch one
+    optimizer (and `scheduler`) step on the gradients `loss_fn` adds. Across `world` ranks (`model`
+    wrapped by `distributed.wrap`), every rank draws the same global batch and trains its whole
+    groups of it. Returns the mean of the reported loss over the samples (of every rank)."""
+    scaler = torch.amp.GradScaler(device.type, enabled=loop.amp and device.type == "cuda")
+    batch_size, group_size = loop.batch_size, loop.group_size
     drop_last = group_size > 1 or world.size > 1
     part = local_positions(batch_size, group_size, world) if world.size > 1 else None
     if drop_last and (batch_size % group_size or batch_size > len(split)):
         raise ValueError(f"grouped training needs a batch of whole groups within the split: batch "
                          f"{batch_size}, group {group_size}, split {len(split)} (see supernet.batch_size)")
     model.train()
-    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     total, count = 0.0, 0
-    steps = epoch_steps(len(split), batch_size, drop_last) if max_steps <= 0 else max_steps
-    bar = tqdm(batches(split, batch_size, generator, device, max_steps, drop_last, part), total=steps, desc=desc,
-               unit="batch", leave=False, disable=None if world.writer else True)
+    steps = epoch_steps(len(split), batch_size, drop_last) if loop.max_steps <= 0 else loop.max_steps
+    bar = tqdm(batches(split, batch_size, generator, device, loop.max_steps, drop_last, part), total=steps,
+               desc=loop.desc, unit="batch", leave=False, disable=None if world.writer else True)
     for inputs, labels in bar:
-        if augment:
-            inputs = crop_flip(inputs, generator, len(labels) if part is None else batch_size, part)
-        widths = sample_widths(len(labels) if part is None else batch_size)
-        if widths is not None:
-            widths = {k: (v if part is None else v[part]).to(device) if isinstance(v, torch.Tensor) else v
-                      for k, v in widths.items()}
-            set_bn_groups(model, len(labels) // group_size if group_size > 1 else 1)
+        size = len(labels) if part is None else batch_size
+        if loop.augment:
+            inputs = crop_flip(inputs, generator, size, part)
         optimizer.zero_grad(set_to_none=True)
-        teacher = None
-        if largest_pass and widths is not None:  # its own forward-backward first (BN updates its buffers)
-            groups = len(labels) // group_size if group_size > 1 else 1
-            set_bn_groups(model, 1)
-            with torch.autocast(device.type, dtype=half, enabled=amp):
-                full = model(inputs)  # the full network, the whole batch
-                scaler.scale(criterion(full, labels)).backward()
-            teacher = full.detach().float().softmax(-1)
-            set_bn_groups(model, groups)
-        with torch.autocast(device.type, dtype=half, enabled=amp):
-            logits = model(inputs, widths) if widths is not None else model(inputs)
-            loss = criterion(logits, labels)
-            if teacher is not None and distill > 0:
-                soft = -(teacher * logits.float().log_softmax(-1)).sum(-1).mean()
-                loss = (1 - distill) * loss + distill * soft
-        scaler.scale(loss * subnet_weight if teacher is not None else loss).backward()
+        loss = loss_fn(model, Batch(inputs, labels, size, part, loop.amp, scaler))
         scaler.step(optimizer)
         scaler.update()
         if scheduler is not None:
             scheduler.step()
         total, count = total + loss.item() * len(labels), count + len(labels)
         bar.set_postfix(loss=f"{total / count:.3f}", refresh=False)
-    set_bn_groups(model, 1)
     return mean_over_ranks(total, count, world)
 
 

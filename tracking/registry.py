@@ -53,7 +53,7 @@ def log_model(run: StageRun) -> None:
     import torch
     from mlflow.models import infer_signature
 
-    from netadapt.finetune import load_network
+    from netadapt.checkpoints import load_network
 
     cfg, paths = run.cfg, run.paths
     model, arch = load_network(paths.final)

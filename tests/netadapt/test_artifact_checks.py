@@ -8,12 +8,11 @@ import pytest
 import torch
 
 from netadapt.arch import ModelSpec
+from netadapt.checkpoints import load_network, load_supernet, save_network, save_supernet
 from netadapt.errors import NetAdaptError
-from netadapt.finetune import load_network, save_network
 from netadapt.models import build_supernet, extract
 from netadapt.resources.lookup_table import LatencyTable, TableError
 from netadapt.resources.enumeration import enumerate_layers
-from netadapt.supernet import load_supernet, save_supernet
 from tests.netadapt.resources.test_lookup_table import synthetic_table
 
 SPEC = ModelSpec("plain_cnn", (1, 8, 8), 3)

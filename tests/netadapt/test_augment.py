@@ -47,7 +47,7 @@ def test_training_with_augment_feeds_augmented_images_deterministically():
     from torch import nn
 
     from netadapt.data import Split
-    from netadapt.training import train_epoch
+    from netadapt.training import Loop, cross_entropy, train_epoch
 
     data = Split(torch.randint(0, 255, (16, 1, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8),
                  torch.arange(16) % 2)
@@ -57,8 +57,8 @@ def test_training_with_augment_feeds_augmented_images_deterministically():
         model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
         got = []
         model.register_forward_pre_hook(lambda m, args: got.append(args[0].clone()))
-        train_epoch(model, data, torch.optim.SGD(model.parameters(), lr=0.1), None, 16,
-                    torch.Generator().manual_seed(7), torch.device("cpu"), augment=augment)
+        train_epoch(model, data, torch.optim.SGD(model.parameters(), lr=0.1), None, Loop(16, augment=augment),
+                    torch.Generator().manual_seed(7), torch.device("cpu"), cross_entropy())
         return got[0]
 
     plain, augmented = seen(False), seen(True)

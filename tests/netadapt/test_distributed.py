@@ -103,7 +103,7 @@ def test_netadapt_supernet_and_finetune_on_two_processes(prepared, capsys):
     """`supernet.nproc: 2` trains under torchrun (gloo) and rank 0 alone writes: one checkpoint,
     one report, the launcher's metrics are rank 0's; the network equals one process's (as above).
     `finetune.nproc: 2` trains the discovered network on two processes too."""
-    from netadapt.supernet import load_supernet
+    from netadapt.checkpoints import load_supernet
     from netadapt_flows.cli import main
 
     args, root = prepared

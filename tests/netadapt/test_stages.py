@@ -13,8 +13,7 @@ from netadapt import layout, stages
 from netadapt.arch import Architecture
 from netadapt.resources import metric
 from netadapt.config import load_config
-from netadapt.finetune import load_network
-from netadapt.supernet import load_supernet
+from netadapt.checkpoints import load_network, load_supernet
 from netadapt_flows.cli import main
 from tests.conftest import REPO, write_idx
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from netadapt.arch import ModelSpec
@@ -11,7 +12,8 @@ from netadapt.data import Split
 from netadapt.evaluation import evaluate_subnet
 from netadapt.models import build_supernet
 from netadapt import supernet as supernet_module
-from netadapt.supernet import load_supernet, save_supernet, train_supernet
+from netadapt.checkpoints import load_supernet, save_supernet
+from netadapt.supernet import train_supernet
 from netadapt.training import accuracy, cosine_schedule
 from netadapt_flows.cli import main
 from tests.conftest import write_folders, write_idx
@@ -151,7 +153,8 @@ def one_step(largest_pass: bool, distill: float, labels_seed: int = 0, subnet_we
     """One SGD step (lr 1, no momentum) of a super-network on 32 quadrant images, groups of 8, every
     group sampled at the smallest widths but group 0 (the full network)."""
     from netadapt.ordered_dropout import set_bn_groups
-    from netadapt.training import train_epoch
+    from netadapt.supernet import OrderedDropoutLoss
+    from netadapt.training import Loop, train_epoch
 
     torch.manual_seed(0)
     model = build_supernet(SPEC)
@@ -165,8 +168,9 @@ def one_step(largest_pass: bool, distill: float, labels_seed: int = 0, subnet_we
 
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    train_epoch(model, data, optimizer, None, 32, torch.Generator().manual_seed(0), torch.device("cpu"), widths,
-                group_size=8, max_steps=1, largest_pass=largest_pass, distill=distill, subnet_weight=subnet_weight)
+    train_epoch(model, data, optimizer, None, Loop(32, group_size=8, max_steps=1), torch.Generator().manual_seed(0),
+                torch.device("cpu"), OrderedDropoutLoss(widths, 8, largest_pass=largest_pass, distill=distill,
+                                                        subnet_weight=subnet_weight))
     return model, before, data, widths, set_bn_groups
 
 
@@ -214,3 +218,57 @@ def test_distillation_needs_the_largest_pass():
     with pytest.raises(ConfigError, match="supernet.subnet_weight"):
         parse_config({"supernet": {"subnet_weight": 0.0, "largest": "batch"}})
     assert parse_config({"supernet": {"subnet_weight": 0.5, "largest": "batch"}}).supernet.subnet_weight == 0.5
+
+
+@pytest.mark.parametrize("sampling, largest, distill, weight, amp", [
+    ("sandwich", "batch", 0.5, 0.25, False), ("sandwich", "batch", 0.5, 1.0, True),
+    ("random", "group", 0.0, 1.0, False), ("none", "batch", 0.0, 1.0, True)])
+def test_a_step_is_exactly_the_ordered_dropout_recipe(sampling, largest, distill, weight, amp):
+    """Bit for bit (same process, same ops): one generator shuffles the batch, then draws the flips
+    and crops, then the widths; the full network's pass (shared BN statistics, its backward inside
+    autocast), then the sampled pass (per-group statistics, in-place distillation, backward outside
+    autocast); then one SGD step. A change of draw order, reduction or precision fails here."""
+    import torch.nn.functional as F
+
+    from netadapt.augment import crop_flip
+    from netadapt.ordered_dropout import sample_widths, set_bn_groups
+    from netadapt.supernet import supernet_loss
+    from netadapt.training import Loop, to_input, train_epoch
+
+    cfg = SupernetConfig(batch_size=32, group_size=8, sampling=sampling, largest=largest, distill=distill,
+                         subnet_weight=weight, label_smoothing=0.1, amp=amp, augment=True)
+    data = quadrant_task(48, 3)
+    torch.manual_seed(0)
+    model = build_supernet(SPEC)
+    reference = build_supernet(SPEC)
+    reference.load_state_dict(model.state_dict())
+    space = model.space()
+    loop = Loop(32, 8 if sampling != "none" else 1, max_steps=1, amp=amp, augment=True)
+    generator = torch.Generator().manual_seed(11)
+    loss = train_epoch(model, data, torch.optim.SGD(model.parameters(), lr=0.5), None, loop, generator,
+                       torch.device("cpu"), supernet_loss(cfg, space, generator))
+
+    g = torch.Generator().manual_seed(11)
+    order = torch.randperm(48, generator=g)[:32]
+    inputs, labels = crop_flip(to_input(data.images[order]), g), data.labels[order]
+    widths = sample_widths(space, 32, g, sampling, 8)
+    reference.train()
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp)  # noqa: E731
+    teacher = None
+    if widths is not None and largest == "batch":
+        with autocast():
+            full = reference(inputs)
+            F.cross_entropy(full, labels, label_smoothing=0.1).backward()
+        teacher = full.detach().float().softmax(-1)
+    set_bn_groups(reference, 4 if widths is not None else 1)
+    with autocast():
+        logits = reference(inputs, widths) if widths is not None else reference(inputs)
+        expected = F.cross_entropy(logits, labels, label_smoothing=0.1)
+        if teacher is not None and distill:
+            expected = (1 - distill) * expected + distill * -(teacher * logits.float().log_softmax(-1)).sum(-1).mean()
+    (expected * weight if teacher is not None else expected).backward()
+    set_bn_groups(reference, 1)
+    torch.optim.SGD(reference.parameters(), lr=0.5).step()
+    assert loss == expected.item()
+    assert all(torch.equal(v, reference.state_dict()[k]) for k, v in model.state_dict().items())
+    assert torch.equal(g.get_state(), generator.get_state()), "the same draws, no more"

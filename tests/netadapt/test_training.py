@@ -54,7 +54,7 @@ def test_epoch_steps_count_what_batches_yields():
 def test_mixed_precision_trains_in_half_precision_and_learns():
     """`amp`: the forward runs under autocast (bfloat16 on CPU; float16 + loss scaling on CUDA), the
     weights stay float32, and training still learns the task."""
-    from netadapt.training import train_epoch
+    from netadapt.training import Loop, cross_entropy, train_epoch
     from tests.netadapt.test_supernet import quadrant_task
 
     torch.manual_seed(0)
@@ -64,10 +64,10 @@ def test_mixed_precision_trains_in_half_precision_and_learns():
     model[0].register_forward_hook(lambda m, i, out: seen.append(out.dtype))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     data, generator = quadrant_task(256, 1), torch.Generator().manual_seed(0)
-    losses = [train_epoch(model, data, optimizer, None, 32, generator, torch.device("cpu"), amp=True)
-              for _ in range(6)]
+    losses = [train_epoch(model, data, optimizer, None, Loop(32, amp=True), generator, torch.device("cpu"),
+                          cross_entropy()) for _ in range(6)]
     assert set(seen) == {torch.bfloat16} and all(p.dtype == torch.float32 for p in model.parameters())
     assert losses[-1] < 0.5 * losses[0]
     seen.clear()
-    train_epoch(model, data, optimizer, None, 32, generator, torch.device("cpu"), max_steps=1)
+    train_epoch(model, data, optimizer, None, Loop(32, max_steps=1), generator, torch.device("cpu"), cross_entropy())
     assert set(seen) == {torch.float32}, "amp off: full precision"

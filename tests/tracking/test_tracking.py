@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 import torch
 
+from netadapt.checkpoints import load_network, save_network
 from netadapt.config import parse_config
 from netadapt.errors import NetAdaptError
-from netadapt.finetune import load_network, save_network
 from netadapt.io import content_digest
 from netadapt.layout import Paths
 from netadapt.stages import write_metrics

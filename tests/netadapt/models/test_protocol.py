@@ -111,7 +111,7 @@ def test_a_model_name_never_calls_anything_but_a_model_class(name, why, monkeypa
 
 def test_a_checkpoint_naming_another_callable_is_refused(tmp_path):
     """The model name stored in a checkpoint goes through the same check as params."""
-    from netadapt.supernet import load_supernet, save_supernet
+    from netadapt.checkpoints import load_supernet, save_supernet
 
     model = build_supernet(ModelSpec(NAME, (1, 8, 8), 4))
     save_supernet(tmp_path / "s.pt", model, "digest")
