@@ -139,7 +139,7 @@ def run(archs: list[str], kwargs: dict, repeats: int, raw: bool) -> dict:
     from prefect_dask import DaskTaskRunner
 
     from netadapt.evaluation import evaluate_candidate
-    from netadapt_flows.pipeline import local_cluster, worker_env
+    from netadapt_flows.runners import local_cluster, worker_env
     from netadapt_tasks.pipeline import candidate_task, pin_worker_threads
 
     logging.getLogger("distributed").setLevel(logging.WARNING)

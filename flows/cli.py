@@ -1,8 +1,9 @@
 """`netadapt`: one subcommand per pipeline stage (what `dvc.yaml` runs), plus `run`, `flow` and `serve`.
 
-Each stage subcommand reads the typed config (`--params`, `-S key=value` overrides), calls the
-stage function from `netadapt.stages` (the same one its Prefect task calls), writes the stage's
-stamp (`netadapt.stamps`: the flow then finds it up to date) and prints its metrics.
+Each stage subcommand reads the typed config (`--params`, `-S key=value` overrides), runs the
+stage as its Prefect task does (`netadapt.run_stage`: the stage function from `netadapt.stages` in
+its MLflow run, then the stage's stamp, `netadapt.stamps`: the flow then finds it up to date) and
+prints its metrics.
 Bad input exits with status 2 and one line naming the offending key or file, before Prefect is
 imported or any server starts. `flow` and `serve` evaluate a search's candidates in threads, or on
 Dask workers with `--task-runner dask` (`--dask-address tcp://HOST:PORT` or `local:N`).
@@ -19,22 +20,16 @@ import argparse
 import json
 import logging
 import os
-import re
 import shlex
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
-from typing import Callable
 
 from netadapt.errors import NetAdaptError
 from netadapt.layout import DEVICE_STAGES, STAGES
+from netadapt_flows.runners import DEFAULT_DASK_ADDRESS, parse_dask_address
+from netadapt_flows.server import prefect_env, start_server, stop_server
 
 TASK_RUNNERS = ("threads", "dask")
-DEFAULT_DASK_ADDRESS = "local:2"
 PIPELINES = {"run": "the whole pipeline in this process, stage after stage (no caching)",
              "flow": "the whole pipeline as a Prefect flow (cached tasks, mapped candidate evaluation)",
              "serve": "serve the Prefect flow as a deployment (schedule, UI) from this project"}
@@ -109,19 +104,6 @@ def _stage_config(args: argparse.Namespace, device: str = ""):
     return cfg, paths
 
 
-def _run_stage(name: str, args: argparse.Namespace, device: str = "") -> dict:
-    from netadapt import stages
-
-    cfg, paths = _stage_config(args, device)
-    stage: Callable = getattr(stages, name)
-    from netadapt_tracking import stage_run  # after validation: bad input never opens a run (MLflow is lazy)
-
-    with stage_run(name, cfg, paths) as run:  # the child run spans the stage: FAILED / KILLED if it does
-        metrics = stage(cfg, paths)
-        run.finish(metrics)
-    return metrics
-
-
 def _lock(args: argparse.Namespace):
     """The project's lock (`<artifacts>/.lock`), named after the command line that holds it."""
     from netadapt.lock import project_lock
@@ -134,15 +116,11 @@ def _stamped_stage(name: str, args: argparse.Namespace, device: str = "") -> dic
     read), its outputs' digests after (what it wrote). Holds the project's lock, and starts by
     removing what interrupted writes left behind."""
     cfg, paths = _stage_config(args, device)  # bad input (an unknown --device too) fails here, before any work
-    from netadapt import stamps
-    from netadapt.io import clean_stale
-
     with _lock(args):  # another writer: exit 2 naming it, before any work
-        clean_stale([paths.artifacts, paths.metrics, paths.plots])
-        key = stamps.stage_key(name, cfg, paths)
-        metrics = _run_stage(name, args, device)
-        stamps.write_stamp(name, key, paths, metrics, by="cli")
-    return metrics
+        from netadapt.run_stage import fresh_key, run_stage
+        from netadapt_tracking import stage_run  # after validation: bad input never opens a run (MLflow is lazy)
+
+        return run_stage(name, cfg, paths, fresh_key(name, cfg, paths), track=stage_run, by="cli")
 
 
 def _run_all(args: argparse.Namespace) -> dict:
@@ -157,45 +135,6 @@ def _run_all(args: argparse.Namespace) -> dict:
             result["devices"] = {name: {stage: _stamped_stage(stage, args, name) for stage in DEVICE_STAGES}
                                  for name in cfg.devices}
         return result
-
-
-def _quiet_prefect(record: logging.LogRecord) -> bool:
-    """Prefect's INFO lines (a "Finished in state Completed()" per task run) stay in the UI; the
-    console gets our summary line per stage instead. So do a local Dask cluster's (workers joining and
-    leaving: `--task-runner dask`)."""
-    return not (record.name.startswith(("prefect", "distributed")) and record.levelno < logging.WARNING)
-
-
-def _prefect_env() -> None:
-    """Prefect's environment, set before Prefect is imported: its state (results = the cache, API
-    database) in the project's `.prefect/` unless PREFECT_HOME says otherwise, telemetry off, and
-    the library's log lines (logger `netadapt`) sent to the Prefect UI."""
-    os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    extra = [name for name in os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "").split(",") if name.strip()]
-    if "netadapt" not in extra:
-        os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join(extra + ["netadapt"])
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_quiet_prefect)
-
-
-def parse_dask_address(address: str) -> tuple[str, int | str]:
-    """`("local", N)` for `local:N` (a LocalCluster of N single-threaded worker processes), `("scheduler",
-    address)` for a scheduler's address (`tcp://HOST:PORT`, or `tls://`); NetAdaptError naming
-    `--dask-address` otherwise. Pure: callable before Prefect or Dask is imported."""
-    local = re.fullmatch(r"local:(\d+)", address.strip())
-    if local:
-        workers = int(local.group(1))
-        if not 1 <= workers <= 256:
-            raise NetAdaptError(f"--dask-address {address!r}: local:N needs 1 <= N <= 256 workers")
-        return "local", workers
-    remote = re.fullmatch(r"(tcp|tls)://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d+)", address.strip())
-    if remote and 0 < int(remote.group(3)) < 65536:
-        return "scheduler", address.strip()
-    raise NetAdaptError(f"--dask-address {address!r}: expected tcp://HOST:PORT (a running Dask scheduler) or local:N "
-                        f"(a local cluster of N workers), e.g. tcp://10.0.0.5:8786 or local:2")
 
 
 def _task_runner_options(args: argparse.Namespace) -> dict:
@@ -226,78 +165,24 @@ def _run_flow(args: argparse.Namespace) -> dict:
     parameters = _flow_parameters(args)  # the task-runner flags are checked here, before anything starts
     load_config(args.params, args.overrides)
     with _lock(args):  # the flow's stages run in this process: they share it
-        _prefect_env()
-        from netadapt_flows.pipeline import netadapt_flow
+        prefect_env()
+        from netadapt_flows.flow import netadapt_flow
 
         return netadapt_flow(**parameters)
 
 
-def _healthy(api_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _start_server(port: int) -> subprocess.Popen | None:
-    """A Prefect server on 127.0.0.1 with this project's PREFECT_HOME and telemetry off, for `serve`;
-    its log goes to `$PREFECT_HOME/server.log`. A server already answering on the port is used as
-    it is (None: nothing to stop). Sets PREFECT_API_URL (before Prefect is imported)."""
-    if port == 0:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-    api_url = f"http://127.0.0.1:{port}/api"
-    if _healthy(api_url):
-        print(f"netadapt: using the Prefect server already at {api_url}", file=sys.stderr)
-        os.environ["PREFECT_API_URL"] = api_url
-        return None
-    home = Path(os.environ["PREFECT_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    exe = Path(sys.executable).with_name("prefect")
-    command = [str(exe)] if exe.is_file() else [sys.executable, "-m", "prefect"]
-    with open(home / "server.log", "ab") as log:
-        server = subprocess.Popen(command + ["server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  start_new_session=True)  # its own process group: stopped as a whole
-    deadline = time.monotonic() + 180
-    while not _healthy(api_url):
-        if server.poll() is not None or time.monotonic() > deadline:
-            _stop_server(server)
-            raise NetAdaptError(f"serve: the Prefect server on port {port} did not start (see {home / 'server.log'}; "
-                                f"another --port, or set PREFECT_API_URL to a running server)")
-        time.sleep(0.5)
-    print(f"netadapt: Prefect server at http://127.0.0.1:{port} (log: {home / 'server.log'})", file=sys.stderr)
-    os.environ["PREFECT_API_URL"] = api_url
-    return server
-
-
-def _stop_server(server: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(server.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            server.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def _serve(args: argparse.Namespace) -> dict | None:
     """Serve the flow as a deployment from this project: validated params, Prefect's environment
-    (`_prefect_env`: the project's cache), a local server unless PREFECT_API_URL names one."""
+    (`prefect_env`: the project's cache), a local server unless PREFECT_API_URL names one."""
     from netadapt.config import load_config
 
     parameters = _flow_parameters(args)  # the task-runner flags are checked here, before anything starts
     load_config(args.params, args.overrides)
     with _lock(args):  # while serving: the runs (the runner's subprocesses) share it
-        _prefect_env()
-        server = None if os.environ.get("PREFECT_API_URL") else _start_server(args.port)
+        prefect_env()
+        server = None if os.environ.get("PREFECT_API_URL") else start_server(args.port)
         try:
-            from netadapt_flows.pipeline import serve
+            from netadapt_flows.serving import serve
 
             served = serve(args.name, parameters, cron=args.cron, interval=args.interval,
                            once=args.once)
@@ -305,7 +190,7 @@ def _serve(args: argparse.Namespace) -> dict | None:
             return None
         finally:
             if server is not None:
-                _stop_server(server)
+                stop_server(server)
     if served is None:
         return None
     state, result = served
@@ -331,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     if metrics is None:  # `serve` until interrupted
         return 0
     if args.command in ("flow", "serve") and not args.json:
-        from netadapt_flows.pipeline import summary_lines
+        from netadapt_flows.reporting import summary_lines
 
         print("\n".join(summary_lines(metrics)))
     else:

@@ -1,10 +1,11 @@
 """Prefect tasks over the library: a task per pipeline stage, a task per search iteration, a task
-per candidate evaluation, each with a cache key built from what determines its result.
+per candidate evaluation, each with a cache key built from what determines its result, and the task
+that records the flow's stages in `dvc.lock` (`netadapt_tasks.dvc`).
 
 - A stage task's key: its stamp key (`netadapt.stamps.stage_key`: the code version, the params
-  sections the stage reads, and the content digests of its input artifacts). A stage task writes
-  the stage's stamp when it succeeds, as the stage CLI that `dvc repro` runs does; the flow asks the
-  stamp, not Prefect's cache, whether a stage is up to date (`seed_stage_cache`).
+  sections the stage reads, and the content digests of its input artifacts). A stage task runs the
+  stage as the stage CLI that `dvc repro` runs does (`netadapt.run_stage`), stamp included; the flow
+  asks the stamp, not Prefect's cache, whether a stage is up to date (`seed_stage_cache`).
   A named device's stage task (`device`) runs that device's config and paths (`Config.for_device`,
   `Paths.for_device`) and is named `<stage>@<device>`; its stamp key includes the device.
 - A search iteration's key: the search identity (super-network, table, settings without the
@@ -12,12 +13,8 @@ per candidate evaluation, each with a cache key built from what determines its r
 - A candidate's key: its architecture, the super-network and holdout digests, the evaluation
   settings and the code version.
 
-No code from data: every persisted result (the cache) is plain JSON, written with `RESULT_SERIALIZER`
-(Prefect's JSON serializer without its object hooks: no `__class__` entries, no imports on load), and
-every task returns plain data (a proposal as `proposal_to_data`, a score as a list). Prefect decodes
-a record with whatever serializer the record itself names, so the flows read the cache through
-`JsonResultStorage`, which refuses any record that is not exactly that (a pickle, garbage, another
-serializer or decoder): Prefect then finds no cache entry and runs the task again.
+Every task persists plain JSON (`netadapt_tasks.results.RESULT_SERIALIZER`) and returns plain data:
+a proposal as `proposal_to_data`, a score as a list.
 """
 
 from __future__ import annotations
@@ -25,125 +22,28 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 from prefect import task
-from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.context import TaskRunContext
-from prefect.filesystems import LocalFileSystem
 from prefect.runtime import task_run as current_task_run
-from prefect.serializers import JSONSerializer
 
-from netadapt import stages, stamps
+from netadapt import stamps
 from netadapt.arch import Architecture
-from netadapt.config import load_config, parse_config, to_dict
+from netadapt.config import parse_config
 from netadapt.errors import NetAdaptError
 from netadapt.evaluation import evaluate_candidate
 from netadapt.io import code_version, content_digest
 from netadapt.mcd import Candidate
-from netadapt.layout import DEVICE_STAGES, STAGES, Paths
+from netadapt.layout import Paths
+from netadapt.run_stage import run_stage
 from netadapt.search import Proposal, propose_iteration
+from netadapt_tasks.dvc import commit_changed, dvc_project
+from netadapt_tasks.results import RESULT_SERIALIZER
 from netadapt_tracking import stage_run
-
-log = logging.getLogger("netadapt")
-
-
-# -- results as plain JSON ---------------------------------------------------------------------------
-
-def encode_error(obj: Any) -> Any:
-    """The JSON encoder's fallback: a failed run's exception as its type name and message (as
-    Prefect's own encoder writes it); anything else that is not JSON fails loudly."""
-    if isinstance(obj, BaseException):
-        return {"__exc_type__": f"{type(obj).__module__}.{type(obj).__qualname__}", "message": str(obj)}
-    raise TypeError(f"{type(obj).__name__} is not plain JSON data: a persisted result must be")
-
-
-RESULT_SERIALIZER = JSONSerializer(jsonlib="json", object_encoder="netadapt_tasks.pipeline.encode_error",
-                                   object_decoder=None)
-
-
-def trusted_record(content: bytes) -> bytes:
-    """`content` if it is a result record that `RESULT_SERIALIZER` wrote (JSON metadata naming exactly
-    that serializer, and a JSON payload); raises ValueError otherwise, before anything decodes it."""
-    try:
-        record = json.loads(content)
-    except (UnicodeDecodeError, ValueError):
-        raise ValueError("not a JSON result record") from None
-    metadata = record.get("metadata") if isinstance(record, dict) else None
-    serializer = metadata.get("serializer") if isinstance(metadata, dict) else None
-    if serializer != RESULT_SERIALIZER.model_dump(mode="json"):
-        raise ValueError(f"not a plain JSON result record (serializer {serializer!r:.200})")
-    if not isinstance(record.get("result"), str):
-        raise ValueError("result record without a JSON payload")
-    try:
-        json.loads(record["result"])
-    except ValueError:
-        raise ValueError("result record whose payload is not JSON") from None
-    return content
-
-
-class JsonResultStorage(LocalFileSystem):
-    """Prefect's local result storage that reads only records `trusted_record` accepts. Anything else
-    (a forged or foreign cache entry) reads as missing: a cache miss, and the task runs again."""
-
-    _block_type_name = "NetAdapt JSON Result Storage"
-
-    def _checked(self, path: str, content: bytes) -> bytes:
-        try:
-            return trusted_record(content)
-        except ValueError as exc:
-            log.warning("prefect cache: ignoring %s: %s", self._resolve_path(path), exc)
-            raise
-
-    async def aread_path(self, path: str) -> bytes:
-        return self._checked(path, await super().aread_path(path))
-
-    @async_dispatch(aread_path)
-    def read_path(self, path: str) -> bytes:
-        return self._checked(path, super().read_path(path, _sync=True))
-
-
-def guard_result_storage() -> None:
-    """Make the current flow run read its results and cache through `JsonResultStorage` (call it at
-    the start of a flow: its tasks and subflows inherit the flow run's result store). Prefect only
-    accepts server-side saved storage blocks as a task's `result_storage`, hence the swap here."""
-    from prefect.context import FlowRunContext
-
-    context = FlowRunContext.get()
-    store = getattr(context, "result_store", None)
-    if store is None or isinstance(store.result_storage, JsonResultStorage):
-        return
-    if type(store.result_storage) is not LocalFileSystem or store.result_storage_block_id is not None:
-        log.warning("prefect cache: result storage %s is not the local default: records are not checked",
-                    type(store.result_storage).__name__)
-        return
-    guarded = JsonResultStorage(basepath=store.result_storage.basepath)
-    context.result_store = store.model_copy(update={"result_storage": guarded})
-
-
-def read_result(state) -> Any:
-    """The result of a finished flow run whose state came from the API (another process ran it), as
-    plain JSON, never through a deserializer a file could choose. Prefect writes a flow's result bare
-    (the serializer recorded in the API's database); a task's is a record (`trusted_record`)."""
-    from prefect.results import ResultRecordMetadata
-    from prefect.settings import get_current_settings
-
-    metadata = state.data
-    if not (isinstance(metadata, ResultRecordMetadata) and metadata.storage_key and metadata.storage_block_id is None):
-        return state.result(raise_on_failure=False)  # remote storage: Prefect's own reader
-    if metadata.serializer.model_dump(mode="json") != RESULT_SERIALIZER.model_dump(mode="json"):
-        raise ValueError(f"flow result {metadata.storage_key}: not written as plain JSON")
-    key = Path(metadata.storage_key)
-    path = key if key.is_absolute() else Path(get_current_settings().results.local_storage_path) / key
-    content = path.read_bytes()
-    value = json.loads(content)
-    if isinstance(value, dict) and "metadata" in value and "result" in value:
-        return json.loads(json.loads(trusted_record(content))["result"])
-    return value
 
 
 def proposal_to_data(proposal: Proposal) -> dict:
@@ -209,12 +109,8 @@ def stage_task(stage: str, params: dict, folders: dict[str, str], key: str | Non
     stamp. `key` is its stamp key as computed before it ran (computed here when not given); `device`
     a named device of the params (its config and paths), "" for the plain pipeline's stage."""
     cfg, p = stage_config(params, device), folder_paths(folders, device)
-    key = key or stamps.stage_key(stage, cfg, p)
-    with stage_run(stage, cfg, p) as run:
-        metrics = getattr(stages, stage)(cfg, p)
-        run.finish(metrics)
-    stamps.write_stamp(stage, key, p, metrics, by="prefect")
-    return metrics
+    key = key or stamps.stage_key(stage, cfg, p)  # (the flow cleaned the folders before it took the key)
+    return run_stage(stage, cfg, p, key, track=stage_run, by="prefect")
 
 
 def seed_stage_cache(stage: str, key: str, metrics: dict) -> None:
@@ -298,27 +194,6 @@ def candidate_task(arch_json: str, kwargs: dict, iteration: int = -1, index: int
     return [float(x) for x in evaluate_candidate(arch_json, **kwargs)]
 
 
-DVC_FOLDERS = {"artifacts": "artifacts", "metrics": "metrics", "plots": "plots"}  # as dvc.yaml declares them
-
-
-def dvc_project(params: dict, folders: dict[str, str], root: Path | None = None) -> tuple[Path | None, str]:
-    """`(root, "")` when what the flow wrote is what `dvc repro` would have written in this project:
-    a DVC project in the working directory, the folders `dvc.yaml` declares, and the params of its
-    `params.yaml` (no `-S` override or other `--params` that changes them); else `(None, why not)`."""
-    root = (root or Path.cwd()).resolve()
-    if not ((root / "dvc.yaml").is_file() and (root / ".dvc").is_dir()):
-        return None, "not a DVC project"
-    if any(Path(folders.get(k, v)).resolve() != root / v for k, v in DVC_FOLDERS.items()):
-        return None, "the folders are not dvc.yaml's (artifacts, metrics, plots)"
-    try:
-        declared = to_dict(load_config(root / "params.yaml"))
-    except NetAdaptError as exc:
-        return None, f"params.yaml: {exc}"
-    if declared != params:
-        return None, "the params differ from params.yaml (an -S override or another --params file)"
-    return root, ""
-
-
 @task(name="dvc-commit", task_run_name="dvc-commit", retries=2, retry_delay_seconds=5, timeout_seconds=300,
       retry_condition_fn=_transient, result_serializer=RESULT_SERIALIZER)
 def dvc_commit_task(params: dict, folders: dict[str, str]) -> dict:
@@ -328,19 +203,4 @@ def dvc_commit_task(params: dict, folders: dict[str, str]) -> dict:
     root, reason = dvc_project(params, folders)
     if root is None:
         return {"committed": [], "skipped": reason}
-    from dvc.repo import Repo  # imported here: only a DVC project needs it
-
-    dvc_log = logging.getLogger("dvc")
-    level = dvc_log.level
-    dvc_log.setLevel(logging.WARNING)  # "Updating lock file" per stage: the summary says it once
-    order = list(STAGES) + [f"device-{stage}@{name}" for name in parse_config(params).devices
-                                   for stage in DEVICE_STAGES]  # dvc.yaml's foreach stages
-    try:
-        with Repo(str(root)) as repo:
-            changed = repo.status()
-            committed = [stage for stage in order if stage in changed]
-            for stage in committed:
-                repo.commit(stage, force=True, relink=False)  # relink=False: leave the outputs' files alone
-    finally:
-        dvc_log.setLevel(level)
-    return {"committed": committed, "skipped": ""}
+    return {"committed": commit_changed(root, params), "skipped": ""}

@@ -623,6 +623,7 @@ if __name__ == "__main__":  # the kill sweep's driver: python -m tests.test_faul
     # everything a stage imports, imported (and the code's digest taken) once, before forking: every
     # run of the sweep sees the same code even if the working tree changes meanwhile
     import netadapt.lock  # noqa: F401
+    import netadapt.run_stage  # noqa: F401
     import netadapt.stages  # noqa: F401
     import netadapt.stamps  # noqa: F401
     import netadapt_flows.cli  # noqa: F401

@@ -98,7 +98,7 @@ def test_bad_runner_flags_fail_before_prefect_or_dask(tmp_path: Path):
 
 
 def test_address_forms():
-    from netadapt_flows.cli import parse_dask_address
+    from netadapt_flows.runners import parse_dask_address
 
     assert parse_dask_address("local:2") == ("local", 2)
     assert parse_dask_address("tcp://10.0.0.5:8786") == ("scheduler", "tcp://10.0.0.5:8786")
@@ -112,7 +112,7 @@ def test_dask_runner_settings(monkeypatch):
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect_dask import DaskTaskRunner
 
-    from netadapt_flows.pipeline import candidate_runner, local_cluster
+    from netadapt_flows.runners import candidate_runner, local_cluster
 
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
         local = candidate_runner("dask", "local:3")

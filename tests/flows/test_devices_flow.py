@@ -19,13 +19,14 @@ DEVICE_STAGES = ["profile", "search", "finetune", "evaluate"]
 
 SCRIPT = r'''
 import json
-import netadapt_flows.pipeline as fp
+import netadapt_flows.flow as ff
+import netadapt_flows.reporting as fr
 
-first = fp.netadapt_flow(params_file="tiny.yaml")
+first = ff.netadapt_flow(params_file="tiny.yaml")
 search = first["devices"]["phone"]["metrics"]["search"]
 tighter = round(0.9 * search["resource_estimated"] / search["base_resource"], 4)
-second = fp.netadapt_flow(params_file="tiny.yaml", overrides=[f"devices.phone.budget={tighter}"])
-print(json.dumps({"first": first, "second": second, "tighter": tighter, "lines": fp.summary_lines(second)}))
+second = ff.netadapt_flow(params_file="tiny.yaml", overrides=[f"devices.phone.budget={tighter}"])
+print(json.dumps({"first": first, "second": second, "tighter": tighter, "lines": fr.summary_lines(second)}))
 '''
 
 

@@ -26,7 +26,8 @@ DVC = str(Path(sys.executable).with_name("dvc"))
 # Runs the flow in this process, then reads back from Prefect's API what the run recorded.
 SCRIPT = r'''
 import json, os, sys
-import netadapt_flows.pipeline as fp
+import netadapt_flows.flow as ff
+import netadapt_flows.reporting as fr
 
 class Obj:
     def __init__(self, **kw): self.__dict__.update(kw)
@@ -36,11 +37,11 @@ class FakeMlflow:  # the link lookup, against a store that holds this pipeline's
     def search_runs(self, ids, filter_string, max_results): return [Obj(info=Obj(run_id="r1"))]
 
 os.environ["NETADAPT_TRACKING"] = "on"
-link = fp.mlflow_pipeline_link("prefect-x", "netadapt", FakeMlflow())
+link = fr.mlflow_pipeline_link("prefect-x", "netadapt", FakeMlflow())
 os.environ["NETADAPT_TRACKING"] = "off"
-fp.mlflow_pipeline_link = lambda pid, experiment, client=None: f"http://127.0.0.1:5000/#/experiments/7/runs/{pid}"
+fr.mlflow_pipeline_link = lambda pid, experiment, client=None: f"http://127.0.0.1:5000/#/experiments/7/runs/{pid}"
 
-state = fp.netadapt_flow(return_state=True)
+state = ff.netadapt_flow(return_state=True)
 out = state.result()
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter,

@@ -24,7 +24,7 @@ import json
 import sys
 
 import netadapt.resources.metric as metric
-import netadapt_flows.pipeline as fp
+import netadapt_flows.flow as ff
 from netadapt.resources.lookup_table import LatencyModel, LatencyTable
 
 first = float(sys.argv[1])
@@ -39,9 +39,9 @@ def device(supernet, archs, settings, seed=0):
 
 
 metric.network_latencies = device
-first = fp.netadapt_flow(params_file="tiny.yaml")
+first = ff.netadapt_flow(params_file="tiny.yaml")
 timed_first = len(timed)
-second = fp.netadapt_flow(params_file="tiny.yaml")
+second = ff.netadapt_flow(params_file="tiny.yaml")
 print(json.dumps({"first": first, "second": second, "timed_first": timed_first,
                   "timed_second": len(timed) - timed_first}))
 '''

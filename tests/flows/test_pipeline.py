@@ -118,7 +118,7 @@ def test_the_cache_reads_only_plain_json_records(tmp_path: Path):
     as missing, and nothing in it runs; a record the flows wrote reads back."""
     from prefect.results import ResultRecord, ResultRecordMetadata, ResultStore
 
-    from netadapt_tasks.pipeline import RESULT_SERIALIZER, JsonResultStorage
+    from netadapt_tasks.results import RESULT_SERIALIZER, JsonResultStorage
 
     marker = tmp_path / "marker"
     good = ResultRecord(metadata=ResultRecordMetadata(serializer=RESULT_SERIALIZER, storage_key="good"),

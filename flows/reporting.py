@@ -1,0 +1,170 @@
+"""What a flow run shows: a summary line per stage on the console (`summary_lines`, printed by the
+CLI), and in the Prefect UI a markdown summary, the search trajectory as a table and (tracking on) a
+link to the pipeline's MLflow run (`publish`), with the library's log lines (logger `netadapt`)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+import netadapt_tracking as tracking
+from netadapt.config import Config
+from netadapt.history import read_history_csv
+from netadapt.layout import SUMMARY_METRICS, Paths
+
+
+def route_library_logs() -> None:
+    """The library's progress lines (logger `netadapt`) reach the Prefect UI, however the flow was
+    started (`PREFECT_LOGGING_EXTRA_LOGGERS=netadapt` attaches the same handler)."""
+    from prefect.logging.handlers import APILogHandler
+
+    logger = logging.getLogger("netadapt")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+        logger.addHandler(APILogHandler())
+
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _headline(stage: str, metrics: dict) -> str:
+    return "  ".join(f"{k}={_number(metrics[k])}" for k in SUMMARY_METRICS.get(stage, ()) if k in metrics)
+
+
+def _dvc_line(dvc: dict) -> str | None:
+    if dvc.get("committed"):
+        return "recorded in dvc.lock: " + ", ".join(dvc["committed"])
+    if dvc.get("skipped") == "not a DVC project":
+        return None
+    return f"dvc.lock not updated: {dvc['skipped']}" if dvc.get("skipped") else "dvc.lock: up to date"
+
+
+def _stage_rows(result: dict) -> list[tuple[str, str, str, dict]]:
+    """(label, stage, state, metrics) of every stage: the plain pipeline's, then each device's
+    (labelled `<stage>@<device>`)."""
+    rows = [(stage, stage, state, result["metrics"].get(stage, {})) for stage, state in result["states"].items()]
+    for name, branch in result.get("devices", {}).items():
+        rows += [(f"{stage}@{name}", stage, state, branch["metrics"].get(stage, {}))
+                 for stage, state in branch["states"].items()]
+    return rows
+
+
+def summary_lines(result: dict) -> list[str]:
+    """One line per stage (state and headline metrics; a named device's as `<stage>@<device>`), then
+    what was recorded in dvc.lock."""
+    lines = []
+    rows = _stage_rows(result)
+    width = max([9] + [len(label) for label, *_ in rows])
+    for label, stage, state, metrics in rows:
+        line = f"{label:<{width}} {state:<9} {_headline(stage, metrics)}"
+        if stage == "search" and metrics.get("iteration_states"):
+            its = metrics["iteration_states"]
+            line += (f"  [iterations: {its.count('Cached')} cached, {len(its) - its.count('Cached')} run; "
+                     f"candidates: {metrics['candidates_cached']} cached, "
+                     f"{metrics['candidates_run'] - metrics['candidates_cached']} run]")
+        lines.append(line.rstrip())
+    if (dvc := _dvc_line(result.get("dvc", {}))) is not None:
+        lines.append(dvc)
+    return lines
+
+
+def summary_markdown(result: dict, cfg: Config) -> str:
+    s, m = cfg.search, result["metrics"]
+    ev = m.get("evaluate", {})
+    lines = [f"# NetAdapt: {cfg.data.name} · {cfg.model.name} · {s.metric} budget {s.budget:g} ({s.budget_type})", ""]
+    if ev:
+        lines += [f"- **test accuracy** {_number(ev.get('test_acc'))}",
+                  f"- **latency** {_number(ev.get('latency_measured_ms'))} ms measured, "
+                  f"{_number(ev.get('latency_estimated_ms'))} ms estimated, "
+                  f"{_number(ev.get('latency_ratio'))} of the base network's ({cfg.profile.backend})",
+                  f"- **MACs** {_number(ev.get('macs'))}, **parameters** {_number(ev.get('params'))}"]
+    if "search" in m:
+        lines.append(f"- **search** {m['search'].get('algorithm')}: {m['search'].get('iterations')} iterations, "
+                     f"{m['search'].get('candidates_evaluated')} candidates, holdout accuracy "
+                     f"{_number(m['search'].get('holdout_acc'))}")
+    for name, branch in result.get("devices", {}).items():
+        dev, device = branch["metrics"].get("evaluate", {}), cfg.for_device(name)
+        lines.append(f"- **device {name}** ({device.profile.backend}, budget {device.search.budget:g}): test accuracy "
+                     f"{_number(dev.get('test_acc'))}, latency {_number(dev.get('latency_measured_ms'))} ms measured, "
+                     f"{_number(dev.get('latency_ratio'))} of the base network's")
+    lines += ["", "| stage | state | metrics |", "| --- | --- | --- |"]
+    lines += [f"| {label} | {state} | {_headline(stage, metrics).replace('  ', ', ')} |"
+              for label, stage, state, metrics in _stage_rows(result)]
+    if (dvc := _dvc_line(result.get("dvc", {}))) is not None:
+        lines += ["", dvc]
+    return "\n".join(lines) + "\n"
+
+
+def trajectory_rows(p: Paths) -> list[dict]:
+    """The search trajectory: the network kept at each iteration (-1: the unpruned one)."""
+    path = p.search / "history.csv"
+    if not path.is_file():
+        return []
+    history = read_history_csv(path)
+    rows = []
+    for t, it in history.groupby("iteration", sort=True):
+        kept = it[it.kept.astype(bool)]
+        if not len(kept):
+            continue
+        row = kept.iloc[0]
+        values = {"iteration": int(t), "resource_estimated": float(row.resource_estimated),
+                  "holdout_acc": float(row.holdout_acc), "target": float(row.target),
+                  "halvings": int(row.halvings), "candidates": int(len(it)), "seconds": float(it.seconds.sum())}
+        rows.append({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()})
+    return rows
+
+
+def mlflow_ui_link(uri: str, experiment_id: str, run_id: str) -> str:
+    """The MLflow UI page of a run: the tracking server itself, or `mlflow ui`'s default address for a
+    local store (sqlite, files)."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def mlflow_pipeline_link(pid: str, experiment: str, client: Any = None) -> str | None:
+    """The MLflow UI link of this pipeline's parent run, if tracking is on and a stage logged one."""
+    if not tracking.enabled():
+        return None
+    if client is None:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking.tracking_uri())
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs([found.experiment_id], filter_string=f"tags.`{tracking.PIPELINE_TAG}` = '{pid}' and "
+                                                                   f"tags.`{tracking.ROLE_TAG}` = 'pipeline'",
+                              max_results=1)
+    return mlflow_ui_link(tracking.tracking_uri(), found.experiment_id, runs[0].info.run_id) if runs else None
+
+
+def publish(result: dict, cfg: Config, p: Paths, pid: str) -> None:
+    """The run's Prefect artifacts: summary (markdown), search trajectory (table; a named device's
+    as `search-trajectory-<device>`), MLflow run (link)."""
+    create_markdown_artifact(key="netadapt-summary", markdown=summary_markdown(result, cfg),
+                             description="NetAdapt: headline metrics and each stage's state")
+    if rows := trajectory_rows(p):
+        create_table_artifact(key="search-trajectory", table=rows,
+                              description="Search: the network kept at each iteration (-1: unpruned)")
+    for name in result.get("devices", {}):
+        if rows := trajectory_rows(p.for_device(name)):  # (an artifact key allows no `_`)
+            create_table_artifact(key=f"search-trajectory-{name.replace('_', '-')}", table=rows,
+                                  description=f"Search for device {name}: the network kept at each iteration")
+    try:
+        link = mlflow_pipeline_link(pid, cfg.tracking.experiment)
+    except Exception as exc:  # noqa: BLE001 - a missing link never fails a finished pipeline
+        logging.getLogger("netadapt").warning("mlflow: no link to the run: %s", exc)
+        link = None
+    if link:
+        create_link_artifact(key="mlflow-run", link=link, link_text="MLflow run of this pipeline",
+                             description=f"Tracking URI {tracking.tracking_uri()} (a local store: open it with "
+                                         f"`mlflow ui --backend-store-uri <uri>`)")
+

@@ -1,0 +1,84 @@
+"""Where a search's candidate evaluations run: threads of the flow's process, or Dask workers
+(`--task-runner dask`) on a running scheduler (`--dask-address tcp://HOST:PORT`) or on a local
+cluster started for the search (`local:N`). Importing this module imports neither Prefect nor Dask:
+the CLI checks `--dask-address` with it before anything starts."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from netadapt.errors import NetAdaptError
+
+if TYPE_CHECKING:
+    from prefect.task_runners import TaskRunner
+
+DEFAULT_DASK_ADDRESS = "local:2"
+
+
+def parse_dask_address(address: str) -> tuple[str, int | str]:
+    """`("local", N)` for `local:N` (a LocalCluster of N single-threaded worker processes), `("scheduler",
+    address)` for a scheduler's address (`tcp://HOST:PORT`, or `tls://`); NetAdaptError naming
+    `--dask-address` otherwise. Pure: callable before Prefect or Dask is imported."""
+    local = re.fullmatch(r"local:(\d+)", address.strip())
+    if local:
+        workers = int(local.group(1))
+        if not 1 <= workers <= 256:
+            raise NetAdaptError(f"--dask-address {address!r}: local:N needs 1 <= N <= 256 workers")
+        return "local", workers
+    remote = re.fullmatch(r"(tcp|tls)://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d+)", address.strip())
+    if remote and 0 < int(remote.group(3)) < 65536:
+        return "scheduler", address.strip()
+    raise NetAdaptError(f"--dask-address {address!r}: expected tcp://HOST:PORT (a running Dask scheduler) or local:N "
+                        f"(a local cluster of N workers), e.g. tcp://10.0.0.5:8786 or local:2")
+
+
+def candidate_runner(task_runner: str = "threads", dask_address: str = "") -> TaskRunner:
+    """The task runner of a search's candidate evaluations: `threads` (a thread pool in the flow's
+    process), or `dask` through `prefect_dask.DaskTaskRunner` at `dask_address`: a running scheduler
+    (`tcp://HOST:PORT`) or `local:N`, a `distributed.LocalCluster` of N worker processes of one thread
+    each, started for the search and closed after it. A Dask runner's workers import `netadapt_tasks`
+    and read the super-network and holdout from their paths (`evaluate_candidate`); `candidate_task`
+    pins torch to one thread on a worker."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    if task_runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=2)
+    if task_runner != "dask":
+        raise NetAdaptError(f"task_runner {task_runner!r}: expected threads or dask")
+    from prefect_dask import DaskTaskRunner
+
+    kind, where = parse_dask_address(dask_address or DEFAULT_DASK_ADDRESS)
+    if kind == "scheduler":
+        return DaskTaskRunner(address=where)
+    return DaskTaskRunner(cluster_class=local_cluster, cluster_kwargs={"n_workers": where, "env": worker_env()})
+
+
+# What a Dask nanny sets in the worker processes it spawns (`distributed.nanny.pre-spawn-environ`), less
+# MALLOC_TRIM_THRESHOLD_: setting it turns off glibc's dynamic mmap threshold, so every large torch
+# buffer is mmap'ed and unmapped again: candidate evaluation ran 2-3x slower (mostly system time).
+WORKER_THREADS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def local_cluster(n_workers: int, env: dict[str, str] | None = None, **kwargs: Any):
+    """A `distributed.LocalCluster` of `n_workers` worker processes of one thread each, with
+    `WORKER_THREADS_ENV` (+ `env`) set in the workers only: the nanny's pre-spawn environment (which it
+    would also write into this process's) is emptied, its malloc setting dropped."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                            env={**WORKER_THREADS_ENV, **(env or {})}, **kwargs)
+
+
+def worker_env() -> dict[str, str]:
+    """The environment of a local cluster's workers: this process's Prefect API (a server, or the
+    temporary one of an ephemeral run), so that workers report their task runs to it instead of each
+    starting a temporary API of its own (~10 s and a process per worker); their Prefect console lines
+    (a "Finished in state Completed()" per candidate) stay in the UI, as the flow's own do."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return {"PREFECT_API_URL": str(client.api_url).rstrip("/"),
+                "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING"}

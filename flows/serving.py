@@ -1,0 +1,39 @@
+"""Serving the pipeline's flow as a Prefect deployment (`netadapt serve`): on a schedule until
+interrupted, or one run now (`--once`) whose result is read back as plain JSON."""
+
+from __future__ import annotations
+
+from netadapt_flows.flow import netadapt_flow
+from netadapt_tasks.results import read_result
+
+
+def serve(name: str, parameters: dict, cron: str | None = None, interval: float | None = None,
+          once: bool = False) -> tuple[str, dict | None] | None:
+    """Serve `netadapt_flow` as the deployment `netadapt/<name>` (with `parameters`, on a cron or an
+    interval schedule) until interrupted. The runner executes each run in a subprocess with this
+    process's environment: the same PREFECT_HOME (so the same cache) and working directory.
+
+    `once`: create the deployment, start one run of it now, execute it as the served runner would,
+    and return its final state's name and result instead of serving on."""
+    from prefect.types.entrypoint import EntrypointType
+
+    if not once:
+        netadapt_flow.serve(name=name, cron=cron, interval=interval, parameters=parameters,
+                            entrypoint_type=EntrypointType.MODULE_PATH,
+                            limit=1)  # the runs share `netadapt serve`'s project lock: one at a time
+        return None
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.runner import Runner
+
+    runner = Runner(name=f"{name}-once")
+    deployment_id = runner.add_flow(netadapt_flow, name=name, parameters=parameters,
+                                    entrypoint_type=EntrypointType.MODULE_PATH)
+    run = run_deployment(deployment_id, timeout=0)  # scheduled now; the runner picks it up
+    asyncio.run(runner.start(run_once=True))
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run.id).state
+    result = read_result(state) if state is not None and state.is_completed() else None
+    return (state.name if state is not None else "Unknown"), result

@@ -1,0 +1,58 @@
+"""Running one pipeline stage: the protocol the stage CLI (what `dvc repro` runs), the Prefect stage
+task and the search subflow share.
+
+    fresh_key:  remove what interrupted writes left in the stage's folders (`io.clean_stale`), then
+                take its stamp key (`stamps.stage_key`: what it reads, before it runs)
+    run_stage:  open the stage's tracking run, run the stage function, close the run with its
+                metrics, then write the stage's stamp for that key (what it wrote, and `by` whom)
+
+The tracking run is injected (`track`: the front ends pass `netadapt_tracking.stage_run`), so
+the library imports no MLflow. What stays with each front end: who holds the project's lock (the CLI
+per command, the flow for its whole run; `fresh_key` expects it held), and whether an up-to-date
+stamp skips the stage (the CLI always runs it, as `dvc repro` asked; the flow asks
+`stamps.read_stamp` first and runs the stage in a task).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Callable, Protocol
+
+from netadapt import stages, stamps
+from netadapt.config import Config
+from netadapt.io import clean_stale
+from netadapt.layout import Paths
+
+
+class TrackedRun(Protocol):
+    """What `track` yields: a run that records the stage's metrics when it succeeded."""
+
+    def finish(self, metrics: dict) -> None: ...
+
+
+Track = Callable[[str, Config, Paths], AbstractContextManager[TrackedRun]]
+StageFunction = Callable[[Config, Paths], dict]
+
+
+def fresh_key(stage: str, cfg: Config, p: Paths) -> str:
+    """The stage's stamp key, after removing what interrupted writes left in `p`'s artifacts, metrics
+    and plots folders (call it holding the project's lock, before the stage runs)."""
+    clean_stale([p.artifacts, p.metrics, p.plots])
+    return stamps.stage_key(stage, cfg, p)
+
+
+def run_stage(stage: str, cfg: Config, p: Paths, key: str, *, track: Track, by: str,
+              stage_fn: StageFunction | None = None) -> dict:
+    """Run `stage` inside its tracking run (`track(stage, cfg, p)`: it spans the stage, so a failed or
+    killed stage ends its run so) and write its stamp for `key`, the key taken before it ran; `by`
+    names the front end in the stamp. `stage_fn`: the stage function (default `netadapt.stages.<stage>`;
+    the search subflow passes `stages.search` with its hooks). Returns the stage's metrics."""
+    run = stage_fn or getattr(stages, stage)
+    with track(stage, cfg, p) as tracked:
+        metrics = run(cfg, p)
+        tracked.finish(metrics)
+    stamps.write_stamp(stage, key, p, metrics, by=by)
+    return metrics
+
+
+__all__ = ["fresh_key", "run_stage", "Track", "TrackedRun", "StageFunction"]
