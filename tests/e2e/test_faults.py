@@ -1,7 +1,7 @@
 """Fault injection on the tiny preset (issue 12): kill -9 at every publication rename, and every
 artifact a stage reads damaged (truncated, zero-filled, garbled, or edited in a valid format).
 
-**Kill at each rename.** A driver process (`python -m tests.test_faults`, run once per module) imports
+**Kill at each rename.** A driver process (`python -m tests.e2e.test_faults`, run once per module) imports
 the library once, patches `os.replace` / `os.rename` (every publication of `netadapt.io`, the
 `.old` swap of `atomic_dir`, `clean_stale`'s restore and the lock's take-over go through them) and
 forks one child per run, so each run pays no import. It runs the tiny pipeline once, uninterrupted
@@ -285,7 +285,7 @@ def sweep_process(tmp_path_factory):
     work = tmp_path_factory.mktemp("kill-sweep")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NETADAPT_TRACKING": "off"}
     with open(work / "driver.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tests.test_faults", str(work)], cwd=REPO, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "tests.e2e.test_faults", str(work)], cwd=REPO, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
     yield work, proc
     if proc.poll() is None:
@@ -615,7 +615,7 @@ def test_a_kill_at_the_lock_take_over_leaves_no_stale_lock(kill_sweep):
     assert len(trials) == 2 and not [t["problems"] for t in trials if t["problems"]]
 
 
-if __name__ == "__main__":  # the kill sweep's driver: python -m tests.test_faults <work folder>
+if __name__ == "__main__":  # the kill sweep's driver: python -m tests.e2e.test_faults <work folder>
     folder = Path(sys.argv[1])
     # never the project's MLflow store or Prefect state, whoever starts the driver
     os.environ.update(NETADAPT_TRACKING="off", MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}",
