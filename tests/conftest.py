@@ -125,3 +125,14 @@ def folder_root(tmp_path: Path) -> Path:
     write_folders(root, ["cat", "dog", "owl"], {"train": 10, "test": 4})
     write_sha256sums(root)
     return root
+
+
+@pytest.fixture
+def tiny_root(tmp_path: Path) -> Path:
+    """A Fashion-MNIST-shaped dataset of 8x8 images (plain_cnn on it has 34 distinct units): what the
+    profiling tests time."""
+    root = tmp_path / "tiny"
+    write_idx(root, "train", 60, seed=1, size=8)
+    write_idx(root, "t10k", 20, seed=2, size=8)
+    write_sha256sums(root)
+    return root

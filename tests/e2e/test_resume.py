@@ -11,30 +11,22 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from netadapt.resume import Progress
 from netadapt_flows.cli import main
-from tests.conftest import REPO, write_idx
+from tests import presets
 
 NETADAPT = str(Path(sys.executable).with_name("netadapt"))
-TINY = ["--params", str(REPO / "params.yaml"), "-S", "model.name=plain_cnn", "-S", "data.name=fashion-mnist",
-        "-S", "supernet.batch_size=32", "-S", "supernet.group_size=8", "-S", "search.metric=macs",
-        "-S", "search.candidates=3", "-S", "search.bn_recalibration_batches=1", "-S", "search.budget=0.5",
-        "-S", "search.initial_reduction=0.1", "-S", "finetune.batch_size=32"]
+# Every test sets the epochs it needs; the supernet-and-finetune test searches with this step.
+PRESET = presets.merged(presets.TINY, search={"initial_reduction": 0.1})
 
 
 def project(root: Path, data: Path) -> list[str]:
-    return [*TINY, "-S", f"data.root={data}", "--artifacts", str(root / "a"), "--metrics", str(root / "m"),
-            "--plots", str(root / "p")]
+    return presets.project(root, data, PRESET)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_idx(root, "train", 800, seed=1)
-    write_idx(root, "t10k", 100, seed=2)
-    return root
+    return presets.tiny_data(tmp_path_factory.mktemp("data"), train=800, test=100)
 
 
 def kill_after_progress(args: list[str], progress: Path, timeout: float = 300) -> None:
@@ -47,17 +39,6 @@ def kill_after_progress(args: list[str], progress: Path, timeout: float = 300) -
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-
-
-def test_progress_of_other_inputs_or_a_torn_file_is_never_trusted(tmp_path: Path):
-    model = torch.nn.Linear(2, 2)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 4)
-    Progress(tmp_path / "p.pt", "key-a").save(model, optimizer, scheduler, [{"epoch": 1}])
-    assert Progress(tmp_path / "p.pt", "key-a").restore(model, optimizer, scheduler) == [{"epoch": 1}]
-    assert Progress(tmp_path / "p.pt", "key-b").restore(model, optimizer, scheduler) == []
-    (tmp_path / "p.pt").write_bytes((tmp_path / "p.pt").read_bytes()[:100])
-    assert Progress(tmp_path / "p.pt", "key-a").restore(model, optimizer, scheduler) == []
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
-"""The DVC pipeline in a temporary copy of the repository, with a tiny preset: `dvc repro` runs every
-stage with the venv's dvc called by path and no venv on PATH (as after `make run`, unactivated); a
-budget change re-runs search, finetune and evaluate only; `dvc exp run -S` works; `dvc plots show`
-draws each plot once, with its axes, in a page that needs no network."""
+"""The DVC pipeline in a temporary copy of the repository, with the tiny preset (`presets.PIPELINE`):
+`dvc repro` runs every stage with the venv's dvc called by path and no venv on PATH (as after `make
+run`, unactivated); a budget change re-runs search, finetune and evaluate only; `dvc exp run -S` works;
+`dvc plots show` draws each plot once, with its axes, in a page that needs no network."""
 
 from __future__ import annotations
 
@@ -18,18 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.presets import PIPELINE as TINY  # the name tests/flows import from here
 from tests.test_layout import project_copy, tool_env
 
-TINY = {
-    "model": {"name": "plain_cnn", "granularity": 4},
-    "profile": {"warmup": 1, "repeats": 3, "network_repeats": 5, "fidelity_samples": 2,
-                "max_error": 10.0},  # the plumbing is under test here, not a busy machine's table
-    "supernet": {"epochs": 1, "batch_size": 64, "group_size": 8},
-    "search": {"metric": "macs", "budget": 0.7, "candidates": 3, "bn_recalibration_batches": 1, "eval_batches": 2,
-               "initial_reduction": 0.1, "layers_per_candidate": 1},
-    "finetune": {"epochs": 1},
-    "evaluate": {"latency_repeats": 5},
-}
 STAGES = {"prepare", "profile", "supernet", "search", "finetune", "evaluate"}
 PNGS = {"plots/fidelity.png", "plots/search.png", "plots/tradeoff.png"}
 DATA_PLOTS = {"supernet_training", "lut_fidelity", "search_trajectory", "finetune_training"}
