@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from netadapt.resources.lookup_table import LatencyTable, TableContext
 from netadapt_flows.cli import main
 from tests.presets import command_args
 
 
+@pytest.mark.slow  # the device script runs once per unit: a process start each
 def test_profile_stage_through_the_command_backend(tiny_root: Path, tmp_path: Path):
     args = command_args(tiny_root, tmp_path)
     assert main(["prepare", *args]) == 0

@@ -33,6 +33,7 @@ def folders(root: Path, name: str) -> list[str]:
     return presets.outputs(root / name)
 
 
+@pytest.mark.slow  # torchrun starts two training processes
 def test_netadapt_supernet_and_finetune_on_two_processes(prepared, capsys):
     """`supernet.nproc: 2` trains under torchrun (gloo) and rank 0 alone writes: one checkpoint,
     one report, the launcher's metrics are rank 0's; the network equals one process's (as the ranks'
@@ -70,6 +71,7 @@ def test_a_batch_that_does_not_split_into_the_processes_is_refused_naming_the_ke
     assert not (root / "bad" / "a" / "supernet").exists()
 
 
+@pytest.mark.slow  # torchrun starts two training processes
 def test_what_a_rank_raised_is_reported_by_the_launcher(prepared, capsys):
     args, root = prepared
     where = folders(root, "damaged")

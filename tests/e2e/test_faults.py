@@ -520,8 +520,6 @@ def test_a_damaged_artifact_is_refused_naming_it_or_recomputed(case: Damage, fin
     assert got == ("recovered" if case.expect == "recover" else "refused"), f"{got}: {detail}"
 
 
-
-
 @pytest.mark.parametrize("how", [*HOWS, "edit"])
 def test_a_damaged_stamp_is_never_trusted(finished, tmp_path, how):
     """A stamp tells the flow a stage is up to date (and gives its metrics): a damaged one must make

@@ -19,7 +19,6 @@ HOLD = ("import sys, time; from netadapt.lock import project_lock\n"
         "    print('held', flush=True); time.sleep(60)\n")
 
 
-
 def spawn_holder(artifacts: Path, env: dict | None = None) -> subprocess.Popen:
     """Another process holding the project's lock (as `netadapt search` would)."""
     proc = subprocess.Popen([sys.executable, "-c", HOLD, str(artifacts)], cwd=REPO, stdout=subprocess.PIPE,
@@ -28,11 +27,9 @@ def spawn_holder(artifacts: Path, env: dict | None = None) -> subprocess.Popen:
     return proc
 
 
-
 def search_args(tmp_path: Path) -> list[str]:
     return ["search", "--params", str(REPO / "params.yaml"), "--artifacts", str(tmp_path / "art"),
             "--metrics", str(tmp_path / "met"), "--plots", str(tmp_path / "plots")]
-
 
 
 def test_a_second_writer_exits_2_naming_the_holder_then_takes_over_a_stale_lock(tmp_path: Path, capsys, caplog):
@@ -56,7 +53,6 @@ def test_a_second_writer_exits_2_naming_the_holder_then_takes_over_a_stale_lock(
         assert holder(art)["pid"] == os.getpid()
         assert f"taking over a stale lock of pid {proc.pid}" in caplog.text
     assert not path.exists()
-
 
 
 def test_a_failing_stage_releases_the_lock(tmp_path: Path, capsys):

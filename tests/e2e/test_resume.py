@@ -108,6 +108,7 @@ def test_a_search_resumes_after_kill_9_from_its_recorded_iterations(tmp_path: Pa
     assert arch[0] == arch[1] and resumed["iterations"] == whole["iterations"]
 
 
+@pytest.mark.slow  # trains and searches afresh per edit (tests/e2e/test_faults.py damages the history too)
 @pytest.mark.parametrize("edit", ["resource", "garble", "drop_column"])
 def test_an_edited_or_corrupt_history_is_refused_naming_the_file(tmp_path: Path, data: Path, capsys, edit):
     args = project(tmp_path, data)

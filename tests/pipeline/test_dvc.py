@@ -247,7 +247,10 @@ def test_two_devices_from_one_supernet_and_a_budget_change_reruns_only_that_devi
         assert (repo / "plots" / "devices" / name / "tradeoff.png").is_file()
         search = json.loads((own / "reports" / "search.json").read_text())
         assert search["budget_fraction"] == pytest.approx(device["budget"])
-        assert json.loads((own / "reports" / "evaluate.json").read_text())["test_acc"] >= 0
+        assert 0 < search["resource_estimated"] <= search["budget"] < search["base_resource"], (name, search)
+        evaluated = json.loads((own / "reports" / "evaluate.json").read_text())
+        # the repository's Fashion-MNIST sample, one epoch each: well above chance (0.1)
+        assert evaluated["test_acc"] >= 0.4 and evaluated["budget_met"] is True, (name, evaluated)
     assert json.loads(dvc(repo, "status", "--json")) == {}
 
     box_model = (repo / "artifacts" / "devices" / "box" / "finetune" / "model.pt").read_bytes()
