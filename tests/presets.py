@@ -4,13 +4,11 @@ them, and tiny Fashion-MNIST-shaped datasets (noise, or classes a network can te
 
 from __future__ import annotations
 
-import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
 
-from tests.conftest import REPO, write_idx
+from tests.conftest import REPO, write_idx, write_idx_arrays
 
 Sections = dict[str, dict[str, object]]
 
@@ -110,12 +108,7 @@ def separable_images(labels: np.ndarray, seed: int, size: int = 28) -> np.ndarra
 
 def separable_data(root: Path, train: int = 300, test: int = 100, seed: int = 1) -> Path:
     """A Fashion-MNIST-shaped dataset whose ten classes `separable_images` tells apart."""
-    root.mkdir(parents=True, exist_ok=True)
     for prefix, n, s in (("train", train, seed), ("t10k", test, seed + 1)):
         labels = (np.arange(n) % 10).astype(np.uint8)
-        images = separable_images(labels, s)
-        with gzip.open(root / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
-            f.write(struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes())
-        with gzip.open(root / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-            f.write(struct.pack(">II", 2049, n) + labels.tobytes())
+        write_idx_arrays(root, prefix, separable_images(labels, s), labels)
     return root
