@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: test run venv clean exp exp-show metrics plots plots-template
+.PHONY: test test-all run venv clean exp exp-show metrics plots plots-template
 
 # `make exp BUDGET=0.4`, or any overrides: `make exp ARGS='-S search.budget=0.4 -S finetune.epochs=4'`.
 BUDGET ?=
@@ -32,7 +32,12 @@ $(STAMP): pyproject.toml
 		|| { tail -n 30 $(VENV)/install.log; echo "pip install failed: see $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
 
+# `make test`: everything but the tests marked slow (the kill sweep, the DVC and Prefect runs, kill -9
+# resumes), what a developer runs between changes; `make test-all`: every test, what CI runs.
 test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 run: $(STAMP)

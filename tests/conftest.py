@@ -80,10 +80,15 @@ def write_idx(root: Path, prefix: str, n: int, classes: int = 10, seed: int = 0,
     """IDX image + label files for `n` samples, labels cycling through the classes."""
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(n, size, size), dtype=np.uint8)
-    labels = (np.arange(n) % classes).astype(np.uint8)
+    write_idx_arrays(root, prefix, images, (np.arange(n) % classes).astype(np.uint8))
+
+
+def write_idx_arrays(root: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """IDX files of uint8 `images` [N, H, W] and `labels` [N]."""
+    n, height, width = images.shape
     root.mkdir(parents=True, exist_ok=True)
     with gzip.open(root / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">IIII", 2051, n, size, size) + images.tobytes())
+        f.write(struct.pack(">IIII", 2051, n, height, width) + images.tobytes())
     with gzip.open(root / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
         f.write(struct.pack(">II", 2049, n) + labels.tobytes())
 
@@ -123,5 +128,16 @@ def folder_root(tmp_path: Path) -> Path:
     """A tiny image-folder dataset: 3 classes, 10 train and 4 test images each."""
     root = tmp_path / "folders"
     write_folders(root, ["cat", "dog", "owl"], {"train": 10, "test": 4})
+    write_sha256sums(root)
+    return root
+
+
+@pytest.fixture
+def tiny_root(tmp_path: Path) -> Path:
+    """A Fashion-MNIST-shaped dataset of 8x8 images (plain_cnn on it has 34 distinct units): what the
+    profiling tests time."""
+    root = tmp_path / "tiny"
+    write_idx(root, "train", 60, seed=1, size=8)
+    write_idx(root, "t10k", 20, seed=2, size=8)
     write_sha256sums(root)
     return root

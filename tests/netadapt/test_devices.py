@@ -1,7 +1,7 @@
 """Named devices (`devices` in params.yaml): parsed and checked at config time, each device's config
 (`Config.for_device`) and paths (`Paths.for_device`), its stamps, and dvc.yaml's foreach stages
-matching them. The pipeline runs are in tests/pipeline/test_dvc.py, tests/flows/test_devices_flow.py
-and tests/tracking/test_tracking.py."""
+matching them. The CLI and pipeline runs are in tests/e2e/test_devices.py, tests/pipeline/test_dvc.py,
+tests/flows/test_devices_flow.py and tests/tracking/test_tracking.py."""
 
 from __future__ import annotations
 
@@ -152,15 +152,3 @@ def test_a_tables_context_records_the_command_template(tmp_path: Path):
     del meta["context"]["command"]
     (tmp_path / "lut.json").write_text(json.dumps(meta))
     LatencyTable.load(tmp_path / "lut.csv").check(context)  # an older table loads
-
-
-def test_a_stage_for_an_unknown_device_fails_before_any_work(tmp_path: Path, capsys):
-    from netadapt_flows.cli import main
-
-    folders = ["--artifacts", str(tmp_path / "a"), "--metrics", str(tmp_path / "m"), "--plots", str(tmp_path / "p")]
-    assert main(["search", "--params", str(REPO / "params.yaml"), "--device", "tablet", *folders]) == 2
-    assert capsys.readouterr().err.strip() == ("netadapt: error: devices.tablet: no such device in the params "
-                                               "(known: none: devices is empty)")
-    assert not (tmp_path / "a").exists()
-    with pytest.raises(SystemExit):  # the shared stages run once for every device
-        main(["supernet", "--device", "phone", *folders])

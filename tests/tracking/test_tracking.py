@@ -28,7 +28,7 @@ import netadapt_tracking as tracking
 from netadapt_tracking import log_stage, stage_run
 from tests.conftest import REPO, write_idx
 from tests.netadapt.test_finetune import SPEC, seeded_batch, tiny_network
-from tests.netadapt.test_stages import TINY
+from tests.presets import TINY_ARGS as TINY
 
 STAGES = ["prepare", "profile", "supernet", "search", "finetune", "evaluate"]
 

@@ -10,7 +10,7 @@ import pytest
 
 from netadapt_flows.cli import main
 from tests.conftest import REPO, write_idx
-from tests.netadapt.test_stages import TINY
+from tests.presets import TINY_ARGS as TINY
 from tests.tracking.test_tracking import tracking_store  # noqa: F401 - the fixture
 
 DEVICES = ["-S", "devices.phone.budget=0.8", "-S", "devices.phone.profile={warmup: 2}",

@@ -2,7 +2,8 @@
 
 Templates and patterns are checked at config time; a failing, hanging or unreadable command fails
 naming its key and showing its last output line; the profiler times a batch runner's unit in one
-invocation; and `netadapt profile` runs end to end on the shipped onnxruntime device script."""
+invocation (`netadapt profile` end to end on the shipped onnxruntime device script:
+tests/e2e/test_command.py)."""
 
 from __future__ import annotations
 
@@ -178,44 +179,3 @@ def test_the_cache_keys_a_command_by_its_template_pattern_and_device_script():
     local, remote = contexts[0], contexts[2]
     assert local["command_files"][script] and local["cpu"], "a {python} command runs here: its CPU counts"
     assert remote["cpu"] == remote["onnxruntime"] == "" and remote["command_files"] == {}
-
-
-def command_args(root: Path, tmp_path: Path) -> list[str]:
-    """`netadapt profile` on plain_cnn at 8x8 through the shipped device script, briefly timed. So
-    tiny a network (~10 us on onnxruntime) is noise-bound: the error bound is lenient here."""
-    return ["-S", "data.name=fashion-mnist", "-S", f"data.root={root}", "-S", "model.name=plain_cnn",
-            "-S", "profile.backend=command", "-S", "profile.warmup=2", "-S", "profile.repeats=10",
-            "-S", "profile.network_repeats=5", "-S", "profile.fidelity_samples=3", "-S", "profile.max_error=5",
-            "-S", "profile.max_attempts=1",
-            "--artifacts", str(tmp_path / "a"), "--metrics", str(tmp_path / "m"), "--plots", str(tmp_path / "p")]
-
-
-def test_profile_stage_through_the_command_backend(tiny_root: Path, tmp_path: Path):
-    from netadapt_flows.cli import main
-
-    args = command_args(tiny_root, tmp_path)
-    assert main(["prepare", *args]) == 0
-    assert main(["profile", *args]) == 0
-    metrics = json.loads((tmp_path / "a" / "reports" / "profile.json").read_text())
-    assert metrics["backend"] == "command" and metrics["entries"] == 34 and metrics["fidelity_networks"] == 3
-    assert metrics["units_measured"] == 34 and metrics["units_from_cache"] == 0 and metrics["attempts"] == 1
-    assert 0 <= metrics["lut_mean_abs_error"] <= 5 and metrics["base_latency_measured_ms"] > 0
-    table = LatencyTable.load(tmp_path / "a" / "profile" / "lut.csv")
-    table.check(TableContext.current("command", 1, 1))
-    cached = list((tmp_path / "a" / "profile_cache" / "command").glob("units-*.jsonl"))
-    assert len(cached) == 1 and len(cached[0].read_text().splitlines()) == 1 + 34
-
-
-def test_profile_stage_fails_naming_the_key_when_the_command_fails(tiny_root: Path, tmp_path: Path, capsys):
-    from netadapt_flows.cli import main
-
-    args = command_args(tiny_root, tmp_path)
-    assert main(["prepare", *args]) == 0
-    capsys.readouterr()
-    assert main(["profile", *args, "-S", "profile.command=sh -c 'echo device offline >&2; exit 1' {model}"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("netadapt: error: profile.command: exited with status 1: ")
-    assert err.endswith("last output line: 'device offline'")
-    assert main(["profile", *args, "-S", "profile.command=bench {modle}"]) == 2
-    assert "profile.command: unknown placeholder {modle}" in capsys.readouterr().err
-    assert not (tmp_path / "a" / "profile" / "lut.csv").exists()

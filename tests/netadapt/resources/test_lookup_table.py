@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from netadapt.arch import ModelSpec
-from netadapt.config import ProfileConfig
 from netadapt.errors import NetAdaptError
 from netadapt.layers import LayerSpec
 from netadapt.models import build_supernet
@@ -196,34 +195,6 @@ def test_profile_space_on_a_tiny_net(tmp_path: Path):
         ((check.estimated_ms - check.measured_ms).abs() / check.measured_ms).tolist())
     plot_fidelity(check, tmp_path / "f.png", "tiny")
     assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_profile_stage_through_the_cli(idx_root: Path, tmp_path: Path):
-    import json
-
-    from netadapt_flows.cli import main
-
-    common = ["-S", "data.name=fashion-mnist", "-S", f"data.root={idx_root}", "-S", "model.name=plain_cnn",
-              "--artifacts", str(tmp_path / "a"), "--metrics", str(tmp_path / "m"), "--plots", str(tmp_path / "p")]
-    assert main(["prepare", *common]) == 0
-    # A network this small, timed this briefly, is too noisy for the default profile.max_error; the
-    # threshold itself is tested on a fake machine (test_profiling.py).
-    fast = ["-S", "profile.warmup=1", "-S", "profile.repeats=3", "-S", "profile.network_repeats=5",
-            "-S", "profile.fidelity_samples=2", "-S", "profile.max_error=100"]
-    assert main(["profile", *common, *fast]) == 0
-    metrics = json.loads((tmp_path / "m" / "profile.json").read_text())
-    for key in ["backend", "entries", "seconds", "base_latency_measured_ms", "base_latency_estimated_ms",
-                "lut_mean_abs_error", "lut_max_abs_error"]:
-        assert key in metrics
-    metrics = json.loads((tmp_path / "a" / "reports" / "profile.json").read_text())  # every metric
-    backend = ProfileConfig().backend  # the default, as params.yaml's
-    assert metrics["backend"] == backend and metrics["fidelity_networks"] == 2
-    assert {"lut_in_sample_mean_abs_error", "reference_drift", "unit_repeat_spread", "attempts"} <= set(metrics)
-    table = LatencyTable.load(tmp_path / "a" / "profile" / "lut.csv")
-    assert len(table) == metrics["entries"]
-    table.check(TableContext.current(backend, 1, 1))
-    assert (tmp_path / "p" / "fidelity.png").is_file()
-    assert pd.read_csv(tmp_path / "p" / "fidelity.csv").network.tolist()[:2] == ["base", "smallest"]
 
 
 def test_measure_latency_times_a_whole_network():

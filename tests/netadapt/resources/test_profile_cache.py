@@ -23,7 +23,7 @@ from netadapt.resources.lookup_table import KEY_FIELDS, LatencyTable
 from netadapt.resources.profiling import cache_context, profile_space
 from netadapt.resources.timing import ProfileSettings, time_units
 from tests.conftest import REPO
-from tests.netadapt.resources.test_command import command_args
+from tests.presets import command_args
 from tests.netadapt.resources.test_profiling import FAST, SPEC, FakeMachine, unit_ms
 
 UNITS = [LayerSpec("conv", 8, 16, 6, 6, 3, 1, norm=True, act="relu6"), LayerSpec("add", 8, 8, 6, 6),

@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from netadapt_flows.cli import main
+from tests import presets
 from tests.conftest import REPO, write_folders, write_idx, write_sha256sums
 
 OUTPUTS = ("a", "m", "p")  # --artifacts, --metrics, --plots under each test's tmp_path
@@ -232,17 +233,15 @@ CASES = [
         **PROJECT),
 ]
 
-PROJECT_ARGS = ["-S", "model.name=plain_cnn", "-S", "search.metric=macs", "-S", "supernet.epochs=0",
-                "-S", "supernet.batch_size=32", "-S", "supernet.group_size=8"]
+# the tiny preset's model and super-network batches, trained for 0 epochs: built, never trained
+PROJECT_ARGS = presets.flags({"model": presets.TINY["model"], "search": {"metric": "macs"},
+                              "supernet": {**presets.TINY["supernet"], "epochs": 0}})
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """A tiny valid Fashion-MNIST-shaped dataset (the good part of every config-level case)."""
-    root = tmp_path_factory.mktemp("bad-input-data")
-    write_idx(root, "train", 200, seed=1)
-    write_idx(root, "t10k", 50, seed=2)
-    return root
+    return presets.tiny_data(tmp_path_factory.mktemp("bad-input-data"), train=200, test=50)
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +249,7 @@ def project(data, tmp_path_factory) -> Path:
     """Prepared data and a super-network (plain CNN, 0 epochs): the shared start of model-level cases."""
     root = tmp_path_factory.mktemp("bad-input-project")
     args = ["--params", str(REPO / "params.yaml"), "-S", "data.name=fashion-mnist", "-S", f"data.root={data}",
-            *PROJECT_ARGS, "--artifacts", str(root / "a"), "--metrics", str(root / "m"), "--plots", str(root / "p")]
+            *PROJECT_ARGS, *presets.outputs(root)]
     for stage in ("prepare", "supernet"):
         assert main([stage, *args]) == 0
     return root / "a"

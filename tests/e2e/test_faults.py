@@ -1,7 +1,7 @@
 """Fault injection on the tiny preset (issue 12): kill -9 at every publication rename, and every
 artifact a stage reads damaged (truncated, zero-filled, garbled, or edited in a valid format).
 
-**Kill at each rename.** A driver process (`python -m tests.test_faults`, run once per module) imports
+**Kill at each rename.** A driver process (`python -m tests.e2e.test_faults`, run once per module) imports
 the library once, patches `os.replace` / `os.rename` (every publication of `netadapt.io`, the
 `.old` swap of `atomic_dir`, `clean_stale`'s restore and the lock's take-over go through them) and
 forks one child per run, so each run pays no import. It runs the tiny pipeline once, uninterrupted
@@ -12,7 +12,8 @@ the re-run must exit 0, leave no `.tmp` / `.old` / `.lock*` debris anywhere unde
 metrics and plots folders, and give what the uninterrupted run gave (file digests where the output
 is deterministic; metrics, CSV and JSON contents without timings elsewhere). Variants: the stage
 re-run over its own earlier outputs (the `atomic_dir` swap through `.<name>.old`), killed before and
-after each new rename; and a stage started over a stale lock left by a killed holder.
+after each new rename; and a stage started over a stale lock left by a killed holder. The sweep
+takes up to 15 minutes on two cores: its tests are marked `slow` (`make test-all`, CI).
 
 **Corrupt each artifact.** A table of (artifact, damage, consuming stage, expected outcome), each
 run in-process on a copy of one finished tiny project: `refuse` means exit 2, exactly one
@@ -25,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import os
 import re
 import shutil
@@ -39,28 +39,19 @@ from typing import Callable
 
 import pytest
 
-from tests.conftest import REPO, write_idx
+from tests import presets
+from tests.conftest import REPO
 
 STAGES = ("prepare", "profile", "supernet", "search", "finetune", "evaluate")
-TINY = ["--params", str(REPO / "params.yaml"), "-S", "model.name=plain_cnn", "-S", "data.name=fashion-mnist",
-        "-S", "supernet.epochs=1", "-S", "supernet.batch_size=32", "-S", "supernet.group_size=8",
-        "-S", "search.metric=macs", "-S", "search.candidates=3", "-S", "search.bn_recalibration_batches=1",
-        "-S", "search.budget=0.5", "-S", "search.initial_reduction=0.2", "-S", "finetune.epochs=1",
-        "-S", "finetune.batch_size=32", "-S", "profile.warmup=1", "-S", "profile.repeats=3",
-        "-S", "profile.network_repeats=3", "-S", "profile.fidelity_samples=2", "-S", "profile.max_error=1000",
-        "-S", "profile.max_attempts=1", "-S", "evaluate.latency_repeats=2", "-S", "evaluate.latency_warmup=0"]
+# One epoch each, the table timed least and accepted whatever its error, latency timed twice: many runs.
+PRESET = presets.merged(presets.TINY, supernet={"epochs": 1},
+                        profile={"network_repeats": 3, "max_error": 1000, "max_attempts": 1},
+                        evaluate={"latency_repeats": 2, "latency_warmup": 0})
 OUTPUTS = ("a", "m", "p")  # --artifacts, --metrics, --plots of a project folder
 
 
 def project_args(root: Path, data: Path) -> list[str]:
-    return [*TINY, "-S", f"data.root={data}", "--artifacts", str(root / "a"), "--metrics", str(root / "m"),
-            "--plots", str(root / "p")]
-
-
-def make_data(root: Path) -> Path:
-    write_idx(root, "train", 300, seed=1)
-    write_idx(root, "t10k", 60, seed=2)
-    return root
+    return presets.project(root, data, PRESET)
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -213,7 +204,7 @@ def _stale_lock(root: Path) -> None:
 
 def sweep(work: Path) -> dict:
     """The whole kill-at-rename sweep; a JSON-able report."""
-    data = make_data(work / "data")
+    data = presets.tiny_data(work / "data")
     ref = work / "ref"
     report: dict = {"stages": {}, "trials": []}
     before: dict[str, Path] = {}
@@ -285,7 +276,7 @@ def sweep_process(tmp_path_factory):
     work = tmp_path_factory.mktemp("kill-sweep")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NETADAPT_TRACKING": "off"}
     with open(work / "driver.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tests.test_faults", str(work)], cwd=REPO, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "tests.e2e.test_faults", str(work)], cwd=REPO, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
     yield work, proc
     if proc.poll() is None:
@@ -456,7 +447,7 @@ def finished(tmp_path_factory, request):
         request.getfixturevalue("sweep_process")  # the kill sweep runs on the other core meanwhile
 
     work = tmp_path_factory.mktemp("corrupt")
-    data = make_data(work / "data")
+    data = presets.tiny_data(work / "data")
     root = work / "ref"
     results = {}
     for stage in STAGES:
@@ -529,8 +520,6 @@ def test_a_damaged_artifact_is_refused_naming_it_or_recomputed(case: Damage, fin
     assert got == ("recovered" if case.expect == "recover" else "refused"), f"{got}: {detail}"
 
 
-
-
 @pytest.mark.parametrize("how", [*HOWS, "edit"])
 def test_a_damaged_stamp_is_never_trusted(finished, tmp_path, how):
     """A stamp tells the flow a stage is up to date (and gives its metrics): a damaged one must make
@@ -595,11 +584,13 @@ SITES = {
 }
 
 
+@pytest.mark.slow
 def test_every_publication_site_is_listed_and_killed_at(kill_sweep):
     made = {t["site"][1] for t in kill_sweep["trials"]}
     assert made == SITES, f"not listed: {sorted(made - SITES)}; not made: {sorted(SITES - made)}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
 def test_a_stage_killed_at_any_rename_reruns_clean_to_the_same_result(kill_sweep, stage):
     trials = [t for t in kill_sweep["trials"] if t["stage"] == stage]
@@ -610,12 +601,13 @@ def test_a_stage_killed_at_any_rename_reruns_clean_to_the_same_result(kill_sweep
     assert not failed, "\n".join(failed)
 
 
+@pytest.mark.slow
 def test_a_kill_at_the_lock_take_over_leaves_no_stale_lock(kill_sweep):
     trials = [t for t in kill_sweep["trials"] if t["variant"] == "stale-lock"]
     assert len(trials) == 2 and not [t["problems"] for t in trials if t["problems"]]
 
 
-if __name__ == "__main__":  # the kill sweep's driver: python -m tests.test_faults <work folder>
+if __name__ == "__main__":  # the kill sweep's driver: python -m tests.e2e.test_faults <work folder>
     folder = Path(sys.argv[1])
     # never the project's MLflow store or Prefect state, whoever starts the driver
     os.environ.update(NETADAPT_TRACKING="off", MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}",

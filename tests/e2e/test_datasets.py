@@ -1,0 +1,131 @@
+"""Bad dataset files through `netadapt prepare`: exit 2 with one line naming the file or key, and
+nothing half-written (reading the datasets: tests/netadapt/data/test_datasets.py)."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+from PIL import Image
+
+from netadapt_flows.cli import main
+from tests.conftest import write_idx, write_sha256sums
+
+
+def _prepare_error(capsys, tmp_path: Path, name: str, root: Path, *extra: str) -> str:
+    code = main(["prepare", "-S", f"data.name={name}", "-S", f"data.root={root}", *extra,
+                 "--artifacts", str(tmp_path / "art"), "--metrics", str(tmp_path / "met")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("netadapt: error: ") and err.count("\n") == 1
+    assert not (tmp_path / "art").exists(), "nothing half-written"
+    return err
+
+
+def _gz(path: Path, content: bytes) -> None:
+    with gzip.open(path, "wb") as f:
+        f.write(content)
+
+
+def test_missing_directory(capsys, tmp_path):
+    err = _prepare_error(capsys, tmp_path, "fashion-mnist", tmp_path / "nowhere")
+    assert f"data.root: folder not found: {tmp_path / 'nowhere'}" in err
+
+
+def test_missing_file(capsys, tmp_path, idx_root):
+    (idx_root / "t10k-labels-idx1-ubyte.gz").unlink()
+    err = _prepare_error(capsys, tmp_path, "fashion-mnist", idx_root, "-S", "data.verify_checksums=false")
+    assert f"{idx_root / 't10k-labels-idx1-ubyte.gz'}: file not found" in err
+
+
+def test_wrong_magic_number(capsys, tmp_path):
+    root = tmp_path / "d"
+    write_idx(root, "t10k", 20)
+    _gz(root / "t10k-images-idx3-ubyte.gz", struct.pack(">IIII", 2049, 20, 28, 28) + bytes(20 * 784))
+    err = _prepare_error(capsys, tmp_path, "fashion-mnist-t10k", root)
+    assert f"{root / 't10k-images-idx3-ubyte.gz'}: wrong magic number 2049, expected 2051" in err
+
+
+def test_truncated_payload(capsys, tmp_path):
+    root = tmp_path / "d"
+    write_idx(root, "t10k", 20)
+    _gz(root / "t10k-images-idx3-ubyte.gz", struct.pack(">IIII", 2051, 20, 28, 28) + bytes(19 * 784))
+    err = _prepare_error(capsys, tmp_path, "fashion-mnist-t10k", root)
+    assert f"{root / 't10k-images-idx3-ubyte.gz'}: truncated: header promises 20 images of 28x28" in err
+
+
+def test_truncated_gzip_file(capsys, tmp_path):
+    root = tmp_path / "d"
+    write_idx(root, "t10k", 20)
+    path = root / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-100])
+    err = _prepare_error(capsys, tmp_path, "fashion-mnist-t10k", root)
+    assert f"{path}: truncated gzip stream" in err
+
+
+def test_checksum_mismatch(capsys, tmp_path, idx_root):
+    write_idx(idx_root, "train", 200, seed=99)  # different content, manifest unchanged
+    err = _prepare_error(capsys, tmp_path, "fashion-mnist", idx_root)
+    assert f"{idx_root / 'train-images-idx3-ubyte.gz'}: checksum mismatch" in err
+
+
+def test_file_missing_from_manifest(capsys, tmp_path, folder_root):
+    extra = folder_root / "train" / "cat" / "0010.png"
+    extra.write_bytes((folder_root / "train" / "cat" / "0000.png").read_bytes())
+    err = _prepare_error(capsys, tmp_path, "image-folder", folder_root)
+    assert f"{folder_root / 'train/cat/0010.png'}: not listed in" in err
+
+
+def test_label_count_differs_from_image_count(capsys, tmp_path):
+    root = tmp_path / "d"
+    write_idx(root, "t10k", 20)
+    _gz(root / "t10k-labels-idx1-ubyte.gz", struct.pack(">II", 2049, 19) + bytes(19))
+    err = _prepare_error(capsys, tmp_path, "fashion-mnist-t10k", root)
+    assert f"{root / 't10k-labels-idx1-ubyte.gz'}: 19 labels for 20 images" in err
+
+
+def test_train_and_test_class_folders_differ(capsys, tmp_path, folder_root):
+    (folder_root / "test" / "owl").rename(folder_root / "test" / "own")
+    err = _prepare_error(capsys, tmp_path, "image-folder", folder_root, "-S", "data.verify_checksums=false")
+    assert f"{folder_root / 'test'}: class folders differ from {folder_root / 'train'}" in err
+    assert "missing ['owl'], extra ['own']" in err
+
+
+def test_undecodable_image(capsys, tmp_path, folder_root):
+    bad = folder_root / "train" / "dog" / "0003.png"
+    bad.write_bytes(b"this is not a png")
+    write_sha256sums(folder_root)
+    err = _prepare_error(capsys, tmp_path, "image-folder", folder_root)
+    assert f"{bad}: cannot decode image" in err
+
+
+def test_empty_class(capsys, tmp_path, folder_root):
+    for image in (folder_root / "train" / "owl").iterdir():
+        image.unlink()
+    write_sha256sums(folder_root)
+    err = _prepare_error(capsys, tmp_path, "image-folder", folder_root)
+    assert f"{folder_root / 'train' / 'owl'}: class folder has no images" in err
+
+
+def test_image_of_another_size(capsys, tmp_path, folder_root):
+    odd = folder_root / "train" / "dog" / "0004.png"
+    Image.new("RGB", (9, 9)).save(odd)
+    write_sha256sums(folder_root)
+    err = _prepare_error(capsys, tmp_path, "image-folder", folder_root)
+    assert f"{odd}: image shape (9, 9, 3) differs from (8, 8, 3) of {folder_root / 'train/cat/0000.png'}" in err
+
+
+def test_class_too_small_to_carve_a_holdout(capsys, tmp_path, folder_root):
+    err = _prepare_error(capsys, tmp_path, "image-folder", folder_root, "-S", "data.holdout_fraction=0.01")
+    assert "data.holdout_fraction: class 0 has 10 samples, too few" in err
+
+
+def test_failed_prepare_keeps_earlier_results(tmp_path, idx_root, capsys):
+    args = ["--artifacts", str(tmp_path / "art"), "--metrics", str(tmp_path / "met")]
+    assert main(["prepare", "-S", "data.name=fashion-mnist", "-S", f"data.root={idx_root}", *args]) == 0
+    before = (tmp_path / "art" / "prepared" / "train.pt").read_bytes()
+    assert main(["prepare", "-S", "data.name=fashion-mnist", "-S", f"data.root={tmp_path / 'x'}", *args]) == 2
+    assert (tmp_path / "art" / "prepared" / "train.pt").read_bytes() == before
+    left = sorted(p.name for p in (tmp_path / "art").iterdir() if p.name != ".stamps")
+    assert left == ["prepared", "reports"], "no temp folders left"

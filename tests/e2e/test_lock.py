@@ -1,0 +1,65 @@
+"""The project lock through the CLI: a second writer is refused naming the holder, a stale lock is
+taken over, and a failing stage releases it (the lock itself: tests/netadapt/test_lock.py)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from netadapt.lock import holder, lock_path, project_lock
+from netadapt_flows.cli import main
+from tests.conftest import REPO
+
+
+HOLD = ("import sys, time; from netadapt.lock import project_lock\n"
+        "with project_lock(sys.argv[1], 'netadapt search'):\n"
+        "    print('held', flush=True); time.sleep(60)\n")
+
+
+def spawn_holder(artifacts: Path, env: dict | None = None) -> subprocess.Popen:
+    """Another process holding the project's lock (as `netadapt search` would)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(artifacts)], cwd=REPO, stdout=subprocess.PIPE,
+                            text=True, env=env)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def search_args(tmp_path: Path) -> list[str]:
+    return ["search", "--params", str(REPO / "params.yaml"), "--artifacts", str(tmp_path / "art"),
+            "--metrics", str(tmp_path / "met"), "--plots", str(tmp_path / "plots")]
+
+
+def test_a_second_writer_exits_2_naming_the_holder_then_takes_over_a_stale_lock(tmp_path: Path, capsys, caplog):
+    art = tmp_path / "art"
+    proc = spawn_holder(art)
+    try:
+        recorded = holder(art)
+        assert recorded["pid"] == proc.pid and recorded["command"] == "netadapt search" and recorded["since"]
+        assert main(search_args(tmp_path)) == 2
+        err = capsys.readouterr().err
+        assert err == (f"netadapt: error: {lock_path(art).resolve()}: held by pid {proc.pid} (netadapt search, "
+                       f"since {recorded['since']}); wait for it or remove the file if that process is gone\n")
+        assert not (tmp_path / "met").exists() and not (art / ".stamps").exists(), "no work was started"
+    finally:
+        proc.kill()  # killed: no chance to remove its lock file
+        proc.wait()
+    assert holder(art)["pid"] == proc.pid, "the dead holder's lock is left behind"
+
+    # Stale (that pid is gone): taken over, with a log line, and released afterwards.
+    with caplog.at_level(logging.WARNING, logger="netadapt"), project_lock(art, "netadapt search") as path:
+        assert holder(art)["pid"] == os.getpid()
+        assert f"taking over a stale lock of pid {proc.pid}" in caplog.text
+    assert not path.exists()
+
+
+def test_a_failing_stage_releases_the_lock(tmp_path: Path, capsys):
+    code = main(["prepare", "--params", str(REPO / "params.yaml"), "-S", f"data.root={tmp_path / 'nowhere'}",
+                 "--artifacts", str(tmp_path / "art"), "--metrics", str(tmp_path / "met")])
+    assert code == 2 and "nowhere" in capsys.readouterr().err
+    assert not lock_path(tmp_path / "art").exists()
+    assert not (tmp_path / "art").exists(), "the folder the lock made is gone: a refused stage leaves nothing"
+    with project_lock(tmp_path / "art"):  # and the next writer gets it
+        pass
