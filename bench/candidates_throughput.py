@@ -46,7 +46,7 @@ def setup(work: Path, n: int, seed: int) -> tuple[list[str], dict]:
     import numpy as np
     import torch
 
-    from netadapt import layout, stages
+    from netadapt import evaluation, layout, stages
     from netadapt.config import load_config
     from netadapt.models import build_supernet
     from netadapt.checkpoints import save_supernet
@@ -63,7 +63,7 @@ def setup(work: Path, n: int, seed: int) -> tuple[list[str], dict]:
     archs = [space.with_widths({d.name: int(rng.choice(d.choices())) for d in space.dims}).to_json()
              for _ in range(n)]
     kwargs = {k: str(Path(v).resolve()) if k.endswith("_path") else v
-              for k, v in stages.candidate_settings(cfg, paths).items()}
+              for k, v in evaluation.candidate_settings(cfg, paths).items()}
     return archs, kwargs
 
 

@@ -63,6 +63,7 @@ from netadapt.data import load_split, prepare_data
 from netadapt.data.datasets import RawSplit
 from netadapt.data.prepared import write_split
 from netadapt.errors import NetAdaptError
+from netadapt import evaluation
 from netadapt.evaluation import evaluate_candidate
 from netadapt.io import read_json, write_json
 from netadapt.models import build_supernet
@@ -295,7 +296,7 @@ def run_cell(method: str, budget: float, cfg: Config, work: Path, data: Path, lu
                 raise Infeasible(f"its N comes from netadapt_v2, which was infeasible ({v2['infeasible']})")
             n = int(v2["candidates_evaluated"])
             archs = [random_architecture(space, latency, target, rng) for _ in range(n)]
-            kwargs = stages.candidate_settings(cfg, paths)
+            kwargs = evaluation.candidate_settings(cfg, paths)
             scores = [evaluate_candidate(a.to_json(), **kwargs)[0] for a in archs]
             arch = archs[int(np.argmax(scores))]
             details = {"candidates_evaluated": n, "holdout_acc": max(scores)}

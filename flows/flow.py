@@ -43,7 +43,7 @@ from prefect.runtime import flow_run
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from netadapt import stages, stamps
+from netadapt import evaluation, stages, stamps
 from netadapt.config import Config, load_config, to_dict
 from netadapt.layout import DEVICE_STAGES, STAGES, UPSTREAM
 from netadapt.lock import project_lock
@@ -65,8 +65,8 @@ class SearchRecorder:
     runner (each named after the iteration being scored: -1, the unpruned network, before the first
     proposal), and the task states are kept for the flow's result (`counts`)."""
 
-    identity: str  # the search identity (`stages.search_identity`): part of each iteration's key
-    kwargs: dict  # the candidates' evaluation settings (`stages.candidate_settings`, absolute paths)
+    identity: str  # the search identity (`evaluation.search_identity`): part of each iteration's key
+    kwargs: dict  # the candidates' evaluation settings (`evaluation.candidate_settings`, absolute paths)
     iteration: int = -1
     iteration_states: list[str] = field(default_factory=list)
     candidate_states: list[str] = field(default_factory=list)
@@ -100,9 +100,9 @@ def search_flow(params: dict, folders: dict[str, str], key: str | None = None, d
     guard_result_storage()
     cfg, p = stage_config(params, device), folder_paths(folders, device)
     key = key or stamps.stage_key("search", cfg, p)
-    identity = stages.search_identity(cfg, p)
+    identity = evaluation.search_identity(cfg, p)
     kwargs = {k: str(Path(v).resolve()) if k.endswith("_path") else v  # absolute: a worker's cwd may differ
-              for k, v in stages.candidate_settings(cfg, p).items()}   # (not in the key: the files' digests are)
+              for k, v in evaluation.candidate_settings(cfg, p).items()}   # (not in the key: the files' digests are)
     recorder = SearchRecorder(identity, kwargs)
     mcd = cfg.search.algorithm == "mcd"  # V1 carries weights between iterations: it runs in-process
     search = functools.partial(stages.search, propose=recorder.propose if mcd else None,

@@ -8,17 +8,23 @@ widths), then is scored. The super-network itself is never modified.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from netadapt.arch import Architecture
 from netadapt.checkpoints import load_supernet
+from netadapt.config import Config, to_dict
 from netadapt.data import Split, load_split
+from netadapt.io import code_version, content_digest
+from netadapt.layout import Paths
 from netadapt.models import extract
-from netadapt.training import accuracy, batches
+from netadapt.training import accuracy, batches, resolve_device
 
 
 @torch.no_grad()
@@ -80,3 +86,27 @@ def evaluate_candidate(arch_json: str, *, supernet_path: str, prepared_path: str
                           bn_recalibration_batches=bn_recalibration_batches, eval_batches=eval_batches,
                           device=torch.device(device))
     return acc, time.perf_counter() - start
+
+
+def search_identity(cfg: Config, paths: Paths) -> str:
+    """What a search history depends on besides the budget: super-network, holdout, table, settings,
+    seed, and what computes the scores: the library's code, torch's version and the device."""
+    inputs = [paths.supernet, paths.prepared / "holdout.pt"] + ([paths.lut] if cfg.search.metric == "latency" else [])
+    settings = {k: v for k, v in to_dict(cfg.search).items() if k not in ("budget", "budget_type")}
+    scorer = [code_version(), torch.__version__, str(resolve_device(cfg.supernet.device))]
+    payload = [content_digest(inputs), settings, cfg.seed, scorer]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def candidate_settings(cfg: Config, paths: Paths) -> dict:
+    """Keyword arguments of `evaluation.evaluate_candidate` for this config (paths, BN, batches, device)."""
+    s = cfg.search
+    return dict(supernet_path=str(paths.supernet), prepared_path=str(paths.prepared),
+                bn_recalibration_batches=s.bn_recalibration_batches, batch_size=s.batch_size,
+                eval_batches=s.eval_batches, device=str(resolve_device(cfg.supernet.device)))
+
+
+def score_here(settings: dict, arch_jsons: list[str]) -> list[tuple[float, float]]:
+    """Score candidates one after the other in this process (`candidate_settings`)."""
+    return [evaluate_candidate(j, **settings) for j in tqdm(arch_jsons, desc="search candidates", unit="cand",
+                                                            leave=False, disable=None)]

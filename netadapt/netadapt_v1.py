@@ -13,6 +13,7 @@ so its iterations are not replayed from an earlier history.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import time
@@ -26,15 +27,19 @@ from torch import nn
 
 from netadapt.arch import Architecture
 from netadapt.checkpoints import load_supernet
-from netadapt.data import Split
+from netadapt.config import Config
+from netadapt.data import Split, load_split
 from netadapt.errors import NetAdaptError, describe
 from netadapt.history import COLUMNS, SavedSearch, plain_rows
+from netadapt.io import content_digest
+from netadapt.layout import Paths
 from netadapt.mcd import Candidate, shrink
 from netadapt.models import extract
 from netadapt.resources import ResourceModel
 from netadapt.resume import Progress
 from netadapt.schedule import MeasuredCheck
-from netadapt.training import Loop, accuracy, cosine_schedule, cross_entropy, epoch_steps, make_optimizer, train_epoch
+from netadapt.training import (Loop, accuracy, cosine_schedule, cross_entropy, epoch_steps, make_optimizer, resolve_device,
+                               train_epoch)
 
 log = logging.getLogger("netadapt")
 
@@ -187,3 +192,17 @@ class V1Progress:
         kept = history[history.kept.astype(bool)].iloc[-1]
         self.progress.store({"rows": plain_rows(history), "checks": checks,
                              "network": self.v1.kept_state(self.space.with_widths(json.loads(kept.arch)))})
+
+
+def netadapt_v1_search(cfg: Config, paths: Paths, supernet_model: nn.Module, resource: ResourceModel,
+                       identity: str, budget: float) -> V1Progress:
+    """NetAdapt V1 from its start network, with its own progress file (keyed by the search's identity,
+    the start network's contents and the budget)."""
+    s = cfg.search
+    space = supernet_model.space()
+    network, start_path = start_network(s.start_checkpoint, paths.supernet, space)
+    v1 = NetAdaptV1(network, resource, load_split(paths.prepared, "train"), load_split(paths.prepared, "holdout"),
+                    FineTuning(s.short_term_steps, s.long_term_epochs, s.lr, s.train_batch_size, s.batch_size,
+                               s.eval_batches, cfg.seed, resolve_device(cfg.supernet.device)))
+    key = hashlib.sha256(json.dumps([identity, content_digest([start_path]), budget]).encode()).hexdigest()
+    return V1Progress(v1, Progress(paths.progress("search"), key[:16]), space)

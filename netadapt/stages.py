@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm import tqdm
 
 from netadapt.arch import ModelSpec
 from netadapt.config import Config, to_dict
 from netadapt.data import load_info, load_split, prepare_data
 from netadapt.distributed import current_world, launch
 from netadapt.checkpoints import load_network, load_supernet, save_network, save_supernet
-from netadapt.evaluation import evaluate_candidate
+from netadapt.evaluation import candidate_settings, score_here, search_identity
 from netadapt.finetune import export_onnx, initial_network, train_network
 from netadapt.history import (SavedSearch, SearchRecorder, history_meta, load_history, read_history_csv,
                               searched_architecture, write_csv)
@@ -31,7 +30,7 @@ from netadapt.io import atomic_dir, atomic_path, code_version, content_digest, w
 from netadapt.layout import HEADLINE_METRICS, STAGE_PARAMS, Paths
 from netadapt.models import build_supernet
 from netadapt.models.checks import check_model_widths
-from netadapt.netadapt_v1 import FineTuning, NetAdaptV1, V1Progress, start_network
+from netadapt.netadapt_v1 import netadapt_v1_search
 from netadapt.plots import plot_fidelity, plot_tradeoff, plot_trajectory
 from netadapt.resources.analytic import MacsModel, ParamsModel
 from netadapt.resources.lookup_table import LatencyModel
@@ -155,44 +154,6 @@ def profile(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]
     return metrics
 
 
-def search_identity(cfg: Config, paths: Paths) -> str:
-    """What a search history depends on besides the budget: super-network, holdout, table, settings,
-    seed, and what computes the scores: the library's code, torch's version and the device."""
-    inputs = [paths.supernet, paths.prepared / "holdout.pt"] + ([paths.lut] if cfg.search.metric == "latency" else [])
-    settings = {k: v for k, v in to_dict(cfg.search).items() if k not in ("budget", "budget_type")}
-    scorer = [code_version(), torch.__version__, str(resolve_device(cfg.supernet.device))]
-    payload = [content_digest(inputs), settings, cfg.seed, scorer]
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def candidate_settings(cfg: Config, paths: Paths) -> dict:
-    """Keyword arguments of `evaluation.evaluate_candidate` for this config (paths, BN, batches, device)."""
-    s = cfg.search
-    return dict(supernet_path=str(paths.supernet), prepared_path=str(paths.prepared),
-                bn_recalibration_batches=s.bn_recalibration_batches, batch_size=s.batch_size,
-                eval_batches=s.eval_batches, device=str(resolve_device(cfg.supernet.device)))
-
-
-def score_here(settings: dict, arch_jsons: list[str]) -> list[tuple[float, float]]:
-    """Score candidates one after the other in this process (`candidate_settings`)."""
-    return [evaluate_candidate(j, **settings) for j in tqdm(arch_jsons, desc="search candidates", unit="cand",
-                                                            leave=False, disable=None)]
-
-
-def _netadapt_v1(cfg: Config, paths: Paths, supernet_model: torch.nn.Module, resource, identity: str,
-                 schedule: Schedule) -> V1Progress:
-    """NetAdapt V1 from its start network, with its own progress file (keyed by the search's identity,
-    the start network's contents and the budget)."""
-    s = cfg.search
-    space = supernet_model.space()
-    network, start_path = start_network(s.start_checkpoint, paths.supernet, space)
-    v1 = NetAdaptV1(network, resource, load_split(paths.prepared, "train"), load_split(paths.prepared, "holdout"),
-                    FineTuning(s.short_term_steps, s.long_term_epochs, s.lr, s.train_batch_size, s.batch_size,
-                               s.eval_batches, cfg.seed, resolve_device(cfg.supernet.device)))
-    key = hashlib.sha256(json.dumps([identity, content_digest([start_path]), schedule.budget]).encode()).hexdigest()
-    return V1Progress(v1, Progress(paths.progress("search"), key[:16]), space)
-
-
 def search(cfg: Config, paths: Paths = Paths(), propose: ProposeIteration | None = None,
            evaluate_candidates: Callable[[list[str]], list[tuple[float, float]]] | None = None,
            reuse_history: bool = True) -> dict[str, float | int | str]:
@@ -216,7 +177,7 @@ def search(cfg: Config, paths: Paths = Paths(), propose: ProposeIteration | None
             "unit": resource.unit, "algorithm": s.algorithm}
     saved = load_history(paths.search, identity, space, resource) if reuse_history else SavedSearch()
     if s.algorithm == "netadapt":  # V1: its own candidates and fine-tuned scores, and its own progress
-        v1 = _netadapt_v1(cfg, paths, supernet_model, resource, identity, schedule)
+        v1 = netadapt_v1_search(cfg, paths, supernet_model, resource, identity, schedule.budget)
         saved, generate, score = v1.resume(schedule.budget), v1.v1.step, v1.v1.evaluate
         recorder = SearchRecorder(paths.search, meta, also=v1.store)
     else:

@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 
-from netadapt import layout, stages
+from netadapt import evaluation, layout, stages
 from netadapt.arch import Architecture
 from netadapt.resources import metric
 from netadapt.config import load_config
@@ -135,15 +135,15 @@ def test_a_code_change_or_another_device_starts_a_new_search_history(project, mo
     assert main(["search", *args, "-S", "search.budget=0.6"]) == 0
     assert main(["search", *args, "-S", "search.budget=0.6"]) == 0
     assert metrics(root, "search")["reused_iterations"] >= 1, "same inputs and code: replayed"
-    monkeypatch.setattr(stages, "code_version", lambda: "a-changed-scorer")
+    monkeypatch.setattr(evaluation, "code_version", lambda: "a-changed-scorer")
     assert main(["search", *args, "-S", "search.budget=0.6"]) == 0
     assert metrics(root, "search")["reused_iterations"] == 0
 
     overrides = [v for flag, v in zip(args, args[1:]) if flag == "-S"]
     cfg, paths = load_config(REPO / "params.yaml", overrides), layout.Paths(root / "a", root / "m", root / "p")
-    here = stages.search_identity(cfg, paths)
-    monkeypatch.setattr(stages, "resolve_device", lambda name: torch.device("cuda"))
-    assert stages.search_identity(cfg, paths) != here
+    here = evaluation.search_identity(cfg, paths)
+    monkeypatch.setattr(evaluation, "resolve_device", lambda name: torch.device("cuda"))
+    assert evaluation.search_identity(cfg, paths) != here
 
 
 @pytest.mark.parametrize("final_ms, met", [(0.40, True), (0.52, True), (0.60, False)])
