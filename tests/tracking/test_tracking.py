@@ -93,7 +93,9 @@ def test_a_pipeline_is_one_parent_run_with_a_child_per_stage(tmp_path: Path, tra
     assert "model.onnx" in artifacts(children["finetune"], "onnx")
     versions = client.search_model_versions("name = 'netadapt-fashion-mnist-plain_cnn'")
     assert len(versions) == 1 and versions[0].run_id == children["finetune"].info.run_id
-    assert children["evaluate"].data.metrics["test_acc"] >= 0
+    logged, written = children["evaluate"].data.metrics, json.loads((tmp_path / "m" / "evaluate.json").read_text())
+    assert 0.0 <= logged["test_acc"] <= 1.0 and logged["test_acc"] == pytest.approx(written["test_acc"])
+    assert logged["latency_measured_ms"] == pytest.approx(written["latency_measured_ms"]), "the run logs what was measured"
 
     # A child run spans its stage: opened before the stage's clock starts, closed after it stops.
     for stage, run in children.items():
