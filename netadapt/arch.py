@@ -64,6 +64,20 @@ class Dimension:
         return list(range(self.min_width, self.max_width + 1, self.granularity))
 
 
+def _frozen(value: Any) -> Any:
+    """JSON-like data as hashable tuples (lists become tuples, mappings sorted pairs)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _frozen_kwargs(kwargs: Any) -> tuple[tuple[str, Any], ...]:
+    pairs = kwargs.items() if isinstance(kwargs, Mapping) else kwargs
+    return tuple(sorted((str(k), _frozen(v)) for k, v in pairs))
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything needed to rebuild the super-network: registered name and construction arguments."""
@@ -73,6 +87,10 @@ class ModelSpec:
     num_classes: int
     width_mult: float = 1.0
     granularity: int = 8
+    kwargs: tuple[tuple[str, Any], ...] = ()  # a user's model: its construction arguments (model.kwargs)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kwargs", _frozen_kwargs(self.kwargs))
 
 
 @dataclass(frozen=True)
@@ -123,7 +141,11 @@ class Architecture:
     # -- JSON ---------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": {**asdict(self.model), "input_shape": list(self.model.input_shape)},
+        model = {**asdict(self.model), "input_shape": list(self.model.input_shape),
+                 "kwargs": {k: v for k, v in self.model.kwargs}}
+        if not self.model.kwargs:  # the built-in models' descriptions stay as they were
+            del model["kwargs"]
+        return {"model": model,
                 "dimensions": [asdict(d) for d in self.dims]}
 
     def to_json(self) -> str:

@@ -7,7 +7,11 @@ list mirrors what `extract(arch)` runs (tests check this against the built netwo
 A conv unit is conv -> optional BN -> optional activation, as the slim network runs it (and as
 inference engines fuse it); the other units are the element-wise and pooling ops around convs:
 residual adds, partial adds and concatenations of channel-level bypass, global pooling, the
-classifier. Every op that costs time belongs to some unit.
+classifier, and for traced models (`netadapt.graph`) standalone activations and batch norms, windowed
+pooling, element-wise products (`mode`: `mul`, or `scale` for a [B, C, 1, 1] gate as squeeze-excite
+applies), concatenations (`groups`: the number of parts) and resizing (`mode`: the interpolation,
+`stride`: the scale factor). Every op that costs time belongs to some unit; reshapes and dropout
+cost nothing and have none.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-Op = Literal["conv", "add", "partial_add", "bypass_cat", "avgpool", "linear"]
+Op = Literal["conv", "add", "partial_add", "bypass_cat", "avgpool", "linear",
+             "act", "norm", "pool", "eltwise", "cat", "resize"]
+
+ACTIVATION_NAMES = ("relu", "relu6", "hardswish", "hardsigmoid", "silu", "gelu", "sigmoid", "tanh")
 
 
 @dataclass(frozen=True)
@@ -30,16 +37,25 @@ class LayerSpec:
     groups: int = 1
     bias: bool = False
     norm: bool = False  # conv: followed by batch norm
-    act: str = ""  # conv: "relu", "relu6" or "" (none)
+    act: str = ""  # conv, act: one of ACTIVATION_NAMES or "" (none)
+    padding: int = -1  # conv, pool: -1 is "same" (kernel // 2 * dilation)
+    dilation: int = 1
+    mode: str = ""  # pool: "max"/"avg"; eltwise: "mul"/"scale"/"sub"/"div"/"add"; resize: interpolation
+
+    @property
+    def pad(self) -> int:
+        return self.padding if self.padding >= 0 else self.kernel // 2 * self.dilation
 
     @property
     def out_hw(self) -> tuple[int, int]:
-        if self.op == "conv":
-            pad = self.kernel // 2
-            return ((self.h + 2 * pad - self.kernel) // self.stride + 1,
-                    (self.w + 2 * pad - self.kernel) // self.stride + 1)
+        if self.op in ("conv", "pool"):
+            span = self.dilation * (self.kernel - 1) + 1
+            return ((self.h + 2 * self.pad - span) // self.stride + 1,
+                    (self.w + 2 * self.pad - span) // self.stride + 1)
         if self.op in ("avgpool", "linear"):
             return 1, 1
+        if self.op == "resize":
+            return self.h * self.stride, self.w * self.stride
         return self.h, self.w
 
     @property
@@ -47,6 +63,8 @@ class LayerSpec:
         if self.op == "conv":
             return (self.cout * (self.cin // self.groups) * self.kernel ** 2 + (self.cout if self.bias else 0)
                     + (2 * self.cout if self.norm else 0))
+        if self.op == "norm":
+            return 2 * self.cout
         if self.op == "linear":
             return self.cin * self.cout + (self.cout if self.bias else 0)
         return 0

@@ -2,7 +2,9 @@
 
 Bringing your own model
 -----------------------
-Any `torch.nn.Module` can be searched if it satisfies `SearchableModel`:
+Any `torch.nn.Module` can be searched as it is: `model.name: "package.module:Attr"` (a class or a
+factory), `torchvision:<name>` or `timm:<name>`; it is traced and its coupled channel groups become the
+search dimensions (`netadapt.graph`). A model can instead implement `SearchableModel` itself:
 
 - constructed as `Model(spec: ModelSpec)` (input shape, classes, width multiplier, granularity);
 - `space() -> Architecture`: its searchable dimensions, every width at its maximum;
@@ -15,7 +17,7 @@ Any `torch.nn.Module` can be searched if it satisfies `SearchableModel`:
 - `layers(arch) -> list[LayerSpec]`: the ops that slim network runs (analytic MACs, parameters and
   latency lookup).
 
-Select it with `model.name: "package.module:ClassName"` in params.yaml. The blocks in
+The blocks in
 `netadapt.models.blocks` implement all three views for common layers, and `SearchableNetwork`
 chains them, so most models are a list of blocks (see `plain_cnn.py`). NetAdapt V1 also moves the
 largest filters first in the blocks `netadapt.models.reorder` has a rule for (`RULES`).
@@ -23,8 +25,8 @@ largest filters first in the blocks `netadapt.models.reorder` has a rule for (`R
 
 from __future__ import annotations
 
-import importlib
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Callable, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -32,6 +34,7 @@ from torch import nn
 from netadapt.arch import Architecture, ModelSpec
 from netadapt.errors import ConfigError
 from netadapt.layers import LayerSpec
+from netadapt.models import any_model
 from netadapt.models.registry import BUILTIN_MODELS
 from netadapt.ordered_dropout import Widths
 
@@ -52,39 +55,37 @@ class SearchableModel(Protocol):
 PROTOCOL_METHODS = ("space", "forward", "extract", "layers")
 
 
-def resolve(name: str) -> type:
-    """The model class for a registered name or a `package.module:Class` path.
-
-    The attribute must be a `torch.nn.Module` subclass defining the protocol's methods, checked
-    before anything is called: a name (from params or stored in a checkpoint) can point at a model
-    class, never at an arbitrary callable such as `os:system`.
-    """
-    target = BUILTIN_MODELS.get(name, name)
-    module_name, _, attr = target.partition(":")
-    if not module_name or not attr.isidentifier():
-        raise ConfigError(f"model.name: {target!r} is not a built-in model or a 'package.module:Class' path")
-    try:
-        found = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(f"model.name: cannot import {target!r} ({exc})") from None
-    if not (isinstance(found, type) and issubclass(found, nn.Module)):
-        raise ConfigError(f"model.name: {target!r} is not a torch.nn.Module subclass "
-                          f"(got {type(found).__name__}); it must implement the SearchableModel protocol")
-    missing = [m for m in PROTOCOL_METHODS if not callable(getattr(found, m, None))
-               or (m == "forward" and found.forward is nn.Module.forward)]
-    if missing:
-        raise ConfigError(f"model.name: {target!r} does not implement the SearchableModel protocol "
-                          f"(spec, space, forward, extract, layers): missing {', '.join(missing)}")
-    return found
+def implements_protocol(found: object) -> bool:
+    """Whether `found` is a model class written against `SearchableModel` (built from `ModelSpec`)."""
+    return isinstance(found, type) and issubclass(found, nn.Module) and found.forward is not nn.Module.forward \
+        and all(callable(getattr(found, m, None)) for m in PROTOCOL_METHODS)
 
 
-def build_supernet(spec: ModelSpec) -> nn.Module:
-    """Instantiate the super-network of `spec` and check that it satisfies the protocol."""
-    model = resolve(spec.name)(spec)
-    if not isinstance(model, SearchableModel):
-        raise ConfigError(f"model.name: {spec.name!r} does not implement the SearchableModel protocol "
-                          f"(spec, space, forward, extract, layers)")
-    return model
+def resolve(name: str) -> Callable[..., nn.Module]:
+    """The class or factory a built-in name or `model.name` path names (see `any_model.factory`)."""
+    return any_model.factory(BUILTIN_MODELS.get(name, name))
+
+
+def build_supernet(spec: ModelSpec, checkpoint: str | Path | None = None,
+                   allow_pickle: bool = False) -> nn.Module:
+    """The super-network of `spec`: a `SearchableModel` class built from the spec, or any other
+    network traced into one (`netadapt.graph.TracedNetwork`). `checkpoint`: the user's trained
+    weights (`model.checkpoint`), loaded into the network before it becomes a super-network."""
+    make = resolve(spec.name)
+    if implements_protocol(make):
+        model = make(spec)
+        if checkpoint is not None:
+            any_model.load_weights(model, checkpoint, allow_pickle)
+        if not isinstance(model, SearchableModel):
+            raise ConfigError(f"model.name: {spec.name!r} does not implement the SearchableModel protocol "
+                              f"(spec, space, forward, extract, layers)")
+        return model
+    from netadapt.graph import TracedNetwork  # torch.fx: only for traced models
+
+    module = any_model.build_module(BUILTIN_MODELS.get(spec.name, spec.name), spec)
+    if checkpoint is not None:
+        any_model.load_weights(module, checkpoint, allow_pickle)
+    return TracedNetwork(spec, module)
 
 
 def extract(supernet: SearchableModel, arch: Architecture) -> nn.Module:

@@ -82,7 +82,7 @@ class UnitCache:
         for raw in complete[1:]:
             try:
                 row = json.loads(raw)
-                spec = LayerSpec(**{k: row["unit"][k] for k in UNIT_FIELDS})
+                spec = LayerSpec(**{k: row["unit"][k] for k in UNIT_FIELDS if k in row["unit"]})
                 unit = CachedUnit(float(row["latency_ms"]), float(row["p10_ms"]), float(row["p90_ms"]),
                                   float(row["reference_ms"]), str(row["group"]))
                 times = (unit.latency_ms, unit.p10_ms, unit.p90_ms, unit.reference_ms)

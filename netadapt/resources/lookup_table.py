@@ -28,6 +28,7 @@ from netadapt.io import atomic_path
 from netadapt.layers import LayerSpec
 
 KEY_FIELDS = [f.name for f in dataclasses.fields(LayerSpec)]
+ADDED_FIELDS = {"padding": -1, "dilation": 1, "mode": ""}  # LayerSpec fields later than the first tables
 
 
 class TableError(NetAdaptError):
@@ -114,6 +115,7 @@ class LatencyTable:
         df = self.entries
         same = df[(df.op == spec.op) & (df.kernel == spec.kernel) & (df.stride == spec.stride)
                   & (df.h == spec.h) & (df.w == spec.w) & (df.norm == spec.norm) & (df.act == spec.act)
+                  & (df.mode == spec.mode) & (df.padding == spec.padding) & (df.dilation == spec.dilation)
                   & ((df.groups == df.cin) == (spec.groups == spec.cin))]
         if same.empty:
             raise TableError(f"latency table: no entry of the same kind as {spec} to interpolate from")
@@ -158,10 +160,14 @@ class LatencyTable:
             entries = pd.read_csv(csv_path, keep_default_na=False)
         except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise TableError(f"{csv_path}: not a readable latency table ({type(exc).__name__})") from None
+        for column, default in ADDED_FIELDS.items():  # a table measured before these fields existed
+            if column not in entries.columns:
+                entries[column] = default
         missing = set(KEY_FIELDS + ["latency_ms"]) - set(entries.columns)
         if missing:
             raise TableError(f"{csv_path}: not a latency table (missing columns {sorted(missing)})")
         entries["act"] = entries["act"].astype(str)
+        entries["mode"] = entries["mode"].astype(str)
         latency = pd.to_numeric(entries["latency_ms"], errors="coerce")
         bad = entries.index[~(latency.apply(math.isfinite) & (latency >= 0))]
         if len(bad):  # a NaN once let the search "meet" a budget with a network over it

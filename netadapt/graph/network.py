@@ -1,0 +1,168 @@
+"""`TracedNetwork`: any `nn.Module` as a searchable super-network, through its traced graph.
+
+One graph, three views (as the built-in blocks have): the masked forward with per-sample widths
+(`masked.py`), the physically slim extraction (`extract.py`) and the layer specs (`specs.py`). It
+implements the `SearchableModel` protocol (`netadapt.models`), and NetAdapt V1's filter reordering
+through coupled channel groups.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import fx, nn
+
+from netadapt.arch import Architecture, ArchitectureError, ModelSpec
+from netadapt.errors import describe
+from netadapt.graph import ops
+from netadapt.graph.channels import ChannelGraph, analyse
+from netadapt.graph.errors import GraphError
+from netadapt.graph.extract import slim_network
+from netadapt.graph.masked import masked_network
+from netadapt.graph.specs import UnitPlan
+from netadapt.layers import LayerSpec
+from netadapt.ordered_dropout import Widths
+
+log = logging.getLogger(__name__)
+
+
+def trace(module: nn.Module, name: str) -> fx.GraphModule:
+    """The module's graph (torch.fx symbolic tracing); an untraceable model is refused naming why."""
+    try:
+        return fx.symbolic_trace(module)
+    except Exception as exc:  # noqa: BLE001 - fx raises many kinds; all mean the same to the user
+        raise GraphError(f"model.name: {name}: torch.fx cannot trace the model ({describe(exc)}); "
+                         f"data-dependent control flow in forward() is the usual cause") from None
+
+
+class TracedNetwork(nn.Module):
+    """A user's network as a super-network: its coupled channel groups are the search dimensions."""
+
+    def __init__(self, spec: ModelSpec, module: nn.Module):
+        super().__init__()
+        self.spec = spec
+        traced = trace(module, spec.name)
+        device = next(iter(module.parameters()), torch.empty(0)).device
+        example = torch.zeros(2, *spec.input_shape, device=device)
+        try:
+            graph = analyse(traced, example, spec.granularity)
+        except GraphError as exc:
+            raise GraphError(f"model.name: {spec.name}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - shape propagation runs the user's code
+            raise GraphError(f"model.name: {spec.name}: the model fails on an input of shape "
+                             f"{tuple(example.shape)} ({describe(exc)})") from None
+        self.net = masked_network(traced, graph)
+        self.graph: ChannelGraph = graph  # not a module: `net` holds every weight
+        self.plan = UnitPlan(graph, dict(self.net.named_modules()))
+        self._space = Architecture(spec, graph.dims)
+        for warning in graph.warnings:
+            log.warning("model.name %s: %s", spec.name, warning)
+        if self.plan.unmeasured:
+            log.warning("model.name %s: no latency unit for %s: their cost is left to the table's per-network "
+                        "constant", spec.name, ", ".join(self.plan.unmeasured))
+
+    def space(self) -> Architecture:
+        return self._space
+
+    def forward(self, x: torch.Tensor, widths: Widths | None = None) -> torch.Tensor:
+        return self.net(x, widths)
+
+    def _check(self, arch: Architecture) -> dict[str, int]:
+        if not self._space.same_space(arch):
+            raise ArchitectureError(f"architecture: it belongs to another search space than this "
+                                    f"{self.spec.name} super-network ({arch.model} vs {self.spec})")
+        return arch.widths
+
+    def extract(self, arch: Architecture) -> fx.GraphModule:
+        return slim_network(self.graph, self.net, self._check(arch))
+
+    def layers(self, arch: Architecture) -> list[LayerSpec]:
+        self._check(arch)
+        return self.plan.specs(arch)
+
+    def units(self) -> set[LayerSpec]:
+        """Every unit some architecture of the space runs: what profiling times."""
+        return self.plan.all_specs(self._space)
+
+    # -- NetAdapt V1: keep the filters of largest L2 norm by moving them first --------------------
+
+    def _space_id(self, dim: str) -> int | None:
+        return next((s for s, name in self.graph.space_dims.items() if name == dim), None)
+
+    def can_reorder(self, dim: str) -> bool:
+        """Every space dimension can: all the ops touching an unpinned space follow a permutation."""
+        return self._space_id(dim) is not None
+
+    def keep_largest_filters(self, dim: str, arch: Architecture) -> None:
+        """Permute the channel space `dim` so that, of the channels `arch` keeps, those whose filters
+        have the largest L2 norm come first. Every module reading or writing the space is permuted
+        together and no channel crosses a bypass width, so the function at `arch` is unchanged."""
+        widths = self._check(arch)
+        space = self._space_id(dim)
+        if space is None:
+            raise ArchitectureError(f"{dim}: not a reorderable dimension of {self.spec.name}")
+        modules = dict(self.net.named_modules())
+        channels, width = self.graph.spaces[space].channels, widths[dim]
+        norms = torch.zeros(channels)
+        for node, offset in self._touching(space):
+            module = modules[node.target]
+            if ops.is_dense(module) and self._produces(node, space):
+                norms += module.weight.detach().flatten(1).pow(2).sum(1).cpu()
+        bounds = sorted({0, width, *(widths[b.dim] for b in self.graph.branches.values()
+                                     if self._branch_space(b) == space and widths[b.dim] < width)})
+        order = torch.arange(channels)
+        for start, stop in zip(bounds, bounds[1:]):
+            order[start:stop] = start + torch.argsort(norms[start:stop], descending=True, stable=True)
+        with torch.no_grad():
+            for node, offset in self._touching(space):
+                _permute(modules[node.target], order, offset, self._produces(node, space))
+
+    def _branch_space(self, branch) -> int:
+        return self.graph.layouts[branch.add][0][0]
+
+    def _produces(self, node: fx.Node, space: int) -> bool:
+        return self.graph.layouts[node.name][0][0] == space and ops.is_dense(dict(self.net.named_modules())[node.target])
+
+    def _touching(self, space: int) -> list[tuple[fx.Node, int | None]]:
+        """Modules with weights on the space: (node, offset of the space in its input, or None)."""
+        found = []
+        for node in self.graph.graph.nodes:
+            if node.op != "call_module":
+                continue
+            source = next((a for a in node.all_input_nodes if a.name in self.graph.layouts), None)
+            offsets, offset = [], 0
+            for s, c in self.graph.layouts[source.name] if source is not None else ():
+                if s == space:
+                    offsets.append(offset)
+                offset += c
+            produced = self.graph.layouts.get(node.name, ((None, 0),))[0][0] == space
+            if offsets or produced:
+                found.append((node, offsets[0] if offsets else None))
+        return found
+
+
+def _take(t: torch.Tensor | None, order: torch.Tensor, axis: int, offset: int = 0) -> None:
+    if t is None:
+        return
+    index = torch.arange(t.shape[axis])
+    index[offset:offset + len(order)] = offset + order
+    t.data.copy_(t.data.index_select(axis, index.to(t.device)))
+
+
+def _permute(module: nn.Module, order: torch.Tensor, offset: int | None, produces: bool) -> None:
+    """Apply a permutation of one space to a module reading it at `offset` and/or producing it."""
+    if ops.is_dense(module):
+        if produces:
+            _take(module.weight, order, 0)
+            _take(module.bias, order, 0)
+        if offset is not None:
+            _take(module.weight, order, 1, offset)
+        return
+    offset = offset or 0  # channel-local: the same channels in and out
+    if isinstance(module, nn.Conv2d):
+        _take(module.weight, order, 0, offset)
+        _take(module.bias, order, 0, offset)
+    elif isinstance(module, ops.NORM_MODULES):
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            _take(getattr(module, name), order, 0, offset)

@@ -1,0 +1,199 @@
+"""Any nn.Module as a search space: one traced graph, three views that agree.
+
+The models are written the ordinary PyTorch way (examples/mymodels.py: after torchvision's
+mobilenet_v3_small and resnet18, a hand-written residual network, a concatenation with
+squeeze-excite); torchvision's own classes are tried where torchvision imports.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from examples import mymodels
+from netadapt.arch import ModelSpec
+from netadapt.graph import GraphError, TracedNetwork
+from netadapt.layers import total_macs, total_params
+
+MODELS = {
+    "mobilenet_v3_small": (mymodels.MobileNetV3Small, (3, 32, 32), {"width_mult": 0.25}),
+    "resnet18": (mymodels.ResNet18, (3, 32, 32), {"width": 8}),
+    "tiny_resnet": (mymodels.TinyResNet, (1, 16, 16), {}),
+    "concat_se": (mymodels.ConcatSENet, (3, 16, 16), {}),
+}
+
+
+def traced(key: str, granularity: int = 4) -> TracedNetwork:
+    cls, shape, kwargs = MODELS[key]
+    torch.manual_seed(0)
+    module = cls(num_classes=10, in_channels=shape[0], **kwargs)
+    for m in module.modules():  # trained-looking statistics, so a wrong slice would show
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return TracedNetwork(ModelSpec(f"examples.mymodels:{cls.__name__}", shape, 10, granularity=granularity), module)
+
+
+def random_archs(net: TracedNetwork, count: int, seed: int = 0):
+    rng, space = random.Random(seed), net.space()
+    yield space.smallest()
+    for _ in range(count):
+        yield space.with_widths({d.name: rng.choice(d.choices()) for d in space.dims})
+
+
+def slim_macs(slim: nn.Module, shape: tuple[int, ...]) -> int:
+    macs = 0
+
+    def hook(module, inputs, output):
+        nonlocal macs
+        if isinstance(module, nn.Conv2d):
+            macs += output.numel() * (module.in_channels // module.groups) * module.kernel_size[0] ** 2
+        elif isinstance(module, nn.Linear):
+            macs += module.in_features * module.out_features
+
+    handles = [m.register_forward_hook(hook) for m in slim.modules()]
+    slim(torch.zeros(1, *shape))
+    for h in handles:
+        h.remove()
+    return macs
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_masked_equals_extracted_at_random_widths(key):
+    net = traced(key).eval()
+    x = torch.randn(3, *MODELS[key][1], generator=torch.Generator().manual_seed(1))
+    for arch in random_archs(net, 6):
+        slim = net.extract(arch)
+        with torch.no_grad():
+            torch.testing.assert_close(slim(x), net(x, arch.widths), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_layer_specs_count_what_the_slim_network_holds_and_runs(key):
+    net = traced(key)
+    shape = MODELS[key][1]
+    for arch in random_archs(net, 4, seed=2):
+        slim, specs = net.extract(arch), net.layers(arch)
+        assert total_params(specs) == sum(p.numel() for p in slim.parameters())
+        assert total_macs(specs) == slim_macs(slim, shape)
+        assert {s.key() for s in specs} <= {s.key() for s in net.units()}  # profiling times every unit
+
+
+def test_the_dimensions_are_the_coupled_channel_groups():
+    names = {d.name: d for d in traced("resnet18").space().dims}
+    # a stage width shared by residual-linked blocks (layer2's adds tie downsample and both conv2s)
+    assert "layer2.0.conv2.stage" in names and names["layer2.0.conv2.stage"].min_width > 0
+    # a block whose add reads its own input is bypassable (depth as width); a downsampling one is not
+    assert names["layer2.1.bypass"].bypassable and "layer2.0.bypass" not in names
+    assert "layer2.0.conv1.out" in names  # the width inside a block
+    assert not any(n.startswith("fc") for n in names)  # the logits keep their classes
+    mobile = {d.name for d in traced("mobilenet_v3_small").space().dims}
+    assert "features.4.block.2.fc1.out" in mobile  # squeeze-excite's reduction width
+    assert "features.5.block.bypass" in mobile and "features.4.block.bypass" not in mobile
+    assert "classifier.0.out" in mobile  # the head
+
+
+def test_removing_a_branch_removes_its_nodes():
+    net = traced("tiny_resnet")
+    arch = net.space().with_widths({"blocks.0.bypass": 0})
+    slim = net.extract(arch)
+    assert not any(name.startswith("blocks.0") for name, _ in slim.named_modules())
+    assert len(net.layers(arch)) < len(net.layers(net.space()))
+
+
+def test_per_sample_widths_train_in_one_pass():
+    net = traced("mobilenet_v3_small").train()
+    space = net.space()
+    widths = {d.name: torch.tensor([d.max_width, d.min_width, d.max_width, d.min_width]) for d in space.dims}
+    out = net(torch.randn(4, 3, 32, 32), widths)
+    out.sum().backward()
+    assert out.shape == (4, 10)
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+    # each sample is its own sub-network: sample 1 equals the smallest network run alone
+    net.eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        together = net(x, widths)[1]
+        alone = net.extract(space.smallest())(x[1:2])[0]
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_reordering_keeps_the_function_through_a_residual_coupled_group():
+    net = traced("resnet18").eval()
+    space = net.space()
+    arch = space.with_widths({"layer1.1.bypass": 4})  # a bypass width inside the stage
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = net(x, arch.widths)
+        net.keep_largest_filters("conv1.stage", arch)
+        after = net(x, arch.widths)
+    torch.testing.assert_close(before, after, atol=1e-5, rtol=1e-5)
+    norms = net.net.get_submodule("conv1").weight.flatten(1).pow(2).sum(1)
+    for name in ("layer1.0.conv2", "layer1.1.conv2"):
+        norms = norms + net.net.get_submodule(name).weight.flatten(1).pow(2).sum(1)
+    assert torch.all(norms[:4][:-1] >= norms[:4][1:])  # largest first within the bypass width
+    assert torch.all(norms[4:][:-1] >= norms[4:][1:])
+
+
+class ChannelShuffle(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.head = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 1), nn.Linear(8, 10)
+        self.c = nn.Conv2d(8, 16, 1)
+        self.d = nn.Conv2d(16, 8, 1)
+
+    def forward(self, x):
+        x = self.a(x)
+        n, c, h, w = x.shape
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        x = self.d(torch.relu(self.c(self.b(x))))
+        return self.head(x.mean((2, 3)))
+
+
+def test_an_op_it_cannot_follow_keeps_its_neighbours_whole_and_says_which(caplog):
+    with caplog.at_level(logging.WARNING):
+        net = TracedNetwork(ModelSpec("t:ChannelShuffle", (3, 8, 8), 10, granularity=4), ChannelShuffle())
+    assert "'view'" in caplog.text or "'transpose'" in caplog.text
+    names = {d.name for d in net.space().dims}
+    assert "a.out" not in names  # read by the shuffle: full width
+    assert "c.out" in names  # beyond it, searchable as usual
+    arch = net.space().smallest()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(net.extract(arch)(x), net.eval()(x, arch.widths), atol=1e-5, rtol=1e-5)
+
+
+class DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.conv(x)
+        return x
+
+
+def test_an_untraceable_model_is_refused_naming_it():
+    with pytest.raises(GraphError, match=r"model.name: t:DataDependent: torch.fx cannot trace"):
+        TracedNetwork(ModelSpec("t:DataDependent", (3, 8, 8), 10), DataDependent())
+
+
+def test_torchvision_models_where_torchvision_imports():
+    try:
+        from torchvision import models
+    except Exception as exc:  # noqa: BLE001 - a CUDA build beside the CPU torch raises RuntimeError
+        pytest.skip(f"torchvision does not import here ({type(exc).__name__})")
+    for factory in (models.resnet18, models.mobilenet_v3_small):
+        net = TracedNetwork(ModelSpec(f"torchvision:{factory.__name__}", (3, 32, 32), 10, granularity=8),
+                            factory(weights=None, num_classes=10)).eval()
+        arch = next(iter(random_archs(net, 1)))
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(net.extract(arch)(x), net(x, arch.widths), atol=1e-5, rtol=1e-5)
