@@ -22,7 +22,7 @@ from typing import Literal
 Op = Literal["conv", "add", "partial_add", "bypass_cat", "avgpool", "linear",
              "act", "norm", "pool", "eltwise", "cat", "resize"]
 
-ACTIVATION_NAMES = ("relu", "relu6", "hardswish", "hardsigmoid", "silu", "gelu", "sigmoid", "tanh")
+
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class LayerSpec:
     groups: int = 1
     bias: bool = False
     norm: bool = False  # conv: followed by batch norm
-    act: str = ""  # conv, act: one of ACTIVATION_NAMES or "" (none)
+    act: str = ""  # conv, act: a name of netadapt.activations.ACTIVATIONS, or "" (none)
     padding: int = -1  # conv, pool: -1 is "same" (kernel // 2 * dilation)
     dilation: int = 1
     mode: str = ""  # pool: "max"/"avg"; eltwise: "mul"/"scale"/"sub"/"div"/"add"; resize: interpolation

@@ -84,7 +84,7 @@ def model_spec(cfg: Config, prepared: Path) -> ModelSpec:
     """The super-network's spec: the model section plus the prepared data's shape and classes."""
     info = load_info(prepared)
     spec = ModelSpec(cfg.model.name, info.input_shape, len(info.classes), cfg.model.width_mult,
-                     cfg.model.granularity)
+                     cfg.model.granularity, cfg.model.kwargs)
     check_model_widths(spec)  # before anything is built, loaded or trained: names model.granularity / width_mult
     return spec
 
@@ -101,7 +101,7 @@ def supernet(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     train, holdout = load_split(paths.prepared, "train"), load_split(paths.prepared, "holdout")
     device = resolve_device(cfg.supernet.device, world)
     torch.manual_seed(cfg.seed)
-    model = build_supernet(spec)
+    model = build_supernet(spec, cfg.model.checkpoint, cfg.model.checkpoint_pickle)
     progress = stage_progress("supernet", cfg, paths, [paths.prepared / f"{s}.pt" for s in ("train", "holdout")])
     history = train_supernet(model, train, holdout, cfg.supernet, cfg.seed, device, progress=progress, world=world)
     if not world.writer:

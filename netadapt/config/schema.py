@@ -43,9 +43,14 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "mobilenet_v2"  # a built-in (mobilenet_v2 | mobilenet_v1 | plain_cnn) or "module:Class"
-    width_mult: float = _num(1.0, gt=0.0, le=4.0)  # scales every maximum width
+    # a built-in (mobilenet_v2 | mobilenet_v1 | plain_cnn), any nn.Module class or factory
+    # ("package.module:Attr"), "torchvision:<name>" or "timm:<name>" (traced: docs/models.md)
+    name: str = "mobilenet_v2"
+    width_mult: float = _num(1.0, gt=0.0, le=4.0)  # scales every maximum width (built-in models)
     granularity: int = _num(8, ge=1)  # searchable widths are multiples of this
+    kwargs: dict[str, Any] = field(default_factory=dict)  # a user's model: its construction arguments
+    checkpoint: str | None = None  # trained weights (a state dict) that start the super-network
+    checkpoint_pickle: bool = False  # model.checkpoint is a whole pickled module (unpickling runs its code)
 
 
 @dataclass(frozen=True)

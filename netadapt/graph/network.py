@@ -52,6 +52,14 @@ class TracedNetwork(nn.Module):
         except Exception as exc:  # noqa: BLE001 - shape propagation runs the user's code
             raise GraphError(f"model.name: {spec.name}: the model fails on an input of shape "
                              f"{tuple(example.shape)} ({describe(exc)})") from None
+        if not graph.dims:
+            raise GraphError(f"model.name: {spec.name}: no channel the search can shrink (no conv or linear "
+                             f"layer whose outputs are free to narrow)")
+        output = next(n for n in traced.graph.nodes if n.op == "output").args[0]
+        shape = graph.shapes.get(getattr(output, "name", ""))
+        if shape != (2, spec.num_classes):
+            raise GraphError(f"model.name: {spec.name}: its output has shape {shape} for a batch of 2, not "
+                             f"(batch, classes) = (2, {spec.num_classes})")
         self.net = masked_network(traced, graph)
         self.graph: ChannelGraph = graph  # not a module: `net` holds every weight
         self.plan = UnitPlan(graph, dict(self.net.named_modules()))

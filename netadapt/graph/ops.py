@@ -16,11 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from netadapt.activations import ACTIVATIONS
+
 # Activation modules and functions by the name layer specs and units use (`LayerSpec.act`).
-ACTIVATION_MODULES: dict[type, str] = {
-    nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.Hardsigmoid: "hardsigmoid",
-    nn.SiLU: "silu", nn.GELU: "gelu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh",
-}
+ACTIVATION_MODULES: dict[type, str] = {cls: name for name, cls in ACTIVATIONS.items()}
 ACTIVATION_FUNCTIONS: dict[object, str] = {
     F.relu: "relu", torch.relu: "relu", F.relu6: "relu6", F.hardswish: "hardswish",
     F.hardsigmoid: "hardsigmoid", F.silu: "silu", F.gelu: "gelu", torch.sigmoid: "sigmoid",

@@ -84,7 +84,9 @@ def build_module(target: str, spec: ModelSpec) -> nn.Module:
     try:
         module = make(**kwargs)
     except TypeError as exc:
-        raise ConfigError(f"model.kwargs: {target} does not take them ({describe(exc)})") from None
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ConfigError(f"model.kwargs: {target}({given}) fails ({describe(exc)}); give its arguments in "
+                          f"model.kwargs") from None
     if not isinstance(module, nn.Module):
         raise ConfigError(f"model.name: {target} returned {type(module).__name__}, not a torch.nn.Module")
     return module

@@ -25,12 +25,12 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from netadapt.activations import ACTIVATIONS
 from netadapt.arch import Dimension
 from netadapt.bypass import Bypass, ResidualBypass, bypass, residual_bypass
 from netadapt.layers import LayerSpec, conv_bn_act
 from netadapt.ordered_dropout import GroupStatsBatchNorm2d, Width, Widths, channel_mask, widest
 
-ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
 
 
 def make_divisible(value: float, divisor: int) -> int:

@@ -20,10 +20,13 @@ EXHAUSTIVE_LIMIT = 20_000  # architectures, for models that cannot enumerate the
 def enumerate_layers(supernet: nn.Module) -> list[LayerSpec]:
     """Every distinct unit some architecture of the space runs, sorted.
 
-    Models built from blocks (`SearchableNetwork`) are walked block by block, carrying the set of
+    Traced networks (`netadapt.graph`) list them unit by unit; models built from blocks
+    (`SearchableNetwork`) are walked block by block, carrying the set of
     reachable (channels, height, width) states; other models are enumerated exhaustively when their
     space is small enough.
     """
+    if callable(getattr(supernet, "units", None)):  # traced networks list their units node by node
+        return sorted(supernet.units(), key=lambda s: tuple(map(str, s.key())))
     if hasattr(supernet, "blocks") and hasattr(supernet, "classifier"):
         return sorted(_walk_blocks(supernet), key=lambda s: tuple(map(str, s.key())))
     space = supernet.space()

@@ -115,7 +115,7 @@ class LatencyTable:
         df = self.entries
         same = df[(df.op == spec.op) & (df.kernel == spec.kernel) & (df.stride == spec.stride)
                   & (df.h == spec.h) & (df.w == spec.w) & (df.norm == spec.norm) & (df.act == spec.act)
-                  & (df.mode == spec.mode) & (df.padding == spec.padding) & (df.dilation == spec.dilation)
+                  & (df["mode"] == spec.mode) & (df["padding"] == spec.padding) & (df["dilation"] == spec.dilation)
                   & ((df.groups == df.cin) == (spec.groups == spec.cin))]
         if same.empty:
             raise TableError(f"latency table: no entry of the same kind as {spec} to interpolate from")
