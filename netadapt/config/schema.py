@@ -46,6 +46,10 @@ class ModelConfig:
     name: str = "mobilenet_v2"  # a built-in (mobilenet_v2 | mobilenet_v1 | plain_cnn) or "module:Class"
     width_mult: float = _num(1.0, gt=0.0, le=4.0)  # scales every maximum width
     granularity: int = _num(8, ge=1)  # searchable widths are multiples of this
+    # the folder of a "module:Class" model's code, relative to the project root: first on sys.path while
+    # the model is found and built, a dvc.yaml dep of every stage that builds the model (so it must exist
+    # there: the repository ships models/); checked when a model is looked up in it (`models.source`)
+    path: str = "models"
 
 
 @dataclass(frozen=True)
