@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from netadapt.errors import ConfigError
+from netadapt.errors import ConfigError, describe
 from netadapt.models.registry import BUILTIN_MODELS
 
 HUBS = ("torchvision", "timm")  # `<hub>:<name>`: a distribution's model, keyed by its version
@@ -100,13 +100,11 @@ def _find_top(top: str, name: str, path: str | None) -> importlib.machinery.Modu
     try:
         spec = importlib.util.find_spec(top)
     except (ImportError, ValueError) as exc:
-        spec, why = None, f" ({exc})"
-    else:
-        why = ""
+        raise ConfigError(f"model.name: cannot import {name!r} ({describe(exc)})") from None
     if spec is None:
         where = f"model.path ({path!r}) or " if path else ""
-        raise ConfigError(f"model.name: cannot find module {top!r} of {name!r} on {where}sys.path; put its "
-                          f"folder in model.path or on PYTHONPATH{why}")
+        raise ConfigError(f"model.name: cannot import {name!r} (no module {top!r} on {where}sys.path: put its "
+                          f"folder in model.path or on PYTHONPATH)")
     return spec
 
 
@@ -118,7 +116,7 @@ def _walk(spec: importlib.machinery.ModuleSpec, module: str, name: str) -> impor
             if locations is not None else None
         if found is None:
             why = "is not a package" if locations is None else f"has no module {part!r}"
-            raise ConfigError(f"model.name: cannot find module {module!r} of {name!r}: {spec.name!r} {why}")
+            raise ConfigError(f"model.name: cannot import {name!r} (module {spec.name!r} {why})")
         spec = found
     return spec
 
