@@ -107,9 +107,7 @@ def supernet(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     history = train_supernet(model, train, holdout, cfg.supernet, cfg.seed, device, progress=progress, world=world)
     if not world.writer:
         return {}
-    # (its provenance holds the model's code version: the checkpoint's digest, in every later key, follows the code)
-    save_supernet(paths.supernet, model, cfg.section_digest("seed", "model", "supernet") +
-                  stage_code_version("supernet", cfg))
+    save_supernet(paths.supernet, model, progress.key)  # (code, model code, params, inputs: in every later key)
     write_csv(paths.plots / "supernet.csv", history_rows(history))
     progress.clear()
     last = history[-1] if history else None

@@ -12,9 +12,9 @@ that records the flow's stages in `dvc.lock` (`netadapt_tasks.dvc`).
 - A search iteration's key: the search identity (super-network, table, settings without the
   budget, seed), the iteration, its starting architecture and its first target.
 - A candidate's key: its architecture, the super-network and holdout digests, the evaluation
-  settings and the library's code version. The model's code is in the super-network's digest: its
-  checkpoint records the code version it was trained with (`stages.supernet`), so a worker needs
-  no access to the user's model folder to key a candidate.
+  settings and the library's code version. The user's model code is in the super-network's digest:
+  its checkpoint records the key it was trained under, model code included (`stages.supernet`), so
+  keying a candidate looks up no model file.
 
 Every task persists plain JSON (`netadapt_tasks.results.RESULT_SERIALIZER`) and returns plain data:
 a proposal as `proposal_to_data`, a score as a list.
