@@ -47,11 +47,26 @@ def model_path_entries(path: str | None) -> list[str]:
     return [str(folder.resolve())]
 
 
+def user_module(name: str) -> str:
+    """The module of the user's code that `model.name` names; "" for a built-in, a `torchvision:` /
+    `timm:` model or a model of the library itself (nothing of the user's to find)."""
+    if name in BUILTIN_MODELS:
+        return ""
+    module, _, attr = name.partition(":")
+    if not module or not attr:
+        raise ConfigError(f"model.name: {name!r} is not a built-in model, a 'package.module:Attr' path "
+                          f"or '{HUBS[0]}:<name>' / '{HUBS[1]}:<name>'")
+    return "" if module in HUBS or module.split(".")[0] == LIBRARY else module
+
+
 @contextmanager
-def importable(path: str | None) -> Iterator[None]:
+def importable(path: str | None, name: str | None = None) -> Iterator[None]:
     """Put `model.path`'s folder first on `sys.path` for the block (resolving, importing and building
-    the model); `sys.path` is as it was afterwards. Modules imported meanwhile stay imported."""
-    entries = [e for e in model_path_entries(path) if e not in sys.path]
+    the model); `sys.path` is as it was afterwards. Modules imported meanwhile stay imported. Given
+    `model.name`, only when it names the user's code (`user_module`): a built-in model needs no
+    folder, so a project without `models/` runs it."""
+    needed = name is None or bool(user_module(name))
+    entries = [e for e in model_path_entries(path) if e not in sys.path] if needed else []
     sys.path[:0] = entries
     importlib.invalidate_caches()  # a module written since the folder was last listed is found
     try:
@@ -65,17 +80,13 @@ def importable(path: str | None) -> Iterator[None]:
 def model_source_digest(name: str, path: str | None = None) -> str:
     """Digest of the user's code behind `model.name` (see the module's docstring); "" for a built-in
     or a model of the library itself (the library's code version covers them). Never imports it."""
-    if name in BUILTIN_MODELS:
+    hub = name.partition(":")[0]
+    if hub in HUBS:
+        return _digest([f"{hub}=={_installed_version(hub, name)}".encode()])
+    module = user_module(name)
+    if not module:
         return ""
-    module, _, attr = name.partition(":")
-    if not module or not attr:
-        raise ConfigError(f"model.name: {name!r} is not a built-in model, a 'package.module:Attr' path "
-                          f"or '{HUBS[0]}:<name>' / '{HUBS[1]}:<name>'")
-    if module in HUBS:
-        return _digest([f"{module}=={_installed_version(module, name)}".encode()])
     top = module.split(".")[0]
-    if top == LIBRARY:
-        return ""
     with importable(path):
         top_spec = _find_top(top, name, path)
         spec = _walk(top_spec, module, name)
@@ -148,4 +159,4 @@ def _digest(blocks: list[bytes]) -> str:
     return h.hexdigest()[:16]
 
 
-__all__ = ["model_path_entries", "importable", "model_source_digest", "HUBS"]
+__all__ = ["model_path_entries", "importable", "model_source_digest", "user_module", "HUBS"]

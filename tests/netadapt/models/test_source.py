@@ -146,3 +146,18 @@ def test_an_empty_model_path_is_refused_when_the_params_are_read():
     assert parse_config({}).model.path == "models"
     with pytest.raises(ConfigError, match=r"^model.path: must name the folder of your model's code"):
         parse_config({"model": {"path": " "}})
+
+
+def test_given_the_model_name_only_the_users_code_needs_the_folder(tmp_path: Path, monkeypatch):
+    """A built-in, hub or library model runs in a project without `models/`; a user's module does not."""
+    monkeypatch.chdir(tmp_path)
+    path = list(sys.path)
+    for name in ("mobilenet_v2", "torchvision:resnet18", "netadapt.models.plain_cnn:PlainCNN"):
+        with importable("models", name):
+            assert sys.path == path
+    with pytest.raises(ConfigError, match=r"^model.path: no folder 'models'"):
+        with importable("models", "mymodels:MyNet"):
+            pass
+    with pytest.raises(ConfigError, match=r"^model.name: 'mymodels' is not a built-in model"):
+        with importable("models", "mymodels"):
+            pass
