@@ -80,8 +80,8 @@ def importable(path: str | None, name: str | None = None) -> Iterator[None]:
 def model_source_digest(name: str, path: str | None = None) -> str:
     """Digest of the user's code behind `model.name` (see the module's docstring); "" for a built-in
     or a model of the library itself (the library's code version covers them). Never imports it."""
-    hub = name.partition(":")[0]
-    if hub in HUBS:
+    hub, colon, _ = name.partition(":")
+    if colon and hub in HUBS:
         return _digest([f"{hub}=={_installed_version(hub, name)}".encode()])
     module = user_module(name)
     if not module:
