@@ -2,8 +2,8 @@
 
 After a stage succeeds, whoever ran it (the stage CLI that `dvc repro` runs, or the Prefect flow)
 writes a stamp `<artifacts>/.stamps/<stage>/<key>.json`. The key is what determines the stage's
-result: the code version (the user's model code's too, for the stages that build it), the params sections the stage reads (`layout.STAGE_PARAMS`) and the
-content digests of its inputs. The stamp records the content digests of the stage's outputs (every
+result: the code version (the user's model code's too, for the stages that build the model), the
+params sections the stage reads (`layout.STAGE_PARAMS`) and the content digests of its inputs. The stamp records the content digests of the stage's outputs (every
 out, metrics and plots file `dvc.yaml` declares for it) and its metrics (all of them, as in its report).
 
 A stage is up to date when the stamp for its current key exists and its outputs still have the

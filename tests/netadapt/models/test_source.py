@@ -99,9 +99,11 @@ def test_a_module_that_cannot_be_found_names_model_name(project: Path):
     with pytest.raises(ConfigError, match=r"^model.name: cannot import 'nosuch_mod:Net' \(no module 'nosuch_mod' on "
                                           r"model.path \('models'\) or sys.path: put its folder"):
         model_source_digest("nosuch_mod:Net", "models")
-    with pytest.raises(ConfigError, match=r"^model.name: cannot import 'srcpkg_nets.vgg:VGG' \(module 'srcpkg_nets' has no module 'vgg'\)$"):
+    with pytest.raises(ConfigError, match=r"^model.name: cannot import 'srcpkg_nets.vgg:VGG' "
+                                          r"\(module 'srcpkg_nets' has no module 'vgg'\)$"):
         model_source_digest("srcpkg_nets.vgg:VGG", "models")
-    with pytest.raises(ConfigError, match=r"^model.name: cannot import 'srcmod_net.sub:Net' \(module 'srcmod_net' is not a package\)$"):
+    with pytest.raises(ConfigError, match=r"^model.name: cannot import 'srcmod_net.sub:Net' "
+                                          r"\(module 'srcmod_net' is not a package\)$"):
         model_source_digest("srcmod_net.sub:Net", "models")
     with pytest.raises(ConfigError, match=r"^model.name: 'no_colon' is not a built-in model"):
         model_source_digest("no_colon", "models")
