@@ -88,6 +88,7 @@ class ModelSpec:
     width_mult: float = 1.0
     granularity: int = 8
     kwargs: tuple[tuple[str, Any], ...] = ()  # a user's model: its construction arguments (model.kwargs)
+    path: str | None = None  # a user's model: the folder of its module (model.path), relative to the project
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kwargs", _frozen_kwargs(self.kwargs))
@@ -143,8 +144,9 @@ class Architecture:
     def to_dict(self) -> dict[str, Any]:
         model = {**asdict(self.model), "input_shape": list(self.model.input_shape),
                  "kwargs": {k: v for k, v in self.model.kwargs}}
-        if not self.model.kwargs:  # the built-in models' descriptions stay as they were
-            del model["kwargs"]
+        for key in ("kwargs", "path"):  # the built-in models' descriptions stay as they were
+            if not model[key]:
+                del model[key]
         return {"model": model,
                 "dimensions": [asdict(d) for d in self.dims]}
 

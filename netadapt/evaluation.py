@@ -90,10 +90,10 @@ def evaluate_candidate(arch_json: str, *, supernet_path: str, prepared_path: str
 
 def search_identity(cfg: Config, paths: Paths) -> str:
     """What a search history depends on besides the budget: super-network, holdout, table, settings,
-    seed, and what computes the scores: the library's code, torch's version and the device."""
+    seed, and what computes the scores: the library's and the model's code, torch's version and the device."""
     inputs = [paths.supernet, paths.prepared / "holdout.pt"] + ([paths.lut] if cfg.search.metric == "latency" else [])
     settings = {k: v for k, v in to_dict(cfg.search).items() if k not in ("budget", "budget_type")}
-    scorer = [code_version(), torch.__version__, str(resolve_device(cfg.supernet.device))]
+    scorer = [code_version(cfg.model.name, cfg.model.path), torch.__version__, str(resolve_device(cfg.supernet.device))]
     payload = [content_digest(inputs), settings, cfg.seed, scorer]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

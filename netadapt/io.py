@@ -131,10 +131,22 @@ def content_digest(paths: list[Path]) -> str:
 PACKAGE = Path(__file__).resolve().parent
 
 
+def code_version(model_name: str = "", model_path: str | None = None) -> str:
+    """Digest of the library's source (every `netadapt/**/*.py`) and, given `model.name` (and
+    `model.path`), of the user's model code behind it (`models.source.model_source_digest`): part of
+    every cache key and search identity, so a change to either never serves results the old code
+    computed. A built-in model adds nothing: its code is the library's."""
+    from netadapt.models.source import model_source_digest  # (here: the models package may import io)
+
+    source = model_source_digest(model_name, model_path) if model_name else ""
+    if not source:
+        return library_version()
+    return hashlib.sha256(f"{library_version()} {source}".encode()).hexdigest()[:16]
+
+
 @functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """Digest of the library's source (every `netadapt/**/*.py`): part of every cache key and
-    search identity, so a change to the code never serves results the old code computed."""
+def library_version() -> str:
+    """Digest of the library's source (every `netadapt/**/*.py`), read once per process."""
     h = hashlib.sha256()
     for path in sorted(PACKAGE.rglob("*.py")):
         h.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())

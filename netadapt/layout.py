@@ -32,6 +32,10 @@ STAGE_PARAMS = {  # the params sections each stage reads (as in dvc.yaml; cache 
     "evaluate": ("evaluate", "profile", "search"),
 }
 
+# The stages that build the model (they read its section or the super-network): their keys cover the
+# user's model code too (`stamps.stage_code_version`), and dvc.yaml lists `${model.path}` as their dep.
+MODEL_STAGES = tuple(s for s in STAGES if "model" in STAGE_PARAMS[s] or "supernet" in (s, *UPSTREAM[s]))
+
 # The figures a reviewer compares across runs (`dvc metrics show`, `dvc exp show`): what each stage
 # keeps in `metrics/<stage>.json`. Everything else a stage measures goes to its report only.
 HEADLINE_METRICS = {

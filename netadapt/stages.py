@@ -26,9 +26,10 @@ from netadapt.evaluation import candidate_settings, score_here, search_identity
 from netadapt.finetune import export_onnx, initial_network, train_network
 from netadapt.history import (SavedSearch, SearchRecorder, history_meta, load_history, read_history_csv,
                               searched_architecture, write_csv)
-from netadapt.io import atomic_dir, atomic_path, code_version, content_digest, write_json
+from netadapt.io import atomic_dir, atomic_path, content_digest, write_json
 from netadapt.layout import HEADLINE_METRICS, STAGE_PARAMS, Paths
 from netadapt.models import build_supernet
+from netadapt.models.source import user_module
 from netadapt.models.checks import check_model_widths
 from netadapt.netadapt_v1 import netadapt_v1_search
 from netadapt.plots import plot_fidelity, plot_tradeoff, plot_trajectory
@@ -41,6 +42,7 @@ from netadapt.resume import Progress
 from netadapt.schedule import OverBudget, Schedule, final_budget_check
 from netadapt.search import (ProposeIteration, Searcher, SearchSettings, SearchStopped, mcd_candidates, score_archs,
                              search_measured)
+from netadapt.stamps import stage_code_version
 from netadapt.supernet import history_rows, train_supernet
 from netadapt.training import accuracy, resolve_device
 
@@ -50,7 +52,7 @@ log = logging.getLogger("netadapt")
 def stage_progress(stage: str, cfg: Config, paths: Paths, inputs: list[Path]) -> Progress:
     """Progress keyed by the code, the params sections the stage reads and its inputs' contents
     (and the device, for a named one: its progress file is its own anyway)."""
-    key = [code_version(), cfg.section_digest(*STAGE_PARAMS[stage]), content_digest(inputs)]
+    key = [stage_code_version(stage, cfg), cfg.section_digest(*STAGE_PARAMS[stage]), content_digest(inputs)]
     if paths.device:
         key.append(paths.device)
     return Progress(paths.progress(stage), hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16])
@@ -84,7 +86,7 @@ def model_spec(cfg: Config, prepared: Path) -> ModelSpec:
     """The super-network's spec: the model section plus the prepared data's shape and classes."""
     info = load_info(prepared)
     spec = ModelSpec(cfg.model.name, info.input_shape, len(info.classes), cfg.model.width_mult,
-                     cfg.model.granularity, cfg.model.kwargs)
+                     cfg.model.granularity, cfg.model.kwargs, cfg.model.path if user_module(cfg.model.name) else None)
     check_model_widths(spec)  # before anything is built, loaded or trained: names model.granularity / width_mult
     return spec
 
@@ -106,7 +108,7 @@ def supernet(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     history = train_supernet(model, train, holdout, cfg.supernet, cfg.seed, device, progress=progress, world=world)
     if not world.writer:
         return {}
-    save_supernet(paths.supernet, model, cfg.section_digest("seed", "model", "supernet"))
+    save_supernet(paths.supernet, model, progress.key)  # (code, model code, params, inputs: in every later key)
     write_csv(paths.plots / "supernet.csv", history_rows(history))
     progress.clear()
     last = history[-1] if history else None

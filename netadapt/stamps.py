@@ -2,8 +2,8 @@
 
 After a stage succeeds, whoever ran it (the stage CLI that `dvc repro` runs, or the Prefect flow)
 writes a stamp `<artifacts>/.stamps/<stage>/<key>.json`. The key is what determines the stage's
-result: the code version, the params sections the stage reads (`layout.STAGE_PARAMS`) and the
-content digests of its inputs. The stamp records the content digests of the stage's outputs (every
+result: the code version (the user's model code's too, for the stages that build the model), the
+params sections the stage reads (`layout.STAGE_PARAMS`) and the content digests of its inputs. The stamp records the content digests of the stage's outputs (every
 out, metrics and plots file `dvc.yaml` declares for it) and its metrics (all of them, as in its report).
 
 A stage is up to date when the stamp for its current key exists and its outputs still have the
@@ -24,14 +24,20 @@ from pathlib import Path
 
 from netadapt.config import Config
 from netadapt.io import code_version, content_digest, read_json, write_json
-from netadapt.layout import STAGE_PARAMS, Paths, stage_inputs, stage_outputs
+from netadapt.layout import MODEL_STAGES, STAGE_PARAMS, Paths, stage_inputs, stage_outputs
 
 STAMPS = ".stamps"
 
 
+def stage_code_version(stage: str, cfg: Config) -> str:
+    """The code a stage's result depends on: the library's, and the user's model code for the stages
+    that build the model (`layout.MODEL_STAGES`; `io.code_version`)."""
+    return code_version(cfg.model.name, cfg.model.path) if stage in MODEL_STAGES else code_version()
+
+
 def stage_key(stage: str, cfg: Config, p: Paths) -> str:
     """What determines a stage's result: code version, the params it reads, its inputs' contents."""
-    parts = [stage, code_version(), cfg.section_digest(*STAGE_PARAMS[stage]),
+    parts = [stage, stage_code_version(stage, cfg), cfg.section_digest(*STAGE_PARAMS[stage]),
              content_digest(stage_inputs(stage, cfg, p))]
     if p.device:  # (the plain pipeline's keys stay as they were)
         parts.append(p.device)
@@ -78,4 +84,4 @@ def read_stamp(stage: str, key: str, p: Paths) -> dict | None:
     return stamp
 
 
-__all__ = ["stage_key", "stamp_path", "write_stamp", "read_stamp", "STAMPS"]
+__all__ = ["stage_code_version", "stage_key", "stamp_path", "write_stamp", "read_stamp", "STAMPS"]

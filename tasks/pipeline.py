@@ -2,8 +2,9 @@
 per candidate evaluation, each with a cache key built from what determines its result, and the task
 that records the flow's stages in `dvc.lock` (`netadapt_tasks.dvc`).
 
-- A stage task's key: its stamp key (`netadapt.stamps.stage_key`: the code version, the params
-  sections the stage reads, and the content digests of its input artifacts). A stage task runs the
+- A stage task's key: its stamp key (`netadapt.stamps.stage_key`: the code version (the user's model
+  code's too, for the stages that build the model), the params sections the stage reads, and the
+  content digests of its input artifacts). A stage task runs the
   stage as the stage CLI that `dvc repro` runs does (`netadapt.run_stage`), stamp included; the flow
   asks the stamp, not Prefect's cache, whether a stage is up to date (`seed_stage_cache`).
   A named device's stage task (`device`) runs that device's config and paths (`Config.for_device`,
@@ -11,7 +12,9 @@ that records the flow's stages in `dvc.lock` (`netadapt_tasks.dvc`).
 - A search iteration's key: the search identity (super-network, table, settings without the
   budget, seed), the iteration, its starting architecture and its first target.
 - A candidate's key: its architecture, the super-network and holdout digests, the evaluation
-  settings and the code version.
+  settings and the library's code version. The user's model code is in the super-network's digest:
+  its checkpoint records the key it was trained under, model code included (`stages.supernet`), so
+  keying a candidate looks up no model file.
 
 Every task persists plain JSON (`netadapt_tasks.results.RESULT_SERIALIZER`) and returns plain data:
 a proposal as `proposal_to_data`, a score as a list.

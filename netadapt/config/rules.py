@@ -46,6 +46,9 @@ def check_consistency(cfg: Config) -> None:
     _check_relative_budget("search.budget", cfg.search.budget, cfg.search.budget_type, "set ")
     # (a relative budget of exactly 1 is allowed: the search scores the base network and stops; an
     # absolute budget at or above the base is refused by the search, which knows the base's value)
+    if not cfg.model.path.strip():
+        raise ConfigError(f"model.path: must name the folder of your model's code (default 'models'), "
+                          f"got {cfg.model.path!r}")
     if not cfg.data.root.strip():
         raise ConfigError(f"data.root: must name the dataset's folder, got {cfg.data.root!r}")
     experiment = cfg.tracking.experiment

@@ -51,6 +51,10 @@ class ModelConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)  # a user's model: its construction arguments
     checkpoint: str | None = None  # trained weights (a state dict) that start the super-network
     checkpoint_pickle: bool = False  # model.checkpoint is a whole pickled module (unpickling runs its code)
+    # the folder of a "module:Class" model's code, relative to the project root: first on sys.path while
+    # the model is found and built, a dvc.yaml dep of every stage that builds the model (so it must exist
+    # there: the repository ships models/); checked when a model is looked up in it (`models.source`)
+    path: str = "models"
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from netadapt.errors import ConfigError
 from netadapt.layers import LayerSpec
 from netadapt.models import any_model
 from netadapt.models.registry import BUILTIN_MODELS
+from netadapt.models.source import importable
 from netadapt.ordered_dropout import Widths
 
 
@@ -71,6 +72,11 @@ def build_supernet(spec: ModelSpec, checkpoint: str | Path | None = None,
     """The super-network of `spec`: a `SearchableModel` class built from the spec, or any other
     network traced into one (`netadapt.graph.TracedNetwork`). `checkpoint`: the user's trained
     weights (`model.checkpoint`), loaded into the network before it becomes a super-network."""
+    with importable(spec.path, spec.name):
+        return _build(spec, checkpoint, allow_pickle)
+
+
+def _build(spec: ModelSpec, checkpoint: str | Path | None, allow_pickle: bool) -> nn.Module:
     make = resolve(spec.name)
     if implements_protocol(make):
         model = make(spec)

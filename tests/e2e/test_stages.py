@@ -135,7 +135,7 @@ def test_a_code_change_or_another_device_starts_a_new_search_history(project, mo
     assert main(["search", *args, "-S", "search.budget=0.6"]) == 0
     assert main(["search", *args, "-S", "search.budget=0.6"]) == 0
     assert metrics(root, "search")["reused_iterations"] >= 1, "same inputs and code: replayed"
-    monkeypatch.setattr(evaluation, "code_version", lambda: "a-changed-scorer")
+    monkeypatch.setattr(evaluation, "code_version", lambda *model: "a-changed-scorer")
     assert main(["search", *args, "-S", "search.budget=0.6"]) == 0
     assert metrics(root, "search")["reused_iterations"] == 0
 

@@ -263,3 +263,31 @@ def test_two_devices_from_one_supernet_and_a_budget_change_reruns_only_that_devi
     phone = json.loads((repo / "artifacts" / "devices" / "phone" / "reports" / "search.json").read_text())
     assert phone["budget_fraction"] == pytest.approx(tighter) and phone["reused_iterations"] >= 1
     assert (repo / "artifacts" / "devices" / "box" / "finetune" / "model.pt").read_bytes() == box_model
+
+
+def test_every_stage_that_builds_the_model_depends_on_the_model_folder():
+    """`${model.path}` (the user's model code) is a dep of `layout.MODEL_STAGES` and their device stages."""
+    from netadapt.layout import DEVICE_STAGES as PER_DEVICE, MODEL_STAGES
+    from tests.conftest import REPO
+
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    reads = {name for name, stage in spec.items() if "${model.path}" in stage.get("do", stage)["deps"]}
+    assert reads == set(MODEL_STAGES) | {f"device-{s}" for s in PER_DEVICE if s in MODEL_STAGES}
+
+
+@pytest.mark.slow
+def test_editing_the_users_model_file_makes_the_supernet_stage_changed(tmp_path: Path):
+    """No run needed: the supernet stage's outputs are faked and committed, then the user edits the
+    model module in `model.path`: `dvc status` reports the supernet stage changed, by that file."""
+    repo = project_copy(tmp_path / "repo")
+    (repo / "models" / "mymodels.py").write_text("class MyNet: width = 16\n")
+    set_params(repo, model={"name": "mymodels:MyNet"})
+    for out in ("artifacts/prepared/meta.json", "artifacts/supernet/supernet.pt", "plots/supernet.csv",
+                "artifacts/reports/supernet.json", "metrics/supernet.json"):
+        (repo / out).parent.mkdir(parents=True, exist_ok=True)
+        (repo / out).write_text("{}\n")
+    dvc(repo, "commit", "-f", "supernet")
+    assert "supernet" not in json.loads(dvc(repo, "status", "--json"))
+    (repo / "models" / "mymodels.py").write_text("class MyNet: width = 32\n")
+    changed = json.loads(dvc(repo, "status", "--json"))["supernet"]
+    assert {"changed deps": {"models": "modified"}} in changed, changed
