@@ -153,7 +153,7 @@ def stage_inputs(stage: str, cfg: "Config", p: Paths) -> list[Path]:
     return {
         "prepare": [Path(cfg.data.root)],
         "profile": [p.prepared / "meta.json", DEVICE_SCRIPTS],
-        "supernet": [p.prepared],
+        "supernet": [p.prepared, *([Path(cfg.model.checkpoint)] if cfg.model.checkpoint else [])],
         "search": [p.prepared / "holdout.pt", p.supernet.parent, p.lut.parent],
         "finetune": [p.prepared / "train.pt", p.prepared / "holdout.pt", p.supernet.parent, p.search / "arch.json",
                      p.v1_network],

@@ -104,7 +104,9 @@ def supernet(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     device = resolve_device(cfg.supernet.device, world)
     torch.manual_seed(cfg.seed)
     model = build_supernet(spec, cfg.model.checkpoint, cfg.model.checkpoint_pickle)
-    progress = stage_progress("supernet", cfg, paths, [paths.prepared / f"{s}.pt" for s in ("train", "holdout")])
+    weights = [Path(cfg.model.checkpoint)] if cfg.model.checkpoint else []  # the user's trained start
+    progress = stage_progress("supernet", cfg, paths, [paths.prepared / f"{s}.pt" for s in ("train", "holdout")]
+                              + weights)
     history = train_supernet(model, train, holdout, cfg.supernet, cfg.seed, device, progress=progress, world=world)
     if not world.writer:
         return {}
