@@ -197,3 +197,19 @@ def test_torchvision_models_where_torchvision_imports():
         x = torch.randn(2, 3, 32, 32)
         with torch.no_grad():
             torch.testing.assert_close(net.extract(arch)(x), net(x, arch.widths), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("key", ["tiny_resnet", "concat_se"])
+def test_the_slim_network_exports_to_onnx_with_a_dynamic_batch(key):
+    import onnxruntime
+
+    from netadapt.resources.backends import onnx_bytes
+
+    net, shape = traced(key), MODELS[key][1]
+    widths = {d.name: d.max_width // 2 if d.bypassable else d.min_width for d in net.space().dims}
+    slim = net.extract(net.space().with_widths(widths))  # partial adds, sliced concatenation parts
+    session = onnxruntime.InferenceSession(onnx_bytes(slim, (torch.randn(1, *shape),), dynamic_batch=True))
+    x = torch.randn(3, *shape)
+    with torch.no_grad():
+        expected = slim(x).numpy()
+    assert abs(session.run(None, {"input0": x.numpy()})[0] - expected).max() < 1e-5
