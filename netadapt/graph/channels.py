@@ -20,39 +20,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import fx, nn
 
 from netadapt.arch import Dimension
 from netadapt.graph import ops
+from netadapt.graph.branches import Branch, find_branch
 from netadapt.graph.errors import GraphError
-
-Layout = tuple[tuple[int, int], ...]  # (space id, channels) along the channel axis
-
-
-@dataclass
-class Space:
-    """A set of channels that shrink together: the first `w` of them are kept."""
-
-    channels: int
-    producers: list[str] = field(default_factory=list)  # dense modules whose outputs make it
-    pinned: list[str] = field(default_factory=list)  # why it keeps its full width
-    residual: bool = False  # coupled by an add: a stage width shared by residual-linked blocks
-
-
-@dataclass(frozen=True)
-class Branch:
-    """A residual branch `add = skip + end`, `end` computed from `skip` by nodes only the branch reads."""
-
-    add: str
-    skip: str
-    end: str
-    tail: tuple[str, ...]  # the branch's last dense op up to `end`: they compute the first w channels only
-    body: frozenset[str]  # every node of the branch (gone at width 0)
-    dim: str
-
+from netadapt.graph.spaces import Layout, Space, Spaces
 
 @dataclass
 class ChannelGraph:
@@ -82,58 +59,6 @@ class ChannelGraph:
             index.extend(range(offset, offset + width))
             offset += channels
         return index
-
-
-class _Spaces:
-    """Union-find over channel spaces."""
-
-    def __init__(self) -> None:
-        self.parent: list[int] = []
-        self.info: list[Space] = []
-
-    def new(self, channels: int, producer: str | None = None, pinned: str | None = None) -> int:
-        self.parent.append(len(self.parent))
-        self.info.append(Space(channels, [producer] if producer else [], [pinned] if pinned else []))
-        return len(self.parent) - 1
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, a: int, b: int, residual: bool) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-        root = self.info[min(ra, rb)]
-        if ra != rb:
-            other = self.info[max(ra, rb)]
-            root.producers += other.producers
-            root.pinned += other.pinned
-            root.residual |= other.residual
-        root.residual |= residual
-
-    def split(self, space: int, sizes: list[int], layouts: dict[str, Layout]) -> None:
-        """Cut a space into consecutive parts of `sizes` channels (a dense op's output read as the
-        segments of a concatenation): every layout holding it holds the parts instead."""
-        root = self.find(space)
-        info = self.info[root]
-        parts = [self.new(c) for c in sizes]
-        for part in parts:
-            self.info[part].producers = list(info.producers)
-            self.info[part].pinned = list(info.pinned)
-            self.info[part].residual = info.residual
-        info.producers, info.pinned = [], ["split into parts"]
-        for name, layout in layouts.items():
-            if any(self.find(s) == root for s, _ in layout):
-                layouts[name] = tuple(seg for s, c in layout
-                                      for seg in ([(p, n) for p, n in zip(parts, sizes)] if self.find(s) == root
-                                                  else [(s, c)]))
-
-    def pin(self, layout: Layout, reason: str) -> None:
-        for space, _ in layout:
-            self.info[self.find(space)].pinned.append(reason)
 
 
 def _describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
@@ -175,7 +100,7 @@ def analyse(module: fx.GraphModule, example: torch.Tensor, granularity: int) -> 
         fx.passes.shape_prop.ShapeProp(module).propagate(example)
     module.train(was_training)
     modules = dict(module.named_modules())
-    spaces, layouts, shapes, warnings = _Spaces(), {}, {}, []
+    spaces, layouts, shapes, warnings = Spaces(), {}, {}, []
     adds: list[fx.Node] = []
     inputs = 0
     for node in module.graph.nodes:
@@ -214,7 +139,7 @@ def analyse(module: fx.GraphModule, example: torch.Tensor, granularity: int) -> 
 
 
 def _visit(node: fx.Node, modules: dict[str, nn.Module], layouts: dict[str, Layout],
-           shapes: dict[str, tuple[int, ...]], spaces: _Spaces, adds: list[fx.Node]) -> Layout | None:
+           shapes: dict[str, tuple[int, ...]], spaces: Spaces, adds: list[fx.Node]) -> Layout | None:
     """The layout of `node`'s output, or None when the op is opaque."""
     args = _tensor_args(node, layouts)
     target = ops.target_of(node, modules)
@@ -257,7 +182,7 @@ def _visit(node: fx.Node, modules: dict[str, nn.Module], layouts: dict[str, Layo
 
 
 def _binary(node: fx.Node, args: list[fx.Node], layouts: dict[str, Layout], shapes: dict[str, tuple[int, ...]],
-            spaces: _Spaces, adds: list[fx.Node], residual: bool) -> Layout | None:
+            spaces: Spaces, adds: list[fx.Node], residual: bool) -> Layout | None:
     if len(args) == 1:
         return layouts[args[0].name]  # with a scalar
     if len(args) != 2:
@@ -287,58 +212,6 @@ def _binary(node: fx.Node, args: list[fx.Node], layouts: dict[str, Layout], shap
     return la
 
 
-def _common_prefix(names: list[str]) -> str:
-    parts = [n.split(".") for n in names]
-    prefix = []
-    for level in zip(*parts):
-        if len(set(level)) != 1:
-            break
-        prefix.append(level[0])
-    return ".".join(prefix)
-
-
-def _ancestors(node: fx.Node) -> set[fx.Node]:
-    seen, stack = set(), list(node.all_input_nodes)
-    while stack:
-        n = stack.pop()
-        if n not in seen:
-            seen.add(n)
-            stack.extend(n.all_input_nodes)
-    return seen
-
-
-def _branch(add: fx.Node, modules: dict[str, nn.Module], layouts: dict[str, Layout]) -> Branch | None:
-    """The bypassable residual branch an add closes, if it is one."""
-    a, b = [n for n in add.all_input_nodes if n.name in layouts][:2]
-    anc_a, anc_b = _ancestors(a), _ancestors(b)
-    if a in anc_b:
-        skip, end, anc_end = a, b, anc_b
-    elif b in anc_a:
-        skip, end, anc_end = b, a, anc_a
-    else:
-        return None
-    body = {n for n in anc_end | {end} if skip in _ancestors(n)}
-    if any(user not in body and user is not add for n in body for user in n.users):
-        return None
-    tail, n = [end], end
-    while n.op != "call_module" or not ops.is_dense(modules[n.target]):
-        target = ops.target_of(n, modules)
-        local = isinstance(target, ops.NORM_MODULES + ops.FREE_MODULES) or ops.activation_name(n, modules) \
-            or target in ops.CLAMP_OPS or target in ops.FREE_FUNCTIONS
-        inputs = [i for i in n.all_input_nodes if i.name in layouts]
-        if not local or len(inputs) != 1 or inputs[0] not in body:
-            return None
-        n = inputs[0]
-        if len(n.users) != 1:
-            return None
-        tail.append(n)
-    names = [m.target for m in body if m.op == "call_module"]
-    prefix = _common_prefix(names) if names else ""
-    dim = f"{prefix or add.name}.bypass"
-    return Branch(add.name, skip.name, end.name, tuple(x.name for x in reversed(tail)),
-                  frozenset(x.name for x in body), dim)
-
-
 def _dimensions(module: fx.GraphModule, modules: dict[str, nn.Module], shapes: dict[str, tuple[int, ...]],
                 layouts: dict[str, Layout], spaces: dict[int, Space], adds: list[fx.Node], granularity: int,
                 warnings: list[str]) -> ChannelGraph:
@@ -365,7 +238,7 @@ def _dimensions(module: fx.GraphModule, modules: dict[str, nn.Module], shapes: d
     branches: dict[str, Branch] = {}
     taken = {d.name for _, d in ordered}
     for add in adds:
-        branch = _branch(add, modules, layouts)
+        branch = find_branch(add, modules, layouts)
         if branch is None:
             continue
         if branch.dim in taken:
