@@ -56,7 +56,7 @@ def log_model(run: StageRun) -> None:
     from netadapt.checkpoints import load_network
 
     cfg, paths = run.cfg, run.paths
-    model, arch = load_network(paths.final)
+    model, arch = load_network(paths.final, cfg.model.name)
     example = torch.zeros(2, *arch.model.input_shape)
     with torch.no_grad():
         output = model(example)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import shutil
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -91,6 +92,18 @@ def _sums_not_utf8(tmp: Path) -> None:
 def _sums_not_hex(tmp: Path) -> None:
     _idx(tmp)
     (tmp / "d" / "SHA256SUMS").write_text("z" * 64 + "  t10k-images-idx3-ubyte.gz\n")
+
+
+FOREIGN_MODEL = "a.supernet.pwn:Net"  # `artifacts.supernet.pwn:Net` of the attack, in the test's folder
+
+
+def _foreign_model(tmp: Path) -> None:
+    """A super-network checkpoint naming a module planted beside it, which writes a marker if imported."""
+    folder = tmp / "a" / "supernet"
+    (folder / "pwn.py").write_text(f"open({str(tmp / 'pwned')!r}, 'w').write('ran')\n")
+    blob = torch.load(folder / "supernet.pt", weights_only=True)
+    blob["arch"] = blob["arch"].replace('"plain_cnn"', f'"{FOREIGN_MODEL}"')
+    torch.save(blob, folder / "supernet.pt")
 
 
 def _one_class(tmp: Path) -> None:
@@ -218,6 +231,9 @@ CASES = [
         "model.granularity 8", **PROJECT),
     Bad("model-not-importable", "supernet", ["-S", "model.name=nosuch_pkg.module:Net"],
         "model.name: cannot import 'nosuch_pkg.module:Net'", **PROJECT),
+    Bad("checkpoint-names-another-model", "search", [],
+        f"{{tmp}}/a/supernet/supernet.pt: the super-network checkpoint names model '{FOREIGN_MODEL}', which is "
+        f"neither the params' model.name 'plain_cnn' nor a built-in", make=_foreign_model, **PROJECT),
     # ------------------------------------------------ search: budget and start checkpoint
     Bad("absolute-budget-above-base", "search", ["-S", "search.budget_type=absolute", "-S", f"search.budget={10**12}"],
         "search.budget: 1e+12 MACs is at or above the base network's", **PROJECT),
@@ -307,3 +323,19 @@ def test_bad_input_is_refused_before_work(case: Bad, data, request, tmp_path, ca
         changed = sorted(set(after.items()) ^ set(before.items()))
         problems.append(f"wrote before refusing: {sorted({k for k, _ in changed})[:5]}")
     assert not problems, "; ".join(problems)
+
+
+@pytest.mark.parametrize("stage", ["search", "finetune"])
+def test_a_checkpoint_in_the_artifacts_cannot_run_code(stage, project, data, tmp_path, monkeypatch, capsys):
+    """Issue 27: a `supernet.pt` naming `artifacts.supernet.pwn:Net` beside a `pwn.py` ran that file
+    (the repository root is on the import path of `python -m`). Now the name is checked against the
+    params' `model.name` before anything is imported: exit 2 naming the file, `pwn.py` never runs."""
+    shutil.copytree(project, tmp_path / "a")
+    _foreign_model(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the planted module is importable, as in the attack
+    argv = [stage, "--params", str(REPO / "params.yaml"), "-S", "data.name=fashion-mnist", "-S",
+            f"data.root={data}", *PROJECT_ARGS, *presets.outputs(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path}/a/supernet/supernet.pt: the super-network checkpoint names model" in err
+    assert not (tmp_path / "pwned").exists() and "a.supernet.pwn" not in sys.modules
