@@ -339,3 +339,20 @@ def test_a_checkpoint_in_the_artifacts_cannot_run_code(stage, project, data, tmp
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{tmp_path}/a/supernet/supernet.pt: the super-network checkpoint names model" in err
     assert not (tmp_path / "pwned").exists() and "a.supernet.pwn" not in sys.modules
+
+
+def test_a_stage_start_touches_no_file_of_the_user(data, tmp_path, capsys):
+    """Issue 27: `--plots` pointed at a user's folder: a stage's start deleted `.thesis.docx.backup01.tmp`
+    and moved `.vim.old` to `vim` (exit 0). They stay as they were; the project's own leftover goes."""
+    home = tmp_path / "home"
+    users = [home / ".thesis.docx.backup01.tmp", home / ".vim.old" / "vimrc"]
+    ours = home / ".fidelity.png.abcd1234.tmp"
+    for path in [*users, ours]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("mine")
+    argv = ["prepare", "--params", str(REPO / "params.yaml"), "-S", "data.name=fashion-mnist", "-S",
+            f"data.root={data}", "--artifacts", str(tmp_path / "a"), "--metrics", str(tmp_path / "m"),
+            "--plots", str(home)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert all(path.read_text() == "mine" for path in users) and not (home / "vim").exists()
+    assert not ours.exists()
