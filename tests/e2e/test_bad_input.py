@@ -27,6 +27,7 @@ import torch
 from netadapt_flows.cli import main
 from tests import presets
 from tests.conftest import REPO, write_folders, write_idx, write_sha256sums
+from tests.netadapt.test_config import BOMB_OVERRIDE, billion_laughs
 
 OUTPUTS = ("a", "m", "p")  # --artifacts, --metrics, --plots under each test's tmp_path
 IGNORED = {".lock"}  # the project lock a stage command takes (not an output)
@@ -185,6 +186,31 @@ CASES = [
     Bad("params-is-a-folder", "prepare", ["--params", "{tmp}"], "is a folder, not a params file"),
     Bad("params-a-scalar", "prepare", PARAMS, "params.yaml: must hold a mapping of sections, got str",
         make=_params(b"search.budget=0.4\n")),
+    # ------------------------------------------------ the params file: YAML that is not plain data (issue 27)
+    Bad("params-alias-bomb", "prepare", PARAMS,
+        "params.yaml: line 5: its aliases expand to over 10000 values (an alias bomb?); refused before expanding",
+        make=_params(billion_laughs().encode())),
+    Bad("override-alias-bomb", "prepare", ["-S", BOMB_OVERRIDE],
+        "search.x: cannot parse override value '{a: &a [1,1,1,1,1,1,1,1,1,1], b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], c: "
+        "&c [*b,*b,*b,*b,*b,*b,*b,*b,'... (182 characters): line 1: its aliases expand to over 10000 values"),
+    Bad("params-recursive-alias", "prepare", PARAMS, "params.yaml: line 2: an alias refers to a node that holds it",
+        make=_params(b"seed: 0\nsearch: &s {x: *s}\n")),
+    Bad("params-binary-value", "prepare", PARAMS,
+        "params.yaml: line 3: tracking.experiment: a !!binary value is not a params value",
+        make=_params(b"seed: 0\ntracking:\n  experiment: !!binary aGVsbG8=\n")),
+    Bad("params-unquoted-date", "prepare", PARAMS,
+        "params.yaml: line 2: experiment: 2024-05-01 is read as a YAML date, which is not a params value",
+        make=_params(b"seed: 0\nexperiment: 2024-05-01\n")),
+    Bad("override-unquoted-date", "prepare", ["-S", "tracking.experiment=2024-05-01"],
+        "tracking.experiment: 2024-05-01 is read as a YAML date, which is not a params value (strings, numbers, "
+        "booleans, lists and mappings are); quote it ('2024-05-01') for a string"),
+    Bad("params-set", "prepare", PARAMS, "params.yaml: line 2: search: a !!set is not a params value",
+        make=_params(b"seed: 0\nsearch: !!set {budget}\n")),
+    Bad("lookalike-key", "prepare", ["-S", "search.budg\u0435t=0.3"],
+        "search.budg\u0435t: unknown key (it has non-ASCII characters: U+0435 CYRILLIC SMALL LETTER IE)"),
+    Bad("lookalike-key-zero-width", "prepare", PARAMS,
+        "search.budget\u200b: unknown key (it has non-ASCII characters: U+200B ZERO WIDTH SPACE)",
+        make=_params("search:\n  budget\u200b: 0.3\n".encode())),
     # ------------------------------------------------ MLflow
     Bad("experiment-empty", "prepare", ["-S", "tracking.experiment="],
         "tracking.experiment: must name an MLflow experiment, got ''"),
@@ -205,6 +231,12 @@ CASES = [
     Bad("data-root-a-file", "prepare", [*DATA_T10K, "-S", f"data.root={{tmp}}/d/{IMAGES}"],
         f"data.root: {{tmp}}/d/{IMAGES} is a file", make=lambda tmp: _idx(tmp)),
     Bad("data-root-empty", "prepare", ["-S", "data.root="], "data.root: must name the dataset's folder, got ''"),
+    Bad("data-root-5000-characters", "prepare", ["-S", "data.root=/" + "d" * 4999],
+        "data.root: a path of 5000 bytes is longer than the file system allows (4095), got '/ddd"),
+    Bad("data-root-a-name-too-long", "prepare", ["-S", "data.root=data/" + "d" * 300],
+        "data.root: a name of 300 bytes in the path is longer than the file system allows (255)"),
+    Bad("start-checkpoint-name-too-long", "prepare", ["-S", "search.start_checkpoint=" + "c" * 256 + ".pt"],
+        "search.start_checkpoint: a name of 259 bytes in the path is longer than the file system allows (255)"),
     Bad("idx-no-images", "prepare", DATA_T10K, f"{{tmp}}/d/{IMAGES}: holds no images",
         make=lambda tmp: _idx(tmp, struct.pack(">IIII", 2051, 0, 28, 28), struct.pack(">II", 2049, 0))),
     Bad("idx-0x0-images", "prepare", DATA_T10K, f"{{tmp}}/d/{IMAGES}: its images are 0x0 pixels",
