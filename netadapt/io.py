@@ -14,14 +14,12 @@ import tempfile
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import torch
 
 from netadapt.errors import NetAdaptError, describe
-
-if TYPE_CHECKING:
-    from netadapt.layout import Paths
+from netadapt.layout import DEVICES, PLOT_FILES, STAGES, Paths
 
 
 _UMASK = os.umask(0o022)  # read once, at import (single-threaded): umask can only be read by setting it
@@ -80,11 +78,9 @@ OWN_FOLDERS = ("prepared", "profile", "supernet", "search", "finetune", "reports
                ".stamps", "devices")
 
 
-def stale_places(paths: "Paths") -> list[tuple[Path, frozenset[str] | None]]:
+def stale_places(paths: Paths) -> list[tuple[Path, frozenset[str] | None]]:
     """Where interrupted writes of the project can have left something: (folder, the output names
     whose leftovers may be in it; None: any, the folder and all below it being the project's)."""
-    from netadapt.layout import DEVICES, PLOT_FILES, STAGES
-
     places: list[tuple[Path, frozenset[str] | None]] = [(paths.artifacts, frozenset(OWN_FOLDERS))]
     places += [(paths.artifacts / name, None) for name in OWN_FOLDERS]
     for folder, names in ((paths.metrics, [f"{stage}.json" for stage in STAGES]),
@@ -93,7 +89,7 @@ def stale_places(paths: "Paths") -> list[tuple[Path, frozenset[str] | None]]:
     return places
 
 
-def clean_stale(paths: "Paths") -> list[Path]:
+def clean_stale(paths: Paths) -> list[Path]:
     """Remove what interrupted atomic writes of the project left in its artifacts, metrics and plots
     folders (`stale_places`): temp files and staging folders `.<name>.XXXXXXXX.tmp`, and `.<name>.old`
     folders, where `<name>` is the project's own; nothing else, and never a user's file that only looks
