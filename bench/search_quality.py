@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from netadapt.models.source import model_reference
 from netadapt import stages
 from netadapt.arch import Architecture
 from netadapt.checkpoints import load_network, load_supernet
@@ -280,7 +281,7 @@ def run_cell(method: str, budget: float, cfg: Config, work: Path, data: Path, lu
         report = stages.search(replace(cfg, search=replace(cfg.search, algorithm=algorithm, **schedule)), paths)
         details = {k: report[k] for k in ("iterations", "candidates_evaluated", "holdout_acc", "resource_estimated")}
     else:
-        model, _ = load_supernet(paths.supernet)
+        model, _ = load_supernet(paths.supernet, model_reference(cfg.model))
         space, latency = model.space(), LatencyModel(model, latency_table(cfg.profile, paths.lut))
         target = budget * latency.estimate(space)
         rng = random.Random(cfg.seed * 1000 + round(budget * 100))
@@ -305,7 +306,7 @@ def run_cell(method: str, budget: float, cfg: Config, work: Path, data: Path, lu
         details["resource_estimated"] = latency.estimate(arch)
     search_seconds = time.perf_counter() - start
     tuned = stages.finetune(cfg, paths)
-    model, arch = load_network(paths.final)
+    model, arch = load_network(paths.final, model_reference(cfg.model))
     model.to(device)
     test = load_split(paths.prepared, "test")
     return {"dataset": cells["_dataset"], "method": method, "budget": budget, "seed": cfg.seed,

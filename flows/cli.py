@@ -70,8 +70,8 @@ def _parser() -> argparse.ArgumentParser:
                                 "(--dask-address) (default: %(default)s)")
             p.add_argument("--dask-address", metavar="ADDRESS", default=None,
                            help="with --task-runner dask: the scheduler of an existing cluster (tcp://HOST:PORT), "
-                                f"or local:N for a local cluster of N single-threaded worker processes "
-                                f"(default: {DEFAULT_DASK_ADDRESS})")
+                                f"or local:N for a local cluster of N single-threaded worker processes on 127.0.0.1 "
+                                f"(local:N@HOST: listening on HOST) (default: {DEFAULT_DASK_ADDRESS})")
         if name in DEVICE_STAGES:
             p.add_argument("--device", dest="device_name", default="", metavar="NAME",
                            help="run the stage for device NAME of the params' `devices` (its own table, search, "

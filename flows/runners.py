@@ -1,11 +1,15 @@
 """Where a search's candidate evaluations run: threads of the flow's process, or Dask workers
 (`--task-runner dask`) on a running scheduler (`--dask-address tcp://HOST:PORT`) or on a local
-cluster started for the search (`local:N`). Importing this module imports neither Prefect nor Dask:
-the CLI checks `--dask-address` with it before anything starts."""
+cluster started for the search (`local:N`). A local cluster's scheduler, workers and dashboard listen on
+127.0.0.1 only (as `netadapt serve`'s Prefect server does): the dashboard serves its pages without any
+authentication. `local:N@HOST` binds them to HOST instead (e.g. a machine's LAN address), on purpose.
+Importing this module imports neither Prefect nor Dask: the CLI checks `--dask-address` with it
+before anything starts."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from netadapt.errors import NetAdaptError
@@ -14,23 +18,35 @@ if TYPE_CHECKING:
     from prefect.task_runners import TaskRunner
 
 DEFAULT_DASK_ADDRESS = "local:2"
+LOOPBACK = "127.0.0.1"  # where a local cluster listens unless `local:N@HOST` says otherwise
 
 
-def parse_dask_address(address: str) -> tuple[str, int | str]:
-    """`("local", N)` for `local:N` (a LocalCluster of N single-threaded worker processes), `("scheduler",
-    address)` for a scheduler's address (`tcp://HOST:PORT`, or `tls://`); NetAdaptError naming
-    `--dask-address` otherwise. Pure: callable before Prefect or Dask is imported."""
-    local = re.fullmatch(r"local:(\d+)", address.strip())
+@dataclass(frozen=True)
+class DaskAddress:
+    """A parsed `--dask-address`: a running scheduler's address, or (`scheduler` "") a local cluster of
+    `workers` processes whose scheduler, workers and dashboard listen on `host`."""
+
+    scheduler: str = ""
+    workers: int = 0
+    host: str = LOOPBACK
+
+
+def parse_dask_address(address: str) -> DaskAddress:
+    """`local:N` (a LocalCluster of N single-threaded worker processes on 127.0.0.1), `local:N@HOST` (the
+    same listening on HOST), or a scheduler's address (`tcp://HOST:PORT`, or `tls://`); NetAdaptError
+    naming `--dask-address` otherwise. Pure: callable before Prefect or Dask is imported."""
+    local = re.fullmatch(r"local:(\d+)(?:@([A-Za-z0-9_.-]+))?", address.strip())
     if local:
         workers = int(local.group(1))
         if not 1 <= workers <= 256:
             raise NetAdaptError(f"--dask-address {address!r}: local:N needs 1 <= N <= 256 workers")
-        return "local", workers
+        return DaskAddress(workers=workers, host=local.group(2) or LOOPBACK)
     remote = re.fullmatch(r"(tcp|tls)://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d+)", address.strip())
     if remote and 0 < int(remote.group(3)) < 65536:
-        return "scheduler", address.strip()
+        return DaskAddress(scheduler=address.strip())
     raise NetAdaptError(f"--dask-address {address!r}: expected tcp://HOST:PORT (a running Dask scheduler) or local:N "
-                        f"(a local cluster of N workers), e.g. tcp://10.0.0.5:8786 or local:2")
+                        f"(a local cluster of N workers on 127.0.0.1; local:N@HOST to listen on HOST), e.g. "
+                        f"tcp://10.0.0.5:8786 or local:2")
 
 
 def candidate_runner(task_runner: str = "threads", dask_address: str = "") -> TaskRunner:
@@ -48,10 +64,11 @@ def candidate_runner(task_runner: str = "threads", dask_address: str = "") -> Ta
         raise NetAdaptError(f"task_runner {task_runner!r}: expected threads or dask")
     from prefect_dask import DaskTaskRunner
 
-    kind, where = parse_dask_address(dask_address or DEFAULT_DASK_ADDRESS)
-    if kind == "scheduler":
-        return DaskTaskRunner(address=where)
-    return DaskTaskRunner(cluster_class=local_cluster, cluster_kwargs={"n_workers": where, "env": worker_env()})
+    where = parse_dask_address(dask_address or DEFAULT_DASK_ADDRESS)
+    if where.scheduler:
+        return DaskTaskRunner(address=where.scheduler)
+    return DaskTaskRunner(cluster_class=local_cluster,
+                          cluster_kwargs={"n_workers": where.workers, "env": worker_env(), "host": where.host})
 
 
 # What a Dask nanny sets in the worker processes it spawns (`distributed.nanny.pre-spawn-environ`), less
@@ -60,16 +77,23 @@ def candidate_runner(task_runner: str = "threads", dask_address: str = "") -> Ta
 WORKER_THREADS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
-def local_cluster(n_workers: int, env: dict[str, str] | None = None, **kwargs: Any):
-    """A `distributed.LocalCluster` of `n_workers` worker processes of one thread each, with
-    `WORKER_THREADS_ENV` (+ `env`) set in the workers only: the nanny's pre-spawn environment (which it
-    would also write into this process's) is emptied, its malloc setting dropped."""
+def local_cluster_options(n_workers: int, env: dict[str, str] | None = None, host: str = LOOPBACK) -> dict[str, Any]:
+    """The arguments of `local_cluster`'s `distributed.LocalCluster`: `n_workers` processes of one thread,
+    with `WORKER_THREADS_ENV` (+ `env`); scheduler, workers and dashboard (on a free port) listening on
+    `host` only (a bare `:0` dashboard listened on every interface)."""
+    return {"n_workers": n_workers, "threads_per_worker": 1, "processes": True, "host": host,
+            "dashboard_address": f"{host}:0", "env": {**WORKER_THREADS_ENV, **(env or {})}}
+
+
+def local_cluster(n_workers: int, env: dict[str, str] | None = None, host: str = LOOPBACK, **kwargs: Any):
+    """A `distributed.LocalCluster` of `local_cluster_options`, with the workers' environment set in the
+    workers only: the nanny's pre-spawn environment (which it would also write into this process's) is
+    emptied, its malloc setting dropped."""
     import dask
     from distributed import LocalCluster
 
     with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
-        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                            env={**WORKER_THREADS_ENV, **(env or {})}, **kwargs)
+        return LocalCluster(**local_cluster_options(n_workers, env, host), **kwargs)
 
 
 def worker_env() -> dict[str, str]:

@@ -3,6 +3,12 @@
 Two kinds, rebuilt from the architecture alone: the super-network (`supernet` stage; a V1 search's
 network has this form too) and the slim final network (`finetune` stage). Files are written
 atomically and read with weights_only=True; whatever is wrong with one is a `NetAdaptError` naming it.
+
+No code from artifacts: a checkpoint stores the name of its model class, and resolving that name
+imports a module. A checkpoint may only name the model the run's own params name (`model.name`,
+passed in as `expected`) or a built-in one; any other name is refused, naming the file, before
+anything is imported (a `supernet.pt` naming `artifacts.supernet.pwn:Net` would otherwise run
+`pwn.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from netadapt.arch import Architecture
 from netadapt.errors import NetAdaptError, describe
 from netadapt.io import DamagedArtifact, load_tensors, save_tensors
 from netadapt.models import build_supernet, extract
+from netadapt.models.registry import BUILTIN_MODELS
+from netadapt.models.source import model_reference
 
 KEYS = ("state_dict", "arch", "config_digest")
 
@@ -25,13 +33,14 @@ def save_supernet(path: Path, model: nn.Module, config_digest: str) -> None:
     _save(path, model, model.space(), config_digest)
 
 
-def load_supernet(path: Path) -> tuple[nn.Module, str]:
+def load_supernet(path: Path, expected: str = "") -> tuple[nn.Module, str]:
     """Rebuild a super-network from its checkpoint (loaded with weights_only=True); returns it in eval
-    mode with the config digest it was trained under."""
+    mode with the config digest it was trained under. `expected`: the run's `model.name` (without
+    it only a built-in model is accepted, `check_model_name`)."""
     if not Path(path).is_file():
         raise NetAdaptError(f"{path}: super-network checkpoint not found; run `netadapt supernet` first")
     blob = load_checkpoint(path, KEYS, "super-network checkpoint")
-    return rebuild(path, blob, lambda arch: build_supernet(arch.model), "super-network checkpoint"), \
+    return rebuild(path, blob, lambda arch: build_supernet(arch.model), "super-network checkpoint", expected), \
         blob["config_digest"]
 
 
@@ -40,12 +49,13 @@ def save_network(path: Path, model: nn.Module, arch: Architecture, config_digest
     _save(path, model, arch, config_digest)
 
 
-def load_network(path: Path) -> tuple[nn.Module, Architecture]:
-    """Rebuild a saved slim network (weights_only load): structure from the architecture, then weights."""
+def load_network(path: Path, expected: str = "") -> tuple[nn.Module, Architecture]:
+    """Rebuild a saved slim network (weights_only load): structure from the architecture, then weights.
+    `expected`: the run's `model.name`, as for `load_supernet`."""
     if not Path(path).is_file():
         raise NetAdaptError(f"{path}: final model not found; run `netadapt finetune` first")
     blob = load_checkpoint(path, KEYS, "final model")
-    model = rebuild(path, blob, lambda arch: extract(build_supernet(arch.model), arch), "final model")
+    model = rebuild(path, blob, lambda arch: extract(build_supernet(arch.model), arch), "final model", expected)
     return model, Architecture.from_json(blob["arch"])
 
 
@@ -72,12 +82,25 @@ def load_checkpoint(path: str | Path, keys: tuple[str, ...], what: str) -> dict[
     return blob
 
 
-def rebuild(path: Path, blob: dict, build: Callable[[Architecture], nn.Module], what: str) -> nn.Module:
-    """The network a checkpoint describes, its weights loaded; errors name the file."""
+def check_model_name(path: Path, name: str, expected: str, what: str) -> None:
+    """A checkpoint's stored model name, before anything resolves (imports) it: the run's own
+    `model.name` (`expected`) or a built-in model, else a `NetAdaptError` naming the file."""
+    if isinstance(name, str) and (name in BUILTIN_MODELS or name in BUILTIN_MODELS.values() or (expected and name == expected)):
+        return
+    params = f"the params' model.name {expected!r}" if expected else "a model.name of the run's params"
+    raise NetAdaptError(f"{path}: the {what} names model {name!r}, which is neither {params} nor a built-in "
+                        f"model ({', '.join(BUILTIN_MODELS)}); refused before importing anything")
+
+
+def rebuild(path: Path, blob: dict, build: Callable[[Architecture], nn.Module], what: str,
+            expected: str = "") -> nn.Module:
+    """The network a checkpoint describes, its weights loaded; errors name the file. Its model name
+    is checked against `expected` first (`check_model_name`)."""
     try:
         arch = Architecture.from_json(blob["arch"])
     except NetAdaptError as exc:
         raise NetAdaptError(f"{path}: not a {what} ({exc})") from None
+    check_model_name(path, model_reference(arch.model), expected, what)
     model = build(arch)
     try:
         model.load_state_dict(blob["state_dict"])

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from netadapt.models.source import model_reference
 from netadapt.arch import Architecture
 from netadapt.checkpoints import load_supernet
 from netadapt.config import Config, to_dict
@@ -65,8 +66,8 @@ def evaluate_subnet(supernet: nn.Module, arch: Architecture, holdout: Split, *, 
 
 
 @functools.lru_cache(maxsize=4)
-def _supernet(path: str, mtime: float) -> nn.Module:
-    return load_supernet(Path(path))[0]
+def _supernet(path: str, mtime: float, model_name: str) -> nn.Module:
+    return load_supernet(Path(path), model_name)[0]
 
 
 @functools.lru_cache(maxsize=4)
@@ -75,11 +76,13 @@ def _split(prepared: str, name: str, mtime: float) -> Split:
 
 
 def evaluate_candidate(arch_json: str, *, supernet_path: str, prepared_path: str, bn_recalibration_batches: int,
-                       batch_size: int, eval_batches: int = 0, device: str = "cpu") -> tuple[float, float]:
+                       batch_size: int, eval_batches: int = 0, device: str = "cpu",
+                       model_name: str = "") -> tuple[float, float]:
     """Holdout accuracy and seconds of one candidate, from paths alone (so callers can map it over
-    workers); the super-network and holdout are loaded once per process and never modified."""
+    workers); the super-network and holdout are loaded once per process and never modified.
+    `model_name`: the run's `model.name`, the only non-built-in model the checkpoint may name."""
     start = time.perf_counter()
-    supernet = _supernet(supernet_path, Path(supernet_path).stat().st_mtime)
+    supernet = _supernet(supernet_path, Path(supernet_path).stat().st_mtime, model_name)
     holdout_file = Path(prepared_path) / "holdout.pt"
     holdout = _split(prepared_path, "holdout", holdout_file.stat().st_mtime if holdout_file.exists() else 0.0)
     acc = evaluate_subnet(supernet, Architecture.from_json(arch_json), holdout, batch_size=batch_size,
@@ -99,11 +102,13 @@ def search_identity(cfg: Config, paths: Paths) -> str:
 
 
 def candidate_settings(cfg: Config, paths: Paths) -> dict:
-    """Keyword arguments of `evaluation.evaluate_candidate` for this config (paths, BN, batches, device)."""
+    """Keyword arguments of `evaluation.evaluate_candidate` for this config (paths, BN, batches, device,
+    the model name the super-network checkpoint may name)."""
     s = cfg.search
     return dict(supernet_path=str(paths.supernet), prepared_path=str(paths.prepared),
                 bn_recalibration_batches=s.bn_recalibration_batches, batch_size=s.batch_size,
-                eval_batches=s.eval_batches, device=str(resolve_device(cfg.supernet.device)))
+                eval_batches=s.eval_batches, device=str(resolve_device(cfg.supernet.device)),
+                model_name=model_reference(cfg.model))
 
 
 def score_here(settings: dict, arch_jsons: list[str]) -> list[tuple[float, float]]:

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import torch
 
 from netadapt.errors import NetAdaptError, describe
+from netadapt.layout import DEVICES, PLOT_FILES, STAGES, Paths
 
 
 _UMASK = os.umask(0o022)  # read once, at import (single-threaded): umask can only be read by setting it
@@ -66,43 +67,70 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 # What an interrupted `atomic_path` / `atomic_dir` leaves behind: mkstemp's and mkdtemp's temp files and
 # folders `.<name>.<8 random characters>.tmp`, and `.<name>.old`, the folder being replaced.
-STALE_TMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+STALE_TMP = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$")
 STALE_OLD = re.compile(r"^\.(.+)\.old$")
 
+# The folders of the artifacts folder that are the project's own (its stages' outputs, their reports,
+# progress, caches and stamps, the named devices' own): whatever is below them is the project's writing.
+# Beside them in the artifacts folder, and in the metrics and plots folders, which a user may point at
+# a folder of their own (`--plots ~/thesis`), only the leftovers of the project's own file names are.
+OWN_FOLDERS = ("prepared", "profile", "supernet", "search", "finetune", "reports", "progress", "profile_cache",
+               ".stamps", "devices")
 
-def clean_stale(folders: list[str | Path]) -> list[Path]:
-    """Remove what interrupted atomic writes left under `folders` (the project's artifacts, metrics and
-    plots): temp files and staging folders `.<name>.XXXXXXXX.tmp`, and `.<name>.old` folders; only
-    those names. A `.<name>.old` folder whose `<name>` is gone (killed between the two renames) is the
-    last complete version: it is put back instead. Call it holding the project's lock (so no live
-    writer's temp file goes). Returns what was removed or restored."""
-    log = logging.getLogger("netadapt")
+
+def stale_places(paths: Paths) -> list[tuple[Path, frozenset[str] | None]]:
+    """Where interrupted writes of the project can have left something: (folder, the output names
+    whose leftovers may be in it; None: any, the folder and all below it being the project's)."""
+    places: list[tuple[Path, frozenset[str] | None]] = [(paths.artifacts, frozenset(OWN_FOLDERS))]
+    places += [(paths.artifacts / name, None) for name in OWN_FOLDERS]
+    for folder, names in ((paths.metrics, [f"{stage}.json" for stage in STAGES]),
+                          (paths.plots, [name for files in PLOT_FILES.values() for name in files])):
+        places += [(folder, frozenset(names)), (folder / DEVICES, None)]
+    return places
+
+
+def clean_stale(paths: Paths) -> list[Path]:
+    """Remove what interrupted atomic writes of the project left in its artifacts, metrics and plots
+    folders (`stale_places`): temp files and staging folders `.<name>.XXXXXXXX.tmp`, and `.<name>.old`
+    folders, where `<name>` is the project's own; nothing else, and never a user's file that only looks
+    alike (`.thesis.docx.backup01.tmp`, `.vim.old` in a plots folder). A `.<name>.old` folder whose
+    `<name>` is gone (killed between the two renames) is the last complete version: it is put back
+    instead. Call it holding the project's lock (so no live writer's temp file goes). Returns what was
+    removed or restored."""
     touched: list[Path] = []
-    for folder in map(Path, folders):
-        if not folder.is_dir():
+    for folder, names in stale_places(paths):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        if names is not None:
+            touched += _clean_here(folder, os.listdir(folder), names)
             continue
         for root, dirs, files in os.walk(folder):  # top-down; symlinked folders are not followed
-            here = Path(root)
-            for name in files:
-                if STALE_TMP.match(name):
-                    (here / name).unlink(missing_ok=True)
-                    log.info("removed %s: left by an interrupted write", here / name)
-                    touched.append(here / name)
-            for name in list(dirs):
-                path, old = here / name, STALE_OLD.match(name)
-                if not (old or STALE_TMP.match(name)):
-                    continue
-                dirs.remove(name)  # not walked into
-                touched.append(path)
-                if path.is_symlink():
-                    path.unlink()
-                elif old and not (here / old.group(1)).exists():
-                    os.replace(path, here / old.group(1))
-                    log.warning("%s: restored from %s (a write was interrupted)", here / old.group(1), path)
-                    continue
-                else:
-                    shutil.rmtree(path, ignore_errors=True)
-                log.info("removed %s: left by an interrupted write", path)
+            touched += _clean_here(Path(root), files, None)
+            stale = _clean_here(Path(root), dirs, None)
+            touched += stale
+            dirs[:] = [d for d in dirs if Path(root) / d not in stale]  # not walked into
+    return touched
+
+
+def _clean_here(here: Path, entries: list[str], names: frozenset[str] | None) -> list[Path]:
+    """`clean_stale` in one folder: the leftovers among `entries` (of names in `names`, None: any)."""
+    log = logging.getLogger("netadapt")
+    touched = []
+    for entry in entries:
+        path, tmp, old = here / entry, STALE_TMP.match(entry), STALE_OLD.match(entry)
+        match = tmp or (old if path.is_dir() else None)
+        if not match or (names is not None and match.group(1) not in names):
+            continue
+        touched.append(path)
+        if path.is_symlink() or not path.is_dir():
+            path.unlink(missing_ok=True)
+        elif old and not (here / old.group(1)).exists():
+            os.replace(path, here / old.group(1))
+            log.warning("%s: restored from %s (a write was interrupted)", here / old.group(1), path)
+            continue
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        log.info("removed %s: left by an interrupted write", path)
     return touched
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from netadapt.models.source import model_reference
 from netadapt.arch import Architecture
 from netadapt.checkpoints import load_supernet
 from netadapt.config import Config
@@ -146,14 +147,16 @@ class NetAdaptV1:
         return network.cpu()
 
 
-def start_network(start_checkpoint: str, supernet: Path, space: Architecture) -> tuple[nn.Module, Path]:
+def start_network(start_checkpoint: str, supernet: Path, space: Architecture,
+                  model_name: str) -> tuple[nn.Module, Path]:
     """The network V1 adapts and its file: `search.start_checkpoint` (a trained network of this
-    space, as the paper starts from) when set, else the super-network."""
+    space, as the paper starts from) when set, else the super-network; either may name only the
+    run's `model_name` or a built-in model."""
     path = Path(start_checkpoint) if start_checkpoint else supernet
     if start_checkpoint and not path.is_file():
         raise NetAdaptError(f"search.start_checkpoint: {path} not found")
     try:
-        network, _ = load_supernet(path)
+        network, _ = load_supernet(path, model_name)
     except Exception as exc:  # noqa: BLE001 - a text file, a truncated archive, another object: one line
         if not start_checkpoint:
             raise
@@ -200,7 +203,7 @@ def netadapt_v1_search(cfg: Config, paths: Paths, supernet_model: nn.Module, res
     the start network's contents and the budget)."""
     s = cfg.search
     space = supernet_model.space()
-    network, start_path = start_network(s.start_checkpoint, paths.supernet, space)
+    network, start_path = start_network(s.start_checkpoint, paths.supernet, space, model_reference(cfg.model))
     v1 = NetAdaptV1(network, resource, load_split(paths.prepared, "train"), load_split(paths.prepared, "holdout"),
                     FineTuning(s.short_term_steps, s.long_term_epochs, s.lr, s.train_batch_size, s.batch_size,
                                s.eval_batches, cfg.seed, resolve_device(cfg.supernet.device)))

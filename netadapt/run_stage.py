@@ -37,7 +37,7 @@ StageFunction = Callable[[Config, Paths], dict]
 def fresh_key(stage: str, cfg: Config, p: Paths) -> str:
     """The stage's stamp key, after removing what interrupted writes left in `p`'s artifacts, metrics
     and plots folders (call it holding the project's lock, before the stage runs)."""
-    clean_stale([p.artifacts, p.metrics, p.plots])
+    clean_stale(p)
     return stamps.stage_key(stage, cfg, p)
 
 

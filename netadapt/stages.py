@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from netadapt.models.source import model_reference
 from netadapt.arch import ModelSpec
 from netadapt.config import Config, to_dict
 from netadapt.data import load_info, load_split, prepare_data
@@ -169,7 +170,7 @@ def search(cfg: Config, paths: Paths = Paths(), propose: ProposeIteration | None
     """
     start = time.perf_counter()
     s = cfg.search
-    supernet_model, _ = load_supernet(paths.supernet)
+    supernet_model, _ = load_supernet(paths.supernet, model_reference(cfg.model))
     space = supernet_model.space()
     resource = resource_model(cfg, supernet_model, paths.lut)
     smallest = resource.estimate(space.smallest())
@@ -236,7 +237,7 @@ def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     start = time.perf_counter()
     f = cfg.finetune
     v1_network = paths.v1_network
-    supernet_model, _ = load_supernet(v1_network if v1_network.is_file() else paths.supernet)
+    supernet_model, _ = load_supernet(v1_network if v1_network.is_file() else paths.supernet, model_reference(cfg.model))
     arch = searched_architecture(paths.search / "arch.json", supernet_model.space())
     arch_path = paths.search / "arch.json"
     train, holdout = load_split(paths.prepared, "train"), load_split(paths.prepared, "holdout")
@@ -266,8 +267,8 @@ def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
 def evaluate(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     """Test accuracy, measured vs estimated latency, the base network's latency, MACs, parameters."""
     start = time.perf_counter()
-    model, arch = load_network(paths.final)
-    supernet_model, _ = load_supernet(paths.supernet)
+    model, arch = load_network(paths.final, model_reference(cfg.model))
+    supernet_model, _ = load_supernet(paths.supernet, model_reference(cfg.model))
     test = load_split(paths.prepared, "test")
     classes = arch.model.num_classes
     topk = (1, 5) if classes > 5 else (1,)

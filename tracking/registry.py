@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from netadapt.models.source import model_reference
 from netadapt.config import Config
 from netadapt.io import content_digest
 from netadapt_tracking.contents import DEVICE_TAG, PIPELINE_TAG, dataset_digest
@@ -56,7 +57,7 @@ def log_model(run: StageRun) -> None:
     from netadapt.checkpoints import load_network
 
     cfg, paths = run.cfg, run.paths
-    model, arch = load_network(paths.final)
+    model, arch = load_network(paths.final, model_reference(cfg.model))
     example = torch.zeros(2, *arch.model.input_shape)
     with torch.no_grad():
         output = model(example)

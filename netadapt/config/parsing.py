@@ -11,6 +11,7 @@ import dataclasses
 import math
 import types
 import typing
+import unicodedata
 from typing import Any, Literal, get_args, get_origin
 
 from netadapt.errors import ConfigError
@@ -69,6 +70,16 @@ def short(text: str, limit: int = 60) -> str:
     return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
+def lookalike(key: Any) -> str:
+    """For a key in a message: its characters that are not plain ASCII, by code point and name, since
+    `budgеt` (a Cyrillic е) or `budget` with a zero-width space prints like `budget`; "" for a plain key."""
+    odd = [ch for ch in dict.fromkeys(str(key)) if not (ch.isascii() and ch.isprintable())]
+    if not odd:
+        return ""
+    named = [f"U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed')}" for ch in odd[:5]]
+    return f" (it has non-ASCII characters: {', '.join(named)}{', ...' if len(odd) > 5 else ''})"
+
+
 def _bound(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() and abs(bound) < 10**15 else f"{bound:g}"
 
@@ -97,7 +108,7 @@ def build(cls: type, raw: Any, prefix: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in names:
-            raise ConfigError(f"{prefix}{key}: unknown key (known: {', '.join(sorted(names))})")
+            raise ConfigError(f"{prefix}{key}: unknown key{lookalike(key)} (known: {', '.join(sorted(names))})")
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in raw:

@@ -13,7 +13,7 @@ import dataclasses
 import re
 from typing import Any
 
-from netadapt.config.parsing import build, check_bounds, coerce, field_bounds, short
+from netadapt.config.parsing import build, check_bounds, coerce, field_bounds, lookalike, short
 from netadapt.config.schema import (
     DEVICE_KEYS, DEVICE_NAME, MAX_EXPERIMENT_NAME, MIN_GROUPS, SAMPLING_NOTE, Config, DeviceConfig, ProfileConfig,
     SearchConfig, to_dict,
@@ -21,6 +21,21 @@ from netadapt.config.schema import (
 from netadapt.errors import ConfigError
 from netadapt.models.registry import BUILTIN_MODELS
 from netadapt.resources.command import pattern_problem, template_problem
+
+
+NAME_MAX, PATH_MAX = 255, 4096  # bytes of a file name and of a whole path (Linux; most file systems)
+
+
+def path_problem(path: str) -> str:
+    """Why no file system takes `path` ("" if one may): a name or the whole path over the limits,
+    which the OS would report as ENAMETOOLONG deep in a stage instead of naming the key."""
+    encoded = path.encode("utf-8", "surrogatepass")
+    if len(encoded) >= PATH_MAX:
+        return f"a path of {len(encoded)} bytes is longer than the file system allows ({PATH_MAX - 1})"
+    longest = max(len(part) for part in encoded.split(b"/"))
+    if longest > NAME_MAX:
+        return f"a name of {longest} bytes in the path is longer than the file system allows ({NAME_MAX})"
+    return ""
 
 
 def batch_split_problem(batch_size: int, group_size: int, nproc: int) -> str:
@@ -51,6 +66,10 @@ def check_consistency(cfg: Config) -> None:
                           f"got {cfg.model.path!r}")
     if not cfg.data.root.strip():
         raise ConfigError(f"data.root: must name the dataset's folder, got {cfg.data.root!r}")
+    for key, path in (("data.root", cfg.data.root), ("search.start_checkpoint", cfg.search.start_checkpoint)):
+        problem = path_problem(path)
+        if problem:
+            raise ConfigError(f"{key}: {problem}, got {short(path)}")
     experiment = cfg.tracking.experiment
     if not experiment.strip():
         raise ConfigError(f"tracking.experiment: must name an MLflow experiment, got {experiment!r}")
@@ -136,7 +155,7 @@ def check_devices(raw: Any, cfg: Config) -> dict[str, DeviceConfig]:
             raise ConfigError(f"{key}: must be a mapping with `budget` and `profile`, got {entry!r}"[:300])
         for sub in entry:
             if sub not in DEVICE_KEYS:
-                raise ConfigError(f"{key}.{sub}: unknown key (known: {', '.join(DEVICE_KEYS)})")
+                raise ConfigError(f"{key}.{sub}: unknown key{lookalike(sub)} (known: {', '.join(DEVICE_KEYS)})")
         if "budget" not in entry:
             raise ConfigError(f"{key}.budget: required (this device's search.budget, in search.budget_type's "
                               f"terms)")

@@ -160,3 +160,17 @@ def _digest(blocks: list[bytes]) -> str:
 
 
 __all__ = ["model_path_entries", "importable", "model_source_digest", "user_module", "HUBS"]
+
+
+def model_reference(model) -> str:
+    """What a checkpoint must name for this run (`model`: the params' model section, or a `ModelSpec`):
+    `model.name`, and for the user's own code also the folder it is imported from (`model.path`),
+    so that a checkpoint cannot send the import to a folder of its own choosing."""
+    name, path = model.name, getattr(model, "path", None)
+    if not isinstance(name, str):
+        return repr(name)
+    try:
+        own = user_module(name)
+    except ConfigError:  # not a model name at all: refused by the caller's comparison
+        own = ""
+    return f"{name} from {path}" if path and own else name

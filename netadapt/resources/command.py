@@ -9,8 +9,10 @@ from the output. Placeholders:
 - `{repeats}`, `{warmup}`, `{threads}`, `{batch_size}`: the `profile.*` settings,
 - `{python}`: the Python running netadapt (`sys.executable`: the venv's, under DVC too).
 
-Substituted values are shell-quoted; the command runs in the current directory (the repository
-root under DVC). Examples: `{python} devices/onnxruntime_device.py --model {model} ...` (shipped),
+Substituted values are shell-quoted for the shell that reads them (`expand`): as words of their own
+at the top level, and inside a quoted string (`sh -c '... {model} ...'`, which a second shell parses)
+so that the quoted string hands the inner shell a quoted word: a temp path with a space or a quote
+stays one argument. The command runs in the current directory (the repository root under DVC). Examples: `{python} devices/onnxruntime_device.py --model {model} ...` (shipped),
 `ssh box onnxruntime_perf_test -r {repeats} {model}`, or
 `sh -c 'adb push {model} /data/local/tmp/m.onnx >/dev/null && adb shell /data/local/tmp/bench ...'`.
 
@@ -60,6 +62,45 @@ def template_problem(template: str) -> str | None:
     return None
 
 
+def expand(template: str, values: dict[str, str]) -> str:
+    """`template` (a valid one, `template_problem`) with each placeholder replaced by its value, quoted
+    for where it stands: `shlex.quote`d at the top level; inside '...' or "..." (a string that a second
+    shell parses, as `sh -c` does) that quoted word escaped for the quotes around it, so that the outer
+    shell's quote removal hands the inner shell the quoted word. Values of plain characters (letters,
+    digits, `@%+=:,./-_`) are never quoted."""
+    out, quote = [], ""  # the quotes open where the text so far ends: "" (none), "'" or '"'
+    for text, name, _, _ in string.Formatter().parse(template):
+        out.append(text)
+        quote = _open_quote(text, quote)
+        if name is None:
+            continue
+        word = shlex.quote(values[name])
+        if quote == "'":
+            word = word.replace("'", "'\\''")
+        elif quote == '"':
+            word = re.sub(r'([\\$`"])', r"\\\1", word)
+        out.append(word)
+    return "".join(out)
+
+
+def _open_quote(text: str, quote: str) -> str:
+    """The quotes open after the shell reads `text`, starting with `quote` open (POSIX sh rules:
+    nothing escapes inside '...'; a backslash escapes the next character elsewhere)."""
+    escaped = False
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif quote == "'":
+            quote = "" if ch == "'" else quote
+        elif ch == "\\":
+            escaped = True
+        elif quote == '"':
+            quote = "" if ch == '"' else quote
+        elif ch in "'\"":
+            quote = ch
+    return quote
+
+
 def pattern_problem(pattern: str) -> str | None:
     """Why `pattern` cannot read a time from the command's output (None when it can)."""
     try:
@@ -106,7 +147,7 @@ class CommandSettings:
     def command_line(self, model: str, repeats: int, warmup: int, threads: int, batch_size: int) -> str:
         values = {"model": model, "repeats": repeats, "warmup": warmup, "threads": threads,
                   "batch_size": batch_size, "python": sys.executable}
-        return self.template.format(**{k: shlex.quote(str(v)) for k, v in values.items()})
+        return expand(self.template, {k: str(v) for k, v in values.items()})
 
     def time_graph(self, model: str, repeats: int, warmup: int, threads: int, batch_size: int) -> float:
         """Run the command once on the graph file `model`; the median (ms) it reports."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 
 from examples import mymodels
 from netadapt.checkpoints import load_network
+from netadapt.models.source import model_reference
 from netadapt_flows.cli import main
 from tests import presets
 from tests.conftest import REPO
@@ -36,7 +38,8 @@ def test_a_hand_written_residual_network_is_adapted_from_its_trained_weights(tmp
     evaluate = json.loads((tmp_path / "a" / "reports" / "evaluate.json").read_text())
     assert evaluate["budget_met"] is True and evaluate["macs"] <= 0.5 * evaluate["base_macs"]
     assert evaluate["test_acc"] >= 0.5  # separable data: chance is 0.1
-    model, arch = load_network(tmp_path / "a" / "finetune" / "model.pt")
+    model, arch = load_network(tmp_path / "a" / "finetune" / "model.pt",
+                               model_reference(SimpleNamespace(name="mymodels:TinyResNet", path=str(tmp_path / "mine"))))
     assert {"stem.0.stage", "blocks.0.bypass", "blocks.1.bypass"} <= {d.name for d in arch.dims}
     assert (tmp_path / "a" / "finetune" / "model.onnx").is_file()
     assert sum(p.numel() for p in model.parameters()) == evaluate["params"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import shutil
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,6 +27,7 @@ import torch
 from netadapt_flows.cli import main
 from tests import presets
 from tests.conftest import REPO, write_folders, write_idx, write_sha256sums
+from tests.netadapt.test_config import BOMB_OVERRIDE, billion_laughs
 
 OUTPUTS = ("a", "m", "p")  # --artifacts, --metrics, --plots under each test's tmp_path
 IGNORED = {".lock"}  # the project lock a stage command takes (not an output)
@@ -91,6 +93,18 @@ def _sums_not_utf8(tmp: Path) -> None:
 def _sums_not_hex(tmp: Path) -> None:
     _idx(tmp)
     (tmp / "d" / "SHA256SUMS").write_text("z" * 64 + "  t10k-images-idx3-ubyte.gz\n")
+
+
+FOREIGN_MODEL = "a.supernet.pwn:Net"  # `artifacts.supernet.pwn:Net` of the attack, in the test's folder
+
+
+def _foreign_model(tmp: Path) -> None:
+    """A super-network checkpoint naming a module planted beside it, which writes a marker if imported."""
+    folder = tmp / "a" / "supernet"
+    (folder / "pwn.py").write_text(f"open({str(tmp / 'pwned')!r}, 'w').write('ran')\n")
+    blob = torch.load(folder / "supernet.pt", weights_only=True)
+    blob["arch"] = blob["arch"].replace('"plain_cnn"', f'"{FOREIGN_MODEL}"')
+    torch.save(blob, folder / "supernet.pt")
 
 
 def _one_class(tmp: Path) -> None:
@@ -172,6 +186,31 @@ CASES = [
     Bad("params-is-a-folder", "prepare", ["--params", "{tmp}"], "is a folder, not a params file"),
     Bad("params-a-scalar", "prepare", PARAMS, "params.yaml: must hold a mapping of sections, got str",
         make=_params(b"search.budget=0.4\n")),
+    # ------------------------------------------------ the params file: YAML that is not plain data (issue 27)
+    Bad("params-alias-bomb", "prepare", PARAMS,
+        "params.yaml: line 5: its aliases expand to over 10000 values (an alias bomb?); refused before expanding",
+        make=_params(billion_laughs().encode())),
+    Bad("override-alias-bomb", "prepare", ["-S", BOMB_OVERRIDE],
+        "search.x: cannot parse override value '{a: &a [1,1,1,1,1,1,1,1,1,1], b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], c: "
+        "&c [*b,*b,*b,*b,*b,*b,*b,*b,'... (182 characters): line 1: its aliases expand to over 10000 values"),
+    Bad("params-recursive-alias", "prepare", PARAMS, "params.yaml: line 2: an alias refers to a node that holds it",
+        make=_params(b"seed: 0\nsearch: &s {x: *s}\n")),
+    Bad("params-binary-value", "prepare", PARAMS,
+        "params.yaml: line 3: tracking.experiment: a !!binary value is not a params value",
+        make=_params(b"seed: 0\ntracking:\n  experiment: !!binary aGVsbG8=\n")),
+    Bad("params-unquoted-date", "prepare", PARAMS,
+        "params.yaml: line 2: experiment: 2024-05-01 is read as a YAML date, which is not a params value",
+        make=_params(b"seed: 0\nexperiment: 2024-05-01\n")),
+    Bad("override-unquoted-date", "prepare", ["-S", "tracking.experiment=2024-05-01"],
+        "tracking.experiment: 2024-05-01 is read as a YAML date, which is not a params value (strings, numbers, "
+        "booleans, lists and mappings are); quote it ('2024-05-01') for a string"),
+    Bad("params-set", "prepare", PARAMS, "params.yaml: line 2: search: a !!set is not a params value",
+        make=_params(b"seed: 0\nsearch: !!set {budget}\n")),
+    Bad("lookalike-key", "prepare", ["-S", "search.budg\u0435t=0.3"],
+        "search.budg\u0435t: unknown key (it has non-ASCII characters: U+0435 CYRILLIC SMALL LETTER IE)"),
+    Bad("lookalike-key-zero-width", "prepare", PARAMS,
+        "search.budget\u200b: unknown key (it has non-ASCII characters: U+200B ZERO WIDTH SPACE)",
+        make=_params("search:\n  budget\u200b: 0.3\n".encode())),
     # ------------------------------------------------ MLflow
     Bad("experiment-empty", "prepare", ["-S", "tracking.experiment="],
         "tracking.experiment: must name an MLflow experiment, got ''"),
@@ -192,6 +231,12 @@ CASES = [
     Bad("data-root-a-file", "prepare", [*DATA_T10K, "-S", f"data.root={{tmp}}/d/{IMAGES}"],
         f"data.root: {{tmp}}/d/{IMAGES} is a file", make=lambda tmp: _idx(tmp)),
     Bad("data-root-empty", "prepare", ["-S", "data.root="], "data.root: must name the dataset's folder, got ''"),
+    Bad("data-root-5000-characters", "prepare", ["-S", "data.root=/" + "d" * 4999],
+        "data.root: a path of 5000 bytes is longer than the file system allows (4095), got '/ddd"),
+    Bad("data-root-a-name-too-long", "prepare", ["-S", "data.root=data/" + "d" * 300],
+        "data.root: a name of 300 bytes in the path is longer than the file system allows (255)"),
+    Bad("start-checkpoint-name-too-long", "prepare", ["-S", "search.start_checkpoint=" + "c" * 256 + ".pt"],
+        "search.start_checkpoint: a name of 259 bytes in the path is longer than the file system allows (255)"),
     Bad("idx-no-images", "prepare", DATA_T10K, f"{{tmp}}/d/{IMAGES}: holds no images",
         make=lambda tmp: _idx(tmp, struct.pack(">IIII", 2051, 0, 28, 28), struct.pack(">II", 2049, 0))),
     Bad("idx-0x0-images", "prepare", DATA_T10K, f"{{tmp}}/d/{IMAGES}: its images are 0x0 pixels",
@@ -218,6 +263,9 @@ CASES = [
         "model.granularity 8", **PROJECT),
     Bad("model-not-importable", "supernet", ["-S", "model.name=nosuch_pkg.module:Net"],
         "model.name: cannot import 'nosuch_pkg.module:Net'", **PROJECT),
+    Bad("checkpoint-names-another-model", "search", [],
+        f"{{tmp}}/a/supernet/supernet.pt: the super-network checkpoint names model '{FOREIGN_MODEL}', which is "
+        f"neither the params' model.name 'plain_cnn' nor a built-in", make=_foreign_model, **PROJECT),
     # ------------------------------------------------ search: budget and start checkpoint
     Bad("absolute-budget-above-base", "search", ["-S", "search.budget_type=absolute", "-S", f"search.budget={10**12}"],
         "search.budget: 1e+12 MACs is at or above the base network's", **PROJECT),
@@ -307,3 +355,36 @@ def test_bad_input_is_refused_before_work(case: Bad, data, request, tmp_path, ca
         changed = sorted(set(after.items()) ^ set(before.items()))
         problems.append(f"wrote before refusing: {sorted({k for k, _ in changed})[:5]}")
     assert not problems, "; ".join(problems)
+
+
+@pytest.mark.parametrize("stage", ["search", "finetune"])
+def test_a_checkpoint_in_the_artifacts_cannot_run_code(stage, project, data, tmp_path, monkeypatch, capsys):
+    """Issue 27: a `supernet.pt` naming `artifacts.supernet.pwn:Net` beside a `pwn.py` ran that file
+    (the repository root is on the import path of `python -m`). Now the name is checked against the
+    params' `model.name` before anything is imported: exit 2 naming the file, `pwn.py` never runs."""
+    shutil.copytree(project, tmp_path / "a")
+    _foreign_model(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the planted module is importable, as in the attack
+    argv = [stage, "--params", str(REPO / "params.yaml"), "-S", "data.name=fashion-mnist", "-S",
+            f"data.root={data}", *PROJECT_ARGS, *presets.outputs(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path}/a/supernet/supernet.pt: the super-network checkpoint names model" in err
+    assert not (tmp_path / "pwned").exists() and "a.supernet.pwn" not in sys.modules
+
+
+def test_a_stage_start_touches_no_file_of_the_user(data, tmp_path, capsys):
+    """Issue 27: `--plots` pointed at a user's folder: a stage's start deleted `.thesis.docx.backup01.tmp`
+    and moved `.vim.old` to `vim` (exit 0). They stay as they were; the project's own leftover goes."""
+    home = tmp_path / "home"
+    users = [home / ".thesis.docx.backup01.tmp", home / ".vim.old" / "vimrc"]
+    ours = home / ".fidelity.png.abcd1234.tmp"
+    for path in [*users, ours]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("mine")
+    argv = ["prepare", "--params", str(REPO / "params.yaml"), "-S", "data.name=fashion-mnist", "-S",
+            f"data.root={data}", "--artifacts", str(tmp_path / "a"), "--metrics", str(tmp_path / "m"),
+            "--plots", str(home)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert all(path.read_text() == "mine" for path in users) and not (home / "vim").exists()
+    assert not ours.exists()

@@ -355,6 +355,12 @@ def _arch_width(blob: dict) -> None:
     dim["max_width"] = dim["width"] = dim["max_width"] * 2
 
 
+def _foreign_model(blob: dict) -> None:
+    """A valid-format edit: the checkpoint names a model class of another module (issue 27: resolving
+    the name imported, so ran, that module; `this` printed the Zen of Python)."""
+    blob["arch"] = re.sub(r'"name": "[^"]*"', '"name": "this:X"', blob["arch"], count=1)
+
+
 def _labels_out_of_range(blob: dict) -> None:
     blob["labels"] = blob["labels"] + 100
 
@@ -416,6 +422,8 @@ DAMAGES: list[Damage] = [
     *[Damage("a/supernet/supernet.pt", how, stage, "refuse", fn)
       for how, fn in HOWS.items() for stage in ("search", "finetune")],
     Damage("a/supernet/supernet.pt", "no-arch", "evaluate", "refuse", _edit_tensors(lambda b: b.pop("arch"))),
+    *[Damage("a/supernet/supernet.pt", "foreign-model", stage, "refuse", _edit_tensors(_foreign_model))
+      for stage in ("search", "finetune")],
     *[Damage("a/search/history.json", how, "search", "refuse", fn) for how, fn in HOWS.items()],
     Damage("a/search/history.json", "resource", "search", "refuse", _edit_json(_history_resource)),
     Damage("a/search/history.json", "no-rows-digest", "search", "refuse",
@@ -427,6 +435,7 @@ DAMAGES: list[Damage] = [
     Damage("a/search/arch.json", "widths", "finetune", "refuse", _edit_json(_arch_width)),
     *[Damage("a/finetune/model.pt", how, "evaluate", "refuse", fn) for how, fn in HOWS.items()],
     Damage("a/finetune/model.pt", "no-state", "evaluate", "refuse", _edit_tensors(lambda b: b.pop("state_dict"))),
+    Damage("a/finetune/model.pt", "foreign-model", "evaluate", "refuse", _edit_tensors(_foreign_model)),
     *[Damage(f"a/progress/{stage}.pt", how, stage, "recover", fn)
       for stage in ("supernet", "finetune") for how, fn in HOWS.items()],
     Damage("a/progress/supernet.pt", "other-key", "supernet", "recover", _edit_tensors(lambda b: b.update(key="x"))),

@@ -70,6 +70,7 @@ BAD_RUNNER_FLAGS = [
     (["--task-runner", "dask", "--dask-address", "tcp://host:99999"], "--dask-address 'tcp://host:99999': expected"),
     (["--task-runner", "dask", "--dask-address", "http://host:8786"], "--dask-address 'http://host:8786': expected"),
     (["--dask-address", "local:2"], "--dask-address 'local:2': only with --task-runner dask"),
+    (["--task-runner", "dask", "--dask-address", "local:2@"], "--dask-address 'local:2@': expected"),
 ]
 
 
@@ -98,12 +99,12 @@ def test_bad_runner_flags_fail_before_prefect_or_dask(tmp_path: Path):
 
 
 def test_address_forms():
-    from netadapt_flows.runners import parse_dask_address
+    from netadapt_flows.runners import DaskAddress, parse_dask_address
 
-    assert parse_dask_address("local:2") == ("local", 2)
-    assert parse_dask_address("tcp://10.0.0.5:8786") == ("scheduler", "tcp://10.0.0.5:8786")
-    assert parse_dask_address("tls://scheduler.example.org:8786") == ("scheduler", "tls://scheduler.example.org:8786")
-    assert parse_dask_address("tcp://[::1]:8786") == ("scheduler", "tcp://[::1]:8786")
+    assert parse_dask_address("local:2") == DaskAddress(workers=2, host="127.0.0.1")
+    assert parse_dask_address("local:2@10.0.0.5") == DaskAddress(workers=2, host="10.0.0.5")
+    for address in ("tcp://10.0.0.5:8786", "tls://scheduler.example.org:8786", "tcp://[::1]:8786"):
+        assert parse_dask_address(address) == DaskAddress(scheduler=address)
 
 
 def test_dask_runner_settings(monkeypatch):
@@ -119,9 +120,27 @@ def test_dask_runner_settings(monkeypatch):
         remote = candidate_runner("dask", "tcp://10.0.0.5:8786")
     assert isinstance(local, DaskTaskRunner) and local._cluster is None and local._client is None
     assert local.cluster_class is local_cluster and local.cluster_kwargs["n_workers"] == 3
+    assert local.cluster_kwargs["host"] == "127.0.0.1"
     assert local.cluster_kwargs["env"]["PREFECT_API_URL"] == "http://127.0.0.1:9/api"
     assert remote.address == "tcp://10.0.0.5:8786" and not remote.cluster_kwargs
     assert type(candidate_runner("threads")).__name__ == "ThreadPoolTaskRunner"
+
+
+def test_a_local_clusters_dashboard_and_scheduler_listen_on_loopback_only():
+    """Issue 27: `dashboard_address=":0"` served the dashboard (identity, metrics, workers' pages, no
+    authentication) on every interface. The cluster `local_cluster` starts, without its worker processes
+    (in this process, over TCP): every socket it listens on is 127.0.0.1's."""
+    from distributed import LocalCluster
+
+    from netadapt_flows.runners import local_cluster_options
+
+    options = {**local_cluster_options(2), "n_workers": 0, "processes": False, "protocol": "tcp"}
+    with LocalCluster(**options) as cluster:
+        dashboard = [sock.getsockname()[0] for sock in cluster.scheduler.http_server._sockets.values()]
+        assert dashboard and set(dashboard) == {"127.0.0.1"}
+        assert cluster.scheduler.address.startswith("tcp://127.0.0.1:")
+        assert cluster.dashboard_link.startswith("http://127.0.0.1:")
+    assert local_cluster_options(2, host="10.0.0.5")["dashboard_address"] == "10.0.0.5:0", "local:N@HOST"
 
 
 def test_candidate_task_pins_torch_to_one_thread_only_on_a_worker(monkeypatch):

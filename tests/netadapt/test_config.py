@@ -7,6 +7,18 @@ from netadapt.errors import ConfigError
 from tests.conftest import REPO
 
 
+def billion_laughs(levels: int = 9) -> str:
+    """The alias bomb of issue 27: 9 levels of 9 aliases each, ~9**9 values expanded, a few hundred bytes."""
+    lines = ['lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"lol{i}: &lol{i} [{', '.join([f'*lol{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+BOMB_OVERRIDE = "search.x={a: &a [1,1,1,1,1,1,1,1,1,1], b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], " \
+                "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c], " \
+                "e: [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]}"
+
+
 def test_repo_params_parse_into_typed_sections():
     cfg = load_config(REPO / "params.yaml")
     assert isinstance(cfg, Config)
@@ -97,3 +109,43 @@ def test_the_first_problem_in_schema_order_is_the_one_reported():
     raw.pop("search")
     with pytest.raises(ConfigError, match=r"^devices.phone.profile: required"):
         parse_config(raw)
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path: Path):
+    """Issue 27: an 8.5 KB params file of nested aliases ran 207 s to a MemoryError (3.4 GB), a 329-character
+    `-S` gave an 80 MB error line. Refused, naming the file (the key), having allocated under 100 MB."""
+    import tracemalloc
+
+    (tmp_path / "params.yaml").write_text(billion_laughs(12))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError, match=rf"^{tmp_path}/params.yaml: line 5: its aliases expand to over 10000"):
+            load_config(tmp_path / "params.yaml")
+        with pytest.raises(ConfigError, match=r"^search.x: cannot parse override value .* alias bomb") as refused:
+            load_config(REPO / "params.yaml", [BOMB_OVERRIDE])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 * 2**20 and len(str(refused.value)) < 400
+
+
+def test_aliases_of_a_reasonable_size_are_accepted():
+    raw = apply_overrides({}, ["search={budget: &b 0.25, initial_reduction: *b}"])
+    assert parse_config(raw).search.initial_reduction == 0.25
+
+
+def test_the_params_may_come_from_a_pipe(tmp_path: Path):
+    """`--params <(cat params.yaml)`: /dev/fd/N is no regular file; it said "not found"."""
+    import os
+
+    read, write = os.pipe()
+    os.write(write, (REPO / "params.yaml").read_bytes())
+    os.close(write)
+    try:
+        assert load_config(f"/dev/fd/{read}") == load_config(REPO / "params.yaml")
+    finally:
+        os.close(read)
+    with pytest.raises(ConfigError, match="is a folder, not a params file"):
+        load_config(tmp_path)
+    with pytest.raises(ConfigError, match=r"cannot read the params file \(File name too long\)"):
+        load_config(tmp_path / ("p" * 300))

@@ -45,6 +45,7 @@ def test_clean_stale_removes_only_what_interrupted_writes_left(tmp_path: Path):
     folder whose original is gone (killed between atomic_dir's two renames) is put back; nothing else
     is touched, and nothing outside the folders given."""
     from netadapt.io import clean_stale
+    from netadapt.layout import Paths
 
     art, met, outside = tmp_path / "artifacts", tmp_path / "metrics", tmp_path / "elsewhere"
     stale = [art / "search" / ".history.json.a1b2_c3d.tmp", met / ".search.json.zz99yy88.tmp",
@@ -54,7 +55,7 @@ def test_clean_stale_removes_only_what_interrupted_writes_left(tmp_path: Path):
     for path in stale + kept + [art / ".supernet.old" / "supernet.pt"]:  # no `supernet`: killed mid-swap
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(path.name)
-    touched = clean_stale([art, met, tmp_path / "plots"])
+    touched = clean_stale(Paths(art, met, tmp_path / "plots"))
     assert {p.relative_to(tmp_path).as_posix() for p in touched} == {
         "artifacts/search/.history.json.a1b2_c3d.tmp", "metrics/.search.json.zz99yy88.tmp",
         "artifacts/.profile.q1w2e3r4.tmp", "artifacts/.prepared.old", "artifacts/.supernet.old"}
@@ -62,6 +63,34 @@ def test_clean_stale_removes_only_what_interrupted_writes_left(tmp_path: Path):
     assert all(p.exists() for p in kept)
     assert (art / "supernet" / "supernet.pt").read_text() == "supernet.pt", "the last complete version is back"
     assert not (art / ".supernet.old").exists()
+
+
+def test_clean_stale_never_touches_a_users_files_that_look_alike(tmp_path: Path):
+    """Issue 27: with `--plots` (or `--metrics`, `--artifacts`) pointed at a user's folder, a stage's
+    start deleted `.thesis.docx.backup01.tmp` and moved `.vim.old` to `vim`. Only the leftovers of the
+    project's own names go, in the folders it owns; a user's look-alikes anywhere stay as they were."""
+    from netadapt.io import clean_stale
+    from netadapt.layout import Paths
+
+    art, met, plots = tmp_path / "artifacts", tmp_path / "metrics", tmp_path / "home"
+    users = [plots / ".thesis.docx.backup01.tmp", plots / ".vim.old" / "vimrc", plots / "notes" / ".a.txt.abcd1234.tmp",
+             plots / ".cache.abcd1234.tmp" / "x", met / ".report.json.abcd1234.tmp", met / ".lab.old" / "x",
+             art / ".mine.abcd1234.tmp", art / ".data.old" / "x", art / "mine" / ".a.json.abcd1234.tmp"]
+    ours = [plots / ".search.png.abcd1234.tmp", plots / ".fidelity.csv.k2j4_x9a.tmp",
+            plots / "devices" / "phone" / ".search.csv.a1b2c3d4.tmp", met / ".evaluate.json.zz99yy88.tmp",
+            met / "devices" / "phone" / ".search.json.zz99yy88.tmp", art / ".finetune.q1w2e3r4.tmp" / "model.pt",
+            art / "devices" / "phone" / "search" / ".arch.json.q1w2e3r4.tmp",
+            art / ".stamps" / "search" / ".k.json.q1w2e3r4.tmp"]
+    for path in users + ours:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(path.name)
+    before = {p: p.read_text() for p in users}
+    touched = clean_stale(Paths(art, met, plots))
+    assert {p: p.read_text() for p in users if p.exists()} == before, "every file of the user as it was"
+    assert not (plots / "vim").exists()
+    assert not [p for p in ours if p.exists()]
+    assert {p.relative_to(tmp_path) for p in touched} == {
+        p.relative_to(tmp_path) if p.name.endswith(".tmp") else p.parent.relative_to(tmp_path) for p in ours}
 
 
 def test_dvc_never_hashes_leftover_temp_files(tmp_path: Path):

@@ -62,6 +62,37 @@ def test_placeholders_are_filled_and_shell_quoted():
                                  "-b", "4"]
 
 
+@pytest.mark.parametrize("template", [
+    "sh -c 'test -f {model} && echo median_ms=1.5'",  # the documented `sh -c '...{model}...'` form
+    'sh -c "test -f {model} && echo median_ms=1.5"',
+    "sh -c 'sh -c \"test -f \\\"\\$0\\\" && echo median_ms=1.5\" {model}'",  # a quoted word inside "..." inside '...'
+    "test -f {model} && echo median_ms=1.5",
+    "test -f {model} && sh -c 'echo median_ms=1.5'",
+])
+@pytest.mark.parametrize("folder", ["a b", "it's mine", 'say "hi" $HOME `id` \\ ;'])
+def test_a_temp_path_with_a_space_or_quotes_stays_one_argument(tmp_path: Path, template: str, folder: str):
+    """Issue 27: the documented `sh -c '...{model}...'` template broke when the temp path had a space:
+    the value, quoted for the top level, closed the template's own quotes. Each placeholder is quoted
+    for the shell that reads it (`expand`), in quotes or not."""
+    model = tmp_path / folder / "m.onnx"
+    model.parent.mkdir()
+    model.write_bytes(b"graph")
+    assert CommandSettings(template).time_graph(str(model), 1, 0, 1, 1) == 1.5
+
+
+def test_a_temp_folder_with_a_space_times_graphs_through_the_documented_template(tmp_path: Path, monkeypatch):
+    """The exported graph goes to the temp folder (`tempfile`): one with a space in its name, as the
+    issue's machine had, through `time_module` and the `sh -c '...'` form of the docs."""
+    import tempfile
+
+    (tmp_path / "my temp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "my temp"))
+    module, inputs = build_unit(LayerSpec("linear", 8, 3, 1, 1, bias=True))
+    device = CommandSettings("sh -c 'test -s {model} && echo median_ms=0.5'")
+    monkeypatch.setattr(backends, "command_overhead_ms", lambda device, threads: 0.125)
+    assert time_module(module, inputs, "command", warmup=1, repeats=3, command=device).median_ms == 0.375
+
+
 def test_the_pattern_reads_its_named_group_or_first_group_from_the_last_match():
     assert CommandSettings(pattern=r"median_ms=([0-9.]+)").read_ms("median_ms=9\nmedian_ms=1.5\n") == 1.5
     named = CommandSettings(pattern=r"(warm|avg) (?P<ms>[0-9.]+) ms")
