@@ -102,7 +102,9 @@ def slim_network(graph: ChannelGraph, net: fx.GraphModule, widths: dict[str, int
             root[node.target] = slim_norm(module, live[node.name])
         else:
             root[node.target] = copy.deepcopy(module)
-    return fx.GraphModule(root, g).eval()
+    slim = fx.GraphModule(root, g)
+    ops.out_of_place(slim)
+    return slim.eval()
 
 
 def _attr(module: nn.Module, target: str) -> object:

@@ -84,5 +84,5 @@ def masked_network(traced: fx.GraphModule, graph: ChannelGraph) -> fx.GraphModul
             channels = graph.shapes[end.name][1]
             node.replace_input_with(end, masked(end, node, ((branch.dim, channels),)))
     g.lint()
-    net.recompile()
+    ops.out_of_place(net)
     return net

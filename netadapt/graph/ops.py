@@ -81,3 +81,25 @@ def is_depthwise(module: nn.Module) -> bool:
     """A conv whose output channel k reads input channel k alone."""
     return (isinstance(module, nn.Conv2d) and module.groups > 1
             and module.groups == module.in_channels == module.out_channels)
+
+
+OUT_OF_PLACE = {operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul,
+                operator.itruediv: operator.truediv}
+
+
+def out_of_place(module: torch.fx.GraphModule) -> None:
+    """Make every op of a traced network write a new tensor: once masks are inserted and branches
+    removed, an in-place op (`out += x`, `ReLU(inplace=True)`) may overwrite a tensor another op saved
+    for its backward pass (a removed branch leaves `relu_(x)` on the previous block's ReLU output)."""
+    for m in module.modules():
+        if isinstance(getattr(m, "inplace", None), bool):
+            m.inplace = False
+    for node in module.graph.nodes:
+        if node.op == "call_function" and node.target in OUT_OF_PLACE:
+            node.target = OUT_OF_PLACE[node.target]
+        if node.op in ("call_function", "call_method") and node.kwargs.get("inplace") is True:
+            node.kwargs = {**node.kwargs, "inplace": False}
+        if node.op == "call_method" and isinstance(node.target, str) and node.target.endswith("_") \
+                and node.target.rstrip("_") in ("add", "mul", "sub", "div", "relu", "clamp", "sigmoid"):
+            node.target = node.target.rstrip("_")
+    module.recompile()

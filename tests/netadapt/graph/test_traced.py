@@ -213,3 +213,13 @@ def test_the_slim_network_exports_to_onnx_with_a_dynamic_batch(key):
     with torch.no_grad():
         expected = slim(x).numpy()
     assert abs(session.run(None, {"input0": x.numpy()})[0] - expected).max() < 1e-5
+
+
+def test_a_slim_network_with_a_removed_branch_trains_although_the_user_wrote_in_place_ops():
+    """torchvision's BasicBlock does `out += identity` and `ReLU(inplace=True)`: with the branch gone,
+    the block's ReLU would overwrite the previous ReLU's output that autograd saved."""
+    net = traced("resnet18")
+    arch = net.space().with_widths({d.name: 0 for d in net.space().dims if d.bypassable})
+    for model in (net.extract(arch).train(), net.train()):
+        out = model(torch.randn(4, 3, 32, 32)) if model is not net else model(torch.randn(4, 3, 32, 32), arch.widths)
+        out.sum().backward()  # raised "modified by an inplace operation" before
