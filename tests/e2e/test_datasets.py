@@ -113,7 +113,8 @@ def test_image_of_another_size(capsys, tmp_path, folder_root):
     Image.new("RGB", (9, 9)).save(odd)
     write_sha256sums(folder_root)
     err = _prepare_error(capsys, tmp_path, "image-folder", folder_root)
-    assert f"{odd}: image shape (9, 9, 3) differs from (8, 8, 3) of {folder_root / 'train/cat/0000.png'}" in err
+    assert f"{odd}: image size 9x9 differs from 8x8 of {folder_root / 'train/cat/0000.png'}" in err
+    assert "set data.image_size" in err
 
 
 def test_class_too_small_to_carve_a_holdout(capsys, tmp_path, folder_root):
