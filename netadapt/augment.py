@@ -86,7 +86,8 @@ def crop_boxes(n: int, height: int, width: int, generator: torch.Generator) -> t
     return torch.stack([top, left, ch, cw], 1)
 
 
-def resized_crops(inputs: torch.Tensor, boxes: torch.Tensor, size: int, flip: torch.Tensor | None = None) -> torch.Tensor:
+def resized_crops(inputs: torch.Tensor, boxes: torch.Tensor, size: int,
+                  flip: torch.Tensor | None = None) -> torch.Tensor:
     """Each sample's box (top, left, h, w) of `inputs` [b, C, H, W] resized to `size` x `size`,
     bilinear as `F.interpolate(..., align_corners=False)` on the cropped box (sampling stays inside
     the box), flipped left-right where `flip`. One `grid_sample` for the whole batch; no

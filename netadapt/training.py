@@ -172,8 +172,8 @@ def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer
     model.train()
     total, count = 0.0, 0
     steps = epoch_steps(len(split), batch_size, drop_last) if loop.max_steps <= 0 else loop.max_steps
-    bar = tqdm(batches(split, batch_size, generator, device, loop.max_steps, drop_last, part, loop.augment), total=steps,
-               desc=loop.desc, unit="batch", leave=False, disable=None if world.writer else True)
+    bar = tqdm(batches(split, batch_size, generator, device, loop.max_steps, drop_last, part, stored=loop.augment),
+               total=steps, desc=loop.desc, unit="batch", leave=False, disable=None if world.writer else True)
     for inputs, labels in bar:
         size = len(labels) if part is None else batch_size
         if loop.augment:

@@ -127,7 +127,8 @@ def _shaped(raw: RawDataset, root: Path, channels: int | None, size: int | None)
 
     def shape(images: np.ndarray | FolderImages | ArrayImages) -> np.ndarray | FolderImages | ArrayImages:
         if isinstance(images, FolderImages):
-            images = dataclasses.replace(images, channels=c, convert_colour=images.convert_colour or channels is not None)
+            convert = images.convert_colour or channels is not None
+            images = dataclasses.replace(images, channels=c, convert_colour=convert)
         elif isinstance(images, np.ndarray) and (images.shape[1] != c or size):
             images = ArrayImages(images, c)
         return images.resized(size) if size else images
