@@ -88,7 +88,8 @@ def _check_normalization(cfg: Config) -> None:
         if values is None:
             continue
         if len(values) not in (1, data.channels or len(values)) or not values:
-            want = f"1 or {data.channels} (data.channels)" if data.channels else "one per channel"
+            counts = " or ".join(str(n) for n in sorted({1, data.channels or 1}))
+            want = f"{counts} (data.channels: {data.channels})" if data.channels else "one per channel"
             raise ConfigError(f"data.{key}: {len(values)} values, expected {want}, got {values!r}")
         if key == "std" and min(values) <= 0:
             raise ConfigError(f"data.std: every value must be > 0 (it divides), got {values!r}")

@@ -200,3 +200,10 @@ def test_normalization_keys_are_checked(capsys, tmp_path, folder_root):
     assert "data.mean: 2 values for images of 3 channel(s)" in err
     err = _prepare_error(capsys, tmp_path, "image-folder", folder_root, "-S", "data.image_size=2")
     assert "data.image_size: must be >= 4, got 2" in err
+    err = _prepare_error(capsys, tmp_path, "image-folder", folder_root, "-S", "data.mean=[0.5, .nan, 0.5]")
+    assert "data.mean.1: must be a finite number, got nan" in err
+    err = _prepare_error(capsys, tmp_path, "image-folder", folder_root, "-S", "data.channels=2")
+    assert "data.channels: must be one of 1, 3, got 2" in err
+    err = _prepare_error(capsys, tmp_path, "image-folder", folder_root, "-S", "data.channels=1",
+                         "-S", "data.std=[0.2, 0.2, 0.2]")
+    assert "data.std: 3 values, expected 1 (data.channels: 1)" in err
