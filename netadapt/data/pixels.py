@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from netadapt.data.checksums import Checksums
-from netadapt.data.jpeg import jpeg_problem
+from netadapt.data.jpeg import read_layout, runs_short
 from netadapt.errors import DataError
 
 GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -35,23 +35,26 @@ def channels_of(mode: str) -> int:
 
 def open_image(path: Path, checksums: Checksums) -> Image.Image:
     """The decoded image of `path`, or a one-line `DataError` naming it: an empty file, a format
-    Pillow cannot identify, a broken JPEG structure (`jpeg.jpeg_problem`), a truncated or damaged
-    file, and a warning Pillow raises while decoding (under `strict_decoding`)."""
+    Pillow cannot identify, a damaged JPEG (`jpeg`: its structure, a scan that runs short), a
+    truncated or damaged file, and a warning Pillow raises while decoding (under `strict_decoding`)."""
     raw = path.read_bytes()
     checksums.verify(path, raw)
     if not raw:
         raise DataError(f"{path}: empty file (0 bytes), not an image")
-    problem = jpeg_problem(raw)
-    if problem:
-        raise DataError(f"{path}: damaged JPEG: {problem}")
+    layout = read_layout(raw)
+    if layout.problem:
+        raise DataError(f"{path}: damaged JPEG: {layout.problem}")
     try:
         img = Image.open(io.BytesIO(raw))
         img.load()
-        return img
     except UnidentifiedImageError:
         raise DataError(f"{path}: cannot decode image: not a format Pillow recognises") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Warning) as exc:
         raise DataError(f"{path}: cannot decode image: {exc}") from None
+    if layout.single_scan_end and runs_short(raw, layout.single_scan_end, np.asarray(img)):
+        raise DataError(f"{path}: damaged JPEG: its scan data runs out before the image does (garbled or "
+                        f"missing bytes; the decoder would fill in the rest)")
+    return img
 
 
 @contextlib.contextmanager

@@ -177,6 +177,31 @@ def test_a_zero_byte_image_is_named(capsys, tmp_path, folder_root):
 
 
 def test_a_jpeg_garbled_mid_scan_is_named(capsys, tmp_path):
+    """40 garbled bytes in the middle of a JPEG's scan data: Pillow decodes it without a word; the
+    scan then runs out before the image does, which `prepare` sees and names."""
+    import io
+
+    import numpy as np
+
+    from tests.conftest import write_folders
+
+    root = tmp_path / "jpegs"
+    write_folders(root, ["cat", "dog"], {"train": 6, "test": 2}, size=64, suffix=".jpg")
+    bad = root / "train" / "dog" / "0003.jpg"
+    y, x = np.mgrid[0:64, 0:64]
+    buffer = io.BytesIO()
+    Image.fromarray(np.stack([x * 4, y * 4, (x + y) * 2], -1).astype(np.uint8)).save(buffer, "JPEG", quality=90)
+    data = buffer.getvalue()
+    sos = data.index(b"\xff\xda")
+    start, end = sos + 2 + int.from_bytes(data[sos + 2:sos + 4], "big"), data.rindex(b"\xff\xd9")
+    mid = (start + end) // 2
+    bad.write_bytes(data[:mid] + bytes(np.random.default_rng(0).integers(0, 255, 40, dtype=np.uint8))
+                    + data[mid + 40:])
+    err = _prepare_error(capsys, tmp_path, "image-folder", root)
+    assert f"{bad}: damaged JPEG: its scan data runs out before the image does" in err
+
+
+def test_a_jpeg_with_a_stray_marker_in_its_scan_is_named(capsys, tmp_path):
     from tests.conftest import write_folders
 
     root = tmp_path / "jpegs"

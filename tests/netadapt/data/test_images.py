@@ -16,7 +16,7 @@ from netadapt.config import DataConfig
 from netadapt.data import load_info, load_split, prepare_data
 from netadapt.data.checksums import Checksums
 from netadapt.data.image_folder import class_images
-from netadapt.data.jpeg import jpeg_problem
+from netadapt.data.jpeg import jpeg_problem, read_layout
 from netadapt.data.pixels import center_crop, fit, open_image, resize_shorter, strict_decoding, to_channels
 from netadapt.data.prepared import train_size
 from netadapt.data.view import InputView
@@ -203,15 +203,47 @@ def test_jpeg_structure_damage_is_named(tmp_path):
         open_image(path, Checksums(tmp_path, {}))
 
 
-def test_valid_jpegs_of_every_kind_pass_the_structure_check():
+def test_valid_jpegs_of_every_kind_pass_both_checks(tmp_path):
     rng = np.random.default_rng(3)
+    path = tmp_path / "ok.jpg"
     for k, options in enumerate([{}, {"progressive": True}, {"optimize": True}, {"restart_marker_blocks": 2},
-                                 {"progressive": True, "restart_marker_blocks": 3}, {"subsampling": 0}]):
+                                 {"progressive": True, "restart_marker_blocks": 3}, {"subsampling": 0},
+                                 {"quality": 100}, {"quality": 5}]):
         for mode in ("RGB", "L", "CMYK"):
-            buffer = io.BytesIO()
-            pixels = rng.integers(0, 256, (37 + k, 53, 3), dtype=np.uint8)
-            Image.fromarray(pixels).convert(mode).save(buffer, "JPEG", quality=75, **options)
-            assert jpeg_problem(buffer.getvalue()) == "", (mode, options)
+            for flat in (False, True):  # noise, and a flat image (whose garbled codes decode as zeros)
+                pixels = rng.integers(0, 256, (37 + k, 53, 3), dtype=np.uint8)
+                if flat:
+                    pixels[:] = 128
+                buffer = io.BytesIO()
+                Image.fromarray(pixels).convert(mode).save(buffer, "JPEG", **{"quality": 75, **options})
+                assert jpeg_problem(buffer.getvalue()) == "", (mode, options)
+                path.write_bytes(buffer.getvalue())
+                open_image(path, Checksums(tmp_path, {})).close()
+
+
+def _gradient_jpeg() -> tuple[bytes, int, int]:
+    """A smooth 64x64 JPEG, the start and end of its scan data."""
+    y, x = np.mgrid[0:64, 0:64]
+    buffer = io.BytesIO()
+    Image.fromarray(np.stack([x * 4, y * 4, (x + y) * 2], -1).astype(np.uint8)).save(buffer, "JPEG", quality=90)
+    data = buffer.getvalue()
+    sos = data.index(b"\xff\xda")
+    return data, sos + 2 + int.from_bytes(data[sos + 2:sos + 4], "big"), read_layout(data).single_scan_end
+
+
+def test_a_jpeg_whose_scan_runs_short_is_named(tmp_path):
+    good, start, end = _gradient_jpeg()
+    mid = (start + end) // 2
+    garbled = good[:mid] + bytes(np.random.default_rng(0).integers(0, 255, 40, dtype=np.uint8)) + good[mid + 40:]
+    cut = good[:end - 40] + b"\xff\xd9"  # the scan's last 40 bytes missing, the end marker kept
+    for name, data in (("garbled.jpg", garbled), ("cut.jpg", cut)):
+        assert jpeg_problem(data) == "", "no stray marker: Pillow alone decodes it without a word"
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(DataError, match=rf"^{path}: damaged JPEG: its scan data runs out before the image"):
+            open_image(path, Checksums(tmp_path, {}))
 
 
 def test_pillow_warnings_while_decoding_are_errors_naming_the_file(tmp_path, monkeypatch):
