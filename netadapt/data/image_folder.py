@@ -1,14 +1,16 @@
 """Image folders in the ImageNet layout, `<root>/<split>/<class>/*.jpg|png`, decoded with Pillow.
 
 A class folder holds its images directly: a sub-folder in it (even one named `album.jpg`) is an
-error naming it, not a silent skip of its images; entries whose names start with `.` and files of
-other suffixes are ignored. Images may differ in size and mode when the dataset is prepared at
-`data.image_size` (`pixels.fit`); without it they must share the first image's size.
+error naming it, not a silent skip of its images; entries whose names start with `.` are ignored,
+and so are files of other suffixes, with a warning that counts them. Images may differ in size and
+mode when the dataset is prepared at `data.image_size` (`pixels.fit`); without it they must share
+the first image's size.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from netadapt.data.pixels import channels_of, chw, fit, open_image, to_channels
 from netadapt.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+log = logging.getLogger("netadapt")
 
 
 def class_folders(split_dir: Path) -> list[str]:
@@ -84,7 +88,8 @@ class FolderImages:
 
 
 def class_images(folder: Path) -> list[Path]:
-    """The images of one class folder, sorted; a sub-folder in it is an error naming it."""
+    """The images of one class folder, sorted; a sub-folder in it is an error naming it, other files
+    are left out with a warning."""
     entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     nested = [p for p in entries if p.is_dir()]
     if nested:
@@ -92,6 +97,10 @@ def class_images(folder: Path) -> list[Path]:
         raise DataError(f"{nested[0]}: a folder inside class folder {folder.name}{more}; images must sit "
                         f"directly in <root>/<split>/<class>/: move them up, or the folder out")
     images = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
+    others = [p for p in entries if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if others:
+        log.warning("%s: %d file(s) not *.jpg, *.jpeg or *.png left out (e.g. %s)", folder, len(others),
+                    others[0].name)
     if not images:
         raise DataError(f"{folder}: class folder has no images (*.jpg, *.jpeg, *.png)")
     return images

@@ -254,3 +254,14 @@ def test_pillow_warnings_while_decoding_are_errors_naming_the_file(tmp_path, mon
         open_image(path, Checksums(tmp_path, {})).close()
     with strict_decoding(), pytest.raises(DataError, match=rf"^{path}: cannot decode image: .*decompression bomb"):
         open_image(path, Checksums(tmp_path, {}))
+
+
+def test_files_of_other_types_are_left_out_with_a_warning(tmp_path, caplog):
+    folder = tmp_path / "cat"
+    folder.mkdir()
+    Image.new("RGB", (4, 4)).save(folder / "0.png")
+    Image.new("RGB", (4, 4)).save(folder / "1.gif")
+    (folder / "notes.txt").write_text("x")
+    with caplog.at_level("WARNING", logger="netadapt"):
+        assert class_images(folder) == [folder / "0.png"]
+    assert f"{folder}: 2 file(s) not *.jpg, *.jpeg or *.png left out (e.g. 1.gif)" in caplog.text
