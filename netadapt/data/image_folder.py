@@ -51,13 +51,10 @@ class FolderImages:
     first_size: tuple[int, int] = (0, 0)  # W, H of files[0] (the common size when `size` is 0)
 
     @classmethod
-    def open(cls, files: list[Path], checksums: Checksums, channels: int | None, size: int | None,
-             convert_colour: bool | None = None, threads: int = 4) -> "FolderImages":
-        """`channels` None: the first image's (`pixels.channels_of`); `convert_colour` None: whether
-        `channels` was given."""
+    def open(cls, files: list[Path], checksums: Checksums, threads: int = 4) -> "FolderImages":
+        """The images of `files` with the first one's channels (`pixels.channels_of`) and size."""
         with open_image(files[0], checksums) as first:
-            convert = channels is not None if convert_colour is None else convert_colour
-            return cls(files, checksums, channels or channels_of(first.mode), convert, size or 0, threads, first.size)
+            return cls(files, checksums, channels_of(first.mode), False, 0, threads, first.size)
 
     def resized(self, size: int) -> "FolderImages":
         """The same images served at `size` x `size`."""
@@ -106,8 +103,7 @@ def class_images(folder: Path) -> list[Path]:
     return images
 
 
-def read_image_folder(split_dir: Path, classes: list[str], checksums: Checksums, channels: int | None = None,
-                      size: int | None = None, convert_colour: bool | None = None,
+def read_image_folder(split_dir: Path, classes: list[str], checksums: Checksums,
                       threads: int = 4) -> tuple[FolderImages, np.ndarray]:
     """The images of `classes` under `split_dir` (decoded when indexed, as `FolderImages.open`) and
     their labels [N]."""
@@ -115,4 +111,4 @@ def read_image_folder(split_dir: Path, classes: list[str], checksums: Checksums,
     for label, name in enumerate(classes):
         files += [(p, label) for p in class_images(split_dir / name)]
     labels = np.array([label for _, label in files], dtype=np.int64)
-    return FolderImages.open([path for path, _ in files], checksums, channels, size, convert_colour, threads), labels
+    return FolderImages.open([path for path, _ in files], checksums, threads), labels
