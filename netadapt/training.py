@@ -15,9 +15,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from netadapt.augment import crop_flip
+from netadapt.augment import augment
 from netadapt.data import Split
 from netadapt.data.split import class_mixed_order
+from netadapt.data.view import InputView
 from netadapt.distributed import SINGLE, World, local_positions, mean_over_ranks
 from netadapt.errors import ConfigError
 from netadapt.ordered_dropout import Widths
@@ -34,10 +35,10 @@ def resolve_device(name: Literal["auto", "cpu", "cuda"], world: World = SINGLE) 
     return torch.device("cuda", world.local_rank) if name == "cuda" and world.size > 1 else torch.device(name)
 
 
-def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float network input in [-1, 1] (the one normalization used everywhere), in the
-    standard contiguous layout whatever strides the images came with."""
-    return images.to(torch.float32, memory_format=torch.contiguous_format).div_(127.5).sub_(1.0)
+def to_input(images: torch.Tensor, view: InputView = InputView()) -> torch.Tensor:
+    """uint8 images -> float network input as `view` (a split's) says: normalized (by default to
+    [-1, 1]), in the standard contiguous layout whatever strides the images came with."""
+    return view.inputs(images)
 
 
 FIXED_ORDER_SEED = 0  # the class-mixed order of unshuffled batches: the same subset for every caller
@@ -53,12 +54,13 @@ PREFETCH = 2  # batches read ahead (in a thread) while the model works on the cu
 
 def batches(split: Split, batch_size: int, generator: torch.Generator | None = None,
             device: torch.device = torch.device("cpu"), limit: int = 0, drop_last: bool = False,
-            part: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            part: torch.Tensor | None = None, stored: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(inputs, labels) batches; shuffled when a generator is given, else in a fixed seeded
     class-mixed order (so the first `limit` batches hold every class in its share); at most `limit`
     batches if > 0; `drop_last` skips a final partial batch; `part`: the positions of each (full)
-    batch this process takes (`distributed.local_positions`). The next `PREFETCH` batches are read
-    (from the split's image file) and converted in a background thread."""
+    batch this process takes (`distributed.local_positions`); `stored`: images at their stored size
+    (a training split's margin, for `augment` to crop), else at the network's input size (`split.view`).
+    The next `PREFETCH` batches are read (from the split's image file) and converted in a background thread."""
     n = len(split)
     if generator is not None:
         order = torch.randperm(n, generator=generator)
@@ -70,7 +72,7 @@ def batches(split: Split, batch_size: int, generator: torch.Generator | None = N
     def load(i: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = order[i * batch_size:(i + 1) * batch_size]
         idx = idx if part is None else idx[part]
-        return to_input(split.images[idx]), split.labels[idx]
+        return split.view.inputs(split.images[idx], stored), split.labels[idx]
 
     with ThreadPoolExecutor(1, thread_name_prefix="netadapt-batches") as reader:
         ahead = deque(reader.submit(load, i) for i in range(min(PREFETCH, steps)))
@@ -97,8 +99,8 @@ class Loop:
     samples (a loss may give each group statistics of its own), so `batch_size` must be a multiple
     of it and at most the split's size, and a partial last batch is dropped (as across ranks).
     `max_steps` > 0: at most that many batches. `amp`: autocast (float16 with loss scaling on CUDA,
-    bfloat16 on CPU). `augment`: random flip and crop (`augment.crop_flip`), drawn from the epoch's
-    generator."""
+    bfloat16 on CPU). `augment`: random flip and crop (`augment.augment`: random-resized crops of data
+    prepared at `data.image_size`), drawn from the epoch's generator."""
     batch_size: int
     group_size: int = 1
     max_steps: int = 0
@@ -170,12 +172,12 @@ def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer
     model.train()
     total, count = 0.0, 0
     steps = epoch_steps(len(split), batch_size, drop_last) if loop.max_steps <= 0 else loop.max_steps
-    bar = tqdm(batches(split, batch_size, generator, device, loop.max_steps, drop_last, part), total=steps,
-               desc=loop.desc, unit="batch", leave=False, disable=None if world.writer else True)
+    bar = tqdm(batches(split, batch_size, generator, device, loop.max_steps, drop_last, part, stored=loop.augment),
+               total=steps, desc=loop.desc, unit="batch", leave=False, disable=None if world.writer else True)
     for inputs, labels in bar:
         size = len(labels) if part is None else batch_size
         if loop.augment:
-            inputs = crop_flip(inputs, generator, size, part)
+            inputs = augment(inputs, split.view.size, generator, size, part)
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model, Batch(inputs, labels, size, part, loop.amp, scaler))
         scaler.step(optimizer)

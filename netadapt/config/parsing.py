@@ -30,6 +30,10 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
         if value not in get_args(tp) or isinstance(value, bool):
             raise ConfigError(f"{key}: must be {_type_name(tp)}, got {value!r}")
         return value
+    if origin is list:  # a list of one item type (`data.mean`), each item checked as its own key
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: must be a list, got {value!r}")
+        return [coerce(f"{key}.{i}", get_args(tp)[0], item) for i, item in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
         if value is None:

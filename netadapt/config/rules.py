@@ -66,10 +66,12 @@ def check_consistency(cfg: Config) -> None:
                           f"got {cfg.model.path!r}")
     if not cfg.data.root.strip():
         raise ConfigError(f"data.root: must name the dataset's folder, got {cfg.data.root!r}")
-    for key, path in (("data.root", cfg.data.root), ("search.start_checkpoint", cfg.search.start_checkpoint)):
+    for key, path in (("data.root", cfg.data.root), ("search.start_checkpoint", cfg.search.start_checkpoint),
+                      ("model.checkpoint", cfg.model.checkpoint or "")):
         problem = path_problem(path)
         if problem:
             raise ConfigError(f"{key}: {problem}, got {short(path)}")
+    _check_normalization(cfg)
     experiment = cfg.tracking.experiment
     if not experiment.strip():
         raise ConfigError(f"tracking.experiment: must name an MLflow experiment, got {experiment!r}")
@@ -100,6 +102,23 @@ def _check_supernet(cfg: Config) -> None:
     split_problem = batch_split_problem(sn.batch_size, sn.group_size if sn.sampling != "none" else 1, sn.nproc)
     if split_problem:
         raise ConfigError(f"supernet.nproc: {split_problem} (supernet.batch_size {sn.batch_size})")
+
+
+def _check_normalization(cfg: Config) -> None:
+    """`data.mean` / `data.std`: one value per channel (or one for all), std > 0."""
+    data = cfg.data
+    for key, values in (("mean", data.mean), ("std", data.std)):
+        if values is None:
+            continue
+        if len(values) not in (1, data.channels or len(values)) or not values:
+            counts = " or ".join(str(n) for n in sorted({1, data.channels or 1}))
+            want = f"{counts} (data.channels: {data.channels})" if data.channels else "one per channel"
+            raise ConfigError(f"data.{key}: {len(values)} values, expected {want}, got {values!r}")
+        if key == "std" and min(values) <= 0:
+            raise ConfigError(f"data.std: every value must be > 0 (it divides), got {values!r}")
+    if data.mean is not None and data.std is not None and len(data.mean) != len(data.std) \
+            and 1 not in (len(data.mean), len(data.std)):
+        raise ConfigError(f"data.std: {len(data.std)} values where data.mean has {len(data.mean)}")
 
 
 def _check_command(prefix: str, profile: ProfileConfig) -> None:

@@ -39,6 +39,12 @@ class DataConfig:
     holdout_fraction: float = _num(0.1, gt=0.0, lt=1.0)  # carved from train; search scores on it
     test_fraction: float = _num(0.2, gt=0.0, lt=1.0)  # used only by datasets that ship one split
     verify_checksums: bool = True  # check files against <root>/SHA256SUMS when it exists
+    # Images of any size: shorter side resized to image_size and centre-cropped (holdout, test); train
+    # stored at round(image_size * 8/7) for random-resized crops at batch time. None: one common size.
+    image_size: int | None = _num(None, ge=4, le=4096)
+    channels: Literal[1, 3] | None = None  # None: the first train image's (grayscale 1, else 3)
+    mean: list[float] | None = None  # per channel (or one for all), of pixel/255; None: 0.5
+    std: list[float] | None = None  # per channel (or one for all); None: 0.5 (with mean: [-1, 1])
 
 
 @dataclass(frozen=True)

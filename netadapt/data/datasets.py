@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -11,6 +12,7 @@ import numpy as np
 from netadapt.data.checksums import Checksums
 from netadapt.data.idx import read_idx_images, read_idx_labels
 from netadapt.data.image_folder import FolderImages, class_folders, read_image_folder
+from netadapt.data.pixels import ArrayImages
 from netadapt.errors import DataError
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -21,7 +23,7 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
 
 @dataclass
 class RawSplit:
-    images: np.ndarray | FolderImages  # uint8 [N, C, H, W]; indexed by an array of sample indices
+    images: np.ndarray | FolderImages | ArrayImages  # uint8 [N, C, H, W]; indexed by an array of sample indices
     labels: np.ndarray  # int64 [N]
 
 
@@ -80,8 +82,6 @@ def _folders(root: Path, checksums: Checksums, expected: list[str] | None) -> Ra
         raise DataError(f"{root / 'train'}: class folders {train_classes} are not the expected {expected}")
     train = RawSplit(*read_image_folder(root / "train", train_classes, checksums))
     test = RawSplit(*read_image_folder(root / "test", train_classes, checksums))
-    if train.images.shape[1:] != test.images.shape[1:]:
-        raise DataError(f"{root / 'test'}: images are {test.images.shape[1:]}, train's are {train.images.shape[1:]}")
     return RawDataset(train_classes, train, test)
 
 
@@ -98,13 +98,17 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in [
                 "test is carved out with data.test_fraction", _fashion_mnist_t10k),
     DatasetSpec("cifar10", "train/<class>/*.jpg and test/<class>/*.jpg, the ten CIFAR-10 classes, 32x32x3",
                 lambda root, sums: _folders(root, sums, CIFAR10_CLASSES)),
-    DatasetSpec("image-folder", "any train/<class>/ and test/<class>/ image folders of one image size",
+    DatasetSpec("image-folder", "any train/<class>/ and test/<class>/ image folders (of one image size, or "
+                "resized and centre-cropped to data.image_size)",
                 lambda root, sums: _folders(root, sums, None)),
 ]}
 
 
-def read_dataset(name: str, root: Path, verify_checksums: bool = True) -> RawDataset:
-    """Read a registered dataset from `root`, verifying files against SHA256SUMS when present."""
+def read_dataset(name: str, root: Path, verify_checksums: bool = True, channels: int | None = None,
+                 image_size: int | None = None) -> RawDataset:
+    """Read a registered dataset from `root`, verifying files against SHA256SUMS when present; its
+    images served with `channels` (None: as the train split's first image) at `image_size` (None:
+    as stored, one size for all)."""
     if name not in DATASETS:
         raise DataError(f"data.name: unknown dataset {name!r} (known: {', '.join(DATASETS)})")
     if root.is_file():
@@ -112,4 +116,26 @@ def read_dataset(name: str, root: Path, verify_checksums: bool = True) -> RawDat
                         f"(e.g. {root.parent})")
     if not root.is_dir():
         raise DataError(f"data.root: folder not found: {root}")
-    return DATASETS[name].read(root, Checksums.load(root, verify_checksums))
+    raw = DATASETS[name].read(root, Checksums.load(root, verify_checksums))
+    return _shaped(raw, root, channels, image_size)
+
+
+def _shaped(raw: RawDataset, root: Path, channels: int | None, size: int | None) -> RawDataset:
+    """Every split of `raw` converted to `channels` (None: the train split's) and, with `size`,
+    resized and centre-cropped to it; without, train and test must share one image size."""
+    c = channels or int(raw.train.images.shape[1])
+
+    def shape(images: np.ndarray | FolderImages | ArrayImages) -> np.ndarray | FolderImages | ArrayImages:
+        if isinstance(images, FolderImages):
+            convert = images.convert_colour or channels is not None
+            images = dataclasses.replace(images, channels=c, convert_colour=convert)
+        elif isinstance(images, np.ndarray) and (images.shape[1] != c or size):
+            images = ArrayImages(images, c)
+        return images.resized(size) if size else images
+
+    train = RawSplit(shape(raw.train.images), raw.train.labels)
+    test = None if raw.test is None else RawSplit(shape(raw.test.images), raw.test.labels)
+    if test is not None and train.images.shape[1:] != test.images.shape[1:]:
+        raise DataError(f"{root / 'test'}: images are {list(test.images.shape[1:])}, train's are "
+                        f"{list(train.images.shape[1:])}; set data.image_size to prepare both at one size")
+    return dataclasses.replace(raw, train=train, test=test)

@@ -3,18 +3,25 @@
 Layout of a prepared folder, per split (`train`, `holdout`, `test`): `<split>.images.npy` (uint8
 [N, C, H, W], read by the batch: `image_file.ImageFile`) and `<split>.pt` (`{"labels": int64 [N],
 "images": "<split>.images.npy", "images_shape": [N, C, H, W], "images_sha256": ...}`, loadable with
-`weights_only=True`); and `meta.json` (dataset, classes, shape). The `.pt` names its images by
+`weights_only=True`); and `meta.json` (dataset, classes, input shape, counts, the normalization
+`mean` / `std` every stage and export apply, and `train_size`). The `.pt` names its images by
 digest, so whatever keys on it (DVC deps, stage stamps, caches) sees an image change; readers check
 the image file's header and size, and its digest up to `image_file.VERIFY_BYTES` (hashing hundreds of
 gigabytes on every read would not scale; DVC hashes them as a dependency anyway).
 
 Samples are stored in a seeded class-mixed order and written a chunk at a time: `prepare` holds one
 chunk of an image folder in memory, not the dataset.
+
+With `data.image_size` S, holdout and test images are stored S x S (shorter side resized to S,
+centre crop: `pixels.fit`), and train images `train_size` = round(S * 8/7) square the same way (as
+ImageNet's 256 for 224): the margin random-resized crops are drawn from at batch time, a new crop
+each epoch (`augment.random_resized_crop_flip`); unaugmented batches of train are resized to S
+(`view.InputView`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -25,12 +32,20 @@ from tqdm import tqdm
 from netadapt.config import DataConfig
 from netadapt.data.datasets import RawSplit, read_dataset
 from netadapt.data.image_file import VERIFY_BYTES, ImageFile, file_sha256, write_images
+from netadapt.data.pixels import strict_decoding
 from netadapt.data.split import class_mixed_order, stratified_split
+from netadapt.data.view import DEFAULT_MEAN, DEFAULT_STD, InputView
 from netadapt.errors import DataError, NetAdaptError, describe
 from netadapt.io import atomic_dir, load_tensors, read_json, save_tensors, write_json
 
 SPLITS = ("train", "holdout", "test")
 WRITE_CHUNK = 1024  # samples decoded and written at a time
+TRAIN_MARGIN = 8 / 7  # train images are stored this much larger than data.image_size (256 for 224)
+
+
+def train_size(image_size: int) -> int:
+    """The side train images are stored at for random-resized crops of `image_size`."""
+    return int(round(image_size * TRAIN_MARGIN))
 
 
 @dataclass(frozen=True)
@@ -39,12 +54,21 @@ class DataInfo:
     classes: list[str]
     input_shape: tuple[int, int, int]  # C, H, W
     counts: dict[str, int]
+    mean: list[float] = field(default_factory=list)  # per channel, of pixel / 255 (empty: 0.5 each)
+    std: list[float] = field(default_factory=list)  # per channel (empty: 0.5 each)
+    train_size: int = 0  # H = W of the stored train images when larger than input_shape's (0: the same)
+
+    def view(self, split: str) -> InputView:
+        """How `split`'s stored images become network input."""
+        size = self.input_shape[1] if split == "train" and self.train_size else 0
+        return InputView(tuple(self.mean), tuple(self.std), size)
 
 
 @dataclass
 class Split:
     images: torch.Tensor | ImageFile  # uint8 [N, C, H, W]; `images[idx]` gives those samples as a tensor
     labels: torch.Tensor  # int64 [N]
+    view: InputView = InputView()  # how the images become network input (normalization, train's margin)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -70,8 +94,28 @@ def write_split(folder: Path, name: str, source: RawSplit, index: np.ndarray, se
 
 
 def prepare_data(cfg: DataConfig, seed: int, out_dir: Path) -> DataInfo:
-    """Read the dataset named by `cfg`, carve test (if needed) and holdout, write `out_dir` atomically."""
-    raw = read_dataset(cfg.name, Path(cfg.root), cfg.verify_checksums)
+    """Read the dataset named by `cfg`, carve test (if needed) and holdout, write `out_dir` atomically
+    (Pillow's warnings while decoding are errors naming the file)."""
+    with strict_decoding():
+        return _prepare(cfg, seed, out_dir)
+
+
+def _normalization(cfg: DataConfig, channels: int) -> tuple[list[float], list[float]]:
+    """`data.mean` and `data.std`, one value per channel (a single value: every channel's)."""
+    out = []
+    for key, values, default in (("mean", cfg.mean, DEFAULT_MEAN), ("std", cfg.std, DEFAULT_STD)):
+        values = list(values) if values is not None else [default]
+        if len(values) == 1:
+            values = values * channels
+        if len(values) != channels:
+            raise DataError(f"data.{key}: {len(values)} values for images of {channels} channel(s); give "
+                            f"{channels} (or one for every channel)")
+        out.append([float(v) for v in values])
+    return out[0], out[1]
+
+
+def _prepare(cfg: DataConfig, seed: int, out_dir: Path) -> DataInfo:
+    raw = read_dataset(cfg.name, Path(cfg.root), cfg.verify_checksums, cfg.channels, cfg.image_size)
     pool = np.arange(len(raw.train.labels))  # the train samples that train and holdout are carved from
     if raw.test is None:
         rest, test_idx = stratified_split(raw.train.labels, cfg.test_fraction, [seed, 1], "data.test_fraction")
@@ -81,13 +125,16 @@ def prepare_data(cfg: DataConfig, seed: int, out_dir: Path) -> DataInfo:
         test = (raw.test, np.arange(len(raw.test.labels)))
     train_idx, holdout_idx = stratified_split(raw.train.labels[pool], cfg.holdout_fraction, [seed, 2],
                                               "data.holdout_fraction")
-    splits = {"train": (raw.train, pool[train_idx], [seed, 4]), "holdout": (raw.train, pool[holdout_idx], [seed, 5]),
+    stored = train_size(cfg.image_size) if cfg.image_size else 0
+    train = RawSplit(raw.train.images.resized(stored), raw.train.labels) if stored else raw.train
+    splits = {"train": (train, pool[train_idx], [seed, 4]), "holdout": (raw.train, pool[holdout_idx], [seed, 5]),
               "test": (*test, [seed, 3])}
     c, h, w = raw.train.images.shape[1:]
+    mean, std = _normalization(cfg, int(c))
     with atomic_dir(out_dir) as tmp:
         counts = {name: write_split(tmp, name, source, index, order_seed)
                   for name, (source, index, order_seed) in splits.items()}
-        info = DataInfo(cfg.name, list(raw.classes), (int(c), int(h), int(w)), counts)
+        info = DataInfo(cfg.name, list(raw.classes), (int(c), int(h), int(w)), counts, mean, std, stored)
         write_json(tmp / "meta.json", asdict(info))
     return info
 
@@ -99,13 +146,18 @@ def load_info(prepared: Path) -> DataInfo:
     try:
         raw = read_json(meta)
         info = DataInfo(raw["dataset"], list(raw["classes"]), tuple(int(n) for n in raw["input_shape"]),
-                        dict(raw["counts"]))
+                        dict(raw["counts"]), [float(v) for v in raw.get("mean", [])],
+                        [float(v) for v in raw.get("std", [])], int(raw.get("train_size", 0)))
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{meta}: not a prepared-data description ({describe(exc, 120)}); run "
                         f"`netadapt prepare` again") from None
     if len(info.input_shape) != 3 or min(info.input_shape) < 1 or len(info.classes) < 2:
         raise DataError(f"{meta}: input shape {list(info.input_shape)} with {len(info.classes)} classes is not "
                         f"a prepared dataset; run `netadapt prepare` again")
+    if any(len(v) not in (0, info.input_shape[0]) for v in (info.mean, info.std)) or any(s <= 0 for s in info.std) \
+            or info.train_size < 0:
+        raise DataError(f"{meta}: mean {info.mean} / std {info.std} / train_size {info.train_size} do not fit "
+                        f"images of {info.input_shape[0]} channel(s); run `netadapt prepare` again")
     return info
 
 
@@ -136,11 +188,14 @@ def load_split(prepared: Path, name: str) -> Split:
                         f"edited); run `netadapt prepare` again")
     # against the folder's description: an edited split must not reach training as out-of-range targets
     info = load_info(prepared)
-    if shape[1:] != list(info.input_shape):
+    expected = list(info.input_shape)
+    if name == "train" and info.train_size:
+        expected = [info.input_shape[0], info.train_size, info.train_size]
+    if shape[1:] != expected:
         raise DataError(f"{path}: images {shape[1:]}, where {Path(prepared) / 'meta.json'} says "
-                        f"{list(info.input_shape)}; run `netadapt prepare` again")
+                        f"{expected}; run `netadapt prepare` again")
     if labels.dtype != torch.int64 or (len(labels) and not (
             0 <= int(labels.min()) and int(labels.max()) < len(info.classes))):
         raise DataError(f"{path}: labels are not class indices 0..{len(info.classes) - 1} (int64); run "
                         f"`netadapt prepare` again")
-    return Split(images, labels)
+    return Split(images, labels, info.view(name))
