@@ -7,6 +7,7 @@ import shutil
 from types import SimpleNamespace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,3 +56,72 @@ def test_weights_that_do_not_fit_stop_the_supernet_naming_the_key(tmp_path, caps
     err = capsys.readouterr().err
     assert "model.checkpoint" in err and "'stem.0.weight' has shape (16, 1, 3, 3), the model's (8, 1, 3, 3)" in err
     assert not (tmp_path / "a" / "supernet" / "supernet.pt").exists()
+
+
+def mixed_photo_folder(root: Path, per_class: dict[str, int]) -> Path:
+    """Three classes told apart by colour, as photos come: JPEG and PNG, RGB, RGBA, palette and
+    grayscale, of several sizes."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    colours = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
+    sizes = [(48, 48), (80, 64), (70, 100), (64, 64)]
+    for split, count in per_class.items():
+        for name, colour in colours.items():
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                w, h = sizes[i % len(sizes)]
+                pixels = np.clip(np.array(colour) + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+                image = Image.fromarray(pixels)
+                kind = i % 4
+                if kind == 0:
+                    image.save(folder / f"{i}.jpg", quality=90)
+                elif kind == 1:
+                    image.convert("RGBA").save(folder / f"{i}.png")
+                elif kind == 2:
+                    image.convert("P").save(folder / f"{i}.png")
+                else:
+                    image.save(folder / f"{i}.png")
+    return root
+
+
+def pretrained_on_colours(steps: int = 60) -> torch.nn.Module:
+    """The user's pre-trained network: told red, green and blue apart (inputs scaled as prepared)."""
+    torch.manual_seed(0)
+    model = mymodels.MobileNetV3Small(num_classes=3, in_channels=3, width_mult=0.25)
+    optimizer = torch.optim.Adam(model.parameters(), 3e-3)
+    colours = torch.tensor([[40, 40, 200], [40, 200, 40], [200, 40, 40]], dtype=torch.float32)  # classes sorted:
+    # blue, green, red
+    for _ in range(steps):
+        labels = torch.randint(3, (16,))
+        pixels = colours[labels][:, :, None, None] + 25 * torch.randn(16, 3, 64, 64)
+        loss = torch.nn.functional.cross_entropy(model(pixels.clamp(0, 255) / 127.5 - 1), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model
+
+
+@pytest.mark.slow
+def test_mobilenet_v3_small_style_from_its_checkpoint_on_mixed_photos_at_64_px(tmp_path):
+    """The issue's user: their MobileNetV3, their weights, a folder of photos of many sizes."""
+    data = mixed_photo_folder(tmp_path / "photos", {"train": 24, "test": 6})
+    weights = tmp_path / "mine" / "weights.pt"
+    weights.parent.mkdir()
+    shutil.copy(REPO / "examples" / "mymodels.py", weights.parent / "mymodels.py")
+    torch.save(pretrained_on_colours().state_dict(), weights)
+    sections = presets.merged(
+        presets.TINY, model={"name": "mymodels:MobileNetV3Small", "path": str(weights.parent), "granularity": 8,
+                             "kwargs": "{width_mult: 0.25}", "checkpoint": str(weights)},
+        data={"name": "image-folder", "root": str(data), "image_size": 64, "channels": 3},
+        # started from trained weights: a fine-tuning learning rate, as a user would set
+        supernet={"epochs": 2, "batch_size": 16, "group_size": 4, "lr": 0.005},
+        finetune={"epochs": 2, "batch_size": 16, "lr": 0.005})
+    args = ["--params", str(REPO / "params.yaml"), *presets.flags(sections), *presets.outputs(tmp_path)]
+    assert main(["run", *args]) == 0
+    report = json.loads((tmp_path / "a" / "reports" / "evaluate.json").read_text())
+    assert report["budget_met"] is True and report["macs"] <= 0.5 * report["base_macs"]
+    assert report["test_acc"] >= 0.8  # what the user's weights knew survives the adaptation (chance: 1/3)
+    prepared = json.loads((tmp_path / "a" / "prepared" / "meta.json").read_text())
+    assert prepared["input_shape"] == [3, 64, 64]
