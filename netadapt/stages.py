@@ -25,8 +25,8 @@ from netadapt.checkpoints import load_network, load_supernet, save_network, save
 from netadapt.evaluation import candidate_settings, score_here, search_identity
 from netadapt.finetune import export_onnx, initial_network, train_network
 from netadapt.history import (SavedSearch, SearchRecorder, history_meta, load_history, read_history_csv,
-                              searched_architecture, write_csv)
-from netadapt.io import atomic_dir, atomic_path, code_version, content_digest, write_json
+                              searched_architecture)
+from netadapt.io import atomic_dir, atomic_path, code_version, content_digest, write_csv, write_json
 from netadapt.layout import HEADLINE_METRICS, STAGE_PARAMS, Paths
 from netadapt.models import build_supernet
 from netadapt.models.checks import check_model_widths
