@@ -2,7 +2,10 @@
 loaded whole (the code at `--before`, a git ref) vs read by the batch from `.npy` image files (this
 checkout), side by side on the same dataset, params and machine.
 
-    .venv/bin/python bench/data_rss.py [--before 54091ba] [--after REF] [--data ../shared/data/cifar-10] [--epochs 1]
+    .venv/bin/python bench/data_rss.py --data DIR [--before 54091ba] [--after REF] [--epochs 1]
+
+`--data DIR` (or the `NETADAPT_DATA` environment variable) is the folder holding the datasets'
+original files; CIFAR-10's are read from `DIR/cifar-10/` (`data_folder.py`).
 
 Each stage runs as its own process (the CLI that `dvc.yaml` runs) in a temporary project, tracking
 off; its peak RSS comes from `wait4`. The before code runs from a `git worktree` of the ref.
@@ -23,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from data_folder import add_data_argument, dataset_root  # bench/, this script's folder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,11 +77,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="54091ba", help="git ref of the whole-split code")
     parser.add_argument("--after", default="", help="git ref of the by-batch code (default: this checkout)")
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar-10"))
+    add_data_argument(parser)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--model", default="plain_cnn")
     args = parser.parse_args()
-    overrides = ["data.name=cifar10", f"data.root={Path(args.data).resolve()}", f"model.name={args.model}",
+    cifar = dataset_root(parser, args.data, "cifar10")
+    overrides = ["data.name=cifar10", f"data.root={cifar}", f"model.name={args.model}",
                  f"supernet.epochs={args.epochs}", "supernet.device=cpu"]
     rows = {}
     with tempfile.TemporaryDirectory(prefix="data-rss-") as tmp:

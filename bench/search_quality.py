@@ -26,7 +26,10 @@ run all finished cells' networks (and the base network) are timed side by side i
 interleaved in bursts, threads pinned (`network_latencies`), on the bench's backend; that is the
 latency every table and plot reports.
 
-    .venv/bin/python bench/search_quality.py --dataset cifar10 --budgets 0.5 --seeds 0 1 2
+    .venv/bin/python bench/search_quality.py --dataset cifar10 --data DIR --budgets 0.5 --seeds 0 1 2
+
+`--data DIR` (or the `NETADAPT_DATA` environment variable) is the folder holding the datasets'
+original files, `DIR/cifar-10/` and `DIR/fashion-mnist/` (`data_folder.py`).
 
 Cells can be computed elsewhere (`--device cuda`, `--cells-only`: no timing on a machine that is not
 the target) and by several processes at once, each with its own seeds or budgets: the shared data,
@@ -34,7 +37,8 @@ table and super-networks are built under file locks, and each finished cell is m
 file under one. The side-by-side timing then runs on the target (`--measure-only`).
 
 Writes `bench/results/search_quality.json` and `.png` (test accuracy vs measured latency, one curve
-per method, error bars over seeds). Last line: `v2_minus_uniform_pts=<mean over seeds, CIFAR-10, 0.5>`.
+per method, error bars over seeds); `bench/tables.py` renders its tables. Last line:
+`v2_minus_uniform_pts=<mean over seeds, CIFAR-10, 0.5>`.
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ from netadapt.resources.timing import network_latencies
 from netadapt.layout import Paths
 from netadapt.training import accuracy
 
+from data_folder import FOLDERS, add_data_argument, dataset_root  # bench/, this script's folder
+
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("netadapt_v2", "netadapt_v1", "uniform", "random", "best_of_n", "netadapt_v1_dr0.04")
 DEFAULT_METHODS = METHODS[:5]
@@ -81,7 +87,6 @@ DEFAULT_METHODS = METHODS[:5]
 # proposals (often one: removing a block). `netadapt_v1_dr0.04` gives it a finer schedule (dR_0 = 4%
 # of the base instead of the 10% MCD uses): more proposals per iteration, more iterations.
 V1_FINE = {"initial_reduction": 0.04}
-DATASETS = {"cifar10": "../shared/data/cifar-10", "fashion-mnist": "../shared/data/fashion-mnist"}
 RANDOM_WINDOW = 0.97  # a random network's estimate lies in [RANDOM_WINDOW, 1] x budget
 log = logging.getLogger("bench")
 
@@ -383,20 +388,6 @@ def paired_difference(cells: dict, a: str, b: str, budget: float) -> tuple[float
     return 100 * statistics.mean(rows[(a, s)] - rows[(b, s)] for s in seeds), len(seeds)
 
 
-def markdown(entry: dict) -> str:
-    """The README's table of one dataset's summary: a row per (budget, method), budgets tightest last."""
-    lines = ["| budget | method | test acc %, mean ± std (min-max) | seeds | measured latency / base, mean (max) "
-             "| super-network s | search s | final training s | total s |", "| --- " * 9 + "|"]
-    order = {m: i for i, m in enumerate(METHODS)}
-    for s in sorted(entry["summary"].values(), key=lambda s: (-s["budget"], order[s["method"]])):
-        t = s["seconds_mean"]
-        lines.append(f"| {s['budget']:g} | {s['method']} | {100 * s['test_acc_mean']:.2f} ± {100 * s['test_acc_std']:.2f} "
-                     f"({100 * s['test_acc_min']:.2f}-{100 * s['test_acc_max']:.2f}) | {len(s['seeds'])} "
-                     f"| {s['latency_ratio_mean']:.3f} ({s['latency_ratio_max']:.3f}) | {t['supernet']:.0f} "
-                     f"| {t['search']:.0f} | {t['final']:.0f} | {sum(t.values()):.0f} |")
-    return "\n".join(lines)
-
-
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -429,8 +420,8 @@ def plot(results: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="cifar10")
-    parser.add_argument("--data-root", default="", help="default: the dataset's folder under ../shared/data")
+    parser.add_argument("--dataset", choices=sorted(FOLDERS), default="cifar10")
+    add_data_argument(parser)
     parser.add_argument("--train-per-class", type=int, default=1500, help="0: the whole train split")
     parser.add_argument("--model", default="mobilenet_v2")
     parser.add_argument("--backend", default="onnxruntime-cpu")
@@ -452,16 +443,11 @@ def main() -> None:
     parser.add_argument("--cells", type=Path, default=REPO / "bench" / "results" / "search_quality_cells")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results" / "search_quality.json")
     parser.add_argument("--measure-only", action="store_true", help="time and summarize the finished cells")
-    parser.add_argument("--table", action="store_true", help="print the README table of --results and stop")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    if args.table:
-        for name, entry in read_json(args.results)["datasets"].items():
-            print(f"{name}:\n{markdown(entry)}")
-        return
     setup = Setup(args.dataset, args.train_per_class, args.model, args.backend, args.supernet_epochs,
                   args.final_epochs, args.candidates, args.eval_batches)
-    root = args.data_root or str((REPO / DATASETS[args.dataset]).resolve())
+    root = str(dataset_root(parser, args.data, args.dataset))
     work = args.work / setup.key
     cells_file = args.cells / f"{setup.key}.json"
     cells = read_json(cells_file) if cells_file.is_file() else {}

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from netadapt.errors import NetAdaptError
-from netadapt.layout import DEVICE_STAGES, STAGES
+from netadapt.layout import DEVICE_STAGES, STAGES, Paths
 from netadapt_flows.runners import DEFAULT_DASK_ADDRESS, parse_dask_address
 from netadapt_flows.server import prefect_env, start_server, stop_server
 
@@ -94,7 +94,6 @@ def _parser() -> argparse.ArgumentParser:
 def _stage_config(args: argparse.Namespace, device: str = ""):
     """The validated config and paths of a stage run: a named device's (`--device`) when asked."""
     from netadapt.config import load_config
-    from netadapt.layout import Paths
 
     cfg = load_config(args.params, args.overrides)
     paths = Paths(artifacts=args.artifacts, metrics=args.metrics, plots=args.plots)
@@ -154,8 +153,8 @@ def _task_runner_options(args: argparse.Namespace) -> dict:
 
 
 def _flow_parameters(args: argparse.Namespace) -> dict:
-    return {"params_file": str(args.params), "overrides": list(args.overrides), "artifacts": str(args.artifacts),
-            "metrics": str(args.metrics), "plots": str(args.plots), **_task_runner_options(args)}
+    return {"params_file": str(args.params), "overrides": list(args.overrides),
+            **Paths(args.artifacts, args.metrics, args.plots).folders(), **_task_runner_options(args)}
 
 
 def _run_flow(args: argparse.Namespace) -> dict:

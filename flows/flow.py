@@ -45,7 +45,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from netadapt import evaluation, stages, stamps
 from netadapt.config import Config, load_config, to_dict
-from netadapt.layout import DEVICE_STAGES, STAGES, UPSTREAM
+from netadapt.layout import DEVICE_STAGES, STAGES, UPSTREAM, Paths
 from netadapt.lock import project_lock
 from netadapt.run_stage import fresh_key, run_stage
 from netadapt.search import Proposal
@@ -166,7 +166,7 @@ def netadapt_flow(params_file: str = "params.yaml", overrides: list[str] | None 
     runner = {"task_runner": task_runner, "dask_address": dask_address}
     candidate_runner(**runner)  # a bad runner fails here, before any stage runs
     cfg = load_config(params_file, list(overrides or []))
-    params, folders = to_dict(cfg), {"artifacts": artifacts, "metrics": metrics, "plots": plots}
+    params, folders = to_dict(cfg), Paths(Path(artifacts), Path(metrics), Path(plots)).folders()
     pid = f"prefect-{flow_run.id}"
     os.environ["NETADAPT_PIPELINE_ID"] = pid
     route_library_logs()

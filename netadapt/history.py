@@ -21,7 +21,7 @@ import pandas as pd
 
 from netadapt.arch import Architecture
 from netadapt.errors import NetAdaptError, describe
-from netadapt.io import atomic_path, read_json, write_json
+from netadapt.io import read_json, write_csv, write_json
 from netadapt.resources import ResourceModel
 from netadapt.schedule import MeasuredCheck
 
@@ -39,12 +39,6 @@ def rows_digest(rows: list[dict]) -> str:
 def plain_rows(history: pd.DataFrame) -> list[dict]:
     """History rows as plain Python values (JSON- and weights_only-safe, floats exact)."""
     return [{k: v.item() if hasattr(v, "item") else v for k, v in row.items()} for row in history.to_dict("records")]
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    """Rows as a CSV file, atomically (a history, a training curve, a plot's data)."""
-    with atomic_path(path) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
 def save_history(folder: Path, history: pd.DataFrame, meta: dict, complete: bool = True) -> None:

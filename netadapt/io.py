@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import pandas as pd
 import torch
 
 from netadapt.errors import NetAdaptError, describe
@@ -189,6 +190,12 @@ class DamagedArtifact(NetAdaptError, ValueError):
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(path: str | Path, rows: list[dict]) -> None:
+    """Rows as a CSV file, atomically (a search history, a training curve, a plot's data)."""
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
 def read_json(path: str | Path) -> Any:

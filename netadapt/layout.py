@@ -91,7 +91,8 @@ class Paths:
         return cls(**{k: Path(v) for k, v in folders.items()}).for_device(device)
 
     def folders(self) -> dict[str, str]:
-        """The inverse of `from_folders` for the plain pipeline's paths."""
+        """The inverse of `from_folders` for the plain pipeline's paths: the one spelling of the folders
+        that cross a process or task boundary (the flow's parameters and tasks)."""
         if self.device:
             raise ValueError(f"the folders of device {self.device!r} are its plain pipeline's")
         return {"artifacts": str(self.artifacts), "metrics": str(self.metrics), "plots": str(self.plots)}

@@ -1,13 +1,18 @@
-"""NetAdapt (ECCV 2018), the V1 algorithm, on the shared search loop.
+"""NetAdapt (ECCV 2018), the V1 algorithm: Algorithm 1 of the paper, on the shared search loop.
 
-Starting from a plainly trained network, each iteration proposes, for every dimension, the largest
-width that cuts the iteration's reduction (per the resource model); keeps that many filters of
-largest L2 norm (the channel space reordered so they come first, then sliced physically; a filter
-never crosses the CBC width of a bypassed block reading the space, so the reordering keeps the
-current network's function); fine-tunes the proposal for `short_term_steps`; scores it on holdout.
-The best proposal is kept, and the final network gets a long-term fine-tune (one cosine schedule
-over all its epochs). Unlike MCD, the state carried between iterations is the network's weights,
-so its iterations are not replayed from an earlier history.
+    from a plainly trained network, while its resource is over the budget:  (`search.search`)
+        iteration t starts from the network the last one kept                (`NetAdaptV1.propose`)
+        for each dimension, the largest width that cuts dR_t by the table     (`NetAdaptV1.candidates`)
+        keep that many filters of largest L2 norm, fine-tune the proposal for
+            `short_term_steps`, score it on holdout                           (`NetAdaptV1.evaluate`)
+        keep the best                                                         (`search.conclude_iteration`)
+    long-term fine-tune the last network kept (one cosine over all epochs)   (`NetAdaptV1.finish`)
+
+Filters are kept by reordering the channel space so they come first, then slicing physically; a
+filter never crosses the CBC width of a bypassed block reading the space, so the reordering keeps the
+current network's function. Fine-tuning seeds derive from (seed, t), with t handed in by the loop.
+Unlike MCD, the state carried between iterations is the network's weights, so its iterations are not
+replayed from an earlier history: only its own interrupted run is, from its progress file (`V1Progress`).
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ from netadapt.mcd import Candidate, shrink
 from netadapt.models import extract
 from netadapt.resources import ResourceModel
 from netadapt.resume import Progress
-from netadapt.schedule import MeasuredCheck
+from netadapt.schedule import MeasuredCheck, Schedule
+from netadapt.search import CandidateGenerator, Proposal, SearchSettings, propose_iteration
 from netadapt.training import (Loop, accuracy, cosine_schedule, cross_entropy, epoch_steps, make_optimizer, resolve_device,
                                train_epoch)
 
@@ -58,9 +64,9 @@ class FineTuning:
 
 
 class NetAdaptV1:
-    """`step` proposes one candidate per dimension; `evaluate` fine-tunes and scores each. The
-    fine-tuned network of every proposal is kept by architecture until the next step picks the
-    kept one up."""
+    """One iteration at a time: `propose` starts iteration t from the network the last one kept;
+    `candidates` proposes one width per dimension; `evaluate` fine-tunes and scores each proposal,
+    whose network is kept by architecture until the next iteration starts from the one kept."""
 
     def __init__(self, network: nn.Module, resource: ResourceModel, train: Split, holdout: Split,
                  tuning: FineTuning):
@@ -70,13 +76,19 @@ class NetAdaptV1:
         self.networks: dict[str, nn.Module] = {self.current.widths_json(): self.base}
         self.iteration = -1
 
-    def step(self, current: Architecture, current_resource: float, target: float,
-             rng: np.random.Generator) -> list[Candidate]:
-        if current != self.current or self.iteration < 0:  # a new iteration, not a halving retry
-            self.base = self.networks[current.widths_json()]  # the kept proposal of the last one
-            self.networks = {current.widths_json(): self.base}
-            self.current = current
-            self.iteration += 1
+    def propose(self, t: int, current: Architecture, current_resource: float, schedule: Schedule,
+                generate: CandidateGenerator, settings: SearchSettings) -> Proposal:
+        """Iteration t's proposals (a `search.ProposeIteration`): from the network kept at `current`
+        (a clipped iteration proposed again keeps t, so its seeds), halving the cut while none makes it."""
+        self.base = self.networks[current.widths_json()]
+        self.networks = {current.widths_json(): self.base}
+        self.current, self.iteration = current, t
+        return propose_iteration(t, current, current_resource, schedule, generate, settings)
+
+    def candidates(self, current: Architecture, current_resource: float, target: float,
+                   rng: np.random.Generator) -> list[Candidate]:
+        """For each dimension, the largest width that meets `target` by the resource model (a
+        `search.CandidateGenerator`; deterministic, `rng` unused)."""
         proposals = []
         for d in current.dims:
             if d.width > d.min_width:
@@ -108,7 +120,7 @@ class NetAdaptV1:
     def _fine_tune(self, network: nn.Module, arch: Architecture, steps: int = 0, epochs: int = 0,
                    salt: int = 0) -> None:
         t = self.tuning
-        stream = t.seed * 1_000_003 + max(self.iteration, 0) * 10_007 + salt  # seeded from (seed, t)
+        stream = t.seed * 1_000_003 + max(self.iteration, 0) * 10_007 + salt  # seeded from (seed, iteration)
         generator = torch.Generator().manual_seed(stream)
         torch.manual_seed(stream)
         optimizer = make_optimizer("sgd", network.parameters(), t.lr, 0.9, 0.0)
@@ -132,12 +144,12 @@ class NetAdaptV1:
                 "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()}}
 
     def restore(self, state: dict) -> None:
-        """Continue after the iteration `state` records (see `kept_state`): the next `step` starts
+        """Continue after the iteration `state` records (see `kept_state`): the next `propose` starts
         from its network, as it would have in the uninterrupted search."""
         network = copy.deepcopy(self.base)
         network.load_state_dict(state["state_dict"])
         self.networks = {state["arch"]: network}
-        self.current = None  # the next step is a new iteration, from the restored network
+        self.current = None  # no iteration under way: the next `propose` starts one from the restored network
         self.iteration = int(state["iteration"])
 
     def finish(self, arch: Architecture) -> nn.Module:

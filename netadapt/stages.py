@@ -26,8 +26,8 @@ from netadapt.checkpoints import load_network, load_supernet, save_network, save
 from netadapt.evaluation import candidate_settings, score_here, search_identity
 from netadapt.finetune import export_onnx, initial_network, train_network
 from netadapt.history import (SavedSearch, SearchRecorder, history_meta, load_history, read_history_csv,
-                              searched_architecture, write_csv)
-from netadapt.io import atomic_dir, atomic_path, content_digest, write_json
+                              searched_architecture)
+from netadapt.io import atomic_dir, atomic_path, content_digest, write_csv, write_json
 from netadapt.layout import HEADLINE_METRICS, STAGE_PARAMS, Paths
 from netadapt.models import build_supernet
 from netadapt.models.source import user_module
@@ -164,8 +164,8 @@ def search(cfg: Config, paths: Paths = Paths(), propose: ProposeIteration | None
            reuse_history: bool = True) -> dict[str, float | int | str]:
     """Shrink the super-network's largest network to the budget; history, architecture, trajectory.
 
-    An orchestrator may pass `propose` (per-iteration proposals) and `evaluate_candidates` (scores
-    of architecture JSONs, e.g. mapped over workers); both default to in-process calls. With
+    An orchestrator may pass an MCD search `propose` (per-iteration proposals) and `evaluate_candidates`
+    (scores of architecture JSONs, e.g. mapped over workers); both default to in-process calls. With
     `reuse_history` the earlier history on disk is replayed (the orchestrator's cache may do it).
     """
     start = time.perf_counter()
@@ -183,7 +183,7 @@ def search(cfg: Config, paths: Paths = Paths(), propose: ProposeIteration | None
     saved = load_history(paths.search, identity, space, resource) if reuse_history else SavedSearch()
     if s.algorithm == "netadapt":  # V1: its own candidates and fine-tuned scores, and its own progress
         v1 = netadapt_v1_search(cfg, paths, supernet_model, resource, identity, schedule.budget)
-        saved, generate, score = v1.resume(schedule.budget), v1.v1.step, v1.v1.evaluate
+        saved, generate, score, propose = v1.resume(schedule.budget), v1.v1.candidates, v1.v1.evaluate, v1.v1.propose
         recorder = SearchRecorder(paths.search, meta, also=v1.store)
     else:
         generate = mcd_candidates(resource, s.candidates, s.layers_per_candidate, s.split)

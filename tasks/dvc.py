@@ -9,9 +9,9 @@ from pathlib import Path
 
 from netadapt.config import load_config, parse_config, to_dict
 from netadapt.errors import NetAdaptError
-from netadapt.layout import DEVICE_STAGES, STAGES
+from netadapt.layout import DEVICE_STAGES, STAGES, Paths
 
-DVC_FOLDERS = {"artifacts": "artifacts", "metrics": "metrics", "plots": "plots"}  # as dvc.yaml declares them
+DVC_FOLDERS = Paths().folders()  # as dvc.yaml declares them
 
 
 def dvc_project(params: dict, folders: dict[str, str], root: Path | None = None) -> tuple[Path | None, str]:

@@ -120,9 +120,7 @@ def build(cls: type, raw: Any, prefix: str) -> Any:
         key, tp = prefix + f.name, hints[f.name]
         if dataclasses.is_dataclass(tp):
             kwargs[f.name] = build(tp, raw[f.name], key + ".")
-        elif get_origin(tp) is dict:  # `devices`: checked by `rules.check_devices`; `model.kwargs`: the model's
-            if not isinstance(raw[f.name], dict):
-                raise ConfigError(f"{key}: must be a mapping, got {shown(raw[f.name])}")
+        elif get_origin(tp) is dict:  # `devices`: checked by `rules.check_devices`; `model.kwargs`: by rules too
             kwargs[f.name] = raw[f.name]
         else:
             value = coerce(key, tp, raw[f.name])

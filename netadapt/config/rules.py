@@ -64,6 +64,8 @@ def check_consistency(cfg: Config) -> None:
     if not cfg.model.path.strip():
         raise ConfigError(f"model.path: must name the folder of your model's code (default 'models'), "
                           f"got {cfg.model.path!r}")
+    if not isinstance(cfg.model.kwargs, dict) or not all(isinstance(k, str) for k in cfg.model.kwargs):
+        raise ConfigError(f"model.kwargs: must be a mapping of argument names to values, got {cfg.model.kwargs!r}")
     if not cfg.data.root.strip():
         raise ConfigError(f"data.root: must name the dataset's folder, got {cfg.data.root!r}")
     for key, path in (("data.root", cfg.data.root), ("search.start_checkpoint", cfg.search.start_checkpoint),

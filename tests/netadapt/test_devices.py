@@ -83,6 +83,15 @@ def test_a_device_has_its_own_outputs_beside_the_shared_inputs():
         d.for_device("box")
 
 
+def test_the_folders_cross_a_task_boundary_and_come_back_as_the_same_paths():
+    p = Paths(Path("a"), Path("m"), Path("pl"))
+    assert p.folders() == {"artifacts": "a", "metrics": "m", "plots": "pl"}
+    assert Paths.from_folders(p.folders()) == p
+    assert Paths.from_folders(p.folders(), "phone") == p.for_device("phone")
+    with pytest.raises(ValueError):
+        p.for_device("phone").folders()
+
+
 def test_device_stamps_are_their_own(tmp_path: Path):
     cfg = load_config(REPO / "params.yaml", ["devices.phone.budget=0.5", "devices.phone.profile={}"])
     p = Paths(tmp_path / "a", tmp_path / "m", tmp_path / "p")

@@ -26,15 +26,18 @@ def test_equal_content_gives_equal_checkpoint_bytes(tmp_path: Path):
 
 def test_artifacts_get_a_plain_files_mode(tmp_path: Path):
     """Temp files and folders are private (0600/0700); published artifacts are not."""
-    from netadapt.io import atomic_dir, write_json
+    from netadapt.io import atomic_dir, write_csv, write_json
 
     mask = os.umask(0o022)
     os.umask(mask)
     write_json(tmp_path / "m.json", {"a": 1})
+    write_csv(tmp_path / "c.csv", [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25}])
+    assert (tmp_path / "c.csv").read_text().splitlines() == ["epoch,loss", "1,0.5", "2,0.25"]
     save_tensors(tmp_path / "t.pt", {"x": torch.zeros(1)})
     with atomic_dir(tmp_path / "d") as d:
         (d / "f").write_text("x")
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "c.csv").stat().st_mode & 0o777 == 0o666 & ~mask
     assert (tmp_path / "t.pt").stat().st_mode & 0o777 == 0o666 & ~mask
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask
 

@@ -10,6 +10,8 @@ from netadapt.models import build_supernet, extract
 from netadapt.models.reorder import filter_norms
 from netadapt.netadapt_v1 import FineTuning, NetAdaptV1
 from netadapt.resources.analytic import MacsModel
+from netadapt.schedule import Schedule
+from netadapt.search import SearchSettings
 from tests.netadapt.models.test_models import trained_looking
 
 
@@ -61,3 +63,29 @@ def test_long_term_fine_tune_runs_one_cosine_over_all_its_epochs(monkeypatch):
     expected = [0.05 * (1 + math.cos(math.pi * k / 6)) for k in range(6)]
     assert seen == pytest.approx(expected)
     assert all(a > b for a, b in zip(seen, seen[1:]))
+
+
+def test_an_iteration_is_seeded_from_the_index_the_loop_hands_in():
+    """`propose(t, ...)` starts iteration t from the network kept at its start: proposing the same
+    iteration again (a clipped one, re-proposed) fine-tunes exactly as before; another t, otherwise
+    alike, fine-tunes from other seeds."""
+    network = build_supernet(ModelSpec("plain_cnn", (1, 8, 8), 3))
+    data = Split(torch.randint(0, 256, (12, 1, 8, 8), dtype=torch.uint8), torch.arange(12) % 3)
+    tuning = FineTuning(short_term_steps=2, long_term_epochs=0, lr=0.1, batch_size=4, eval_batch_size=4,
+                        eval_batches=1, seed=0, device=torch.device("cpu"))
+    macs = MacsModel(network)
+    v1 = NetAdaptV1(network, macs, data, data, tuning)
+    space = network.space()
+    schedule = Schedule(base=macs.estimate(space), budget=0.3 * macs.estimate(space), initial_reduction=0.2, decay=1.0)
+
+    def tuned(t: int) -> dict[str, torch.Tensor]:
+        proposal = v1.propose(t, space, schedule.base, schedule, v1.candidates, SearchSettings(seed=0))
+        assert v1.iteration == proposal.iteration == t and proposal.candidates
+        v1.evaluate([c.arch for c in proposal.candidates])
+        first = proposal.candidates[0].arch.widths_json()
+        return {k: v.clone() for k, v in v1.networks[first].state_dict().items()}
+
+    first, again, later = tuned(0), tuned(0), tuned(2)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], later[k]) for k in first)
+    assert v1.kept_state(space)["iteration"] == 2
