@@ -59,8 +59,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from netadapt.models.source import model_reference
 from netadapt import stages
+from netadapt import evaluation
 from netadapt.arch import Architecture
 from netadapt.checkpoints import load_network, load_supernet
 from netadapt.config import Config, load_config
@@ -68,14 +68,14 @@ from netadapt.data import load_split, prepare_data
 from netadapt.data.datasets import RawSplit
 from netadapt.data.prepared import write_split
 from netadapt.errors import NetAdaptError
-from netadapt import evaluation
 from netadapt.evaluation import evaluate_candidate
 from netadapt.io import read_json, write_json
+from netadapt.layout import Paths
 from netadapt.models import build_supernet
+from netadapt.models.source import model_reference
 from netadapt.resources.lookup_table import LatencyModel
 from netadapt.resources.metric import latency_table, profile_settings
 from netadapt.resources.timing import network_latencies
-from netadapt.layout import Paths
 from netadapt.training import accuracy
 
 from data_folder import FOLDERS, add_data_argument, dataset_root  # bench/, this script's folder

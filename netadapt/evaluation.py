@@ -17,7 +17,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from netadapt.models.source import model_reference
 from netadapt.arch import Architecture
 from netadapt.checkpoints import load_supernet
 from netadapt.config import Config, to_dict
@@ -25,6 +24,7 @@ from netadapt.data import Split, load_split
 from netadapt.io import code_version, content_digest
 from netadapt.layout import Paths
 from netadapt.models import extract
+from netadapt.models.source import model_reference
 from netadapt.training import accuracy, batches, resolve_device
 
 

@@ -30,7 +30,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from netadapt.models.source import model_reference
 from netadapt.arch import Architecture
 from netadapt.checkpoints import load_supernet
 from netadapt.config import Config
@@ -40,7 +39,8 @@ from netadapt.history import COLUMNS, SavedSearch, plain_rows
 from netadapt.io import content_digest
 from netadapt.layout import Paths
 from netadapt.mcd import Candidate, shrink
-from netadapt.models import extract
+from netadapt.models import build_supernet, extract
+from netadapt.models.source import model_reference
 from netadapt.resources import ResourceModel
 from netadapt.resume import Progress
 from netadapt.schedule import MeasuredCheck, Schedule
@@ -160,10 +160,13 @@ class NetAdaptV1:
 
 
 def start_network(start_checkpoint: str, supernet: Path, space: Architecture,
-                  model_name: str) -> tuple[nn.Module, Path]:
+                  model_name: str, weights: str | None = None, pickled: bool = False) -> tuple[nn.Module, Path]:
     """The network V1 adapts and its file: `search.start_checkpoint` (a trained network of this
-    space, as the paper starts from) when set, else the super-network; either may name only the
-    run's `model_name` or a built-in model."""
+    space, as the paper starts from) when set, else the user's own trained weights (`model.checkpoint`,
+    `weights`), else the super-network; a checkpoint may name only the run's `model_name` or a
+    built-in model."""
+    if not start_checkpoint and weights:
+        return build_supernet(space.model, weights, pickled), Path(weights)
     path = Path(start_checkpoint) if start_checkpoint else supernet
     if start_checkpoint and not path.is_file():
         raise NetAdaptError(f"search.start_checkpoint: {path} not found")
@@ -215,7 +218,8 @@ def netadapt_v1_search(cfg: Config, paths: Paths, supernet_model: nn.Module, res
     the start network's contents and the budget)."""
     s = cfg.search
     space = supernet_model.space()
-    network, start_path = start_network(s.start_checkpoint, paths.supernet, space, model_reference(cfg.model))
+    network, start_path = start_network(s.start_checkpoint, paths.supernet, space, model_reference(cfg.model),
+                                        cfg.model.checkpoint, cfg.model.checkpoint_pickle)
     v1 = NetAdaptV1(network, resource, load_split(paths.prepared, "train"), load_split(paths.prepared, "holdout"),
                     FineTuning(s.short_term_steps, s.long_term_epochs, s.lr, s.train_batch_size, s.batch_size,
                                s.eval_batches, cfg.seed, resolve_device(cfg.supernet.device)))

@@ -17,12 +17,11 @@ from typing import Callable
 
 import torch
 
-from netadapt.models.source import model_reference
 from netadapt.arch import ModelSpec
+from netadapt.checkpoints import load_network, load_supernet, save_network, save_supernet
 from netadapt.config import Config, to_dict
 from netadapt.data import load_info, load_split, prepare_data
 from netadapt.distributed import current_world, launch
-from netadapt.checkpoints import load_network, load_supernet, save_network, save_supernet
 from netadapt.evaluation import candidate_settings, score_here, search_identity
 from netadapt.finetune import export_onnx, initial_network, train_network
 from netadapt.history import (SavedSearch, SearchRecorder, history_meta, load_history, read_history_csv,
@@ -30,8 +29,9 @@ from netadapt.history import (SavedSearch, SearchRecorder, history_meta, load_hi
 from netadapt.io import atomic_dir, atomic_path, content_digest, write_csv, write_json
 from netadapt.layout import HEADLINE_METRICS, STAGE_PARAMS, Paths
 from netadapt.models import build_supernet
-from netadapt.models.source import user_module
 from netadapt.models.checks import check_model_widths
+from netadapt.models.source import model_reference
+from netadapt.models.source import user_module
 from netadapt.netadapt_v1 import netadapt_v1_search
 from netadapt.plots import plot_fidelity, plot_tradeoff, plot_trajectory
 from netadapt.resources.analytic import MacsModel, ParamsModel

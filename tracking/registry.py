@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netadapt.models.source import model_reference
 from netadapt.config import Config
 from netadapt.io import content_digest
+from netadapt.models.source import model_reference
 from netadapt_tracking.contents import DEVICE_TAG, PIPELINE_TAG, dataset_digest
 
 if TYPE_CHECKING:

@@ -125,3 +125,20 @@ def test_mobilenet_v3_small_style_from_its_checkpoint_on_mixed_photos_at_64_px(t
     assert report["test_acc"] >= 0.8  # what the user's weights knew survives the adaptation (chance: 1/3)
     prepared = json.loads((tmp_path / "a" / "prepared" / "meta.json").read_text())
     assert prepared["input_shape"] == [3, 64, 64]
+
+
+@pytest.mark.slow
+def test_netadapt_v1_adapts_the_users_trained_network(tmp_path, capsys):
+    """V1 starts from the user's weights (the paper's setting), not from the super-network."""
+    torch.manual_seed(0)
+    weights = tmp_path / "weights.pt"
+    torch.save(mymodels.TinyResNet(num_classes=10, in_channels=1, width=8).state_dict(), weights)
+    args = user_project(tmp_path, checkpoint=str(weights))
+    for stage in ("prepare", "profile", "supernet"):
+        assert main([stage, *args]) == 0
+    assert main(["search", *args, "-S", "search.algorithm=netadapt"]) == 0
+    report = json.loads((tmp_path / "a" / "reports" / "search.json").read_text())
+    assert report["algorithm"] == "netadapt" and report["resource_estimated"] <= report["budget"]
+    weights.write_bytes(b"")  # the start network is read from the user's file: an empty one is refused
+    assert main(["search", *args, "-S", "search.algorithm=netadapt", "-S", "search.budget=0.4"]) == 2
+    assert "model.checkpoint" in capsys.readouterr().err
