@@ -70,6 +70,10 @@ def _supernet(path: str, mtime: float, model_name: str) -> nn.Module:
     return load_supernet(Path(path), model_name)[0]
 
 
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
 @functools.lru_cache(maxsize=4)
 def _split(prepared: str, name: str, mtime: float) -> Split:
     return load_split(Path(prepared), name)
@@ -79,22 +83,24 @@ def evaluate_candidate(arch_json: str, *, supernet_path: str, prepared_path: str
                        batch_size: int, eval_batches: int = 0, device: str = "cpu",
                        model_name: str = "") -> tuple[float, float]:
     """Holdout accuracy and seconds of one candidate, from paths alone (so callers can map it over
-    workers); the super-network and holdout are loaded once per process and never modified.
+    workers); the super-network and splits are loaded once per process and never modified. BN
+    statistics are re-estimated on train batches (a fixed class-mixed order): the holdout that ranks
+    candidates is only scored, never seen by the statistics.
     `model_name`: the run's `model.name`, the only non-built-in model the checkpoint may name."""
     start = time.perf_counter()
     supernet = _supernet(supernet_path, Path(supernet_path).stat().st_mtime, model_name)
-    holdout_file = Path(prepared_path) / "holdout.pt"
-    holdout = _split(prepared_path, "holdout", holdout_file.stat().st_mtime if holdout_file.exists() else 0.0)
+    holdout, train = (_split(prepared_path, name, _mtime(Path(prepared_path) / f"{name}.pt"))
+                      for name in ("holdout", "train"))
     acc = evaluate_subnet(supernet, Architecture.from_json(arch_json), holdout, batch_size=batch_size,
                           bn_recalibration_batches=bn_recalibration_batches, eval_batches=eval_batches,
-                          device=torch.device(device))
+                          device=torch.device(device), calibration=train)
     return acc, time.perf_counter() - start
 
 
 def search_identity(cfg: Config, paths: Paths) -> str:
     """What a search history depends on besides the budget: super-network, holdout, table, settings,
     seed, and what computes the scores: the library's and the model's code, torch's version and the device."""
-    inputs = [paths.supernet, paths.prepared / "holdout.pt"] + ([paths.lut] if cfg.search.metric == "latency" else [])
+    inputs = [paths.supernet, paths.prepared / "holdout.pt", paths.prepared / "train.pt"] + ([paths.lut] if cfg.search.metric == "latency" else [])
     settings = {k: v for k, v in to_dict(cfg.search).items() if k not in ("budget", "budget_type")}
     scorer = [code_version(cfg.model.name, cfg.model.path), torch.__version__, str(resolve_device(cfg.supernet.device))]
     payload = [content_digest(inputs), settings, cfg.seed, scorer]

@@ -155,7 +155,7 @@ def stage_inputs(stage: str, cfg: "Config", p: Paths) -> list[Path]:
         "prepare": [Path(cfg.data.root)],
         "profile": [p.prepared / "meta.json", DEVICE_SCRIPTS],
         "supernet": [p.prepared, *([Path(cfg.model.checkpoint)] if cfg.model.checkpoint else [])],
-        "search": [p.prepared / "holdout.pt", p.supernet.parent, p.lut.parent,  # V1 starts from model.checkpoint
+        "search": [p.prepared / "holdout.pt", p.prepared / "train.pt", p.supernet.parent, p.lut.parent,  # V1 starts from model.checkpoint
                    *([Path(cfg.model.checkpoint)] if cfg.model.checkpoint else [])],
         "finetune": [p.prepared / "train.pt", p.prepared / "holdout.pt", p.supernet.parent, p.search / "arch.json",
                      p.v1_network],

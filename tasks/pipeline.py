@@ -11,7 +11,7 @@ that records the flow's stages in `dvc.lock` (`netadapt_tasks.dvc`).
   `Paths.for_device`) and is named `<stage>@<device>`; its stamp key includes the device.
 - A search iteration's key: the search identity (super-network, table, settings without the
   budget, seed), the iteration, its starting architecture and its first target.
-- A candidate's key: its architecture, the super-network and holdout digests, the evaluation
+- A candidate's key: its architecture, the super-network, holdout and train digests, the evaluation
   settings and the library's code version. The user's model code is in the super-network's digest:
   its checkpoint records the key it was trained under, model code included (`stages.supernet`), so
   keying a candidate looks up no model file.
@@ -147,7 +147,7 @@ def _file_digest(path: str, mtime: float) -> str:
 
 def _candidate_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     kwargs = parameters["kwargs"]
-    files = [kwargs["supernet_path"], str(Path(kwargs["prepared_path"]) / "holdout.pt")]
+    files = [kwargs["supernet_path"], *(str(Path(kwargs["prepared_path"]) / f"{s}.pt") for s in ("holdout", "train"))]
     digests = [_file_digest(f, Path(f).stat().st_mtime) for f in files]
     settings = {k: v for k, v in kwargs.items() if not k.endswith("_path")}
     parts = [parameters["arch_json"], digests, settings, code_version()]

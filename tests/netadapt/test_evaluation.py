@@ -27,3 +27,29 @@ def test_recalibration_on_a_class_sorted_split_sees_every_class():
     model = nn.Sequential(nn.BatchNorm2d(1))
     recalibrate_bn(model, Split(images, labels), num_batches=1, batch_size=6, device=torch.device("cpu"))
     assert torch.allclose(model[0].running_mean, to_input(images).mean(dim=(0, 2, 3)), atol=1e-5)
+
+
+def test_candidates_re_estimate_bn_on_train_and_only_score_on_holdout(tmp_path, monkeypatch):
+    """The holdout ranks the candidates: statistics estimated on it would have seen the batches that
+    score them."""
+    from netadapt import evaluation
+    from netadapt.arch import ModelSpec
+    from netadapt.checkpoints import save_supernet
+    from netadapt.config.schema import DataConfig
+    from netadapt.data.prepared import load_split, prepare_data
+    from netadapt.models import build_supernet
+    from tests.presets import separable_data
+
+    data = separable_data(tmp_path / "data", train=80, test=20)
+    prepare_data(DataConfig(name="fashion-mnist", root=str(data)), 0, tmp_path / "prepared")
+    model = build_supernet(ModelSpec("plain_cnn", (1, 28, 28), 10))
+    save_supernet(tmp_path / "s.pt", model, "digest")
+    seen = []
+    real = evaluation.recalibrate_bn
+    monkeypatch.setattr(evaluation, "recalibrate_bn", lambda m, split, *a: (seen.append(split), real(m, split, *a)))
+    arch = model.space().smallest()
+    evaluation.evaluate_candidate(arch.to_json(), supernet_path=str(tmp_path / "s.pt"),
+                                  prepared_path=str(tmp_path / "prepared"), bn_recalibration_batches=1, batch_size=16)
+    train, holdout = (load_split(tmp_path / "prepared", n) for n in ("train", "holdout"))
+    assert len(holdout.labels) != len(train.labels)
+    assert len(seen) == 1 and torch.equal(seen[0].labels, train.labels)
