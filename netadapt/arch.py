@@ -139,6 +139,13 @@ class Architecture:
     def same_space(self, other: "Architecture") -> bool:
         return self.model == other.model and self.largest() == other.largest()
 
+    def widths_of(self, arch: "Architecture") -> dict[str, int]:
+        """The widths of `arch`, an architecture of this space (else an error naming both models)."""
+        if not self.same_space(arch):
+            raise ArchitectureError(f"architecture: it belongs to another search space than this "
+                                    f"{self.model.name} super-network ({arch.model} vs {self.model})")
+        return arch.widths
+
     # -- JSON ---------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:

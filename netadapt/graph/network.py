@@ -77,10 +77,7 @@ class TracedNetwork(nn.Module):
         return self.net(x, widths)
 
     def _check(self, arch: Architecture) -> dict[str, int]:
-        if not self._space.same_space(arch):
-            raise ArchitectureError(f"architecture: it belongs to another search space than this "
-                                    f"{self.spec.name} super-network ({arch.model} vs {self.spec})")
-        return arch.widths
+        return self._space.widths_of(arch)
 
     def extract(self, arch: Architecture) -> fx.GraphModule:
         return slim_network(self.graph, self.net, self._check(arch))

@@ -38,10 +38,7 @@ class SearchableNetwork(nn.Module):
         return self.classifier(x, pending_width)
 
     def _check(self, arch: Architecture) -> dict[str, int]:
-        if not self._space.same_space(arch):
-            raise ArchitectureError(f"architecture: it belongs to another search space than this "
-                                    f"{self.spec.name} super-network ({arch.model} vs {self.spec})")
-        return arch.widths
+        return self._space.widths_of(arch)
 
     def extract(self, arch: Architecture) -> SlimNetwork:
         widths = self._check(arch)
