@@ -102,6 +102,8 @@ def slim_network(graph: ChannelGraph, net: fx.GraphModule, widths: dict[str, int
             root[node.target] = slim_norm(module, live[node.name])
         else:
             root[node.target] = copy.deepcopy(module)
+            if getattr(module, "inplace", False):  # a removed add leaves it acting on a tensor autograd keeps
+                root[node.target].inplace = False
     return fx.GraphModule(root, g).eval()
 
 
