@@ -506,7 +506,7 @@ def main() -> None:
         latency = measure(setup, cfg, data, cells, settings["latency_repeats"])
         summary, paired = summarize(cells, latency)
         results["models"][model] = {
-            "setup": asdict(setup), "latency_ms": latency, "summary": summary, "paired": paired,
+            "setup": asdict(setup), "kwargs": {MODELS[model][1]: width}, "latency_ms": latency, "summary": summary, "paired": paired,
             "cells": {k: v for k, v in cells.items() if not k.startswith("_")},
             "lut": read_json(lut.lut.with_suffix(".json")), "threads": torch.get_num_threads(),
             "measured_on": provenance(torch.device("cpu")),
@@ -517,8 +517,8 @@ def main() -> None:
     plot(results, out.with_suffix(".png"))
     headline = []
     for model, entry in results["models"].items():
-        for method, s in entry["summary"].items():
-            p = entry["paired"].get(method)
+        for method in [m for m in ("pretrained", *METHODS) if m in entry["summary"]]:
+            s, p = entry["summary"][method], entry["paired"].get(method)
             diff = f"  V2 - it {p['mean']:+.2f} pts (std {p['std']:.2f}, n={len(p['seeds'])})" if p else ""
             print(f"{model} {method:12s} test acc {s['test_acc']['mean']:.2f} ± {s['test_acc']['std']:.2f} "
                   f"(n={len(s['seeds'])})  latency x{s['latency_ratio_mean']:.3f} of base{diff}", flush=True)

@@ -308,11 +308,12 @@ def any_model(results: Path) -> str:
         return ("*Not measured yet: `bench/any_model.py` (commands below) writes `bench/results/any_model.json`, "
                 "then `bench/tables.py --write` fills this table.*")
     models = read(results, "any_model.json")["models"]
-    rows, setups, where = [], [], set()
+    rows, setups, where = [], [], {}
     for model, entry in models.items():
-        s, cells = entry["setup"], entry["cells"].values()
-        setups.append(f"{model} ({s['width']:g} of its width)")
-        where |= {f"{c['ran_on']} at {c['commit'][:10]}" for c in cells}
+        cells = entry["cells"].values()
+        setups.append(f"{model} ({', '.join(f'{k}={v:g}' for k, v in entry['kwargs'].items())})")
+        for c in cells:
+            where.setdefault(c["ran_on"], set()).add(c["commit"][:10])
         for method, label in AM_METHODS.items():
             mine = [c for c in cells if c["method"] == method]
             summary, diff = entry["summary"].get(method), entry["paired"].get(method)
@@ -329,6 +330,7 @@ def any_model(results: Path) -> str:
                          f"{summary['latency_ratio_mean']:.3f} ({summary['latency_ratio_max']:.3f})",
                          f"**{diff['mean']:+.2f}**{ci} ({signed(diff['values'])})" if diff else "-",
                          f"{sum(t.values()):.0f}"])
+    ran = [f"{device} (commits {', '.join(sorted(commits))})" for device, commits in sorted(where.items())]
     first = next(iter(models.values()))
     s, ctx = first["setup"], first["lut"]["context"]
     caption = (f"*CIFAR-10, {s['train_per_class']} train images per class, all holdout and test images; "
@@ -337,7 +339,7 @@ def any_model(results: Path) -> str:
                f"super-network); budget {s['budget']:g} of the base's measured latency; J = {s['candidates']}; "
                f"Torch-Pruning {first['torch_pruning']}. Latency: {ctx['backend']} (onnxruntime "
                f"{ctx['onnxruntime_version']}, torch {ctx['torch_version']}), {ctx['threads']} thread, batch "
-               f"{ctx['batch_size']}, on {ctx['cpu']}, all networks side by side. Cells: {'; '.join(sorted(where))}.*")
+               f"{ctx['batch_size']}, on {ctx['cpu']}, all networks side by side. Cells ran on: {'; '.join(ran)}.*")
     header = ["model", "method", "test acc %, mean ± std (min-max)", "seeds", "measured latency / base, mean (max)",
               "V2 - it, points: mean [95% CI] (per seed)",
               "seconds, mean (base: pre-training; others: super-network + search + final training)"]
