@@ -2,8 +2,8 @@
 measured latency by NetAdaptV2 and NetAdapt V1, against Torch-Pruning at the same measured latency and
 the same training budget. Side by side, paired by seed.
 
-Per model (`examples/mymodels.py`: `MobileNetV3Small` and `ResNet18`, after torchvision's definitions,
-at a small width so CPU runs are feasible) and seed, the *pre-trained* network is the plain module
+Per model (`examples/mymodels.py`: `MobileNetV3Small` at width 1.0 and `ResNet18` at half width, after
+torchvision's definitions; at 32x32 both train on the CPU) and seed, the *pre-trained* network is the plain module
 trained for `--pretrain-epochs` with the project's training loop (`finetune.train_network`); its state
 dict is the user's weights, `model.checkpoint`. Each (model, method, seed) is then a *cell*; every
 method gets the same `--finetune-epochs` of training after the pre-trained network:
@@ -14,9 +14,9 @@ method gets the same `--finetune-epochs` of training after the pre-trained netwo
 - `netadapt_v1`: NetAdapt V1 on the checkpoint itself (a super-network of 0 plain epochs: the user's
   network), same budget and measurement; its final training is the whole budget.
 - `tp_uniform` / `tp_global`: Torch-Pruning (`MetaPruner`, `MagnitudeImportance(p=2)`, the classifier
-  kept, uniform or global ranking) of the pre-trained module, its pruning ratio bisected until the
-  pruned network, timed beside the base, measures at most the budget; then the whole budget of training
-  with the same loop, and the same ONNX export.
+  kept, widths rounded to `model.granularity`, uniform or global ranking) of the pre-trained module, its
+  pruning ratio the least (a 0.1 grid, then bisection) whose network, timed beside the base, measures
+  at most the budget; then the whole budget of training with the same loop, and the same ONNX export.
 At the end every finished network and the base are timed side by side in one process on the latency
 backend (`timing.module_latencies`, evaluate's warm-up; threads pinned): the latency every figure reports.
 V2's paired differences (V2 - each other method, per seed) get their mean, std and a 95% t-interval.
