@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import importlib.metadata
 import logging
 import math
@@ -63,7 +62,7 @@ from netadapt.models import build_supernet, extract
 from netadapt.resources.metric import profile_settings
 from netadapt.resources.timing import module_latencies
 from netadapt.training import accuracy
-from search_quality import Infeasible, locked, lookup_table, prepared, ran_on, save_cell, stage_paths
+from search_quality import Infeasible, finished, locked, lookup_table, prepared, ran_on, save_cell, stage_paths
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -99,14 +98,15 @@ class Setup:
     candidates: int
     eval_batches: int
     backend: str
-    extra: tuple[str, ...] = ()  # further params overrides (`--set`)
+    # further params overrides (`--set`, the smoke's): recorded in each cell, not in the key, so cells
+    # computed elsewhere (e.g. `profile.allow_mismatch=true` on a GPU machine) join the same setup
+    extra: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
-        extra = f"-x{hashlib.sha256(repr(self.extra).encode()).hexdigest()[:8]}" if self.extra else ""
         return (f"cifar10-{self.model}-w{self.width:g}-g{self.granularity}-n{self.train_per_class}"
                 f"-p{self.pretrain_epochs}-f{self.finetune_epochs}-s{self.supernet_epochs}-b{self.budget:g}"
-                f"-j{self.candidates}-e{self.eval_batches}-{self.backend}{extra}")
+                f"-j{self.candidates}-e{self.eval_batches}-{self.backend}")
 
     def module(self) -> nn.Module:
         """The user's network as they build it (10 classes, RGB)."""
@@ -275,10 +275,6 @@ def tp_cell(method: str, setup: Setup, cfg: Config, work: Path, data: Path, weig
 
 # -- side-by-side latency, statistics, plot ---------------------------------------------------------
 
-def finished(cells: dict) -> dict:
-    return {k: c for k, c in cells.items() if not k.startswith("_") and "infeasible" not in c}
-
-
 def structure(model: nn.Module) -> dict[str, list[int]]:
     """A pruned network's shape, all the timing needs: each conv's (in, out, groups), each batch
     norm's features, each linear layer's (in, out)."""
@@ -440,7 +436,9 @@ def run_cells(setup: Setup, root: str, work: Path, data: Path, lut, cells: dict,
             except (Infeasible, NetAdaptError) as exc:  # a budget the method cannot reach
                 log.warning("cell %s: infeasible: %s", key, exc)
                 cell = {"infeasible": str(exc)}
-            save_cell(cells_file, key, {"method": method, "seed": seed, **cell, **provenance(device)}, cells)
+            overrides = {"overrides": list(setup.extra)} if setup.extra else {}
+            save_cell(cells_file, key, {"method": method, "seed": seed, **cell, **provenance(device), **overrides},
+                      cells)
 
 
 def main() -> None:
@@ -461,7 +459,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where training and search run (not timing)")
     parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
-                        help="another params override (part of the setup's key)")
+                        help="another params override, e.g. profile.allow_mismatch=true (recorded in each cell)")
     parser.add_argument("--cells-only", action="store_true", help="compute cells, skip the side-by-side timing")
     parser.add_argument("--measure-only", action="store_true", help="time and summarize the finished cells")
     parser.add_argument("--work", type=Path)
