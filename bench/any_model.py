@@ -58,6 +58,7 @@ from netadapt.data import load_split
 from netadapt.errors import NetAdaptError
 from netadapt.finetune import export_onnx, train_network
 from netadapt.io import read_json, write_json
+from netadapt.layout import Paths
 from netadapt.models import build_supernet, extract
 from netadapt.resources.metric import profile_settings
 from netadapt.resources.timing import module_latencies
@@ -138,7 +139,7 @@ def provenance(device: torch.device) -> dict:
     return {"commit": git("rev-parse", "HEAD") + ("+dirty" if dirty else ""), "ran_on": ran_on(device)}
 
 
-def test_accuracy(model: nn.Module, data: Path, device: torch.device) -> float:
+def score_test(model: nn.Module, data: Path, device: torch.device) -> float:
     return accuracy(model, load_split(data, "test"), 512, device)[1]
 
 
@@ -155,9 +156,10 @@ def pretrained(setup: Setup, cfg: Config, work: Path, data: Path, device: torch.
             torch.manual_seed(cfg.seed)
             model, start = setup.module(), time.perf_counter()
             plain = replace(cfg.finetune, epochs=setup.pretrain_epochs, lr=cfg.supernet.lr)  # training from scratch
-            curve = train_network(model, load_split(data, "train"), load_split(data, "holdout"), plain, cfg.seed, device)
+            train, holdout = load_split(data, "train"), load_split(data, "holdout")
+            curve = train_network(model, train, holdout, plain, cfg.seed, device)
             seconds = time.perf_counter() - start
-            cell = {"method": "pretrained", "seed": cfg.seed, "test_acc": test_accuracy(model, data, device),
+            cell = {"method": "pretrained", "seed": cfg.seed, "test_acc": score_test(model, data, device),
                     "final_holdout_acc": curve[-1].holdout_acc, "seconds": {"pretrain": round(seconds, 2)},
                     **provenance(device)}
             model.cpu()
@@ -169,7 +171,7 @@ def pretrained(setup: Setup, cfg: Config, work: Path, data: Path, device: torch.
 
 # -- the methods ------------------------------------------------------------------------------------
 
-def netadapt_cell(method: str, cfg: Config, work: Path, data: Path, lut, device: torch.device) -> dict:
+def netadapt_cell(method: str, cfg: Config, work: Path, data: Path, lut: Paths, device: torch.device) -> dict:
     """V2 or V1 through the pipeline's stages, from the user's checkpoint."""
     v1 = method == "netadapt_v1"
     if v1:  # the user's network itself is V1's start: no super-network epochs, the whole budget after
@@ -188,7 +190,7 @@ def netadapt_cell(method: str, cfg: Config, work: Path, data: Path, lut, device:
     tuned = stages.finetune(cfg, paths)
     evaluated = stages.evaluate(cfg, paths)
     model, arch = load_network(paths.final)
-    return {"test_acc": test_accuracy(model.to(device), data, device), "final_holdout_acc": tuned["holdout_acc"],
+    return {"test_acc": score_test(model.to(device), data, device), "final_holdout_acc": tuned["holdout_acc"],
             "widths": arch.widths,
             **{k: found[k] for k in ("iterations", "candidates_evaluated", "holdout_acc") if k in found},
             "search_measured_over_budget": found.get("measured_over_budget"),
@@ -264,7 +266,7 @@ def tp_cell(method: str, setup: Setup, cfg: Config, work: Path, data: Path, weig
     final_seconds = time.perf_counter() - start
     folder = work / f"s{cfg.seed}" / method
     folder.mkdir(parents=True, exist_ok=True)
-    test_acc = test_accuracy(model, data, device)
+    test_acc = score_test(model, data, device)
     model.cpu().eval()
     export_onnx(model, shape, folder / "model.onnx")  # the pruned network as deployed
     return {"test_acc": test_acc, "final_holdout_acc": curve[-1].holdout_acc if curve else 0.0,
@@ -414,8 +416,9 @@ REAL = {"train_per_class": 1500, "pretrain_epochs": 6, "finetune_epochs": 4, "su
         "eval_batches": 8, "granularity": 8, "tp_steps": 8, "latency_repeats": 200, "seeds": [0, 1, 2]}
 
 
-def run_cells(setup: Setup, root: str, work: Path, data: Path, lut, cells: dict, cells_file: Path, args,
-              settings: dict) -> None:
+def run_cells(setup: Setup, root: str, work: Path, data: Path, lut: Paths, cells: dict, cells_file: Path,
+              args: argparse.Namespace, settings: dict) -> None:
+    """Every missing cell of the seeds, each saved as it finishes (an infeasible one too)."""
     device = torch.device(args.device)
     for seed in settings["seeds"]:
         todo = [m for m in METHODS if m in args.methods and f"{m}-s{seed}" not in cells]
@@ -504,7 +507,8 @@ def main() -> None:
         latency = measure(setup, cfg, data, cells, settings["latency_repeats"])
         summary, paired = summarize(cells, latency)
         results["models"][model] = {
-            "setup": asdict(setup), "kwargs": {MODELS[model][1]: width}, "latency_ms": latency, "summary": summary, "paired": paired,
+            "setup": asdict(setup), "kwargs": {MODELS[model][1]: width}, "latency_ms": latency, "summary": summary,
+            "paired": paired,
             "cells": {k: v for k, v in cells.items() if not k.startswith("_")},
             "lut": read_json(lut.lut.with_suffix(".json")), "threads": torch.get_num_threads(),
             "measured_on": provenance(torch.device("cpu")),
