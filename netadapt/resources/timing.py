@@ -171,18 +171,25 @@ def burst_median(run: Runner) -> float:
 
 def network_latencies(supernet: nn.Module, archs: list[Architecture], settings: ProfileSettings,
                       seed: int = 0) -> list[float]:
-    """Median latency (ms) of each architecture's slim network, as deployed (warm, run after run).
+    """Median latency (ms) of each architecture's slim network, as deployed: `module_latencies`."""
+    return module_latencies([extract(supernet, a) for a in archs], supernet.spec.input_shape, settings, seed)
+
+
+def module_latencies(modules: list[nn.Module], input_shape: tuple[int, ...], settings: ProfileSettings,
+                     seed: int = 0) -> list[float]:
+    """Median latency (ms) of each network (any module taking one image batch), as deployed (warm,
+    run after run).
 
     Networks are measured in short bursts (`BURST_WARMUP` untimed runs, then `BURST` timed ones),
     the bursts rotated across networks in shuffled order, so drift of the machine affects all
     alike while each timed run finds its own network in the caches. (A batch runner's burst is one
     invocation, whose median counts as one sample.)
     """
-    x = torch.randn(settings.batch_size, *supernet.spec.input_shape, generator=torch.Generator().manual_seed(seed))
+    x = torch.randn(settings.batch_size, *input_shape, generator=torch.Generator().manual_seed(seed))
     rng = random.Random(seed)
     with timing_context(settings.threads):
-        runners = [(i, settings.runner(extract(supernet, a), (x,))) for i, a in enumerate(archs)]
-        samples: list[list[float]] = [[] for _ in archs]
+        runners = [(i, settings.runner(m, (x,))) for i, m in enumerate(modules)]
+        samples: list[list[float]] = [[] for _ in modules]
         for _ in range(-(-settings.network_repeats // BURST)):
             rng.shuffle(runners)
             for i, run in runners:
