@@ -191,3 +191,15 @@ def test_the_cache_keys_a_command_by_its_template_pattern_and_device_script():
     local, remote = contexts[0], contexts[2]
     assert local["command_files"][script] and local["cpu"], "a {python} command runs here: its CPU counts"
     assert remote["cpu"] == remote["onnxruntime"] == "" and remote["command_files"] == {}
+
+
+def test_the_tests_fake_device_reads_a_graph_by_its_size_alone():
+    """`tests/fake_device.py`, the device of every test preset: a unit built twice (other random
+    weights) reads the same to the last digit, whatever the machine's load; a wider one reads more."""
+    from tests.presets import FAKE_DEVICE
+
+    device = CommandSettings(str(FAKE_DEVICE["command"]))
+    narrow, wide, again = (build_unit(LayerSpec("conv", 8, c, 6, 6, 3, 1, norm=True, act="relu")) for c in (4, 8, 4))
+    times = [time_module(module, inputs, "command", warmup=1, repeats=3, command=device).median_ms
+             for module, inputs in (narrow, wide, again)]
+    assert times[0] == times[2] < times[1]
