@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from netadapt_flows.telemetry import telemetry_off
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "candidates_throughput.json"
 
@@ -77,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="netadapt-bench-candidates-"))
-    os.environ.update({"PREFECT_HOME": str(work / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                       "DO_NOT_TRACK": "1", "NETADAPT_TRACKING": "off",
+    telemetry_off()
+    os.environ.update({"PREFECT_HOME": str(work / "prefect"), "NETADAPT_TRACKING": "off",
                        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
                        "PREFECT_LOGGING_LEVEL": "WARNING"})
     load_start = open("/proc/loadavg").read().split()[:3]

@@ -28,6 +28,7 @@ from netadapt.errors import NetAdaptError
 from netadapt.layout import DEVICE_STAGES, STAGES, Paths
 from netadapt_flows.runners import DEFAULT_DASK_ADDRESS, parse_dask_address
 from netadapt_flows.server import prefect_env, start_server, stop_server
+from netadapt_flows.telemetry import telemetry_off
 
 TASK_RUNNERS = ("threads", "dask")
 PIPELINES = {"run": "the whole pipeline in this process, stage after stage (no caching)",
@@ -201,6 +202,7 @@ def _serve(args: argparse.Namespace) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    telemetry_off()  # MLflow, Prefect and DVC, before any of them is imported
     args = _parser().parse_args(argv)
     args.command_line = shlex.join(["netadapt", *(sys.argv[1:] if argv is None else argv)])
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from netadapt.errors import NetAdaptError
+from netadapt_flows.telemetry import telemetry_off
 
 
 def _quiet_prefect(record: logging.LogRecord) -> bool:
@@ -29,8 +30,7 @@ def prefect_env() -> None:
     database) in the project's `.prefect/` unless PREFECT_HOME says otherwise, telemetry off, and
     the library's log lines (logger `netadapt`) sent to the Prefect UI."""
     os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
+    telemetry_off()  # (main did too: here for callers that start Prefect without it)
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     extra = [name for name in os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "").split(",") if name.strip()]
     if "netadapt" not in extra:

@@ -18,9 +18,10 @@ def test_profile_stage_through_the_cli(idx_root: Path, tmp_path: Path):
     common = ["-S", "data.name=fashion-mnist", "-S", f"data.root={idx_root}", "-S", "model.name=plain_cnn",
               *presets.outputs(tmp_path)]
     assert main(["prepare", *common]) == 0
-    # A network this small, timed this briefly, is too noisy for the default profile.max_error; the
-    # threshold itself is tested on a fake machine (tests/netadapt/resources/test_profiling.py).
-    fast = presets.flags({"profile": presets.TINY["profile"]})
+    # The default backend, briefly timed, its table accepted whatever its error (`presets.ANY_ERROR`):
+    # only what timing cannot change is asserted.
+    fast = presets.flags({"profile": {"warmup": 1, "repeats": 3, "network_repeats": 5, "fidelity_samples": 2,
+                                      **presets.ANY_ERROR}})
     assert main(["profile", *common, *fast]) == 0
     metrics = json.loads((tmp_path / "m" / "profile.json").read_text())
     for key in ["backend", "entries", "seconds", "base_latency_measured_ms", "base_latency_estimated_ms",

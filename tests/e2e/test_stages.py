@@ -212,16 +212,6 @@ def table_of(root: Path, supernet):
     return LatencyModel(supernet, LatencyTable.load(root / "a" / "profile" / "lut.csv"))
 
 
-def device_over_once(root: Path, first: float, timed: list):
-    """`network_latencies` of a device whose first timing of an answer says `first` (of the base),
-    and agrees with the table after that."""
-    def network_latencies(supernet, archs, settings, seed=0):
-        table = table_of(root, supernet)
-        timed.append(archs[1])
-        return [1.0, first if len(timed) == 1 else table.estimate(archs[1]) / table.estimate(archs[0])]
-    return network_latencies
-
-
 @pytest.mark.parametrize("algorithm", ["mcd", "netadapt"])
 def test_a_latency_search_goes_on_while_its_answer_measures_over_the_budget(project, monkeypatch, capsys, algorithm):
     """The search times its answer beside the base; over the budget, it goes on from where it stopped
@@ -229,7 +219,8 @@ def test_a_latency_search_goes_on_while_its_answer_measures_over_the_budget(proj
     checks in the history, and a rerun replays them instead of timing again."""
     args, root = project
     timed: list = []
-    monkeypatch.setattr(metric, "network_latencies", device_over_once(root, 0.96, timed))
+    monkeypatch.setattr(metric, "network_latencies", presets.device_over_once(root / "a" / "profile" / "lut.csv", 0.96,
+                                                                              timed))
     latency = [*args, "-S", "search.metric=latency", "-S", "search.budget=0.8", "-S", f"search.algorithm={algorithm}",
                "-S", "search.short_term_steps=1", "-S", "search.long_term_epochs=0", "-S", "search.train_batch_size=32"]
     assert main(["search", *latency]) == 0

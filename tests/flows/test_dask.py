@@ -87,7 +87,7 @@ def test_bad_runner_flags_fail_before_prefect_or_dask(tmp_path: Path):
               "        out.append([main(argv), err.getvalue()])\n"
               "print(json.dumps([out, sorted(m for m in ('prefect', 'distributed', 'prefect_dask') if m in sys.modules)]))")
     done = subprocess.run([sys.executable, "-c", script, json.dumps(cases)], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=600)
     assert done.returncode == 0, done.stderr
     outcomes, imported = json.loads(done.stdout)
     assert imported == [], "neither Prefect nor Dask was imported"

@@ -103,7 +103,7 @@ def test_dvc_and_the_flow_find_each_others_work_up_to_date(tmp_path: Path):
     tighter = round(0.9 * searched["resource_estimated"] / searched["base_resource"], 4)
     set_params(repo, search={"budget": tighter})
     done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=repo, env=cli_env(repo, PREFECT_HOME=home),
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-4000:]
     flow = json.loads(done.stdout.strip().splitlines()[-1])
     assert flow["states"] == {"prepare": "Cached", "profile": "Cached", "supernet": "Cached",

@@ -2,10 +2,10 @@
 the budget, inside the same flow run; the evaluate stage then finds the final network within the
 budget, and a second run of the same params times nothing again (every stage Cached).
 
-The device is a fake patched into the flow's process (the flow runs its tasks in threads there): its
-first timing of an answer says 0.96 of the base (over the budget whatever the table's answer), later
-ones agree with the table, so the test does not depend on this machine's timings or on where the
-table's answer lands under the budget."""
+The device is a fake patched into the flow's process (the flow runs its tasks in threads there),
+`tests.presets.device_over_once`: its first timing of an answer says 0.96 of the base (over the
+budget whatever the table's answer), later ones agree with the table, so the test does not depend
+on this machine's timings or on where the table's answer lands under the budget."""
 
 from __future__ import annotations
 
@@ -22,23 +22,14 @@ BUDGET, FIRST = 0.8, 0.96
 SCRIPT = r'''
 import json
 import sys
+from pathlib import Path
 
 import netadapt.resources.metric as metric
 import netadapt_flows.flow as ff
-from netadapt.resources.lookup_table import LatencyModel, LatencyTable
+from tests.presets import device_over_once
 
-first = float(sys.argv[1])
 timed = []
-
-
-def device(supernet, archs, settings, seed=0):
-    """The base, then the answer: `first` of the base the first time, as the table says after that."""
-    table = LatencyModel(supernet, LatencyTable.load("artifacts/profile/lut.csv"))
-    timed.append(archs[1].widths_json())
-    return [1.0, first if len(timed) == 1 else table.estimate(archs[1]) / table.estimate(archs[0])]
-
-
-metric.network_latencies = device
+metric.network_latencies = device_over_once(Path("artifacts/profile/lut.csv"), float(sys.argv[1]), timed)
 first = ff.netadapt_flow(params_file="tiny.yaml")
 timed_first = len(timed)
 second = ff.netadapt_flow(params_file="tiny.yaml")

@@ -48,12 +48,15 @@ def cli_env(code: Path, **extra: str) -> dict[str, str]:
     """The environment of `python -m netadapt_flows.cli` on the code snapshot `code`, tracking off."""
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
     env.update({"PYTHONPATH": str(code), "NETADAPT_TRACKING": "off", "DVC_NO_ANALYTICS": "1",
-                "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]})
+                "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
+                # Prefect's ephemeral API server starts in 5-15 s, a minute and more beside other jobs
+                # (`make test-busy`): the CLI's 90 s default for it, raised for a loaded test machine
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"})
     env.update(extra)
     return env
 
 
-def cli(code: Path, cwd: Path, *args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
+def cli(code: Path, cwd: Path, *args: str, timeout: float = 1800, **env: str) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, "-m", "netadapt_flows.cli", *args], cwd=cwd, env=cli_env(code, **env),
                           capture_output=True, text=True, timeout=timeout, start_new_session=True)
     assert done.returncode == 0, f"netadapt {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
@@ -62,14 +65,16 @@ def cli(code: Path, cwd: Path, *args: str, timeout: float = 600, **env: str) -> 
 
 def flow_script(tmp_path: Path, params: dict, script: str, *args: str) -> dict:
     """Run `script` (python -c, with `args`) in a fresh project folder holding `params` as tiny.yaml,
-    on a snapshot of the code, with its own PREFECT_HOME; its last stdout line, as JSON. For flows
-    that must share one process (one ephemeral API server) or have something patched into it."""
+    on a snapshot of the code, with its own PREFECT_HOME, Prefect's environment set first as the CLI
+    sets it (`prefect_env`); its last stdout line, as JSON. For flows that must share one process (one
+    ephemeral API server) or have something patched into it."""
     code = project_copy(tmp_path / "code")
     run = tmp_path / "run"
     run.mkdir()
     (run / "tiny.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    done = subprocess.run([sys.executable, "-c", script, *args], cwd=run, capture_output=True, text=True,
-                          timeout=600, env=cli_env(code, PREFECT_HOME=str(tmp_path / "prefect-home")))
+    prelude = "from netadapt_flows.server import prefect_env\nprefect_env()\n"
+    done = subprocess.run([sys.executable, "-c", prelude + script, *args], cwd=run, capture_output=True, text=True,
+                          timeout=1800, env=cli_env(code, PREFECT_HOME=str(tmp_path / "prefect-home")))
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

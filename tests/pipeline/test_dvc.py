@@ -241,7 +241,7 @@ def test_two_devices_from_one_supernet_and_a_budget_change_reruns_only_that_devi
         profiled = json.loads((own / "reports" / "profile.json").read_text())
         assert profiled["units_from_cache"] == profiled["entries"], "units timed as the host's: from its cache"
         assert (json.loads((own / "profile" / "lut.json").read_text())["context"]["backend"]
-                == params["profile"]["backend"] == "onnxruntime-cpu"), "the profile section's (default) backend"
+                == params["profile"]["backend"] == TINY["profile"]["backend"]), "the profile section's backend"
         for stage in DEVICE_STAGES:
             assert (repo / "metrics" / "devices" / name / f"{stage}.json").is_file(), (name, stage)
         assert (repo / "plots" / "devices" / name / "tradeoff.png").is_file()

@@ -28,7 +28,7 @@ import netadapt_tracking as tracking
 from netadapt_tracking import log_stage, stage_run
 from tests.conftest import REPO, write_idx
 from tests.netadapt.test_finetune import SPEC, seeded_batch, tiny_network
-from tests.presets import TINY_ARGS as TINY
+from tests.presets import FAKE_DEVICE, TINY_ARGS as TINY
 
 STAGES = ["prepare", "profile", "supernet", "search", "finetune", "evaluate"]
 
@@ -120,7 +120,7 @@ def test_a_pipeline_is_one_parent_run_with_a_child_per_stage(tmp_path: Path, tra
     assert version.tags["latency_ratio"] == f"{evaluate['latency_ratio']:.6g}"
     assert (version.tags["budget"], version.tags["budget_metric"]) == ("0.5", "macs")
     assert version.tags["budget_met"] == str(evaluate["budget_met"]).lower()
-    assert version.tags["backend"] == "onnxruntime-cpu" and version.tags["dataset_digest"] == digest  # the default
+    assert version.tags["backend"] == FAKE_DEVICE["backend"] and version.tags["dataset_digest"] == digest  # the preset's fake device
     assert version.tags["git_commit"] == tracking.git_commit() != ""
     assert version.tags["netadapt.evaluate_run_id"] == children["evaluate"].info.run_id
     assert "Test accuracy" in version.description and digest in version.description
