@@ -25,7 +25,7 @@ def user_project(root: Path, **model) -> list[str]:
     folder.mkdir(exist_ok=True)
     shutil.copy(REPO / "examples" / "mymodels.py", folder / "mymodels.py")
     sections = presets.merged(presets.TINY, model={"name": "mymodels:TinyResNet", "path": str(folder),
-                                                   "granularity": 4, "kwargs": "{width: 8}", **model})
+                                                   "granularity": 4, "kwargs": {"width": 8}, **model})
     return presets.project(root, presets.separable_data(root / "data", train=300, test=100), sections)
 
 
@@ -113,7 +113,7 @@ def test_mobilenet_v3_small_style_from_its_checkpoint_on_mixed_photos_at_64_px(t
     torch.save(pretrained_on_colours().state_dict(), weights)
     sections = presets.merged(
         presets.TINY, model={"name": "mymodels:MobileNetV3Small", "path": str(weights.parent), "granularity": 8,
-                             "kwargs": "{width_mult: 0.25}", "checkpoint": str(weights)},
+                             "kwargs": {"width_mult": 0.25}, "checkpoint": str(weights)},
         data={"name": "image-folder", "root": str(data), "image_size": 64, "channels": 3},
         # started from trained weights: a fine-tuning learning rate, as a user would set
         supernet={"epochs": 2, "batch_size": 16, "group_size": 4, "lr": 0.005},
