@@ -166,8 +166,12 @@ def _run_flow(args: argparse.Namespace) -> dict:
     with _lock(args):  # the flow's stages run in this process: they share it
         prefect_env()
         from netadapt_flows.flow import netadapt_flow
+        from netadapt_flows.reporting import BUDGET_MISSED
 
-        return netadapt_flow(**parameters)
+        state = netadapt_flow(**parameters, return_state=True)
+        if state.name == BUDGET_MISSED:  # a Failed state holding the result: the summary says what missed
+            return state.result(raise_on_failure=False)
+        return state.result()  # a failed flow raises its error, as before
 
 
 def _serve(args: argparse.Namespace) -> dict | None:
@@ -194,7 +198,10 @@ def _serve(args: argparse.Namespace) -> dict | None:
         return None
     state, result = served
     if result is None:
-        failed = NetAdaptError(f"serve: the run of deployment netadapt/{args.name} ended {state}")
+        from netadapt_flows.reporting import BUDGET_MISSED
+
+        missed = " (its network missed the budget: the verdict is in the Prefect UI)" if state == BUDGET_MISSED else ""
+        failed = NetAdaptError(f"serve: the run of deployment netadapt/{args.name} ended {state}{missed}")
         failed.exit_code = 1  # not bad input: the run failed (its logs are in the Prefect UI)
         raise failed
     return result
@@ -220,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(summary_lines(metrics)))
     else:
         print(json.dumps(metrics, sort_keys=True))
+    if metrics.get("verdict", {}).get("met") is False:  # the flow ended BudgetMissed: never a silent green
+        return 3
     return 0
 
 

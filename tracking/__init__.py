@@ -22,7 +22,8 @@ Both front ends (the stage CLI that `dvc.yaml` runs, and the Prefect tasks) wrap
   its outputs, `metrics/<stage>.json` and its report are written, and failing it would make `dvc
   repro` leave it out of `dvc.lock` and Prefect not cache it, so hours of work would run again for a
   record.
-- Parent run: named after dataset, model, budget and backend; holds every param, `total_seconds`
+- Parent run: named verdict first (`latency ≤ 40% · MET · model · dataset · backend · front end`,
+  `pending` until evaluate checks the budget: `netadapt.verdict`); holds every param, `total_seconds`
   (the stages' own `seconds`, summed over its latest child per stage) and, once evaluate is
   logged, the headline metrics (`test_acc`, `latency_measured_ms`, `latency_ratio`, `budget_met`).
 - Registry: finetune logs the model (`mlflow.pytorch.log_model`) and registers it as

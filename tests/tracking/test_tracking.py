@@ -102,10 +102,12 @@ def test_a_pipeline_is_one_parent_run_with_a_child_per_stage(tmp_path: Path, tra
         assert run.info.status == "FINISHED", stage
         assert (run.info.end_time - run.info.start_time) / 1000 >= run.data.metrics["seconds"] - 0.01, stage
 
-    # The parent: a readable name and the pipeline's headline metrics.
-    assert "fashion-mnist" in parent.info.run_name and "plain_cnn" in parent.info.run_name
-    assert "pipeline-under-test" not in parent.info.run_name
+    # The parent: named verdict first once evaluate checked the budget, and the headline metrics.
     evaluate = json.loads((tmp_path / "a" / "reports" / "evaluate.json").read_text())  # every metric
+    verdict = "MET" if evaluate["budget_met"] else "MISSED"
+    assert parent.info.run_name == f"macs ≤ 50% · {verdict} · plain_cnn · fashion-mnist · onnxruntime-cpu · cli"
+    assert parent.data.tags["netadapt.budget_met"] == str(evaluate["budget_met"]).lower()
+    assert parent.data.tags["netadapt.verdict"] == verdict
     for key in ("test_acc", "latency_measured_ms", "latency_ratio"):
         assert parent.data.metrics[key] == pytest.approx(evaluate[key])
     assert parent.data.metrics["budget_met"] == float(evaluate["budget_met"])
@@ -258,12 +260,19 @@ def test_bad_input_fails_before_mlflow_is_imported(tmp_path: Path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_the_parent_run_is_named_after_dataset_model_budget_and_backend():
+def test_the_parent_run_is_named_verdict_first():
+    """Budget and verdict lead (a list column cuts the rest); the front end ends it (DVC's and the
+    flow's runs of one budget differ)."""
     cfg = parse_config({"data": {"name": "cifar10"}, "model": {"name": "mobilenet_v2"},
                         "search": {"budget": 0.45, "metric": "latency"}, "profile": {"backend": "onnxruntime-cpu"}})
-    assert tracking.pipeline_name(cfg) == "cifar10 · mobilenet_v2 · latency ≤ 45% · onnxruntime-cpu"
+    assert tracking.pipeline_name(cfg) == "latency ≤ 45% · pending · mobilenet_v2 · cifar10 · onnxruntime-cpu"
+    assert tracking.pipeline_name(cfg, False, "dvc-12-34") == \
+        "latency ≤ 45% · MISSED · mobilenet_v2 · cifar10 · onnxruntime-cpu · dvc"
+    assert tracking.pipeline_name(cfg, True, "prefect-abc").startswith("latency ≤ 45% · MET · ")
+    assert tracking.pipeline_name(cfg, True, "prefect-abc").endswith(" · prefect")
+    assert tracking.pipeline_name(cfg, True, "run-abc").endswith(" · cli")
     absolute = parse_config({"search": {"budget": 3.5, "budget_type": "absolute"}})
-    assert "latency ≤ 3.5 ms" in tracking.pipeline_name(absolute)
+    assert tracking.pipeline_name(absolute).startswith("latency ≤ 3.5 ms · pending")
 
 
 RACER = """
