@@ -144,8 +144,9 @@ def test_a_pipeline_is_one_parent_run_with_a_child_per_stage(tmp_path: Path, tra
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
-def test_the_registered_model_scores_a_batch_of_64_like_pytorch(tmp_path: Path, tracking_store: str):
-    """The finetune stage's logged model: a tensor signature, served by pyfunc on any batch size."""
+def test_the_registered_model_scores_images_as_users_hold_them(tmp_path: Path, tracking_store: str):
+    """The finetune stage's logged model takes pixels in [0, 255] (uint8 or float, NCHW or NHWC, any
+    batch size), applies the training normalization itself (default: x / 127.5 - 1) and says so."""
     import mlflow
 
     cfg = parse_config({"model": {"name": SPEC.name}, "tracking": {"experiment": "tracking-test"}})
@@ -157,17 +158,35 @@ def test_the_registered_model_scores_a_batch_of_64_like_pytorch(tmp_path: Path, 
     name = f"netadapt-{cfg.data.name}-{SPEC.name}"
     loaded = mlflow.pyfunc.load_model(f"models:/{name}/1")
     signature = loaded.metadata.signature
-    assert signature is not None and signature.inputs is not None and signature.outputs is not None
-    [inputs], [outputs] = signature.inputs.inputs, signature.outputs.inputs
-    assert (inputs.type, inputs.shape) == (np.dtype(np.float32), (-1, *SPEC.input_shape))
+    [outputs] = signature.outputs.inputs
+    assert signature.inputs is None, "the input is open: MLflow's enforcement would refuse all but one dtype"
     assert (outputs.type, outputs.shape) == (np.dtype(np.float32), (-1, SPEC.num_classes))
+    described = loaded.metadata.metadata["input"]
+    assert "[0, 255]" in described and "uint8" in described and "mean [0.5], std [0.5]" in described
+    from mlflow.tracking import MlflowClient
 
-    x = seeded_batch(64)
-    got = np.asarray(loaded.predict(x))
+    assert described in MlflowClient(tracking_store).get_model_version(name, "1").description
+
+    images = np.random.default_rng(1).integers(0, 256, (64, *SPEC.input_shape), dtype=np.uint8)
     with torch.no_grad():
-        expected = load_network(paths.final)[0](torch.from_numpy(x)).numpy()
-    assert got.shape == expected.shape == (64, SPEC.num_classes)
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+        expected = load_network(paths.final)[0](torch.from_numpy(images).float() / 127.5 - 1).numpy()
+    for given in (images, images.astype(np.float64), images.astype(np.float32).transpose(0, 2, 3, 1)):
+        got = np.asarray(loaded.predict(given))
+        assert got.shape == expected.shape == (64, SPEC.num_classes)
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    assert np.asarray(loaded.predict(images[0])).shape == (1, SPEC.num_classes), "one image: a batch of one"
+    with pytest.raises(Exception, match=r"expected \[N, 1, 8, 8\] \(NCHW\) or \[N, 8, 8, 1\] \(NHWC\)"):
+        loaded.predict(images[:, :, :4])
+
+
+def test_the_budget_alias_names_the_budget():
+    from netadapt_tracking.registry import budget_alias
+
+    assert budget_alias(parse_config({"search": {"budget": 0.5}})) == "best-b050"
+    assert budget_alias(parse_config({"search": {"budget": 0.455}})) == "best-b045p5"
+    assert budget_alias(parse_config({"search": {"budget": 0.5, "metric": "macs"}})) == "best-macs-b050"
+    assert budget_alias(parse_config({"search": {"budget": 3.5, "budget_type": "absolute"}})) == \
+        "best-latency-3p5ms"
 
 
 def fake_config():
