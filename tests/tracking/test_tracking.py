@@ -127,6 +127,21 @@ def test_a_pipeline_is_one_parent_run_with_a_child_per_stage(tmp_path: Path, tra
     assert version.tags["netadapt.evaluate_run_id"] == children["evaluate"].info.run_id
     assert "Test accuracy" in version.description and digest in version.description
 
+    # By its budget's alias, the registered model scores the raw uint8 test images (the prepared
+    # split's file, as a user holds images) at the test accuracy evaluate reported.
+    import mlflow
+
+    assert evaluate["budget_met"] is True, "a MACs budget is exact: the search's answer meets it"
+    name = "netadapt-fashion-mnist-plain_cnn"
+    assert client.get_model_version_by_alias(name, "best-macs-b050").version == versions[0].version
+    assert "@best-macs-b050" in version.description
+    loaded = mlflow.pyfunc.load_model(f"models:/{name}@best-macs-b050")
+    images = np.load(tmp_path / "a" / "prepared" / "test.images.npy")
+    labels = torch.load(tmp_path / "a" / "prepared" / "test.pt", weights_only=True)["labels"].numpy()
+    assert images.dtype == np.uint8 and len(images) == len(labels)
+    scored = float((np.asarray(loaded.predict(images)).argmax(1) == labels).mean())
+    assert scored == pytest.approx(evaluate["test_acc"], abs=1.01 / len(labels))
+
     # The prepared data is an input of the training runs, with its content digest.
     for stage in ("supernet", "finetune"):
         [dataset] = client.get_run(children[stage].info.run_id).inputs.dataset_inputs
