@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -192,6 +195,32 @@ def test_the_registered_model_scores_images_as_users_hold_them(tmp_path: Path, t
     assert np.asarray(loaded.predict(images[0])).shape == (1, SPEC.num_classes), "one image: a batch of one"
     with pytest.raises(Exception, match=r"expected \[N, 1, 8, 8\] \(NCHW\) or \[N, 8, 8, 1\] \(NHWC\)"):
         loaded.predict(images[:, :, :4])
+
+    # docs/mlflow.md's snippet scores a folder of image files (8 x 8 gray ones: as stored; one RGB
+    # photo of another size: converted, resized and cropped) with what the model predicts for them.
+    from PIL import Image
+
+    folder = tmp_path / "my-images"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(images[i, 0]).save(folder / f"img{i}.png")
+    Image.fromarray(np.full((12, 16, 3), 200, np.uint8)).save(folder / "photo.jpg")
+    snippet = DOCS_SNIPPET.search((REPO / "docs" / "mlflow.md").read_text()).group(1)
+    for old, new in {"sqlite:///mlflow.db": tracking_store, '"my-images"': repr(str(folder)),
+                     "models:/netadapt-fashion-mnist-t10k-mobilenet_v2@best-b050": f"models:/{name}/1",
+                     "C, H, W = 1, 28, 28": "C, H, W = 1, 8, 8"}.items():
+        assert old in snippet
+        snippet = snippet.replace(old, new)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(snippet, {})
+    scored = dict(line.split() for line in printed.getvalue().splitlines())
+    expected_classes = np.asarray(loaded.predict(images[:3])).argmax(1)
+    assert set(scored) == {"img0.png", "img1.png", "img2.png", "photo.jpg"}
+    assert [scored[f"img{i}.png"] for i in range(3)] == [str(k) for k in expected_classes]
+
+
+DOCS_SNIPPET = re.compile(r"Score a folder of images.*?```python\n(.*?)```", re.S)
 
 
 def test_the_budget_alias_names_the_budget():
@@ -413,3 +442,20 @@ def test_a_store_locked_longer_than_the_busy_timeout_is_retried_then_refused_bef
     with pytest.raises(NetAdaptError, match="cannot open"):
         tracking.runs._open("prepare", None, None)
     assert len(calls) == 1
+
+
+def test_the_budget_alias_points_at_the_best_budget_met_version(tracking_store: str):
+    """A later version with a lower test accuracy leaves the alias where it is; a better one takes it."""
+    from mlflow.tracking import MlflowClient
+
+    from netadapt_tracking.registry import _point_alias
+
+    client, cfg, name = MlflowClient(tracking_store), parse_config({"search": {"budget": 0.5}}), "netadapt-alias"
+    client.create_registered_model(name)
+    for version, acc in (("1", "0.9"), ("2", "0.8"), ("3", "0.95")):
+        client.create_model_version(name, source=f"file:///nowhere/{version}", tags={"test_acc": acc})
+    assert _point_alias(client, name, "1", cfg, 0.9) == "best-b050"
+    assert _point_alias(client, name, "2", cfg, 0.8) is None
+    assert str(client.get_model_version_by_alias(name, "best-b050").version) == "1"
+    assert _point_alias(client, name, "3", cfg, 0.95) == "best-b050"
+    assert str(client.get_model_version_by_alias(name, "best-b050").version) == "3"
