@@ -15,8 +15,9 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 import netadapt_tracking as tracking
 from netadapt.config import Config
 from netadapt.history import read_history_csv
-from netadapt.layout import SUMMARY_METRICS, Paths
-from netadapt.verdict import budget_check, budget_label, verdict_name, verdict_word
+from netadapt.layout import Paths
+from netadapt.verdict import budget_label, verdict_name, verdict_word
+from netadapt_flows.console import headline, number, stage_lines, verdict_line
 
 BUDGET_MISSED = "BudgetMissed"  # the name of the (Failed) final state of a flow whose network missed its budget
 
@@ -32,16 +33,6 @@ def route_library_logs() -> None:
     if not any(isinstance(h, APILogHandler) for h in logger.handlers):
         logger.addHandler(APILogHandler())
 
-
-
-def _number(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _headline(stage: str, metrics: dict) -> str:
-    return "  ".join(f"{k}={_number(metrics[k])}" for k in SUMMARY_METRICS.get(stage, ()) if k in metrics)
 
 
 def _dvc_line(dvc: dict) -> str | None:
@@ -62,23 +53,14 @@ def _stage_rows(result: dict) -> list[tuple[str, str, str, dict]]:
     return rows
 
 
-def _verdict_line(cfg: Config, metrics: dict, device: str = "") -> tuple[bool | None, str]:
-    check = budget_check(cfg, metrics)
-    met = None if check is None else check.met
-    where = f" (device {device})" if device else ""
-    flag = "unknown" if met is None else str(met).lower()
-    return met, f"{verdict_name(cfg, met)}{where}: budget_met={flag}; " + \
-        (check.describe() if check else "evaluate did not run")
-
-
 def flow_verdict(result: dict, cfg: Config) -> dict:
     """The flow's verdict: `budget_met` of the plain pipeline's final network (None: not evaluated),
     `met` (False when it or any named device's network missed its budget beyond the tolerance),
     the flow run's `name` and `tags`, and a line per network with its measurement (`lines`)."""
-    met, line = _verdict_line(cfg, result["metrics"].get("evaluate", {}))
+    met, line = verdict_line(cfg, result["metrics"].get("evaluate", {}))
     lines, missed = [line], [] if met is not False else ["the pipeline"]
     for name, branch in result.get("devices", {}).items():
-        device_met, device_line = _verdict_line(cfg.for_device(name), branch["metrics"].get("evaluate", {}), name)
+        device_met, device_line = verdict_line(cfg.for_device(name), branch["metrics"].get("evaluate", {}), name)
         lines.append(device_line)
         missed += [] if device_met is not False else [f"device {name}"]
     tags = [f"budget: {budget_label(cfg)}", "budget-" + verdict_word(met).lower()]
@@ -119,15 +101,13 @@ def summary_lines(result: dict) -> list[str]:
     in dvc.lock."""
     lines = list(result.get("verdict", {}).get("lines", []))
     rows = _stage_rows(result)
-    width = max([9] + [len(label) for label, *_ in rows])
-    for label, stage, state, metrics in rows:
-        line = f"{label:<{width}} {state:<9} {_headline(stage, metrics)}"
+    for line, (_, stage, _, metrics) in zip(stage_lines(rows), rows):
         if stage == "search" and metrics.get("iteration_states"):
             its = metrics["iteration_states"]
             line += (f"  [iterations: {its.count('Cached')} cached, {len(its) - its.count('Cached')} run; "
                      f"candidates: {metrics['candidates_cached']} cached, "
                      f"{metrics['candidates_run'] - metrics['candidates_cached']} run]")
-        lines.append(line.rstrip())
+        lines.append(line)
     if (dvc := _dvc_line(result.get("dvc", {}))) is not None:
         lines.append(dvc)
     return lines
@@ -141,22 +121,22 @@ def summary_markdown(result: dict, cfg: Config) -> str:
     lines = [f"# {verdict['name']}", "", f"- **budget_met** {'unknown' if met is None else str(met).lower()}"]
     lines += [f"- {line}" for line in verdict["lines"]]
     if ev:
-        lines += [f"- **test accuracy** {_number(ev.get('test_acc'))}",
-                  f"- **latency** {_number(ev.get('latency_measured_ms'))} ms measured, "
-                  f"{_number(ev.get('latency_estimated_ms'))} ms estimated, "
-                  f"{_number(ev.get('latency_ratio'))} of the base network's ({cfg.profile.backend})",
-                  f"- **MACs** {_number(ev.get('macs'))}, **parameters** {_number(ev.get('params'))}"]
+        lines += [f"- **test accuracy** {number(ev.get('test_acc'))}",
+                  f"- **latency** {number(ev.get('latency_measured_ms'))} ms measured, "
+                  f"{number(ev.get('latency_estimated_ms'))} ms estimated, "
+                  f"{number(ev.get('latency_ratio'))} of the base network's ({cfg.profile.backend})",
+                  f"- **MACs** {number(ev.get('macs'))}, **parameters** {number(ev.get('params'))}"]
     if "search" in m:
         lines.append(f"- **search** {m['search'].get('algorithm')}: {m['search'].get('iterations')} iterations, "
                      f"{m['search'].get('candidates_evaluated')} candidates, holdout accuracy "
-                     f"{_number(m['search'].get('holdout_acc'))}")
+                     f"{number(m['search'].get('holdout_acc'))}")
     for name, branch in result.get("devices", {}).items():
         dev, device = branch["metrics"].get("evaluate", {}), cfg.for_device(name)
         lines.append(f"- **device {name}** ({device.profile.backend}, budget {device.search.budget:g}): test accuracy "
-                     f"{_number(dev.get('test_acc'))}, latency {_number(dev.get('latency_measured_ms'))} ms measured, "
-                     f"{_number(dev.get('latency_ratio'))} of the base network's")
+                     f"{number(dev.get('test_acc'))}, latency {number(dev.get('latency_measured_ms'))} ms measured, "
+                     f"{number(dev.get('latency_ratio'))} of the base network's")
     lines += ["", "| stage | state | metrics |", "| --- | --- | --- |"]
-    lines += [f"| {label} | {state} | {_headline(stage, metrics).replace('  ', ', ')} |"
+    lines += [f"| {label} | {state} | {headline(stage, metrics).replace('  ', ', ')} |"
               for label, stage, state, metrics in _stage_rows(result)]
     if (dvc := _dvc_line(result.get("dvc", {}))) is not None:
         lines += ["", dvc]
