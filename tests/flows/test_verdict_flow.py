@@ -29,8 +29,11 @@ with get_client(sync_client=True) as client:
     [run] = client.read_flow_runs(flow_run_filter=FlowRunFilter(
         parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True)))
     [summary] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["netadapt-summary"])))
+from netadapt_tasks.results import read_result
+read_back = read_result(run.state)  # as `netadapt serve --once` reads a served run's result
 print(json.dumps({"rc": rc, "stdout": out.getvalue(), "name": run.name, "tags": run.tags,
-                  "state": [run.state.type.value, run.state.name, run.state.message], "summary": summary.data}))
+                  "state": [run.state.type.value, run.state.name, run.state.message], "summary": summary.data,
+                  "read_back": read_back["verdict"]}))
 '''
 
 
@@ -47,6 +50,7 @@ def test_a_flow_that_misses_its_budget_ends_budget_missed_and_says_so_first(tmp_
     assert first.startswith(head + ": budget_met=false; ") and "OVER the budget" in first
     assert [line.split()[0] for line in stages] == ["prepare", "profile", "supernet", "search", "finetune", "evaluate"]
     assert out["summary"].startswith(f"# {head}\n") and "**budget_met** false" in out["summary"]
+    assert out["read_back"]["met"] is False, "the Failed state holds the result, readable from the API"
 
 
 EVALUATE = {"latency_measured_ms": 0.317, "base_latency_measured_ms": 1.0, "test_acc": 0.8, "budget_met": True}
