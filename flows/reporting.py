@@ -89,10 +89,13 @@ def name_flow_run(verdict: dict) -> None:
     from prefect.client.orchestration import get_client
     from prefect.runtime import flow_run
 
-    with get_client(sync_client=True) as client:
-        tags = list(client.read_flow_run(flow_run.id).tags or [])
-        tags += [t for t in verdict["tags"] if t not in tags]
-        client.update_flow_run(flow_run.id, name=verdict["name"], tags=tags)
+    try:
+        with get_client(sync_client=True) as client:
+            tags = list(client.read_flow_run(flow_run.id).tags or [])
+            tags += [t for t in verdict["tags"] if t not in tags]
+            client.update_flow_run(flow_run.id, name=verdict["name"], tags=tags)
+    except Exception as exc:  # noqa: BLE001 - a name never fails a finished pipeline (its state still tells)
+        logging.getLogger("netadapt").warning("prefect: could not rename the flow run %s: %s", verdict["name"], exc)
 
 
 def summary_lines(result: dict) -> list[str]:
