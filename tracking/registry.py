@@ -152,15 +152,21 @@ def budget_alias(cfg: Config) -> str:
     return f"best-{label}"
 
 
-def _point_alias(client, name: str, version: str, cfg: Config, test_acc: float) -> str | None:
-    """Point this budget's alias at `version` (budget met) unless the version it points at scored
-    a higher test accuracy; returns the alias when it now points here."""
+def _point_alias(client, name: str, version: str, cfg: Config, test_acc: float | None) -> str | None:
+    """Point this budget's alias at `version` unless the version it points at scored a higher test
+    accuracy; returns the alias when it now points here. `test_acc` None (the budget missed): the
+    alias leaves `version` if it pointed there (a re-evaluation found it over), else stays."""
     alias = budget_alias(cfg)
     try:
         current = client.get_model_version_by_alias(name, alias)
     except Exception:  # noqa: BLE001 - MLflow raises when the alias is not set yet
         current = None
-    if current is not None and str(current.version) != version:
+    here = current is not None and str(current.version) == version
+    if test_acc is None:
+        if here:
+            client.delete_registered_model_alias(name, alias)
+        return None
+    if current is not None and not here:
         try:
             if float(current.tags.get("test_acc", "nan")) > test_acc:
                 return None
@@ -203,8 +209,8 @@ def describe_model_version(run: StageRun, metrics: dict) -> None:
     over = "met" if budget_met else ("missed" if budget_met is not None else "not checked")
     budget = f"{s.budget * 100:g}% of the base network's" if s.budget_type == "relative" else f"{s.budget:g}"
     test_acc = metrics.get("test_acc")
-    alias = _point_alias(client, name, version, cfg, float(test_acc)) \
-        if budget_met is True and isinstance(test_acc, (int, float)) else None
+    met = budget_met is True and isinstance(test_acc, (int, float))
+    alias = _point_alias(client, name, version, cfg, float(test_acc) if met else None)
     aliased = f" Alias @{alias}: the best budget-met version for this budget." if alias else ""
     spec = input_description(paths, load_network(paths.final, model_reference(cfg.model))[1].model.input_shape)
     client.update_model_version(name, version, description=(

@@ -459,3 +459,5 @@ def test_the_budget_alias_points_at_the_best_budget_met_version(tracking_store: 
     assert str(client.get_model_version_by_alias(name, "best-b050").version) == "1"
     assert _point_alias(client, name, "3", cfg, 0.95) == "best-b050"
     assert str(client.get_model_version_by_alias(name, "best-b050").version) == "3"
+    assert _point_alias(client, name, "3", cfg, None) is None, "re-evaluated over its budget"
+    assert "best-b050" not in client.get_registered_model(name).aliases
