@@ -3,7 +3,8 @@
 Each stage subcommand reads the typed config (`--params`, `-S key=value` overrides), runs the
 stage as its Prefect task does (`netadapt.run_stage`: the stage function from `netadapt.stages` in
 its MLflow run, then the stage's stamp, `netadapt.stamps`: the flow then finds it up to date) and
-prints its metrics.
+prints a line of its headline metrics (evaluate and `run`: the budget's verdict first;
+`netadapt_flows.console`), or with `--json` every metric as one JSON line.
 Bad input exits with status 2 and one line naming the offending key or file, before Prefect is
 imported or any server starts. `flow` and `serve` evaluate a search's candidates in threads, or on
 Dask workers with `--task-runner dask` (`--dask-address tcp://HOST:PORT` or `local:N`).
@@ -63,9 +64,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="metrics folder (default: %(default)s)")
         p.add_argument("--plots", default=Path("plots"), type=Path,
                        help="plot data folder (default: %(default)s)")
+        p.add_argument("--json", action="store_true",
+                       help="print the metrics as one JSON line instead of the verdict and a line per stage")
         if name in ("flow", "serve"):
-            p.add_argument("--json", action="store_true",
-                           help="print the result as one JSON line instead of a summary line per stage")
             p.add_argument("--task-runner", choices=TASK_RUNNERS, default="threads",
                            help="where candidate evaluations run: threads of this process, or Dask workers "
                                 "(--dask-address) (default: %(default)s)")
@@ -167,8 +168,12 @@ def _run_flow(args: argparse.Namespace) -> dict:
     with _lock(args):  # the flow's stages run in this process: they share it
         prefect_env()
         from netadapt_flows.flow import netadapt_flow
+        from netadapt_flows.reporting import BUDGET_MISSED
 
-        return netadapt_flow(**parameters)
+        state = netadapt_flow(**parameters, return_state=True)
+        if state.name == BUDGET_MISSED:  # a Failed state holding the result: the summary says what missed
+            return state.result(raise_on_failure=False)
+        return state.result()  # a failed flow raises its error, as before
 
 
 def _serve(args: argparse.Namespace) -> dict | None:
@@ -195,7 +200,10 @@ def _serve(args: argparse.Namespace) -> dict | None:
         return None
     state, result = served
     if result is None:
-        failed = NetAdaptError(f"serve: the run of deployment netadapt/{args.name} ended {state}")
+        from netadapt_flows.reporting import BUDGET_MISSED
+
+        missed = " (its network missed the budget: the verdict is in the Prefect UI)" if state == BUDGET_MISSED else ""
+        failed = NetAdaptError(f"serve: the run of deployment netadapt/{args.name} ended {state}{missed}")
         failed.exit_code = 1  # not bad input: the run failed (its logs are in the Prefect UI)
         raise failed
     return result
@@ -216,12 +224,20 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(exc, "exit_code", 2)
     if metrics is None:  # `serve` until interrupted
         return 0
-    if args.command in ("flow", "serve") and not args.json:
+    if args.json:
+        print(json.dumps(metrics, sort_keys=True))
+    elif args.command in ("flow", "serve"):
         from netadapt_flows.reporting import summary_lines
 
         print("\n".join(summary_lines(metrics)))
-    else:
-        print(json.dumps(metrics, sort_keys=True))
+    elif metrics:  # a rank other than the writer of a multi-process stage returns nothing
+        from netadapt.config import load_config
+        from netadapt_flows.console import command_lines
+
+        cfg = load_config(args.params, args.overrides)
+        print("\n".join(command_lines(args.command, cfg, metrics, getattr(args, "device_name", ""))))
+    if metrics.get("verdict", {}).get("met") is False:  # the flow ended BudgetMissed: never a silent green
+        return 3
     return 0
 
 

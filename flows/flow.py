@@ -27,6 +27,11 @@ The flow holds the project's lock (`netadapt.lock`, re-entrant: `netadapt flow` 
 its whole run, and each stage starts by removing what interrupted writes left behind
 (`netadapt.run_stage.fresh_key`).
 
+Verdict first: a flow run is named `latency ≤ 40% · pending · <model> · <data> · <backend>` when it
+starts and renamed `... · MET · ...` or `... · MISSED · ...` (tags `budget-met` / `budget-missed`) at
+the end; a run whose final network (or a named device's) misses its budget beyond
+`evaluate.budget_tolerance` ends in the Failed state `BudgetMissed` with the result as its data (read
+it with `return_state=True` and `state.result(raise_on_failure=False)`), never a green Completed.
 The run publishes its summary and search trajectory to the Prefect UI (`netadapt_flows.reporting`).
 The API is ephemeral unless `PREFECT_API_URL` points at a server (`netadapt serve` starts one).
 """
@@ -40,7 +45,7 @@ from pathlib import Path
 
 from prefect import flow, unmapped
 from prefect.runtime import flow_run
-from prefect.states import State
+from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from netadapt import evaluation, stages, stamps
@@ -49,7 +54,8 @@ from netadapt.layout import DEVICE_STAGES, STAGES, UPSTREAM, Paths
 from netadapt.lock import project_lock
 from netadapt.run_stage import fresh_key, run_stage
 from netadapt.search import Proposal
-from netadapt_flows.reporting import publish, route_library_logs
+from netadapt_flows.reporting import (BUDGET_MISSED, flow_run_name, flow_verdict, name_flow_run, publish,
+                                     route_library_logs)
 from netadapt_flows.runners import candidate_runner
 from netadapt_tasks.dvc import dvc_project
 from netadapt_tasks.pipeline import (candidate_task, dvc_commit_task, folder_paths, iteration_task,
@@ -153,15 +159,16 @@ def device_flow(device: str, params: dict, folders: dict[str, str], runner: dict
     return {"states": states, "metrics": results}
 
 
-@flow(name="netadapt", task_runner=ThreadPoolTaskRunner(max_workers=2), persist_result=True,
-      result_serializer=RESULT_SERIALIZER)
+@flow(name="netadapt", flow_run_name=flow_run_name, task_runner=ThreadPoolTaskRunner(max_workers=2),
+      persist_result=True, result_serializer=RESULT_SERIALIZER)
 def netadapt_flow(params_file: str = "params.yaml", overrides: list[str] | None = None,
                   artifacts: str = "artifacts", metrics: str = "metrics", plots: str = "plots",
-                  task_runner: str = "threads", dask_address: str = "") -> dict:
+                  task_runner: str = "threads", dask_address: str = "") -> dict | State:
     """prepare -> profile -> supernet -> search -> finetune -> evaluate; returns each stage's state
-    name (Completed / Cached), its metrics, and what was recorded in dvc.lock. Holds the project's
-    lock (`<artifacts>/.lock`) throughout. `task_runner` / `dask_address`: where the searches' candidate
-    evaluations run (`candidate_runner`)."""
+    name (Completed / Cached), its metrics, what was recorded in dvc.lock and the verdict
+    (`flow_verdict`): a result whose network missed its budget comes back as the data of a Failed
+    `BudgetMissed` state. Holds the project's lock (`<artifacts>/.lock`) throughout. `task_runner` /
+    `dask_address`: where the searches' candidate evaluations run (`candidate_runner`)."""
     guard_result_storage()
     runner = {"task_runner": task_runner, "dask_address": dask_address}
     candidate_runner(**runner)  # a bad runner fails here, before any stage runs
@@ -190,7 +197,13 @@ def netadapt_flow(params_file: str = "params.yaml", overrides: list[str] | None 
     result = {"states": states, "metrics": results, "dvc": dvc}
     if devices:
         result["devices"] = devices
+    result["verdict"] = verdict = flow_verdict(result, cfg)
+    name_flow_run(verdict)
     publish(result, cfg, folder_paths(folders), pid)
+    if not verdict["met"]:
+        return Failed(name=BUDGET_MISSED, data=result,
+                      message=f"{verdict['name']}: {', '.join(verdict['missed'])} missed the budget "
+                              f"beyond the tolerance; " + " | ".join(verdict["lines"]))
     return result
 
 

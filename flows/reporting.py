@@ -1,6 +1,8 @@
-"""What a flow run shows: a summary line per stage on the console (`summary_lines`, printed by the
-CLI), and in the Prefect UI a markdown summary, the search trajectory as a table and (tracking on) a
-link to the pipeline's MLflow run (`publish`), with the library's log lines (logger `netadapt`)."""
+"""What a flow run shows, verdict first: the budget and whether the final network met it
+(`flow_verdict`) lead the console summary (`summary_lines`, printed by the CLI, then a line per
+stage), the flow run's name and tags (`name_flow_run`) and the Prefect UI's markdown summary; the
+UI also gets the search trajectory as a table and (tracking on) a link to the pipeline's MLflow run
+(`publish`), with the library's log lines (logger `netadapt`)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,11 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 import netadapt_tracking as tracking
 from netadapt.config import Config
 from netadapt.history import read_history_csv
-from netadapt.layout import SUMMARY_METRICS, Paths
+from netadapt.layout import Paths
+from netadapt.verdict import budget_label, verdict_name, verdict_word
+from netadapt_flows.console import headline, number, stage_lines, verdict_line
+
+BUDGET_MISSED = "BudgetMissed"  # the name of the (Failed) final state of a flow whose network missed its budget
 
 
 def route_library_logs() -> None:
@@ -27,16 +33,6 @@ def route_library_logs() -> None:
     if not any(isinstance(h, APILogHandler) for h in logger.handlers):
         logger.addHandler(APILogHandler())
 
-
-
-def _number(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _headline(stage: str, metrics: dict) -> str:
-    return "  ".join(f"{k}={_number(metrics[k])}" for k in SUMMARY_METRICS.get(stage, ()) if k in metrics)
 
 
 def _dvc_line(dvc: dict) -> str | None:
@@ -57,46 +53,93 @@ def _stage_rows(result: dict) -> list[tuple[str, str, str, dict]]:
     return rows
 
 
+def flow_verdict(result: dict, cfg: Config) -> dict:
+    """The flow's verdict: `budget_met` of the plain pipeline's final network (None: not evaluated),
+    `met` (False when it or any named device's network missed its budget beyond the tolerance),
+    the flow run's `name` and `tags`, and a line per network with its measurement (`lines`)."""
+    met, line = verdict_line(cfg, result["metrics"].get("evaluate", {}))
+    lines, missed = [line], [] if met is not False else ["the pipeline"]
+    for name, branch in result.get("devices", {}).items():
+        device_met, device_line = verdict_line(cfg.for_device(name), branch["metrics"].get("evaluate", {}), name)
+        lines.append(device_line)
+        missed += [] if device_met is not False else [f"device {name}"]
+    tags = [f"budget: {budget_label(cfg)}", "budget-" + verdict_word(met).lower()]
+    return {"budget_met": met, "met": not missed, "missed": missed, "name": verdict_name(cfg, met), "tags": tags,
+            "lines": lines}
+
+
+def flow_run_name() -> str:
+    """A flow run's name when it starts, from its parameters: `latency ≤ 40% · pending · ...`
+    (`name_flow_run` puts the verdict in at the end)."""
+    from prefect.runtime import flow_run
+
+    from netadapt.config import load_config
+
+    params = flow_run.parameters
+    try:
+        cfg = load_config(params.get("params_file", "params.yaml"), list(params.get("overrides") or []))
+    except Exception:  # noqa: BLE001 - bad params fail the flow itself, with the error; the name stays plain
+        return "netadapt · params not readable"
+    return verdict_name(cfg, None)
+
+
+def name_flow_run(verdict: dict) -> None:
+    """The running flow run renamed verdict first and tagged with its budget and `budget-met` /
+    `budget-missed` (`budget-pending`: not evaluated), so the runs list alone tells them apart."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    try:
+        with get_client(sync_client=True) as client:
+            tags = list(client.read_flow_run(flow_run.id).tags or [])
+            tags += [t for t in verdict["tags"] if t not in tags]
+            client.update_flow_run(flow_run.id, name=verdict["name"], tags=tags)
+    except Exception as exc:  # noqa: BLE001 - a name never fails a finished pipeline (its state still tells)
+        logging.getLogger("netadapt").warning("prefect: could not rename the flow run %s: %s", verdict["name"], exc)
+
+
 def summary_lines(result: dict) -> list[str]:
-    """One line per stage (state and headline metrics; a named device's as `<stage>@<device>`), then
-    what was recorded in dvc.lock."""
-    lines = []
+    """The verdict first (`flow_verdict`'s lines, when the result has one), then one line per stage
+    (state and headline metrics; a named device's as `<stage>@<device>`), then what was recorded
+    in dvc.lock."""
+    lines = list(result.get("verdict", {}).get("lines", []))
     rows = _stage_rows(result)
-    width = max([9] + [len(label) for label, *_ in rows])
-    for label, stage, state, metrics in rows:
-        line = f"{label:<{width}} {state:<9} {_headline(stage, metrics)}"
+    for line, (_, stage, _, metrics) in zip(stage_lines(rows), rows):
         if stage == "search" and metrics.get("iteration_states"):
             its = metrics["iteration_states"]
             line += (f"  [iterations: {its.count('Cached')} cached, {len(its) - its.count('Cached')} run; "
                      f"candidates: {metrics['candidates_cached']} cached, "
                      f"{metrics['candidates_run'] - metrics['candidates_cached']} run]")
-        lines.append(line.rstrip())
+        lines.append(line)
     if (dvc := _dvc_line(result.get("dvc", {}))) is not None:
         lines.append(dvc)
     return lines
 
 
 def summary_markdown(result: dict, cfg: Config) -> str:
-    s, m = cfg.search, result["metrics"]
+    m = result["metrics"]
     ev = m.get("evaluate", {})
-    lines = [f"# NetAdapt: {cfg.data.name} · {cfg.model.name} · {s.metric} budget {s.budget:g} ({s.budget_type})", ""]
+    verdict = result.get("verdict") or flow_verdict(result, cfg)
+    met = verdict["budget_met"]
+    lines = [f"# {verdict['name']}", "", f"- **budget_met** {'unknown' if met is None else str(met).lower()}"]
+    lines += [f"- {line}" for line in verdict["lines"]]
     if ev:
-        lines += [f"- **test accuracy** {_number(ev.get('test_acc'))}",
-                  f"- **latency** {_number(ev.get('latency_measured_ms'))} ms measured, "
-                  f"{_number(ev.get('latency_estimated_ms'))} ms estimated, "
-                  f"{_number(ev.get('latency_ratio'))} of the base network's ({cfg.profile.backend})",
-                  f"- **MACs** {_number(ev.get('macs'))}, **parameters** {_number(ev.get('params'))}"]
+        lines += [f"- **test accuracy** {number(ev.get('test_acc'))}",
+                  f"- **latency** {number(ev.get('latency_measured_ms'))} ms measured, "
+                  f"{number(ev.get('latency_estimated_ms'))} ms estimated, "
+                  f"{number(ev.get('latency_ratio'))} of the base network's ({cfg.profile.backend})",
+                  f"- **MACs** {number(ev.get('macs'))}, **parameters** {number(ev.get('params'))}"]
     if "search" in m:
         lines.append(f"- **search** {m['search'].get('algorithm')}: {m['search'].get('iterations')} iterations, "
                      f"{m['search'].get('candidates_evaluated')} candidates, holdout accuracy "
-                     f"{_number(m['search'].get('holdout_acc'))}")
+                     f"{number(m['search'].get('holdout_acc'))}")
     for name, branch in result.get("devices", {}).items():
         dev, device = branch["metrics"].get("evaluate", {}), cfg.for_device(name)
         lines.append(f"- **device {name}** ({device.profile.backend}, budget {device.search.budget:g}): test accuracy "
-                     f"{_number(dev.get('test_acc'))}, latency {_number(dev.get('latency_measured_ms'))} ms measured, "
-                     f"{_number(dev.get('latency_ratio'))} of the base network's")
+                     f"{number(dev.get('test_acc'))}, latency {number(dev.get('latency_measured_ms'))} ms measured, "
+                     f"{number(dev.get('latency_ratio'))} of the base network's")
     lines += ["", "| stage | state | metrics |", "| --- | --- | --- |"]
-    lines += [f"| {label} | {state} | {_headline(stage, metrics).replace('  ', ', ')} |"
+    lines += [f"| {label} | {state} | {headline(stage, metrics).replace('  ', ', ')} |"
               for label, stage, state, metrics in _stage_rows(result)]
     if (dvc := _dvc_line(result.get("dvc", {}))) is not None:
         lines += ["", dvc]

@@ -4,6 +4,7 @@ interrupted, or one run now (`--once`) whose result is read back as plain JSON."
 from __future__ import annotations
 
 from netadapt_flows.flow import netadapt_flow
+from netadapt_flows.reporting import BUDGET_MISSED
 from netadapt_tasks.results import read_result
 
 
@@ -35,5 +36,7 @@ def serve(name: str, parameters: dict, cron: str | None = None, interval: float 
     asyncio.run(runner.start(run_once=True))
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(run.id).state
-    result = read_result(state) if state is not None and state.is_completed() else None
+    # BudgetMissed: a Failed state holding the whole result (`netadapt_flow`), for the summary to say what missed
+    result = read_result(state) if state is not None and (state.is_completed() or state.name == BUDGET_MISSED) \
+        else None
     return (state.name if state is not None else "Unknown"), result

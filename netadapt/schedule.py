@@ -54,9 +54,19 @@ class BudgetCheck:
         return self.ratio <= 1.0 + self.tolerance
 
     def describe(self) -> str:
-        verdict = "within" if self.met else "OVER"
-        return (f"measured {self.metric} {self.measured:.6g} {self.unit} is {verdict} the budget "
-                f"{self.budget:.6g} {self.unit} ({self.ratio:.3f} of it, tolerance {self.tolerance:.0%})")
+        """The check in words, the tolerance stated wherever it decides: `... is within the budget ...
+        (0.951 of it)`, `... is over the budget ... (1.040 of it) but within its 5% tolerance: met`,
+        `... is OVER the budget ... (1.154 of it), beyond its 5% tolerance: missed`."""
+        head = f"measured {self.metric} {self.measured:.6g} {self.unit}"
+        budget = f"the budget {self.budget:.6g} {self.unit} ({self.ratio:.3f} of it)"
+        if not self.tolerance:
+            return f"{head} is {'within' if self.met else 'OVER'} {budget}: {'met' if self.met else 'missed'} " \
+                   f"(exact, no tolerance)"
+        if self.ratio <= 1.0:
+            return f"{head} is within {budget}: met (tolerance {self.tolerance:.0%})"
+        if self.met:
+            return f"{head} is over {budget} but within its {self.tolerance:.0%} tolerance: met"
+        return f"{head} is OVER {budget}, beyond its {self.tolerance:.0%} tolerance: missed"
 
 
 def final_budget_check(metric: str, budget: float, budget_type: str, tolerance: float, metrics: dict) -> BudgetCheck:

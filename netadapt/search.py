@@ -191,8 +191,25 @@ def search(space: Architecture, resource: ResourceModel, score: ScoreCandidates,
                  schedule.budget, current_acc)
         t += 1
     history = pd.DataFrame(rows, columns=COLUMNS)
-    message = f"met the budget in {t} iterations ({reused} reused, {evaluated} candidates evaluated)"
+    message = searched_message(schedule.budget, t, reused, evaluated)
     return SearchResult(current, history, schedule, t, evaluated, reused, current_acc, current_resource, message)
+
+
+def searched_message(budget: float, iterations: int, reused: int, evaluated: int) -> str:
+    """What a search did, in the figures its metrics report (`reused_iterations`, `candidates_evaluated`):
+    it reached `budget` by the resource model's estimate, which is not a measurement."""
+    return (f"reached the estimated budget {budget:.6g} in {iterations} iterations ({reused} reused, "
+            f"{evaluated} candidates evaluated)")
+
+
+def measured_message(result: SearchResult, checks: Sequence[MeasuredCheck], reused: int, evaluated: int) -> str:
+    """`searched_message` with the whole search's counts, then the last measurement's verdict: the
+    answer that measures over its limit is said to be over, whatever the estimate met."""
+    last = checks[-1]
+    verdict = "within it" if last.met else "over it"
+    return (f"{searched_message(result.schedule.budget, result.iterations, reused, evaluated)}; the answer measures "
+            f"{last.measured:.4g} against a budget of {last.limit:.4g} ({last.measured / last.limit:.3f} of it): "
+            f"{verdict} after {len(checks) - 1} continuation(s)")
 
 
 MAX_SECANT_STEP = 3.0  # the line through two checks may cut at most this many times what scaling would
@@ -267,8 +284,9 @@ def search_measured(run: SearchRun, schedule: Schedule, smallest: float, measure
         checks.append(check)
         if on_check is not None:
             on_check(checks)
-        log.info("search: the answer measures %.4g against a budget of %.4g (estimated %.6g)%s", check.measured,
-                 limit, check.resource_estimated, "" if check.met else ": over")
+        log.info("search: the answer measures %.4g against a budget of %.4g (%.3f of it; estimated %.6g): %s",
+                 check.measured, limit, check.measured / limit, check.resource_estimated,
+                 "within it" if check.met else "over")
         if check.met or r == rounds or stopped:
             break
         budget = max(tightened_budget(checks), smallest)
@@ -294,10 +312,9 @@ def search_measured(run: SearchRun, schedule: Schedule, smallest: float, measure
             continue
         evaluated += result.candidates_evaluated
         reused += result.reused_iterations - before  # the iterations it replayed from this run don't count
-    last = checks[-1]
-    message = (f"{result.message}; measured {last.measured:.4g} against {last.limit:.4g} after "
-               f"{len(checks) - 1} continuation(s)")
-    return replace(result, candidates_evaluated=evaluated, reused_iterations=max(reused, 0), message=message), checks
+    reused = max(reused, 0)
+    return replace(result, candidates_evaluated=evaluated, reused_iterations=reused,
+                   message=measured_message(result, checks, reused, evaluated)), checks
 
 
 def score_archs(score_jsons: Callable[[list[str]], list[tuple[float, float]]],

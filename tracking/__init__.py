@@ -2,7 +2,8 @@
 
 The folder `tracking/`, imported as `netadapt_tracking`: `store` (on or off, the tracking URI, the
 SQLite store's lock and retry), `runs` (a stage's run and its parent: open, finish, close),
-`contents` (what a run holds), `registry` (the registered model and its versions).
+`contents` (what a run holds), `registry` (the registered model and its versions), `scoring`
+(the registered model's code).
 
 Both front ends (the stage CLI that `dvc.yaml` runs, and the Prefect tasks) wrap a stage in
 `stage_run`, which opens the stage's child run before the stage starts and closes it when it ends:
@@ -22,14 +23,16 @@ Both front ends (the stage CLI that `dvc.yaml` runs, and the Prefect tasks) wrap
   its outputs, `metrics/<stage>.json` and its report are written, and failing it would make `dvc
   repro` leave it out of `dvc.lock` and Prefect not cache it, so hours of work would run again for a
   record.
-- Parent run: named after dataset, model, budget and backend; holds every param, `total_seconds`
+- Parent run: named verdict first (`latency ≤ 40% · MET · model · dataset · backend · front end`,
+  `pending` until evaluate checks the budget: `netadapt.verdict`); holds every param, `total_seconds`
   (the stages' own `seconds`, summed over its latest child per stage) and, once evaluate is
   logged, the headline metrics (`test_acc`, `latency_measured_ms`, `latency_ratio`, `budget_met`).
-- Registry: finetune logs the model (`mlflow.pytorch.log_model`) and registers it as
+- Registry: finetune logs the model as a pyfunc that scores images as users hold them (uint8 or
+  float pixels in [0, 255], normalization inside: `scoring`) and registers it as
   `netadapt-<dataset>-<model>` (a named device's: `netadapt-<dataset>-<model>-<device>`), its version
-  tagged with the model file's digest. Evaluate finds
-  that version by digest and tags it with the budget, test accuracy, latency, backend, dataset
-  digest and git commit, and writes its description.
+  tagged with the model file's digest. Evaluate finds that version by digest, tags it with the
+  budget, test accuracy, latency, backend, dataset digest and git commit, writes its description,
+  and points the budget's alias (`best-b050`) at it when it is the best budget-met version.
 - Datasets: supernet and finetune (context `training`) and evaluate (`testing`) log the prepared
   data as an MLflow dataset input named `data.name`, digest `netadapt.io.content_digest`.
 - Devices: a named device's stage run (`Paths.for_device`) is named `<stage>@<device>` and tagged

@@ -16,11 +16,13 @@ from netadapt.config import Config, flatten
 from netadapt.history import read_history_csv
 from netadapt.io import content_digest
 from netadapt.layout import RESULT_METRICS, Paths
+from netadapt.verdict import verdict_name, verdict_word
 
 if TYPE_CHECKING:
     from netadapt_tracking.runs import StageRun
 
 PIPELINE_TAG, STAGE_TAG, ROLE_TAG = "netadapt.pipeline_id", "netadapt.stage", "netadapt.role"
+BUDGET_MET_TAG, VERDICT_TAG = "netadapt.budget_met", "netadapt.verdict"  # the parent's, set by evaluate
 DEVICE_TAG = "netadapt.device"  # a named device's runs and model versions (`Config.devices`)
 CANDIDATES_TABLE = "search/candidates.json"
 DATASET_CONTEXT = {"supernet": "training", "finetune": "training", "evaluate": "testing"}
@@ -185,4 +187,16 @@ def update_parent(run: StageRun, metrics: dict) -> None:
     if run.stage == "evaluate":
         prefix = f"{run.paths.device}/" if run.paths.device else ""
         values.update({prefix + k: v for k, v in numbers(metrics).items() if k in RESULT_METRICS})
+        if not run.paths.device and isinstance(metrics.get("budget_met"), bool):
+            _name_verdict(run, metrics["budget_met"])
     _log_metrics(run.client, run.parent_id, values)
+
+
+def _name_verdict(run: StageRun, budget_met: bool) -> None:
+    """The parent run renamed verdict first (`latency ≤ 40% · MISSED · ...`) and tagged
+    `netadapt.budget_met` / `netadapt.verdict`, so the runs list alone tells which run met its budget."""
+    from mlflow.entities import RunTag
+
+    run.client.update_run(run.parent_id, name=verdict_name(run.cfg, budget_met, run.pipeline or ""))
+    run.client.log_batch(run.parent_id, tags=[RunTag(BUDGET_MET_TAG, str(budget_met).lower()),
+                                              RunTag(VERDICT_TAG, verdict_word(budget_met))])

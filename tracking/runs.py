@@ -15,6 +15,7 @@ from typing import Any
 from netadapt.config import Config, flatten
 from netadapt.errors import NetAdaptError
 from netadapt.layout import STAGE_PARAMS, Paths
+from netadapt.verdict import verdict_name
 from netadapt_tracking.contents import (DEVICE_TAG, MAX_TAG, PIPELINE_TAG, ROLE_TAG, STAGE_TAG, log_contents,
                                         log_params, log_partial, section_params, update_parent)
 from netadapt_tracking.registry import describe_model_version, log_model
@@ -40,12 +41,10 @@ def pipeline_id() -> str:
     return _PROCESS_PIPELINE
 
 
-def pipeline_name(cfg: Config) -> str:
-    """A parent run's name: `fashion-mnist · mobilenet_v2 · latency ≤ 50% · onnxruntime-cpu`."""
-    s = cfg.search
-    unit = {"latency": " ms", "macs": " MACs", "params": " params"}.get(s.metric, "")
-    budget = f"{s.budget * 100:g}%" if s.budget_type == "relative" else f"{s.budget:g}{unit}"
-    return f"{cfg.data.name} · {cfg.model.name} · {s.metric} ≤ {budget} · {cfg.profile.backend}"
+def pipeline_name(cfg: Config, budget_met: bool | None = None, pid: str = "") -> str:
+    """A parent run's name, verdict first (`netadapt.verdict`): `latency ≤ 50% · pending · mobilenet_v2 ·
+    fashion-mnist · onnxruntime-cpu · dvc`; evaluate renames it MET or MISSED (`update_parent`)."""
+    return verdict_name(cfg, budget_met, pid)
 
 
 class StageRun:
@@ -167,10 +166,11 @@ def _parent(client, experiment_id: str, pid: str, cfg: Config) -> str:
         client.update_run(found[0].info.run_id, status="RUNNING")
         return found[0].info.run_id
     s = cfg.search
-    run = client.create_run(experiment_id, run_name=pipeline_name(cfg), tags=_run_tags({
+    name = pipeline_name(cfg, None, pid)
+    run = client.create_run(experiment_id, run_name=name, tags=_run_tags({
         PIPELINE_TAG: pid, ROLE_TAG: "pipeline", "netadapt.dataset": cfg.data.name, "netadapt.model": cfg.model.name,
         "netadapt.budget": f"{s.metric} {s.budget:g} ({s.budget_type})", "netadapt.backend": cfg.profile.backend,
-        "mlflow.note.content": f"Pipeline {pid}: {pipeline_name(cfg)}. One child run per stage."}))
+        "mlflow.note.content": f"Pipeline {pid}: {name}. One child run per stage."}))
     log_params(client, run.info.run_id, flatten(cfg))
     return run.info.run_id
 

@@ -44,7 +44,7 @@ def test_netadapt_supernet_and_finetune_on_two_processes(prepared, capsys):
     exact = ["-S", "supernet.largest=group", "-S", "supernet.distill=0"]  # BN of the full pass is per rank
     assert main(["supernet", *args, *exact, *one]) == 0
     capsys.readouterr()
-    assert main(["supernet", *args, *exact, "-S", "supernet.nproc=2", *two]) == 0
+    assert main(["supernet", *args, *exact, "-S", "supernet.nproc=2", *two, "--json"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     report = root / "two" / "a" / "reports" / "supernet.json"
     assert json.loads(printed) == json.loads(report.read_text())

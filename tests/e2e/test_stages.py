@@ -116,7 +116,7 @@ def test_a_missing_v1_start_checkpoint_names_the_key(project, capsys):
 
 def test_netadapt_run_runs_every_stage_in_order(tmp_path, capsys):
     args = presets.project(tmp_path, presets.tiny_data(tmp_path / "data", train=200, test=60, seed=3))
-    assert main(["run", *args]) == 0
+    assert main(["run", *args, "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert set(printed) == {"prepare", "profile", "supernet", "search", "finetune", "evaluate"}
     assert printed["evaluate"] == metrics(tmp_path, "evaluate")

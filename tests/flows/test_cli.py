@@ -69,7 +69,7 @@ def test_prepare_writes_splits_and_metrics(idx_root, tmp_path, capsys):
         path.write_text("x")
     code = main(["prepare", "-S", "data.name=fashion-mnist", "-S", f"data.root={idx_root}",
                  "--artifacts", str(tmp_path / "art"), "--metrics", str(tmp_path / "met"),
-                 "--plots", str(tmp_path / "plots")])
+                 "--plots", str(tmp_path / "plots"), "--json"])
     assert code == 0
     assert not [p for p in leftovers if p.exists() or p.parent.exists() and p.parent.name.startswith(".")]
     assert all(p.exists() for p in kept), "only the temp files' and staging folders' names are removed"

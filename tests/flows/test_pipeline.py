@@ -201,10 +201,12 @@ def test_a_flow_then_a_served_run_share_the_project_cache(code: Path, tmp_path: 
     assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] and "server" in p.info["cmdline"]
                 and port in p.info["cmdline"]], "the server was stopped"
 
-    # A fresh run with the tighter budget, with the console a user sees: a summary line per stage.
+    # A fresh run with the tighter budget, with the console a user sees: the verdict, then a summary
+    # line per stage.
     fresh = cli(code, tmp_path / "fresh", "flow", "--params", "tiny.yaml", "-S", f"search.budget={tighter}",
                 PREFECT_HOME=str(tmp_path / "fresh-home"))
-    lines = fresh.stdout.strip().splitlines()
+    verdict, *lines = fresh.stdout.strip().splitlines()
+    assert verdict.startswith(f"macs ≤ {tighter * 100:g}% · MET · plain_cnn · ") and "budget_met=true" in verdict
     assert [line.split()[:2] for line in lines] == [[stage, "Completed"] for stage in STAGES]
     assert "test_acc=" in lines[-1] and "{" not in fresh.stdout
     assert "Finished in state" not in fresh.stderr, "Prefect's per-task lines stay in the UI"

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -102,10 +105,12 @@ def test_a_pipeline_is_one_parent_run_with_a_child_per_stage(tmp_path: Path, tra
         assert run.info.status == "FINISHED", stage
         assert (run.info.end_time - run.info.start_time) / 1000 >= run.data.metrics["seconds"] - 0.01, stage
 
-    # The parent: a readable name and the pipeline's headline metrics.
-    assert "fashion-mnist" in parent.info.run_name and "plain_cnn" in parent.info.run_name
-    assert "pipeline-under-test" not in parent.info.run_name
+    # The parent: named verdict first once evaluate checked the budget, and the headline metrics.
     evaluate = json.loads((tmp_path / "a" / "reports" / "evaluate.json").read_text())  # every metric
+    verdict = "MET" if evaluate["budget_met"] else "MISSED"
+    assert parent.info.run_name == f"macs ≤ 50% · {verdict} · plain_cnn · fashion-mnist · onnxruntime-cpu · cli"
+    assert parent.data.tags["netadapt.budget_met"] == str(evaluate["budget_met"]).lower()
+    assert parent.data.tags["netadapt.verdict"] == verdict
     for key in ("test_acc", "latency_measured_ms", "latency_ratio"):
         assert parent.data.metrics[key] == pytest.approx(evaluate[key])
     assert parent.data.metrics["budget_met"] == float(evaluate["budget_met"])
@@ -125,6 +130,21 @@ def test_a_pipeline_is_one_parent_run_with_a_child_per_stage(tmp_path: Path, tra
     assert version.tags["netadapt.evaluate_run_id"] == children["evaluate"].info.run_id
     assert "Test accuracy" in version.description and digest in version.description
 
+    # By its budget's alias, the registered model scores the raw uint8 test images (the prepared
+    # split's file, as a user holds images) at the test accuracy evaluate reported.
+    import mlflow
+
+    assert evaluate["budget_met"] is True, "a MACs budget is exact: the search's answer meets it"
+    name = "netadapt-fashion-mnist-plain_cnn"
+    assert client.get_model_version_by_alias(name, "best-macs-b050").version == versions[0].version
+    assert "@best-macs-b050" in version.description
+    loaded = mlflow.pyfunc.load_model(f"models:/{name}@best-macs-b050")
+    images = np.load(tmp_path / "a" / "prepared" / "test.images.npy")
+    labels = torch.load(tmp_path / "a" / "prepared" / "test.pt", weights_only=True)["labels"].numpy()
+    assert images.dtype == np.uint8 and len(images) == len(labels)
+    scored = float((np.asarray(loaded.predict(images)).argmax(1) == labels).mean())
+    assert scored == pytest.approx(evaluate["test_acc"], abs=1.01 / len(labels))
+
     # The prepared data is an input of the training runs, with its content digest.
     for stage in ("supernet", "finetune"):
         [dataset] = client.get_run(children[stage].info.run_id).inputs.dataset_inputs
@@ -142,8 +162,9 @@ def test_a_pipeline_is_one_parent_run_with_a_child_per_stage(tmp_path: Path, tra
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
-def test_the_registered_model_scores_a_batch_of_64_like_pytorch(tmp_path: Path, tracking_store: str):
-    """The finetune stage's logged model: a tensor signature, served by pyfunc on any batch size."""
+def test_the_registered_model_scores_images_as_users_hold_them(tmp_path: Path, tracking_store: str):
+    """The finetune stage's logged model takes pixels in [0, 255] (uint8 or float, NCHW or NHWC, any
+    batch size), applies the training normalization itself (default: x / 127.5 - 1) and says so."""
     import mlflow
 
     cfg = parse_config({"model": {"name": SPEC.name}, "tracking": {"experiment": "tracking-test"}})
@@ -155,17 +176,61 @@ def test_the_registered_model_scores_a_batch_of_64_like_pytorch(tmp_path: Path, 
     name = f"netadapt-{cfg.data.name}-{SPEC.name}"
     loaded = mlflow.pyfunc.load_model(f"models:/{name}/1")
     signature = loaded.metadata.signature
-    assert signature is not None and signature.inputs is not None and signature.outputs is not None
-    [inputs], [outputs] = signature.inputs.inputs, signature.outputs.inputs
-    assert (inputs.type, inputs.shape) == (np.dtype(np.float32), (-1, *SPEC.input_shape))
+    [outputs] = signature.outputs.inputs
+    assert signature.inputs is None, "the input is open: MLflow's enforcement would refuse all but one dtype"
     assert (outputs.type, outputs.shape) == (np.dtype(np.float32), (-1, SPEC.num_classes))
+    described = loaded.metadata.metadata["input"]
+    assert "[0, 255]" in described and "uint8" in described and "mean [0.5], std [0.5]" in described
+    from mlflow.tracking import MlflowClient
 
-    x = seeded_batch(64)
-    got = np.asarray(loaded.predict(x))
+    assert described in MlflowClient(tracking_store).get_model_version(name, "1").description
+
+    images = np.random.default_rng(1).integers(0, 256, (64, *SPEC.input_shape), dtype=np.uint8)
     with torch.no_grad():
-        expected = load_network(paths.final)[0](torch.from_numpy(x)).numpy()
-    assert got.shape == expected.shape == (64, SPEC.num_classes)
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+        expected = load_network(paths.final)[0](torch.from_numpy(images).float() / 127.5 - 1).numpy()
+    for given in (images, images.astype(np.float64), images.astype(np.float32).transpose(0, 2, 3, 1)):
+        got = np.asarray(loaded.predict(given))
+        assert got.shape == expected.shape == (64, SPEC.num_classes)
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    assert np.asarray(loaded.predict(images[0])).shape == (1, SPEC.num_classes), "one image: a batch of one"
+    with pytest.raises(Exception, match=r"expected \[N, 1, 8, 8\] \(NCHW\) or \[N, 8, 8, 1\] \(NHWC\)"):
+        loaded.predict(images[:, :, :4])
+
+    # docs/mlflow.md's snippet scores a folder of image files (8 x 8 gray ones: as stored; one RGB
+    # photo of another size: converted, resized and cropped) with what the model predicts for them.
+    from PIL import Image
+
+    folder = tmp_path / "my-images"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(images[i, 0]).save(folder / f"img{i}.png")
+    Image.fromarray(np.full((12, 16, 3), 200, np.uint8)).save(folder / "photo.jpg")
+    snippet = DOCS_SNIPPET.search((REPO / "docs" / "mlflow.md").read_text()).group(1)
+    for old, new in {"sqlite:///mlflow.db": tracking_store, '"my-images"': repr(str(folder)),
+                     "models:/netadapt-fashion-mnist-t10k-mobilenet_v2@best-b050": f"models:/{name}/1",
+                     "C, H, W = 1, 28, 28": "C, H, W = 1, 8, 8"}.items():
+        assert old in snippet
+        snippet = snippet.replace(old, new)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(snippet, {})
+    scored = dict(line.split() for line in printed.getvalue().splitlines())
+    expected_classes = np.asarray(loaded.predict(images[:3])).argmax(1)
+    assert set(scored) == {"img0.png", "img1.png", "img2.png", "photo.jpg"}
+    assert [scored[f"img{i}.png"] for i in range(3)] == [str(k) for k in expected_classes]
+
+
+DOCS_SNIPPET = re.compile(r"Score a folder of images.*?```python\n(.*?)```", re.S)
+
+
+def test_the_budget_alias_names_the_budget():
+    from netadapt_tracking.registry import budget_alias
+
+    assert budget_alias(parse_config({"search": {"budget": 0.5}})) == "best-b050"
+    assert budget_alias(parse_config({"search": {"budget": 0.455}})) == "best-b045p5"
+    assert budget_alias(parse_config({"search": {"budget": 0.5, "metric": "macs"}})) == "best-macs-b050"
+    assert budget_alias(parse_config({"search": {"budget": 3.5, "budget_type": "absolute"}})) == \
+        "best-latency-3p5ms"
 
 
 def fake_config():
@@ -258,12 +323,19 @@ def test_bad_input_fails_before_mlflow_is_imported(tmp_path: Path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_the_parent_run_is_named_after_dataset_model_budget_and_backend():
+def test_the_parent_run_is_named_verdict_first():
+    """Budget and verdict lead (a list column cuts the rest); the front end ends it (DVC's and the
+    flow's runs of one budget differ)."""
     cfg = parse_config({"data": {"name": "cifar10"}, "model": {"name": "mobilenet_v2"},
                         "search": {"budget": 0.45, "metric": "latency"}, "profile": {"backend": "onnxruntime-cpu"}})
-    assert tracking.pipeline_name(cfg) == "cifar10 · mobilenet_v2 · latency ≤ 45% · onnxruntime-cpu"
+    assert tracking.pipeline_name(cfg) == "latency ≤ 45% · pending · mobilenet_v2 · cifar10 · onnxruntime-cpu"
+    assert tracking.pipeline_name(cfg, False, "dvc-12-34") == \
+        "latency ≤ 45% · MISSED · mobilenet_v2 · cifar10 · onnxruntime-cpu · dvc"
+    assert tracking.pipeline_name(cfg, True, "prefect-abc").startswith("latency ≤ 45% · MET · ")
+    assert tracking.pipeline_name(cfg, True, "prefect-abc").endswith(" · prefect")
+    assert tracking.pipeline_name(cfg, True, "run-abc").endswith(" · cli")
     absolute = parse_config({"search": {"budget": 3.5, "budget_type": "absolute"}})
-    assert "latency ≤ 3.5 ms" in tracking.pipeline_name(absolute)
+    assert tracking.pipeline_name(absolute).startswith("latency ≤ 3.5 ms · pending")
 
 
 RACER = """
@@ -370,3 +442,22 @@ def test_a_store_locked_longer_than_the_busy_timeout_is_retried_then_refused_bef
     with pytest.raises(NetAdaptError, match="cannot open"):
         tracking.runs._open("prepare", None, None)
     assert len(calls) == 1
+
+
+def test_the_budget_alias_points_at_the_best_budget_met_version(tracking_store: str):
+    """A later version with a lower test accuracy leaves the alias where it is; a better one takes it."""
+    from mlflow.tracking import MlflowClient
+
+    from netadapt_tracking.registry import _point_alias
+
+    client, cfg, name = MlflowClient(tracking_store), parse_config({"search": {"budget": 0.5}}), "netadapt-alias"
+    client.create_registered_model(name)
+    for version, acc in (("1", "0.9"), ("2", "0.8"), ("3", "0.95")):
+        client.create_model_version(name, source=f"file:///nowhere/{version}", tags={"test_acc": acc})
+    assert _point_alias(client, name, "1", cfg, 0.9) == "best-b050"
+    assert _point_alias(client, name, "2", cfg, 0.8) is None
+    assert str(client.get_model_version_by_alias(name, "best-b050").version) == "1"
+    assert _point_alias(client, name, "3", cfg, 0.95) == "best-b050"
+    assert str(client.get_model_version_by_alias(name, "best-b050").version) == "3"
+    assert _point_alias(client, name, "3", cfg, None) is None, "re-evaluated over its budget"
+    assert "best-b050" not in client.get_registered_model(name).aliases
