@@ -41,7 +41,7 @@ print(json.dumps({"rc": rc, "stdout": out.getvalue(), "name": run.name, "tags": 
 def test_a_flow_that_misses_its_budget_ends_budget_missed_and_says_so_first(tmp_path: Path):
     params = tiny_params(str(tiny_data(tmp_path / "data")))
     out = flow_script(tmp_path, params, SCRIPT)
-    head = f"macs ≤ {params['search']['budget'] * 100:g}% · MISSED · plain_cnn · fashion-mnist · onnxruntime-cpu"
+    head = f"macs ≤ {params['search']['budget'] * 100:g}% · MISSED · plain_cnn · fashion-mnist · {params['profile']['backend']}"
     assert out["state"][:2] == ["FAILED", "BudgetMissed"], "a scheduler sees a failure, not a green Completed"
     assert out["state"][2].startswith(head) and "the pipeline missed the budget" in out["state"][2]
     assert out["name"] == head and {f"budget: {head.split(' · ')[0]}", "budget-missed"} <= set(out["tags"])

@@ -108,7 +108,7 @@ def test_a_pipeline_is_one_parent_run_with_a_child_per_stage(tmp_path: Path, tra
     # The parent: named verdict first once evaluate checked the budget, and the headline metrics.
     evaluate = json.loads((tmp_path / "a" / "reports" / "evaluate.json").read_text())  # every metric
     verdict = "MET" if evaluate["budget_met"] else "MISSED"
-    assert parent.info.run_name == f"macs ≤ 50% · {verdict} · plain_cnn · fashion-mnist · onnxruntime-cpu · cli"
+    assert parent.info.run_name == f"macs ≤ 50% · {verdict} · plain_cnn · fashion-mnist · {evaluate['backend']} · cli"
     assert parent.data.tags["netadapt.budget_met"] == str(evaluate["budget_met"]).lower()
     assert parent.data.tags["netadapt.verdict"] == verdict
     for key in ("test_acc", "latency_measured_ms", "latency_ratio"):
