@@ -379,6 +379,20 @@ def _cache_edit(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _random_bytes(path: Path) -> None:
+    import random
+
+    path.write_bytes(random.Random(27).randbytes(path.stat().st_size))
+
+
+def _text(path: Path) -> None:
+    path.write_text("not a model\n")
+
+
+def _delete(path: Path) -> None:
+    path.unlink()
+
+
 def _cache_file(root: Path) -> Path:
     return next((root / "a" / "profile_cache").rglob("units-*.jsonl"))
 
@@ -436,6 +450,13 @@ DAMAGES: list[Damage] = [
     *[Damage("a/finetune/model.pt", how, "evaluate", "refuse", fn) for how, fn in HOWS.items()],
     Damage("a/finetune/model.pt", "no-state", "evaluate", "refuse", _edit_tensors(lambda b: b.pop("state_dict"))),
     Damage("a/finetune/model.pt", "foreign-model", "evaluate", "refuse", _edit_tensors(_foreign_model)),
+    # the deliverables evaluate reports on: checked against finetune's digests (issue 27, item 11)
+    *[Damage("a/finetune/model.onnx", how, "evaluate", "refuse", fn)
+      for how, fn in {**HOWS, "random": _random_bytes, "text": _text, "deleted": _delete}.items()],
+    Damage("a/finetune/model.pt", "deleted", "evaluate", "refuse", _delete),
+    *[Damage("a/finetune/digests.json", how, "evaluate", "refuse", fn)
+      for how, fn in {"garble": _garble, "deleted": _delete,
+                      "edit": _edit_json(lambda b: b.update({"model.onnx": "0" * 64}))}.items()],
     *[Damage(f"a/progress/{stage}.pt", how, stage, "recover", fn)
       for stage in ("supernet", "finetune") for how, fn in HOWS.items()],
     Damage("a/progress/supernet.pt", "other-key", "supernet", "recover", _edit_tensors(lambda b: b.update(key="x"))),
@@ -529,6 +550,38 @@ def test_a_damaged_artifact_is_refused_naming_it_or_recomputed(case: Damage, fin
     assert got == ("recovered" if case.expect == "recover" else "refused"), f"{got}: {detail}"
 
 
+@pytest.mark.parametrize("stage", ["supernet", "finetune"])
+def test_a_stage_that_cannot_publish_its_metrics_keeps_its_finished_training(stage, finished, tmp_path, monkeypatch,
+                                                                             caplog):
+    """Issue 27 item 6: progress is cleared only once everything the stage publishes is written. A
+    metrics folder that refuses the write (read-only) used to throw the finished epochs away: the
+    next run trained them all again; now it resumes after the last one."""
+    import errno
+    import logging
+
+    from netadapt import stages
+    from netadapt_flows.cli import main
+
+    ref, data, _ = finished
+    root = tmp_path / "project"
+    copy_project(ref, root)
+    progress = root / "a" / "progress" / f"{stage}.pt"
+    assert progress.is_file()  # every epoch saved: what a run that trained them all leaves
+
+    def read_only(name, metrics, paths):
+        raise OSError(errno.EROFS, "Read-only file system", str(paths.metrics_file(name)))
+
+    monkeypatch.setattr(stages, "write_metrics", read_only)
+    with pytest.raises(OSError):
+        main([stage, *project_args(root, data)])
+    assert progress.is_file(), "the finished training was thrown away before its metrics were written"
+    monkeypatch.undo()
+    with caplog.at_level(logging.INFO, logger="netadapt"):
+        assert main([stage, *project_args(root, data)]) == 0
+    assert "resuming after epoch" in caplog.text and f"{stage} epoch 1/" not in caplog.text
+    assert not progress.exists() and (root / "m" / f"{stage}.json").is_file()
+
+
 @pytest.mark.parametrize("how", [*HOWS, "edit"])
 def test_a_damaged_stamp_is_never_trusted(finished, tmp_path, how):
     """A stamp tells the flow a stage is up to date (and gives its metrics): a damaged one must make
@@ -558,7 +611,8 @@ def test_the_damage_table_covers_every_artifact_a_stage_reads():
     assert artifacts >= {"a/prepared/train.pt", "a/prepared/holdout.pt", "a/prepared/test.pt",
                          "a/prepared/meta.json", "a/profile/lut.csv", "a/profile/lut.json",
                          "a/supernet/supernet.pt", "a/search/history.json", "a/search/history.csv",
-                         "a/search/arch.json", "a/finetune/model.pt", "a/progress/supernet.pt",
+                         "a/search/arch.json", "a/finetune/model.pt", "a/finetune/model.onnx",
+                         "a/finetune/digests.json", "a/progress/supernet.pt",
                          "a/progress/finetune.pt", "profile_cache", "a/.lock",
                          *[f"a/prepared/{s}.images.npy" for s in ("train", "holdout", "test")]}
     for artifact in artifacts:
@@ -584,6 +638,7 @@ SITES = {
     "a/search/history.json", "a/search/history.csv", "a/search/arch.json", "p/search.csv", "p/search.png",
     # finetune: progress after every epoch; model.pt + model.onnx in a staging folder; the curve
     "a/progress/finetune.pt", "a/.finetune.XXXXXXXX.tmp/model.pt", "a/.finetune.XXXXXXXX.tmp/model.onnx",
+    "a/.finetune.XXXXXXXX.tmp/digests.json",
     "a/finetune", "a/.finetune.old", "p/finetune.csv",
     # evaluate
     "p/tradeoff.png",
