@@ -620,6 +620,61 @@ def test_the_damage_table_covers_every_artifact_a_stage_reads():
         assert hows & {"truncate", "zero", "garble"}, artifact
 
 
+# ---------------------------------------------------------------------------------------------- signals
+
+def interrupt(args: list[str], sig: int, when: str, env: dict) -> tuple[int, str]:
+    """`netadapt <args>` in a process of its own, sent `sig` once its stderr shows `when` (a finished
+    epoch): (exit status, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "netadapt_flows.cli", *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if when in line:
+            proc.send_signal(sig)
+            break
+    seen.append(proc.communicate(timeout=600)[1])
+    return proc.returncode, "".join(seen)
+
+
+def mlflow_runs(uri: str) -> list[tuple[str, str]]:
+    """(run name, status) of every run in the store."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return sorted((r.info.run_name, r.info.status) for r in client.search_runs(ids))
+
+
+SIGNALLED = [("supernet", signal.SIGINT, 130), ("finetune", signal.SIGINT, 130), ("flow", signal.SIGINT, 130),
+             ("finetune", signal.SIGTERM, 143)]
+
+
+@pytest.mark.parametrize("stage,sig,code", SIGNALLED, ids=[f"{s}-{g.name}" for s, g, _ in SIGNALLED])
+def test_an_interrupted_command_says_so_in_one_line_and_keeps_its_finished_epochs(stage, sig, code, finished,
+                                                                                  tmp_path):
+    """Issue 27 items 7 and 10: Ctrl-C (and SIGTERM) during training used to print a 66-line traceback
+    (SIGTERM: nothing), leave the lock behind and the MLflow runs RUNNING forever. Now: one line, exit
+    130 (143), the finished epochs' progress kept, the lock released, the stage's run and its
+    pipeline's parent run ended KILLED."""
+    ref, data, _ = finished
+    root = tmp_path / "project"
+    copy_project(ref, root)
+    shutil.rmtree(root / "a" / "progress")
+    trained = "supernet" if stage == "supernet" else "finetune"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NETADAPT_TRACKING": "on", "MLFLOW_TRACKING_URI": uri,
+           "PREFECT_HOME": str(tmp_path / "prefect"), "OMP_NUM_THREADS": "1"}
+    args = [stage, *project_args(root, data), "-S", f"{trained}.epochs=50"]
+    status, err = interrupt(args, sig, f"{trained} epoch 2/50", env)  # epoch 1 saved: 2 is logged before
+    said = [line for line in err.splitlines() if line.startswith("netadapt:")]
+    assert status == code and "Traceback" not in err and len(said) == 1 and "interrupted" in said[0], err[-3000:]
+    assert (root / "a" / "progress" / f"{trained}.pt").is_file(), "the finished epochs' progress"
+    assert not (root / "a" / ".lock").exists() and not debris(root)
+    runs = mlflow_runs(uri)
+    assert (trained, "KILLED") in runs and not [r for r in runs if r[1] == "RUNNING"], runs
+
+
 # ---------------------------------------------------------------------------------------------- kill at rename
 
 # Every publication site of the tiny pipeline: the targets of its renames (temp names made generic).
