@@ -230,6 +230,16 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _stop_with_dvc() -> None:
+    """Run by `dvc repro`: stop (SIGTERM, as above) when that `dvc` process is gone, instead of going on
+    orphaned, holding the project's lock (`netadapt.orphan`)."""
+    from netadapt.orphan import dvc_parent, stop_with
+
+    parent = dvc_parent()
+    if parent is not None and threading.current_thread() is threading.main_thread():
+        stop_with(parent)
+
+
 def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
     """One line for an interrupted command; the shell's exit status for the signal."""
     name, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("SIGINT", 130)
@@ -247,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                     lambda a: _stamped_stage(a.command, a))
     try:
         with _sigterm_interrupts():
+            _stop_with_dvc()
             metrics = run(args)
     except NetAdaptError as exc:
         print(f"netadapt: error: {exc}", file=sys.stderr)

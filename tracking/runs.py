@@ -9,12 +9,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from netadapt.config import Config, flatten
 from netadapt.errors import NetAdaptError
 from netadapt.layout import STAGE_PARAMS, Paths
+from netadapt.orphan import dvc_parent
 from netadapt_tracking.contents import (DEVICE_TAG, MAX_TAG, PIPELINE_TAG, ROLE_TAG, STAGE_TAG, log_contents,
                                         log_params, log_partial, section_params, update_parent)
 from netadapt_tracking.registry import describe_model_version, log_model
@@ -29,15 +29,8 @@ def pipeline_id() -> str:
     """The id shared by all stages of one pipeline execution (see the `netadapt_tracking` docstring)."""
     if os.environ.get("NETADAPT_PIPELINE_ID"):
         return os.environ["NETADAPT_PIPELINE_ID"]
-    try:
-        import psutil
-
-        for parent in psutil.Process().parents():
-            if any(Path(part).name == "dvc" for part in parent.cmdline()[:2]):
-                return f"dvc-{parent.pid}-{int(parent.create_time())}"
-    except Exception:  # noqa: BLE001 - no process information: a run of its own
-        pass
-    return _PROCESS_PIPELINE
+    dvc = dvc_parent()
+    return f"dvc-{dvc.pid}-{int(dvc.create_time())}" if dvc is not None else _PROCESS_PIPELINE
 
 
 def pipeline_name(cfg: Config) -> str:

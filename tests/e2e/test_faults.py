@@ -675,6 +675,41 @@ def test_an_interrupted_command_says_so_in_one_line_and_keeps_its_finished_epoch
     assert (trained, "KILLED") in runs and not [r for r in runs if r[1] == "RUNNING"], runs
 
 
+FAKE_DVC = """import subprocess, sys, time
+child = subprocess.Popen(sys.argv[1:])
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+def test_a_stage_whose_dvc_is_terminated_stops_too(finished, tmp_path):
+    """Issue 27 item 9: SIGTERM to `dvc repro -s supernet` killed dvc only; the stage, orphaned, went
+    on training holding the lock. A stand-in for dvc (a script named `dvc` that runs the stage and
+    dies of the SIGTERM as dvc does): the stage now stops as if it had been sent SIGTERM itself."""
+    ref, data, _ = finished
+    root = tmp_path / "project"
+    copy_project(ref, root)
+    shutil.rmtree(root / "a" / "progress")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "dvc").write_text(FAKE_DVC)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    dvc = subprocess.Popen([sys.executable, str(tmp_path / "bin" / "dvc"), sys.executable, "-m", "netadapt_flows.cli",
+                            "supernet", *project_args(root, data), "-S", "supernet.epochs=50"],
+                           cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    int(dvc.stdout.readline())
+    seen = []
+    for line in dvc.stderr:
+        seen.append(line)
+        if "supernet epoch 2/50" in line:
+            dvc.terminate()
+            break
+    assert dvc.wait() == -signal.SIGTERM
+    seen.append(dvc.stderr.read())  # until the stage, which holds the pipe too, has exited
+    err = "".join(seen)
+    assert "supernet epoch 50/50" not in err and "netadapt: interrupted (SIGTERM)" in err, err[-2000:]
+    assert not (root / "a" / ".lock").exists() and (root / "a" / "progress" / "supernet.pt").is_file()
+
+
 # ---------------------------------------------------------------------------------------------- kill at rename
 
 # Every publication site of the tiny pipeline: the targets of its renames (temp names made generic).
