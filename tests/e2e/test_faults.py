@@ -647,7 +647,7 @@ def mlflow_runs(uri: str) -> list[tuple[str, str]]:
 
 
 SIGNALLED = [("supernet", signal.SIGINT, 130), ("finetune", signal.SIGINT, 130), ("flow", signal.SIGINT, 130),
-             ("finetune", signal.SIGTERM, 143)]
+             ("finetune", signal.SIGTERM, 143), ("flow", signal.SIGTERM, 143)]  # the flow: Prefect's own SIGTERM
 
 
 @pytest.mark.parametrize("stage,sig,code", SIGNALLED, ids=[f"{s}-{g.name}" for s, g, _ in SIGNALLED])
