@@ -36,8 +36,14 @@ def dvc_parent() -> Any | None:
 def stop_with(parent: Any) -> threading.Thread:
     """SIGTERM to this process once `parent` (a `psutil.Process`) has ended; checked every
     `POLL_SECONDS` in a daemon thread (a pid reused by another process does not count as alive)."""
+    def alive() -> bool:
+        try:
+            return parent.is_running() and parent.status() != "zombie"
+        except Exception:  # noqa: BLE001 - psutil.NoSuchProcess: gone between the two questions
+            return False
+
     def watch() -> None:
-        while parent.is_running() and parent.status() != "zombie":
+        while alive():
             time.sleep(POLL_SECONDS)
         os.kill(os.getpid(), signal.SIGTERM)
 
