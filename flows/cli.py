@@ -13,6 +13,10 @@ One writer per project: every stage command, `run`, `flow` and `serve` hold the 
 (`<artifacts>/.lock`, `netadapt.lock`) for their whole duration; a second one exits 2 naming the
 holder, before any work. Each stage starts by removing what interrupted writes left in the
 artifacts, metrics and plots folders (`netadapt.io.clean_stale`), holding the lock.
+
+Ctrl-C (SIGINT) and SIGTERM stop a command the same way: every `finally` runs (the lock is released,
+the MLflow runs end KILLED), the epochs and search iterations already finished stay saved (their
+progress is written as each ends), and one line says so; exit 130 (SIGINT) or 143 (SIGTERM).
 """
 
 from __future__ import annotations
@@ -22,7 +26,11 @@ import json
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from netadapt.errors import NetAdaptError
@@ -209,6 +217,46 @@ def _serve(args: argparse.Namespace) -> dict | None:
     return result
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so that it unwinds the same way."""
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises `Terminated` in the main thread for the block (Python's default: die at once,
+    leaving the lock and RUNNING MLflow runs behind); the previous handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_with_dvc() -> None:
+    """Run by `dvc repro`: stop (SIGTERM, as above) when that `dvc` process is gone, instead of going on
+    orphaned, holding the project's lock (`netadapt.orphan`)."""
+    from netadapt.orphan import dvc_parent, stop_with
+
+    parent = dvc_parent()
+    if parent is not None and threading.current_thread() is threading.main_thread():
+        stop_with(parent)
+
+
+def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
+    """One line for an interrupted command; the shell's exit status for the signal."""
+    name, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("SIGINT", 130)
+    print(f"netadapt: interrupted ({name}): {command} stopped; the epochs and search iterations it finished "
+          f"are saved and the same command resumes after them", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     telemetry_off()  # MLflow, Prefect and DVC, before any of them is imported
     args = _parser().parse_args(argv)
@@ -218,10 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     run = {"run": _run_all, "flow": _run_flow, "serve": _serve}.get(args.command,
                                                                     lambda a: _stamped_stage(a.command, a))
     try:
-        metrics = run(args)
+        with _sigterm_interrupts():
+            _stop_with_dvc()
+            metrics = run(args)
     except NetAdaptError as exc:
         print(f"netadapt: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (`Terminated`): everything unwound, progress kept
+        return _interrupted(args.command, exc)
     if metrics is None:  # `serve` until interrupted
         return 0
     if args.json:

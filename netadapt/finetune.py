@@ -1,10 +1,14 @@
 """The discovered network: extracted physically, trained further (`train_network`), exported to ONNX.
 
-Its checkpoint (state dict + architecture) is `checkpoints.save_network` / `load_network`.
+Its checkpoint (state dict + architecture) is `checkpoints.save_network` / `load_network`. The
+deliverables (`model.pt`, `model.onnx`) are published with a record of their digests
+(`digests.json`, `record_deliverables`); evaluate checks them against it (`check_deliverables`)
+before it reports on them, so a replaced, damaged or deleted file is refused, never vouched for.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -17,13 +21,16 @@ from netadapt.arch import Architecture
 from netadapt.config import FinetuneConfig
 from netadapt.data import Split
 from netadapt.distributed import SINGLE, World, barrier, wrap
-from netadapt.io import atomic_path
+from netadapt.io import DamagedArtifact, atomic_path, file_blocks, read_json, write_json
 from netadapt.models import extract
 from netadapt.resources.backends import onnx_bytes
 from netadapt.resume import Progress
 from netadapt.training import Loop, accuracy, cosine_schedule, cross_entropy, epoch_steps, make_optimizer, train_epoch
 
 log = logging.getLogger("netadapt")
+
+DELIVERABLES = ("model.pt", "model.onnx")
+DIGESTS = "digests.json"
 
 
 def initial_network(supernet: nn.Module, arch: Architecture, init: str) -> nn.Module:
@@ -81,3 +88,34 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: Path)
     """
     with atomic_path(path) as tmp:
         tmp.write_bytes(onnx_bytes(model.eval(), (torch.zeros(2, *input_shape),), dynamic_batch=True))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    for block in file_blocks(path):
+        h.update(block)
+    return h.hexdigest()
+
+
+def record_deliverables(folder: Path) -> None:
+    """Write `folder/digests.json`: the SHA-256 of each deliverable in `folder` (finetune's staging folder)."""
+    write_json(folder / DIGESTS, {name: _sha256(folder / name) for name in DELIVERABLES})
+
+
+def check_deliverables(folder: Path) -> None:
+    """Each deliverable in `folder` as finetune recorded it; DamagedArtifact naming the first that is
+    missing or differs (or the record itself, when it is missing or malformed)."""
+    record_path = folder / DIGESTS
+    if not record_path.is_file():
+        raise DamagedArtifact(f"{record_path}: not found (finetune's record of its deliverables' digests); "
+                              f"run finetune again")
+    record = read_json(record_path)
+    if not isinstance(record, dict) or not all(isinstance(record.get(n), str) for n in DELIVERABLES):
+        raise DamagedArtifact(f"{record_path}: not a record of {', '.join(DELIVERABLES)} digests; run finetune again")
+    for name in DELIVERABLES:
+        path = folder / name
+        if not path.is_file():
+            raise DamagedArtifact(f"{path}: not found (finetune wrote it); run finetune again")
+        if _sha256(path) != record[name]:
+            raise DamagedArtifact(f"{path}: not the file finetune wrote (its SHA-256 differs from {record_path}); "
+                                  f"run finetune again")

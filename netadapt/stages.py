@@ -23,7 +23,7 @@ from netadapt.config import Config, to_dict
 from netadapt.data import load_info, load_split, prepare_data
 from netadapt.distributed import current_world, launch
 from netadapt.evaluation import candidate_settings, score_here, search_identity
-from netadapt.finetune import export_onnx, initial_network, train_network
+from netadapt.finetune import check_deliverables, export_onnx, initial_network, record_deliverables, train_network
 from netadapt.history import (SavedSearch, SearchRecorder, history_meta, load_history, read_history_csv,
                               searched_architecture)
 from netadapt.io import atomic_dir, atomic_path, content_digest, write_csv, write_json
@@ -113,13 +113,13 @@ def supernet(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
         return {}
     save_supernet(paths.supernet, model, progress.key)  # (code, model code, params, inputs: in every later key)
     write_csv(paths.plots / "supernet.csv", history_rows(history))
-    progress.clear()
     last = history[-1] if history else None
     metrics = {"epochs": cfg.supernet.epochs, "seconds": round(time.perf_counter() - start, 3),
                "holdout_acc_largest": last.holdout_acc_largest if last else 0.0,
                "holdout_acc_smallest": last.holdout_acc_smallest if last else 0.0,
                "loss": last.loss if last else 0.0, "dimensions": len(model.space().dims)}
     write_metrics("supernet", metrics, paths)
+    progress.clear()  # only once everything the stage publishes is written: a failed write retrains nothing
     return metrics
 
 
@@ -255,18 +255,20 @@ def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     with atomic_dir(paths.final.parent) as staging:  # model.pt and model.onnx publish together
         save_network(staging / paths.final.name, model, arch, cfg.section_digest("seed", "finetune"))
         export_onnx(model, arch.model.input_shape, staging / paths.final.with_suffix(".onnx").name)
+        record_deliverables(staging)  # their digests, published with them: what evaluate checks
     write_csv(paths.plots / "finetune.csv", [asdict(e) for e in curve])
-    progress.clear()
     weights = "scratch" if f.init == "scratch" else ("netadapt-v1" if v1_network.is_file() else "supernet")
     metrics = {"epochs": f.epochs, "seconds": round(time.perf_counter() - start, 3), "holdout_acc": holdout_acc,
                "weights_from": weights}
     write_metrics("finetune", metrics, paths)
+    progress.clear()  # only once everything the stage publishes is written: a failed write retrains nothing
     return metrics
 
 
 def evaluate(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     """Test accuracy, measured vs estimated latency, the base network's latency, MACs, parameters."""
     start = time.perf_counter()
+    check_deliverables(paths.final.parent)  # model.pt and model.onnx as finetune wrote them, or refused
     model, arch = load_network(paths.final, model_reference(cfg.model))
     supernet_model, _ = load_supernet(paths.supernet, model_reference(cfg.model))
     test = load_split(paths.prepared, "test")

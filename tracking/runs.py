@@ -9,17 +9,17 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from netadapt.config import Config, flatten
 from netadapt.errors import NetAdaptError
 from netadapt.layout import STAGE_PARAMS, Paths
+from netadapt.orphan import dvc_parent
 from netadapt.verdict import verdict_name
 from netadapt_tracking.contents import (DEVICE_TAG, MAX_TAG, PIPELINE_TAG, ROLE_TAG, STAGE_TAG, log_contents,
                                         log_params, log_partial, section_params, update_parent)
 from netadapt_tracking.registry import describe_model_version, log_model
-from netadapt_tracking.store import enabled, open_store, retry_while_locked, tracking_uri
+from netadapt_tracking.store import enabled, open_store, patience, quiet_store, retry_while_locked, tracking_uri
 
 log = logging.getLogger("netadapt")
 
@@ -30,15 +30,8 @@ def pipeline_id() -> str:
     """The id shared by all stages of one pipeline execution (see the `netadapt_tracking` docstring)."""
     if os.environ.get("NETADAPT_PIPELINE_ID"):
         return os.environ["NETADAPT_PIPELINE_ID"]
-    try:
-        import psutil
-
-        for parent in psutil.Process().parents():
-            if any(Path(part).name == "dvc" for part in parent.cmdline()[:2]):
-                return f"dvc-{parent.pid}-{int(parent.create_time())}"
-    except Exception:  # noqa: BLE001 - no process information: a run of its own
-        pass
-    return _PROCESS_PIPELINE
+    dvc = dvc_parent()
+    return f"dvc-{dvc.pid}-{int(dvc.create_time())}" if dvc is not None else _PROCESS_PIPELINE
 
 
 def pipeline_name(cfg: Config, budget_met: bool | None = None, pid: str = "") -> str:
@@ -71,9 +64,10 @@ class StageRun:
         if not self.tracked:
             return
         try:
-            _log_finished(self, metrics)
+            with quiet_store():
+                _log_finished(self, metrics)
         except Exception as exc:  # noqa: BLE001 - the stage's work is done and written: never lose it
-            self.logging_error = _one_line(exc)
+            self.logging_error = _one_line(exc)[:300]
             log.warning("tracking: %s finished and its outputs are written, but logging it to MLflow failed: %s "
                         "(run %s is incomplete)", self.stage, self.logging_error, self.run_id)
 
@@ -105,7 +99,7 @@ def log_stage(stage: str, cfg: Config, paths: Paths, metrics: dict) -> str | Non
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = " ".join(str(exc).split()).split(" [SQL: ")[0]  # SQLAlchemy's statement and parameters: noise
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -113,7 +107,8 @@ def _open(stage: str, cfg: Config, paths: Paths) -> StageRun:
     """Open the stage's run, before the stage does any work: a store another writer holds locked is
     retried (`netadapt_tracking.store.retry_while_locked`); any other failure (and a lock held
     longer) raises `NetAdaptError` before the stage starts."""
-    return retry_while_locked(lambda: _open_once(stage, cfg, paths))
+    with quiet_store():
+        return retry_while_locked(lambda: _open_once(stage, cfg, paths))
 
 
 def _open_once(stage: str, cfg: Config, paths: Paths) -> StageRun:
@@ -129,25 +124,33 @@ def _open_once(stage: str, cfg: Config, paths: Paths) -> StageRun:
         run = StageRun(stage, cfg, paths, client, child.info.run_id, parent, pid, experiment_id)
         log_params(client, run.run_id, section_params(cfg, list(STAGE_PARAMS.get(stage, ()))))
     except Exception as exc:  # noqa: BLE001 - any store problem: stop before the stage does any work
+        waited = f"; {patience(uri)}" if patience(uri) else ""
         raise NetAdaptError(f"tracking: cannot open an MLflow run in {uri}: {_one_line(exc)[:300]} "
-                            f"(check MLFLOW_TRACKING_URI, or set NETADAPT_TRACKING=off)") from exc
+                            f"(check MLFLOW_TRACKING_URI, or set NETADAPT_TRACKING=off{waited})") from exc
     return run
 
 
 def _close(run: StageRun, status: str, exc: BaseException | None = None) -> None:
-    client = run.client
+    """End the stage's run and its parent as `status`; a store another writer holds locked is waited
+    for (`retry_while_locked`), so that no run is left RUNNING; any failure is one warning line."""
     try:
-        if exc is not None:
-            client.set_tag(run.run_id, "netadapt.error", _one_line(exc)[:MAX_TAG])
-            if status == "FAILED":
-                log_partial(run)
-        if run.logging_error:
-            client.set_tag(run.run_id, "netadapt.tracking_error", run.logging_error[:MAX_TAG])
-        client.set_terminated(run.run_id, status)
-        client.set_terminated(run.parent_id, status)
+        with quiet_store():
+            retry_while_locked(lambda: _close_once(run, status, exc))
     except Exception as err:  # noqa: BLE001 - never mask the stage's own outcome
         log.warning("tracking: could not close the MLflow run %s of %s as %s: %s", run.run_id, run.stage, status,
-                    _one_line(err))
+                    _one_line(err)[:300])
+
+
+def _close_once(run: StageRun, status: str, exc: BaseException | None) -> None:
+    client = run.client
+    if exc is not None:
+        client.set_tag(run.run_id, "netadapt.error", _one_line(exc)[:MAX_TAG])
+        if status == "FAILED":
+            log_partial(run)
+    if run.logging_error:
+        client.set_tag(run.run_id, "netadapt.tracking_error", run.logging_error[:MAX_TAG])
+    client.set_terminated(run.run_id, status)
+    client.set_terminated(run.parent_id, status)
 
 
 def _run_tags(tags: dict[str, str]) -> dict[str, str]:

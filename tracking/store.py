@@ -1,7 +1,11 @@
 """The MLflow store: whether tracking is on, where it goes, and its first use in a process.
 
 A SQLite store's first use in a process is locked (MLflow creates and migrates a new database's
-schema then), and a store another writer holds locked is retried for a while before giving up.
+schema then), and a store another writer holds locked is retried for a while before giving up. A
+tracking server (`http(s)://`) is given bounded patience: MLflow's own defaults (120 s per request,
+7 retries with backoff) held a stage, and the project's lock, for minutes on a server that accepted
+connections but never answered; unless the user sets them, `MLFLOW_HTTP_REQUEST_TIMEOUT` and
+`MLFLOW_HTTP_REQUEST_MAX_RETRIES` are `HTTP_TIMEOUT_S` and `HTTP_RETRIES` here (`bound_http`).
 """
 
 from __future__ import annotations
@@ -15,12 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from netadapt.errors import NetAdaptError
-
 log = logging.getLogger("netadapt")
 
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 _STORE_RETRY_SECONDS = 60.0  # how long a stage waits for a SQLite store another writer holds locked
+HTTP_TIMEOUT_S = 20  # seconds per request to a tracking server, unless MLFLOW_HTTP_REQUEST_TIMEOUT says otherwise
+HTTP_RETRIES = 2  # retries of a request that failed or timed out, unless MLFLOW_HTTP_REQUEST_MAX_RETRIES says
 _READY: set[str] = set()  # the SQLite stores this process has opened once (schema created or checked)
 
 T = TypeVar("T")
@@ -34,6 +38,32 @@ def enabled() -> bool:
 def tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI`, default a SQLite file in the working directory (`mlflow.db`)."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def _remote(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def bound_http(uri: str) -> None:
+    """For a tracking server: MLflow's request timeout and retries bounded (`HTTP_TIMEOUT_S`,
+    `HTTP_RETRIES`), unless the environment sets them; MLflow reads them at every request."""
+    if not _remote(uri):
+        return
+    bounds = {"MLFLOW_HTTP_REQUEST_TIMEOUT": HTTP_TIMEOUT_S, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": HTTP_RETRIES,
+              "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 1}  # retries after 1, 2 s (MLflow's: 2, 4, ... 128 s)
+    for name, value in bounds.items():
+        if not os.environ.get(name):
+            os.environ[name] = str(value)
+
+
+def patience(uri: str) -> str:
+    """How long a request to `uri` may take, for a message: "" for a local store."""
+    if not _remote(uri):
+        return ""
+    timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT") or HTTP_TIMEOUT_S
+    retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES") or HTTP_RETRIES
+    return (f"gave up after {timeout} s per request and {retries} retries: MLFLOW_HTTP_REQUEST_TIMEOUT and "
+            f"MLFLOW_HTTP_REQUEST_MAX_RETRIES change that")
 
 
 def _sqlite_file(uri: str) -> Path | None:
@@ -73,19 +103,34 @@ def _locked(exc: BaseException) -> bool:
     return "database is locked" in text or "database is busy" in text
 
 
-def retry_while_locked(open_once: Callable[[], T]) -> T:
-    """`open_once()`, retried for up to `_STORE_RETRY_SECONDS` while it raises a `NetAdaptError` caused
-    by a store another writer holds locked; any other failure (and a lock held longer) raises."""
+def retry_while_locked(call: Callable[[], T]) -> T:
+    """`call()`, retried for up to `_STORE_RETRY_SECONDS` while it fails because another writer holds
+    the SQLite store locked (the error, or the error it wraps, says so); any other failure (and a lock
+    held longer) raises. For calls that may be repeated: opening a run, closing it."""
     deadline, wait = time.monotonic() + _STORE_RETRY_SECONDS, 0.2
     while True:
         try:
-            return open_once()
-        except NetAdaptError as exc:
+            return call()
+        except Exception as exc:
             if not _locked(exc.__cause__ or exc) or time.monotonic() + wait > deadline:
                 raise
             log.info("tracking: the MLflow store is locked by another writer; retrying in %.1f s", wait)
             time.sleep(wait)
             wait = min(2 * wait, 5.0)
+
+
+@contextmanager
+def quiet_store() -> Iterator[None]:
+    """MLflow's SQL store logs each database error with its traceback (logger `mlflow.store.db.utils`,
+    ERROR) before raising it: a locked store mid-stage printed four of them. Our callers report the
+    error in one line, so that log is muted for the block."""
+    logger = logging.getLogger("mlflow.store.db.utils")
+    previous = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def open_store(uri: str, experiment: str) -> tuple[Any, str]:
@@ -95,6 +140,7 @@ def open_store(uri: str, experiment: str) -> tuple[Any, str]:
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    bound_http(uri)
     with _store_lock(uri) if uri not in _READY else contextlib.nullcontext():
         mlflow.set_tracking_uri(uri)
         client = MlflowClient(uri)

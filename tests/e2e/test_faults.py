@@ -379,6 +379,20 @@ def _cache_edit(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _random_bytes(path: Path) -> None:
+    import random
+
+    path.write_bytes(random.Random(27).randbytes(path.stat().st_size))
+
+
+def _text(path: Path) -> None:
+    path.write_text("not a model\n")
+
+
+def _delete(path: Path) -> None:
+    path.unlink()
+
+
 def _cache_file(root: Path) -> Path:
     return next((root / "a" / "profile_cache").rglob("units-*.jsonl"))
 
@@ -436,6 +450,13 @@ DAMAGES: list[Damage] = [
     *[Damage("a/finetune/model.pt", how, "evaluate", "refuse", fn) for how, fn in HOWS.items()],
     Damage("a/finetune/model.pt", "no-state", "evaluate", "refuse", _edit_tensors(lambda b: b.pop("state_dict"))),
     Damage("a/finetune/model.pt", "foreign-model", "evaluate", "refuse", _edit_tensors(_foreign_model)),
+    # the deliverables evaluate reports on: checked against finetune's digests (issue 27, item 11)
+    *[Damage("a/finetune/model.onnx", how, "evaluate", "refuse", fn)
+      for how, fn in {**HOWS, "random": _random_bytes, "text": _text, "deleted": _delete}.items()],
+    Damage("a/finetune/model.pt", "deleted", "evaluate", "refuse", _delete),
+    *[Damage("a/finetune/digests.json", how, "evaluate", "refuse", fn)
+      for how, fn in {"garble": _garble, "deleted": _delete,
+                      "edit": _edit_json(lambda b: b.update({"model.onnx": "0" * 64}))}.items()],
     *[Damage(f"a/progress/{stage}.pt", how, stage, "recover", fn)
       for stage in ("supernet", "finetune") for how, fn in HOWS.items()],
     Damage("a/progress/supernet.pt", "other-key", "supernet", "recover", _edit_tensors(lambda b: b.update(key="x"))),
@@ -529,6 +550,38 @@ def test_a_damaged_artifact_is_refused_naming_it_or_recomputed(case: Damage, fin
     assert got == ("recovered" if case.expect == "recover" else "refused"), f"{got}: {detail}"
 
 
+@pytest.mark.parametrize("stage", ["supernet", "finetune"])
+def test_a_stage_that_cannot_publish_its_metrics_keeps_its_finished_training(stage, finished, tmp_path, monkeypatch,
+                                                                             caplog):
+    """Issue 27 item 6: progress is cleared only once everything the stage publishes is written. A
+    metrics folder that refuses the write (read-only) used to throw the finished epochs away: the
+    next run trained them all again; now it resumes after the last one."""
+    import errno
+    import logging
+
+    from netadapt import stages
+    from netadapt_flows.cli import main
+
+    ref, data, _ = finished
+    root = tmp_path / "project"
+    copy_project(ref, root)
+    progress = root / "a" / "progress" / f"{stage}.pt"
+    assert progress.is_file()  # every epoch saved: what a run that trained them all leaves
+
+    def read_only(name, metrics, paths):
+        raise OSError(errno.EROFS, "Read-only file system", str(paths.metrics_file(name)))
+
+    monkeypatch.setattr(stages, "write_metrics", read_only)
+    with pytest.raises(OSError):
+        main([stage, *project_args(root, data)])
+    assert progress.is_file(), "the finished training was thrown away before its metrics were written"
+    monkeypatch.undo()
+    with caplog.at_level(logging.INFO, logger="netadapt"):
+        assert main([stage, *project_args(root, data)]) == 0
+    assert "resuming after epoch" in caplog.text and f"{stage} epoch 1/" not in caplog.text
+    assert not progress.exists() and (root / "m" / f"{stage}.json").is_file()
+
+
 @pytest.mark.parametrize("how", [*HOWS, "edit"])
 def test_a_damaged_stamp_is_never_trusted(finished, tmp_path, how):
     """A stamp tells the flow a stage is up to date (and gives its metrics): a damaged one must make
@@ -558,12 +611,103 @@ def test_the_damage_table_covers_every_artifact_a_stage_reads():
     assert artifacts >= {"a/prepared/train.pt", "a/prepared/holdout.pt", "a/prepared/test.pt",
                          "a/prepared/meta.json", "a/profile/lut.csv", "a/profile/lut.json",
                          "a/supernet/supernet.pt", "a/search/history.json", "a/search/history.csv",
-                         "a/search/arch.json", "a/finetune/model.pt", "a/progress/supernet.pt",
+                         "a/search/arch.json", "a/finetune/model.pt", "a/finetune/model.onnx",
+                         "a/finetune/digests.json", "a/progress/supernet.pt",
                          "a/progress/finetune.pt", "profile_cache", "a/.lock",
                          *[f"a/prepared/{s}.images.npy" for s in ("train", "holdout", "test")]}
     for artifact in artifacts:
         hows = {d.how for d in DAMAGES if d.artifact == artifact}
         assert hows & {"truncate", "zero", "garble"}, artifact
+
+
+# ---------------------------------------------------------------------------------------------- signals
+
+def interrupt(args: list[str], sig: int, when: str, env: dict) -> tuple[int, str]:
+    """`netadapt <args>` in a process of its own, sent `sig` once its stderr shows `when` (a finished
+    epoch): (exit status, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "netadapt_flows.cli", *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if when in line:
+            proc.send_signal(sig)
+            break
+    seen.append(proc.communicate(timeout=600)[1])
+    return proc.returncode, "".join(seen)
+
+
+def mlflow_runs(uri: str) -> list[tuple[str, str]]:
+    """(run name, status) of every run in the store."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return sorted((r.info.run_name, r.info.status) for r in client.search_runs(ids))
+
+
+SIGNALLED = [("supernet", signal.SIGINT, 130), ("finetune", signal.SIGINT, 130), ("flow", signal.SIGINT, 130),
+             ("finetune", signal.SIGTERM, 143), ("flow", signal.SIGTERM, 143)]  # the flow: Prefect's own SIGTERM
+
+
+@pytest.mark.parametrize("stage,sig,code", SIGNALLED, ids=[f"{s}-{g.name}" for s, g, _ in SIGNALLED])
+def test_an_interrupted_command_says_so_in_one_line_and_keeps_its_finished_epochs(stage, sig, code, finished,
+                                                                                  tmp_path):
+    """Issue 27 items 7 and 10: Ctrl-C (and SIGTERM) during training used to print a 66-line traceback
+    (SIGTERM: nothing), leave the lock behind and the MLflow runs RUNNING forever. Now: one line, exit
+    130 (143), the finished epochs' progress kept, the lock released, the stage's run and its
+    pipeline's parent run ended KILLED."""
+    ref, data, _ = finished
+    root = tmp_path / "project"
+    copy_project(ref, root)
+    shutil.rmtree(root / "a" / "progress")
+    trained = "supernet" if stage == "supernet" else "finetune"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NETADAPT_TRACKING": "on", "MLFLOW_TRACKING_URI": uri,
+           "PREFECT_HOME": str(tmp_path / "prefect"), "OMP_NUM_THREADS": "1"}
+    args = [stage, *project_args(root, data), "-S", f"{trained}.epochs=50"]
+    status, err = interrupt(args, sig, f"{trained} epoch 2/50", env)  # epoch 1 saved: 2 is logged before
+    said = [line for line in err.splitlines() if line.startswith("netadapt:")]
+    assert status == code and "Traceback" not in err and len(said) == 1 and "interrupted" in said[0], err[-3000:]
+    assert (root / "a" / "progress" / f"{trained}.pt").is_file(), "the finished epochs' progress"
+    assert not (root / "a" / ".lock").exists() and not debris(root)
+    runs = mlflow_runs(uri)
+    assert (trained, "KILLED") in runs and not [r for r in runs if r[1] == "RUNNING"], runs
+
+
+FAKE_DVC = """import subprocess, sys, time
+child = subprocess.Popen(sys.argv[1:])
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+def test_a_stage_whose_dvc_is_terminated_stops_too(finished, tmp_path):
+    """Issue 27 item 9: SIGTERM to `dvc repro -s supernet` killed dvc only; the stage, orphaned, went
+    on training holding the lock. A stand-in for dvc (a script named `dvc` that runs the stage and
+    dies of the SIGTERM as dvc does): the stage now stops as if it had been sent SIGTERM itself."""
+    ref, data, _ = finished
+    root = tmp_path / "project"
+    copy_project(ref, root)
+    shutil.rmtree(root / "a" / "progress")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "dvc").write_text(FAKE_DVC)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    dvc = subprocess.Popen([sys.executable, str(tmp_path / "bin" / "dvc"), sys.executable, "-m", "netadapt_flows.cli",
+                            "supernet", *project_args(root, data), "-S", "supernet.epochs=50"],
+                           cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    int(dvc.stdout.readline())
+    seen = []
+    for line in dvc.stderr:
+        seen.append(line)
+        if "supernet epoch 2/50" in line:
+            dvc.terminate()
+            break
+    assert dvc.wait() == -signal.SIGTERM
+    seen.append(dvc.stderr.read())  # until the stage, which holds the pipe too, has exited
+    err = "".join(seen)
+    assert "supernet epoch 50/50" not in err and "netadapt: interrupted (SIGTERM)" in err, err[-2000:]
+    assert not (root / "a" / ".lock").exists() and (root / "a" / "progress" / "supernet.pt").is_file()
 
 
 # ---------------------------------------------------------------------------------------------- kill at rename
@@ -584,6 +728,7 @@ SITES = {
     "a/search/history.json", "a/search/history.csv", "a/search/arch.json", "p/search.csv", "p/search.png",
     # finetune: progress after every epoch; model.pt + model.onnx in a staging folder; the curve
     "a/progress/finetune.pt", "a/.finetune.XXXXXXXX.tmp/model.pt", "a/.finetune.XXXXXXXX.tmp/model.onnx",
+    "a/.finetune.XXXXXXXX.tmp/digests.json",
     "a/finetune", "a/.finetune.old", "p/finetune.csv",
     # evaluate
     "p/tradeoff.png",

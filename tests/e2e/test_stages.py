@@ -177,7 +177,7 @@ def test_model_and_onnx_publish_together(project, monkeypatch):
     assert main(["search", *args, "-S", "search.budget=0.5"]) == 0 and main(["finetune", *args]) == 0
     final = root / "a" / "finetune"
     before = {p.name: p.read_bytes() for p in final.iterdir()}
-    assert set(before) == {"model.pt", "model.onnx"}
+    assert set(before) == {"model.pt", "model.onnx", "digests.json"}
 
     def broken(*a, **k):
         raise RuntimeError("export failed")

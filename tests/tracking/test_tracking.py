@@ -30,7 +30,7 @@ from netadapt_flows.cli import main
 import netadapt_tracking as tracking
 from netadapt_tracking import log_stage, stage_run
 from tests.conftest import REPO, write_idx
-from tests.netadapt.test_finetune import SPEC, seeded_batch, tiny_network
+from tests.netadapt.test_finetune import SPEC, tiny_network
 from tests.presets import FAKE_DEVICE, TINY_ARGS as TINY
 
 STAGES = ["prepare", "profile", "supernet", "search", "finetune", "evaluate"]
@@ -461,3 +461,84 @@ def test_the_budget_alias_points_at_the_best_budget_met_version(tracking_store: 
     assert str(client.get_model_version_by_alias(name, "best-b050").version) == "3"
     assert _point_alias(client, name, "3", cfg, None) is None, "re-evaluated over its budget"
     assert "best-b050" not in client.get_registered_model(name).aliases
+
+
+def test_a_tracking_server_that_never_answers_is_given_up_on_with_the_bound_stated(tmp_path: Path, tracking_store,
+                                                                                    monkeypatch):
+    """Issue 27 item 8: a server that accepts connections and never answers held a stage (and the
+    project's lock) for over 400 s (MLflow: 120 s per request, 7 retries). The bounds are ours unless
+    the environment sets them, and the refusal says what they were. A socket on 127.0.0.1 that
+    listens and never accepts; the bounds made short for the test."""
+    import socket
+    import threading
+
+    for name in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"):
+        monkeypatch.delenv(name, raising=False)  # ours, then restored
+    monkeypatch.setattr(tracking.store, "HTTP_TIMEOUT_S", 1)
+    monkeypatch.setattr(tracking.store, "HTTP_RETRIES", 0)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    outcome: list = []
+
+    def open_run() -> None:
+        try:
+            with stage_run("prepare", fake_config(), Paths(tmp_path / "a", tmp_path / "m", tmp_path / "p")):
+                outcome.append("ran")
+        except NetAdaptError as exc:
+            outcome.append(str(exc))
+
+    thread = threading.Thread(target=open_run, daemon=True)
+    thread.start()
+    thread.join(timeout=120)  # the bounds: 1 s, no retry; MLflow's own would be about 16 minutes
+    silent.close()
+    assert outcome, "still waiting for a server that never answers"
+    assert outcome[0].startswith(f"tracking: cannot open an MLflow run in {uri}")
+    assert "gave up after 1 s per request and 0 retries" in outcome[0] and "\n" not in outcome[0]
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "1"
+
+
+def test_a_store_locked_mid_stage_leaves_no_run_running_and_says_so_in_one_line(tmp_path: Path, tracking_store: str,
+                                                                                 monkeypatch, caplog, capsys):
+    """Issue 27 item 7: another writer held `mlflow.db` locked while a stage ran: logging the finished
+    stage failed (after MLflow's 20 s busy timeout), closing it too, and both runs stayed RUNNING
+    forever, after four SQLAlchemy tracebacks. Now the close is retried until the lock goes, the
+    failed logging is one warning line (and a `netadapt.tracking_error` tag), the stage's result
+    stands. The store's answers while locked are what MLflow raises then (its log included)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    locked = MlflowException("(sqlite3.OperationalError) database is locked\n[SQL: SELECT runs.run_uuid FROM runs]")
+
+    def busy(*args, **kwargs):
+        logging.getLogger("mlflow.store.db.utils").exception("SQLAlchemy database error. The following exception "
+                                                             "is caught.", exc_info=locked)
+        raise locked
+
+    unlock_after = [2]
+    real_terminate = MlflowClient.set_terminated
+
+    def terminate(self, run_id, status=None, end_time=None):
+        if unlock_after[0]:
+            unlock_after[0] -= 1
+            busy()
+        return real_terminate(self, run_id, status, end_time)
+
+    monkeypatch.setattr(tracking.store.time, "sleep", lambda s: None)
+    paths = Paths(tmp_path / "a", tmp_path / "m", tmp_path / "p")
+    with caplog.at_level(logging.INFO):
+        with stage_run("supernet", fake_config(), paths) as run:
+            monkeypatch.setattr(tracking.runs, "_log_finished", busy)
+            monkeypatch.setattr(MlflowClient, "set_terminated", terminate)
+            metrics = {"seconds": 0.1}
+            run.finish(metrics)
+    monkeypatch.undo()
+    assert metrics == {"seconds": 0.1} and run.logging_error.endswith("database is locked")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "logging it to MLflow failed" in warnings[0] and "[SQL" not in warnings[0]
+    assert "Traceback" not in caplog.text + capsys.readouterr().err
+    parent, [child] = runs_of(tracking_store)
+    assert child.info.status == parent.info.status == "FINISHED"
+    assert "database is locked" in child.data.tags["netadapt.tracking_error"]
