@@ -188,9 +188,20 @@ def load_config(path: str | Path = "params.yaml", overrides: list[str] | None = 
     return parse_config(apply_overrides(raw, overrides or []))
 
 
+_STREAMS: dict[tuple, bytes] = {}  # what a pipe held (`--params <(...)`), by path and inode: read only once
+
+
 def _read_params(path: Path) -> bytes:
-    """The params file's bytes: any readable path, a pipe too (`--params <(...)`, read once)."""
+    """The params file's bytes: any readable path. A pipe or other stream (`--params <(...)`) is read
+    once and its bytes kept for this process, so `netadapt run` and the flow, which read the params
+    again for each stage, find the same params each time."""
     try:
+        if path.exists() and not path.is_file() and not path.is_dir():
+            stat = path.stat()
+            key = (str(path), stat.st_dev, stat.st_ino)
+            if key not in _STREAMS:
+                _STREAMS[key] = path.read_bytes()
+            return _STREAMS[key]
         return path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: params file not found") from None
