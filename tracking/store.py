@@ -141,6 +141,7 @@ def open_store(uri: str, experiment: str) -> tuple[Any, str]:
     from mlflow.tracking import MlflowClient
 
     bound_http(uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per stage on the console
     with _store_lock(uri) if uri not in _READY else contextlib.nullcontext():
         mlflow.set_tracking_uri(uri)
         client = MlflowClient(uri)
