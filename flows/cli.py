@@ -274,6 +274,14 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (`Terminated`): everything unwound, progress kept
         return _interrupted(args.command, exc)
+    except OSError as exc:
+        from netadapt.io import STORAGE_FULL
+
+        if exc.errno not in STORAGE_FULL:
+            raise
+        print(f"netadapt: error: {exc.filename or 'a file'}: {STORAGE_FULL[exc.errno]}; nothing half-written "
+              f"was published, and the epochs and iterations finished before are kept", file=sys.stderr)
+        return 2
     if metrics is None:  # `serve` until interrupted
         return 0
     if args.json:

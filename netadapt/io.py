@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import io
@@ -39,9 +40,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise _naming(exc, path) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+# Writes the machine refuses (`ulimit -f`, a full disk, a quota, a read-only mount): the CLI says them in
+# one line naming the artifact.
+STORAGE_FULL = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "over the file size limit (ulimit -f)",
+                errno.EDQUOT: "over the disk quota", errno.EROFS: "on a read-only file system"}
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """`exc`, naming the artifact being written when the OS did not name a file (a refused write())."""
+    if exc.errno in STORAGE_FULL and not exc.filename:
+        return OSError(exc.errno, exc.strerror, str(path))
+    return exc
 
 
 @contextmanager
@@ -52,7 +68,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            raise _naming(exc, path) from None
         os.chmod(tmp, 0o777 & ~_UMASK)
         if path.exists():
             old = path.with_name(f".{path.name}.old")

@@ -28,6 +28,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -791,3 +792,17 @@ if __name__ == "__main__":  # the kill sweep's driver: python -m tests.e2e.test_
     out = sweep(folder)
     out["seconds"] = round(time.monotonic() - started, 1)
     (folder / "report.json").write_text(json.dumps(out, indent=1))
+
+
+def test_a_write_over_the_file_size_limit_is_one_line_naming_the_artifact(tmp_path: Path):
+    """`ulimit -f` (or a full disk) during prepare printed an EFBIG traceback without the file's name."""
+    data = presets.tiny_data(tmp_path / "data", train=300, test=60)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NETADAPT_TRACKING": "off"}
+    command = " ".join([sys.executable, "-m", "netadapt_flows.cli", "prepare", *map(shlex.quote, project_args(tmp_path, data))])
+    done = subprocess.run(["bash", "-c", f"ulimit -f 64; exec {command}"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    [line] = done.stderr.strip().splitlines()[-1:]
+    assert line.startswith("netadapt: error: ") and "over the file size limit (ulimit -f)" in line, done.stderr
+    assert str(tmp_path / "a" / "prepared") in line and "Traceback" not in done.stderr
+    assert not (tmp_path / "a" / "prepared").exists(), "nothing half-written was published"
