@@ -127,7 +127,8 @@ class TracedNetwork(nn.Module):
         return self.graph.layouts[branch.add][0][0]
 
     def _produces(self, node: fx.Node, space: int) -> bool:
-        return self.graph.layouts[node.name][0][0] == space and ops.is_dense(dict(self.net.named_modules())[node.target])
+        """Whether the module of `node` is a dense op writing `space` (its filters make the channels)."""
+        return self.graph.layouts[node.name][0][0] == space and ops.is_dense(self.net.get_submodule(node.target))
 
     def _touching(self, space: int) -> list[tuple[fx.Node, int | None]]:
         """Modules with weights on the space: (node, offset of the space in its input, or None)."""

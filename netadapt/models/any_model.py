@@ -19,9 +19,7 @@ from torch import nn
 
 from netadapt.arch import ModelSpec
 from netadapt.errors import ConfigError, describe
-
-HUBS = ("torchvision", "timm")
-
+from netadapt.models.source import HUBS
 
 def factory(target: str) -> Callable[..., nn.Module]:
     """The class or function `target` names (imported: only for names the run's own params give)."""
