@@ -1,8 +1,11 @@
 """Architecture description: a super-network's identity plus the width of each searchable dimension.
 
-A *dimension* is a channel space the search may shrink: an expansion width (ordered dropout, never 0),
-or a block's output width under channel-level bypass (may reach 0: the block disappears). Widths move
-on a grid of `granularity`; the maximum is what the super-network was built with.
+A *dimension* is something the search may shrink: a channel space (an expansion or stage width, ordered
+dropout, never 0), a block's output width under channel-level bypass (may reach 0: the block
+disappears), or a depthwise conv's kernel size (`kind="kernel"`: odd sizes from the built one down to
+3, the centre of the larger kernel). Values move on a grid of `granularity` (2 for kernels) from the
+minimum; the maximum is what the super-network was built with. Every dimension's value is called its
+*width* in code (`Architecture.widths`), whatever it counts.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ class ArchitectureError(NetAdaptError):
     """A width off the grid, over the maximum or under the minimum; names the dimension."""
 
 
+KINDS = ("width", "kernel")
+
+
 @dataclass(frozen=True)
 class Dimension:
     name: str
@@ -25,18 +31,29 @@ class Dimension:
     width: int
     granularity: int = 8
     min_width: int = 8  # 0 where the block is bypassable (CBC)
+    kind: str = "width"  # "kernel": a depthwise conv's kernel size, odd, down to `min_width` (3)
 
     def __post_init__(self) -> None:
         g = self.granularity
         if g < 1:
             raise ArchitectureError(f"{self.name}: granularity must be >= 1, got {g}")
-        if self.max_width < 1 or self.max_width % g:
+        if self.kind not in KINDS:
+            raise ArchitectureError(f"{self.name}: unknown dimension kind {self.kind!r} (known: {', '.join(KINDS)})")
+        if self.kind == "kernel":
+            self._check_kernel_grid()
+        elif self.max_width < 1 or self.max_width % g:
             raise ArchitectureError(f"{self.name}: maximum width {self.max_width} is not a positive "
                                     f"multiple of the granularity {g}")
-        if self.min_width < 0 or self.min_width % g or self.min_width > self.max_width:
+        elif self.min_width < 0 or self.min_width % g or self.min_width > self.max_width:
             raise ArchitectureError(f"{self.name}: minimum width {self.min_width} must be a multiple of "
                                     f"{g} between 0 and {self.max_width}")
         self.check(self.width)
+
+    def _check_kernel_grid(self) -> None:
+        if self.granularity != 2 or self.min_width < 1 or self.min_width % 2 == 0 or self.max_width % 2 == 0 \
+                or self.min_width > self.max_width:
+            raise ArchitectureError(f"{self.name}: a kernel dimension takes odd sizes on a grid of 2 (got "
+                                    f"{self.min_width}..{self.max_width} by {self.granularity})")
 
     @property
     def bypassable(self) -> bool:
@@ -45,6 +62,11 @@ class Dimension:
     def check(self, width: int) -> None:
         if isinstance(width, bool) or not isinstance(width, int):
             raise ArchitectureError(f"{self.name}: width must be an integer, got {width!r}")
+        if self.kind == "kernel":
+            if width % 2 == 0 or not self.min_width <= width <= self.max_width:
+                raise ArchitectureError(f"{self.name}: kernel size {width} is not an odd size between "
+                                        f"{self.min_width} and {self.max_width}")
+            return
         if width > self.max_width:
             raise ArchitectureError(f"{self.name}: width {width} is over the maximum {self.max_width}")
         if width % self.granularity:
@@ -92,6 +114,13 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kwargs", _frozen_kwargs(self.kwargs))
+
+
+def _dimension_dict(d: Dimension) -> dict[str, Any]:
+    raw = asdict(d)
+    if d.kind == "width":  # width-only spaces are described as they always were
+        del raw["kind"]
+    return raw
 
 
 @dataclass(frozen=True)
@@ -155,7 +184,7 @@ class Architecture:
             if not model[key]:
                 del model[key]
         return {"model": model,
-                "dimensions": [asdict(d) for d in self.dims]}
+                "dimensions": [_dimension_dict(d) for d in self.dims]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

@@ -11,6 +11,9 @@ that node).
 
 A residual branch `y = x + f(x)` whose nodes nothing else reads is *bypassable* (channel-level
 bypass on a general graph): its output channels >= w are dropped, and at w = 0 the branch is gone.
+A depthwise conv with an odd square kernel over 3 and "same" padding gets a kernel-size dimension
+(`<module>.kernel`: odd sizes down to 3, `netadapt.elastic_kernel`).
+
 This is the same idea as Torch-Pruning's dependency graph (coupled groups by propagation over the
 traced graph) and NNI's mask propagation, kept to the rules the masked forward needs as well.
 """
@@ -20,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import fx, nn
@@ -43,6 +46,7 @@ class ChannelGraph:
     branches: dict[str, Branch]  # add node name -> branch
     dims: tuple[Dimension, ...]
     warnings: list[str]
+    kernels: dict[str, str] = field(default_factory=dict)  # depthwise conv node name -> kernel dimension
 
     def __post_init__(self) -> None:
         # node name -> the bypass dimension that caps its width (a branch's tail)
@@ -248,5 +252,27 @@ def _dimensions(module: fx.GraphModule, modules: dict[str, nn.Module], shapes: d
         g = math.gcd(channels, granularity)
         branches[add.name] = branch
         ordered.append((position[add.name], Dimension(branch.dim, channels, channels, g, 0)))
+    kernels: dict[str, str] = {}
+    for node in module.graph.nodes:
+        kernel = elastic_kernel(modules[node.target]) if node.op == "call_module" else None
+        if kernel is not None:
+            kernels[node.name] = f"{node.target}.kernel"
+            ordered.append((position[node.name], Dimension(kernels[node.name], kernel, kernel, 2, 3, kind="kernel")))
     dims = tuple(d for _, d in sorted(ordered, key=lambda t: t[0]))
-    return ChannelGraph(module.graph, shapes, layouts, spaces, space_dims, branches, dims, warnings)
+    return ChannelGraph(module.graph, shapes, layouts, spaces, space_dims, branches, dims, warnings, kernels)
+
+
+def elastic_kernel(module: nn.Module) -> int | None:
+    """The kernel size of a depthwise conv whose kernel the search may shrink (odd, square, over 3,
+    "same" zero padding, equal strides and dilations), else None."""
+    if not ops.is_depthwise(module) or module.padding_mode != "zeros":
+        return None
+    (kh, kw), (dh, dw), (sh, sw) = module.kernel_size, module.dilation, module.stride
+    padding = module.padding
+    if kh != kw or dh != dw or sh != sw or kh <= 3 or kh % 2 == 0:
+        return None
+    if isinstance(padding, str) and padding != "same":
+        return None
+    if not isinstance(padding, str) and tuple(padding) != (kh // 2 * dh,) * 2:
+        return None
+    return kh

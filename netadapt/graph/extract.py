@@ -14,6 +14,7 @@ import copy
 import torch
 from torch import fx, nn
 
+from netadapt.elastic_kernel import centre_crop, same_padding
 from netadapt.graph import ops
 from netadapt.graph.channels import ChannelGraph
 
@@ -28,16 +29,21 @@ def _index(idx: list[int], device: torch.device) -> torch.Tensor:
     return torch.tensor(idx, dtype=torch.long, device=device)
 
 
-def slim_conv(conv: nn.Conv2d, cin: list[int], cout: list[int]) -> nn.Conv2d:
-    """`conv` reading input channels `cin` and making output channels `cout`."""
+def slim_conv(conv: nn.Conv2d, cin: list[int], cout: list[int], kernel: int | None = None) -> nn.Conv2d:
+    """`conv` reading input channels `cin` and making output channels `cout` (a depthwise conv: with
+    the centre `kernel` x `kernel` of its weights when `kernel` is given)."""
     out = _index(cout, conv.weight.device)
+    size, padding = conv.kernel_size, conv.padding
     if ops.is_depthwise(conv):
         weight, groups, in_channels = conv.weight[out], len(cout), len(cout)
+        if kernel is not None and kernel != size[0]:
+            weight, size = centre_crop(weight, kernel), (kernel, kernel)
+            padding = (same_padding(kernel, conv.dilation[0]),) * 2
     elif conv.groups == 1:
         weight, groups, in_channels = conv.weight[out][:, _index(cin, out.device)], 1, len(cin)
     else:  # grouped convs keep their full width (their spaces are pinned)
         return copy.deepcopy(conv)
-    new = nn.Conv2d(in_channels, len(cout), conv.kernel_size, conv.stride, conv.padding, conv.dilation, groups,
+    new = nn.Conv2d(in_channels, len(cout), size, conv.stride, padding, conv.dilation, groups,
                     bias=conv.bias is not None, padding_mode=conv.padding_mode).to(conv.weight.device)
     new.weight.data.copy_(weight.detach())
     if conv.bias is not None:
@@ -95,7 +101,8 @@ def slim_network(graph: ChannelGraph, net: fx.GraphModule, widths: dict[str, int
         module = modules[node.target]
         source = node.args[0].name if node.args and isinstance(node.args[0], fx.Node) else None
         if isinstance(module, nn.Conv2d):
-            root[node.target] = slim_conv(module, live[source], live[node.name])
+            kernel = widths.get(graph.kernels.get(node.name, ""))
+            root[node.target] = slim_conv(module, live[source], live[node.name], kernel)
         elif isinstance(module, nn.Linear):
             root[node.target] = slim_linear(module, live[source], live[node.name])
         elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):

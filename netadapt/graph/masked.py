@@ -6,7 +6,8 @@ value (batch norm's shift, an activation of it) as long as nothing mixes it into
 the mask goes on the input of every dense op (conv with groups=1, linear) and on a bypassable branch's
 output before its add. Channel-local ops (batch norm, depthwise convs, pooling) then see every
 sample's own channels, and batch norm keeps per-sample-group statistics (`GroupStatsBatchNorm2d`
-replaces `nn.BatchNorm2d`).
+replaces `nn.BatchNorm2d`). A depthwise conv with a kernel-size dimension becomes an
+`ElasticKernelConv2d` (same weights) that reads its kernel size from `widths`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import copy
 import torch
 from torch import fx, nn
 
+from netadapt.elastic_kernel import ElasticKernelConv2d
 from netadapt.graph import ops
 from netadapt.graph.channels import ChannelGraph
 from netadapt.ordered_dropout import GroupStatsBatchNorm2d, Widths, channel_mask, prefix_mask
@@ -60,10 +62,17 @@ def masked_network(traced: fx.GraphModule, graph: ChannelGraph) -> fx.GraphModul
             parent, _, attr = name.rpartition(".")
             setattr(net.get_submodule(parent) if parent else net, attr, _group_stats(module))
     g = net.graph
-    modules = dict(net.named_modules())
     image = next(n for n in g.nodes if n.op == "placeholder")
     with g.inserting_after(image):
         widths = g.placeholder("widths", default_value=None)
+    for node in g.nodes:
+        if node.name in graph.kernels:
+            parent, _, attr = node.target.rpartition(".")
+            conv = net.get_submodule(node.target)
+            setattr(net.get_submodule(parent) if parent else net, attr,
+                    ElasticKernelConv2d.from_conv(conv, graph.kernels[node.name]))
+            node.kwargs = {**node.kwargs, "widths": widths}
+    modules = dict(net.named_modules())
     masks: dict[tuple[str, Segments], fx.Node] = {}
 
     def masked(arg: fx.Node, before: fx.Node, segments: Segments) -> fx.Node:

@@ -34,6 +34,7 @@ class Unit:
     kind: str
     fixed: dict = field(default_factory=dict, hash=False)
     depthwise: bool = False
+    kernel: str = ""  # the kernel-size dimension of a depthwise conv, if it has one
 
 
 def _square(node: fx.Node, value, what: str) -> int:
@@ -118,7 +119,8 @@ class UnitPlan:
                 fields["act"] = ops.activation_name(out, modules)
             if not ops.is_depthwise(target) and target.groups > 1:
                 fields["groups"] = target.groups
-            return Unit(node.name, source, out.name, "conv", fields, ops.is_depthwise(target))
+            return Unit(node.name, source, out.name, "conv", fields, ops.is_depthwise(target),
+                        self.graph.kernels.get(node.name, ""))
         if isinstance(target, nn.Linear):
             return Unit(node.name, source, node.name, "linear", dict(bias=target.bias is not None))
         if isinstance(target, ops.NORM_MODULES):
@@ -189,6 +191,8 @@ class UnitPlan:
         fields = dict(unit.fixed)
         if unit.kind == "conv" and unit.depthwise:
             fields["groups"] = cout
+        if unit.kernel:
+            fields["kernel"] = widths[unit.kernel]
         if unit.kind not in ("conv", "linear"):
             cin = cout
         return LayerSpec(unit.kind, cin, cout, h, w, **fields)
@@ -208,6 +212,8 @@ class UnitPlan:
             names |= {branch.skip, branch.end}
         found = {graph.space_dims[s] for n in names for s, _ in graph.layouts[n] if s in graph.space_dims}
         found |= {graph.caps[n] for n in names if n in graph.caps}
+        if unit.kernel:
+            found.add(unit.kernel)
         return sorted(found)
 
     def all_specs(self, space: Architecture) -> set[LayerSpec]:

@@ -28,6 +28,7 @@ from torch import nn
 from netadapt.activations import ACTIVATIONS
 from netadapt.arch import Dimension
 from netadapt.bypass import Bypass, ResidualBypass, bypass, residual_bypass
+from netadapt.elastic_kernel import ElasticKernelConv2d, centre_crop
 from netadapt.layers import LayerSpec, conv_bn_act
 from netadapt.ordered_dropout import GroupStatsBatchNorm2d, Width, Widths, channel_mask, widest
 
@@ -40,34 +41,41 @@ def make_divisible(value: float, divisor: int) -> int:
 
 
 class ConvBN(nn.Module):
-    """conv (no bias) -> BN -> optional activation; `same` padding."""
+    """conv (no bias) -> BN -> optional activation; `same` padding. `elastic` names a kernel-size
+    dimension: the depthwise conv then runs at the kernel size `widths` give it (`elastic_kernel`)."""
 
     def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, depthwise: bool = False,
-                 act: str | None = "relu6"):
+                 act: str | None = "relu6", elastic: str = ""):
         super().__init__()
         self.kernel, self.stride, self.depthwise, self.act_name = kernel, stride, depthwise, act
         self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=cout if depthwise else 1,
                               bias=False)
+        if elastic:
+            self.conv = ElasticKernelConv2d.from_conv(self.conv, elastic)
         self.bn = GroupStatsBatchNorm2d(cout)
         self.act = ACTIVATIONS[act]() if act else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
+    def forward(self, x: torch.Tensor, widths: Widths | None = None) -> torch.Tensor:
+        y = self.conv(x, widths) if isinstance(self.conv, ElasticKernelConv2d) else self.conv(x)
+        return self.act(self.bn(y))
 
-    def extract(self, cin: int, cout: int) -> nn.Sequential:
-        """Slim copy taking the first `cin` input and producing the first `cout` output channels."""
+    def extract(self, cin: int, cout: int, kernel: int | None = None) -> nn.Sequential:
+        """Slim copy taking the first `cin` input and producing the first `cout` output channels
+        (with the centre `kernel` x `kernel` of the weights when given)."""
         groups = cout if self.depthwise else 1
-        conv = nn.Conv2d(cin, cout, self.kernel, self.stride, self.kernel // 2, groups=groups, bias=False)
-        conv.weight.data.copy_(self.conv.weight.data[:cout, : (1 if self.depthwise else cin)])
+        kernel = kernel or self.kernel
+        conv = nn.Conv2d(cin, cout, kernel, self.stride, kernel // 2, groups=groups, bias=False)
+        conv.weight.data.copy_(centre_crop(self.conv.weight.data[:cout, : (1 if self.depthwise else cin)], kernel))
         bn = nn.BatchNorm2d(cout, eps=self.bn.eps, momentum=self.bn.momentum)
         for name in ("weight", "bias", "running_mean", "running_var"):
             getattr(bn, name).data.copy_(getattr(self.bn, name).data[:cout])
         bn.num_batches_tracked.data.copy_(self.bn.num_batches_tracked.data)
         return nn.Sequential(conv, bn, ACTIVATIONS[self.act_name]() if self.act_name else nn.Identity())
 
-    def layers(self, cin: int, cout: int, height: int, width: int) -> tuple[list[LayerSpec], int, int]:
-        return conv_bn_act(cin, cout, height, width, self.kernel, self.stride, cout if self.depthwise else 1,
-                           self.act_name)
+    def layers(self, cin: int, cout: int, height: int, width: int,
+               kernel: int | None = None) -> tuple[list[LayerSpec], int, int]:
+        return conv_bn_act(cin, cout, height, width, kernel or self.kernel, self.stride,
+                           cout if self.depthwise else 1, self.act_name)
 
 
 class ConvBlock(nn.Module):
@@ -108,26 +116,33 @@ class ConvBlock(nn.Module):
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block: 1x1 expand -> 3x3 depthwise -> 1x1 project (+ residual when shapes match).
+    """MobileNetV2 block: 1x1 expand -> k x k depthwise -> 1x1 project (+ residual when shapes match).
 
-    Dimensions: `<name>.expand` (the hidden width, ordered dropout) and, for residual blocks,
-    `<name>.out` (CBC width of the branch; 0 removes the block).
+    Dimensions: `<name>.expand` (the hidden width, ordered dropout), `<name>.kernel` when `kernel` > 3
+    (the depthwise kernel size, odd, down to 3) and, for residual blocks, `<name>.out` (CBC width of
+    the branch; 0 removes the block).
     """
 
-    def __init__(self, name: str, cin: int, cout: int, stride: int, expand_ratio: int, granularity: int):
+    def __init__(self, name: str, cin: int, cout: int, stride: int, expand_ratio: int, granularity: int,
+                 kernel: int = 3):
         super().__init__()
         hidden = make_divisible(cin * expand_ratio, granularity) if expand_ratio != 1 else cin
         self.cin, self.cout, self.hidden = cin, cout, hidden
         self.residual = stride == 1 and cin == cout
         self.expand = ConvBN(cin, hidden) if expand_ratio != 1 else None
-        self.dw = ConvBN(hidden, hidden, 3, stride, depthwise=True)
+        self.kernel_dim = Dimension(f"{name}.kernel", kernel, kernel, 2, 3, kind="kernel") if kernel > 3 else None
+        self.dw = ConvBN(hidden, hidden, kernel, stride, depthwise=True,
+                         elastic=self.kernel_dim.name if self.kernel_dim else "")
         self.project = ConvBN(hidden, cout, act=None)
         self.expand_dim = Dimension(f"{name}.expand", hidden, hidden, granularity, granularity) \
             if self.expand is not None else None
         self.out_dim = Dimension(f"{name}.out", cout, cout, granularity, 0) if self.residual else None
 
     def dims(self) -> list[Dimension]:
-        return [d for d in (self.expand_dim, self.out_dim) if d is not None]
+        return [d for d in (self.expand_dim, self.kernel_dim, self.out_dim) if d is not None]
+
+    def _kernel(self, widths: Mapping[str, int]) -> int | None:
+        return widths.get(self.kernel_dim.name) if self.kernel_dim else None
 
     def _width(self, widths: Mapping, dim: Dimension | None, default: int):
         return default if dim is None else widths.get(dim.name, default)
@@ -142,7 +157,7 @@ class InvertedResidual(nn.Module):
             hidden_width, hidden = pending_width, x
         else:
             hidden_width, hidden = widths.get(self.expand_dim.name), self.expand(channel_mask(x, pending_width))
-        y = self.project(channel_mask(self.dw(hidden), hidden_width))  # depthwise: mask after, channel-local
+        y = self.project(channel_mask(self.dw(hidden, widths), hidden_width))  # depthwise: mask after, channel-local
         if not self.residual:
             return y, None
         return residual_bypass(channel_mask(x, pending_width), y, widths.get(self.out_dim.name)), None
@@ -152,7 +167,7 @@ class InvertedResidual(nn.Module):
         if self.residual and out == 0:
             return None, cin
         parts = [self.expand.extract(cin, hidden)] if self.expand is not None else []
-        parts += [self.dw.extract(hidden, hidden), self.project.extract(hidden, out)]
+        parts += [self.dw.extract(hidden, hidden, self._kernel(widths)), self.project.extract(hidden, out)]
         body = nn.Sequential(*parts)
         return (ResidualBypass(body, out, self.cout) if self.residual else body), self.cout
 
@@ -166,7 +181,7 @@ class InvertedResidual(nn.Module):
         if self.expand is not None:
             part, oh, ow = self.expand.layers(cin, hidden, oh, ow)
             specs += part
-        part, oh, ow = self.dw.layers(hidden, hidden, oh, ow)
+        part, oh, ow = self.dw.layers(hidden, hidden, oh, ow, self._kernel(widths))
         specs += part
         part, oh, ow = self.project.layers(hidden, out, oh, ow)
         specs += part

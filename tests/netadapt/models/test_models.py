@@ -12,8 +12,14 @@ from netadapt.arch import Architecture, ArchitectureError, ModelSpec
 from netadapt.layers import total_params
 from netadapt.models import build_supernet, extract
 
-MODELS = ["mobilenet_v2", "mobilenet_v1", "plain_cnn"]
+MODELS = ["mobilenet_v2", "mobilenet_v2-k7", "mobilenet_v1", "plain_cnn"]
 SHAPES = [(1, 28, 28), (3, 32, 32)]
+
+
+def model_spec(name: str, shape: tuple[int, int, int]) -> ModelSpec:
+    """`mobilenet_v2-k7`: MobileNetV2 with 7x7 depthwise convs and kernel-size dimensions."""
+    base, _, kernel = name.partition("-k")
+    return ModelSpec(base, shape, 10, kwargs={"kernel": int(kernel)} if kernel else {})
 
 
 def trained_looking(spec: ModelSpec, seed: int = 0) -> nn.Module:
@@ -36,7 +42,7 @@ def random_arch(space: Architecture, rng: random.Random) -> Architecture:
 @pytest.mark.parametrize("shape", SHAPES, ids=["28x28x1", "32x32x3"])
 @pytest.mark.parametrize("name", MODELS)
 def test_extraction_equals_masked_supernet_and_counts_params(name, shape):
-    spec = ModelSpec(name, shape, 10)
+    spec = model_spec(name, shape)
     model, rng = trained_looking(spec), random.Random(0)
     space = model.space()
     x = torch.randn(3, *shape)
@@ -50,7 +56,7 @@ def test_extraction_equals_masked_supernet_and_counts_params(name, shape):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_layer_specs_list_the_convolutions_the_slim_network_runs(name):
-    spec = ModelSpec(name, (3, 32, 32), 10)
+    spec = model_spec(name, (3, 32, 32))
     model = trained_looking(spec)
     arch = random_arch(model.space(), random.Random(3))
     slim = extract(model, arch)
@@ -80,7 +86,7 @@ def test_bypassed_blocks_disappear_from_the_slim_network():
 @pytest.mark.parametrize("name", MODELS)
 def test_each_sample_of_a_batch_runs_its_own_sub_network(name):
     """Per-sample widths in one batch equal each sample run alone through its sub-network."""
-    spec = ModelSpec(name, (1, 28, 28), 10)
+    spec = model_spec(name, (1, 28, 28))
     model, rng = trained_looking(spec), random.Random(1)
     archs = [random_arch(model.space(), rng) for _ in range(4)]
     widths = {d.name: torch.tensor([a.widths[d.name] for a in archs]) for d in model.space().dims}

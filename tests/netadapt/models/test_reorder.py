@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 from typing import Callable
 
@@ -16,7 +17,7 @@ from netadapt.models import build_supernet, extract
 from netadapt.models.blocks import Classifier, ConvBlock, InvertedResidual
 from netadapt.models.network import SearchableNetwork
 from netadapt.models.reorder import filter_norms, largest_first
-from tests.netadapt.models.test_models import MODELS, random_arch
+from tests.netadapt.models.test_models import MODELS, model_spec, random_arch
 
 
 def calibrated(make: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
@@ -78,7 +79,7 @@ def test_reordering_keeps_the_function_of_random_narrowed_architectures(name):
     """For random architectures (CBC widths 0, inside and at the maximum) and every reorderable
     dimension in turn: masked and slim outputs unchanged, and the kept prefix holds the largest
     filters the CBC widths allow (each segment sorted by L2 norm, the dropped filters in place)."""
-    base = calibrated(lambda: build_supernet(ModelSpec(name, (3, 16, 16), 5)))
+    base = calibrated(lambda: build_supernet(dataclasses.replace(model_spec(name, (3, 16, 16)), num_classes=5)))
     rng, space = random.Random(0), base.space()
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     dims = [d.name for d in space.dims if base.can_reorder(d.name)]
