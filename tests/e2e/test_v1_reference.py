@@ -13,8 +13,9 @@ from netadapt.checkpoints import load_supernet
 from netadapt_flows.cli import main
 from tests import presets
 
-TINY_V1 = ["-S", "search.algorithm=netadapt", "-S", "search.short_term_steps=2", "-S", "search.long_term_epochs=1",
-           "-S", "search.train_batch_size=32", "-S", "search.budget=0.6"]
+TINY_V1 = ["-S", "search.algorithm=netadapt", "-S", "search.short_term_steps=1", "-S", "search.long_term_epochs=0",
+           "-S", "search.train_batch_size=32", "-S", "search.budget=0.7", "-S", "search.initial_reduction=0.3"]
+ONE_EPOCH = ["-S", "supernet.epochs=1"]
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -24,14 +25,14 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 def test_reference_v1_without_a_checkpoint_starts_from_a_plainly_trained_network(tmp_path, monkeypatch):
     """The preset makes the supernet stage train plainly (its network is the one an explicit
     `supernet.sampling: none` trains, bit for bit), and V1 adapts that very network."""
-    data = presets.tiny_data(tmp_path / "data", train=200, test=40)
-    args = presets.project(tmp_path / "ref", data)
+    data = presets.tiny_data(tmp_path / "data", train=120, test=20)
+    args = [*presets.project(tmp_path / "ref", data), *ONE_EPOCH]
     reference = [*args, *TINY_V1, "-S", "search.preset=netadapt-reference"]
     assert main(["prepare", *args]) == 0
     assert main(["supernet", *reference]) == 0
     supernet = tmp_path / "ref" / "a" / "supernet" / "supernet.pt"
 
-    plain = presets.project(tmp_path / "plain", data)  # the quick preset, plain training asked for by name
+    plain = [*presets.project(tmp_path / "plain", data), *ONE_EPOCH]  # the quick preset, plain training asked for by name
     shutil.copytree(tmp_path / "ref" / "a" / "prepared", tmp_path / "plain" / "a" / "prepared")
     assert main(["supernet", *plain, "-S", "supernet.sampling=none"]) == 0
     expected = weights(tmp_path / "plain" / "a" / "supernet" / "supernet.pt")
