@@ -163,11 +163,16 @@ def start_network(start_checkpoint: str, supernet: Path, space: Architecture,
                   model_name: str, weights: str | None = None, pickled: bool = False) -> tuple[nn.Module, Path]:
     """The network V1 adapts and its file: `search.start_checkpoint` (a trained network of this
     space, as the paper starts from) when set, else the user's own trained weights (`model.checkpoint`,
-    `weights`), else the super-network; a checkpoint may name only the run's `model_name` or a
-    built-in model."""
+    `weights`), else the supernet stage's network: trained plainly under `supernet.sampling: none`
+    (what `search.preset: netadapt-reference` fills in, as the paper starts from a plainly trained
+    network), with ordered dropout otherwise (`quick`). A checkpoint may name only the run's
+    `model_name` or a built-in model."""
     if not start_checkpoint and weights:
+        log.info("search: NetAdapt V1 starts from model.checkpoint %s", weights)
         return build_supernet(space.model, weights, pickled), Path(weights)
     path = Path(start_checkpoint) if start_checkpoint else supernet
+    log.info("search: NetAdapt V1 starts from %s %s", "search.start_checkpoint" if start_checkpoint
+             else "the supernet stage's network", path)
     if start_checkpoint and not path.is_file():
         raise NetAdaptError(f"search.start_checkpoint: {path} not found")
     try:

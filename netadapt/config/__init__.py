@@ -11,6 +11,7 @@ naming the full key, e.g. ``search.budget: must be > 0, got -1``.
 - `schema`: the sections and each field's bounds (the single place that says what a valid value is);
 - `parsing`: the generic typed parser (types, finite floats, bounds, short messages);
 - `rules`: rules across fields, the CUDA check and the `devices` section;
+- `presets`: `search.preset`'s values for the V1 keys the params leave unset (before the typed parse);
 - `loading`: the strict YAML reader, `-S` overrides, `parse_config` and `load_config`.
 
 Checks that need more than the params (the model's widths, a checkpoint's content, the data) run

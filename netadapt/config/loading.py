@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from netadapt.config.parsing import build, short
+from netadapt.config.presets import resolve_preset
 from netadapt.config.rules import check_consistency, check_devices
 from netadapt.config.schema import Config
 from netadapt.errors import ConfigError, describe
@@ -24,9 +25,10 @@ MAX_VALUES = 10_000
 
 
 def parse_config(raw: dict[str, Any]) -> Config:
-    """Validate a nested mapping (as loaded from params.yaml) into a `Config`: types and bounds,
-    then the cross-field rules, then the devices (built over the checked sections)."""
-    cfg = build(Config, raw if raw is not None else {}, "")
+    """Validate a nested mapping (as loaded from params.yaml) into a `Config`: `search.preset`'s
+    values for the keys it leaves unset, types and bounds, then the cross-field rules, then the
+    devices (built over the checked sections)."""
+    cfg = build(Config, resolve_preset(raw if raw is not None else {}), "")
     check_consistency(cfg)
     if cfg.devices or not isinstance(cfg.devices, dict):
         cfg = dataclasses.replace(cfg, devices=check_devices(cfg.devices, cfg))

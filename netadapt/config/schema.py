@@ -104,7 +104,8 @@ class SupernetConfig:
     momentum: float = _num(0.9, ge=0.0, lt=1.0)
     weight_decay: float = _num(4e-5, ge=0.0, le=1.0)
     label_smoothing: float = _num(0.0, ge=0.0, lt=1.0)
-    sampling: Literal["sandwich", "random", "none"] = "sandwich"  # sandwich: largest + smallest + random
+    # sandwich: largest + smallest + random; none: plain training (search.preset netadapt-reference's)
+    sampling: Literal["sandwich", "random", "none"] = "sandwich"
     group_size: int = _num(16, ge=1, le=MAX_COUNT)  # samples sharing one sub-network draw (and BN statistics);
     # a batch trains batch_size / group_size sub-networks, at least MIN_GROUPS[sampling]
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -136,6 +137,9 @@ class SearchConfig:
     # latency: time the answer on the device; while it measures over the budget, go on to a table
     # budget tightened by what the timings say, at most this many times (0: trust the lookup table)
     measure_rounds: int = _num(2, ge=0, le=MAX_COUNT)
+    # V1's scale: `preset` fills these, initial_reduction, decay and supernet.sampling where the params
+    # leave them unset (absent or null); the defaults here are `quick`'s (config.presets)
+    preset: Literal["quick", "netadapt-reference"] = "quick"
     short_term_steps: int = _num(10, ge=0, le=MAX_COUNT)  # V1: fine-tune steps per proposal
     long_term_epochs: int = _num(1, ge=0, le=MAX_COUNT)  # V1: fine-tune epochs at the end
     lr: float = _num(0.01, gt=0.0, le=MAX_LR)  # V1 fine-tuning learning rate
