@@ -130,3 +130,19 @@ def test_model_checks_pass_at_every_granularity_since_nothing_is_rounded_up():
     assert {d.granularity for d in net.space().dims} == {8, 16}  # its gcd with each width
     with pytest.raises(ConfigError, match="model.granularity: 64 is larger than plain_cnn's smallest"):
         check_model_widths(ModelSpec("plain_cnn", (1, 28, 28), 10, granularity=64))  # built from it: still checked
+
+
+def test_netadapt_v1_reordering_keeps_the_function_through_squeeze_excite_and_a_stage():
+    net = supernet("small-32").eval()
+    space = net.space()
+    arch = space.with_widths({"blocks.4.se.reduce.out": 32, "blocks.3.project.conv.stage": 24,
+                              "blocks.4.bypass": 16, "blocks.4.expand.conv.out": 120})
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        before = net(x, arch.widths)
+        for dim in ("blocks.4.se.reduce.out", "blocks.3.project.conv.stage", "blocks.4.expand.conv.out"):
+            assert net.can_reorder(dim)
+            net.keep_largest_filters(dim, arch)
+        torch.testing.assert_close(net(x, arch.widths), before, atol=1e-5, rtol=1e-5)
+    norms = net.net.get_submodule("blocks.4.se.reduce").weight.flatten(1).pow(2).sum(1)
+    assert torch.all(norms[:32][:-1] >= norms[:32][1:])  # the largest filters first, within the kept width
