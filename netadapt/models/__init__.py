@@ -107,8 +107,9 @@ def _sized(spec: ModelSpec) -> ModelSpec:
     kwargs = dict(spec.kwargs)
     for key in BUILT_FROM_SPEC:
         if key in kwargs:
-            raise ConfigError(f"model.kwargs: {key} of the built-in {spec.name} comes from "
-                              f"{'model.width_mult' if key == 'width_mult' else 'the data'}; remove it from model.kwargs")
+            source = "model.width_mult" if key == "width_mult" else "the data"
+            raise ConfigError(f"model.kwargs: {key} of the built-in {spec.name} comes from {source}; "
+                              f"remove it from model.kwargs")
     kwargs.update(width_mult=spec.width_mult, image_size=min(spec.input_shape[1:]))
     return dataclasses.replace(spec, kwargs=kwargs)
 

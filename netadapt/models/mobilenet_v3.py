@@ -6,8 +6,8 @@ dimensions: every expansion width (`blocks.<i>.expand.conv.out`), every squeeze-
 width (`blocks.<i>.se.reduce.out`), the width each residual stage shares
 (`blocks.<i>.project.conv.stage`, `stem.conv.stage`), every residual block's bypass
 (`blocks.<i>.bypass`: the block's depth), the last 1x1 conv (`head.conv.out`) and the classifier's
-hidden layer (`hidden.out`). The layers are named so that those names say what they are. Depthwise convs are built with their own kernel (3 or 5, padding
-k // 2), as the paper has them.
+hidden layer (`hidden.out`). The layers are named so that those names say what they are.
+Depthwise convs are built with their own kernel (3 or 5, padding k // 2), as the paper has them.
 
 The layer table is torchvision's `mobilenet_v3_small` / `mobilenet_v3_large` (h-swish, ReLU,
 squeeze-excite gated by h-sigmoid with its reduction at a quarter of the expansion, widths rounded to
