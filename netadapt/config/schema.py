@@ -49,7 +49,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    # a built-in (mobilenet_v2 | mobilenet_v1 | plain_cnn), any nn.Module class or factory
+    # a built-in (mobilenet_v2 | mobilenet_v1 | mobilenet_v3 | plain_cnn), any nn.Module class or factory
     # ("package.module:Attr"), "torchvision:<name>" or "timm:<name>" (traced: docs/models.md)
     name: str = "mobilenet_v2"
     width_mult: float = _num(1.0, gt=0.0, le=4.0)  # scales every maximum width (built-in models)

@@ -25,6 +25,7 @@ largest filters first in the blocks `netadapt.models.reorder` has a rule for (`R
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
@@ -38,6 +39,8 @@ from netadapt.models import any_model
 from netadapt.models.registry import BUILTIN_MODELS
 from netadapt.models.source import importable
 from netadapt.ordered_dropout import Widths
+
+BUILT_FROM_SPEC = ("width_mult", "image_size")  # a built-in plain module's arguments from the spec (`_sized`)
 
 
 @runtime_checkable
@@ -88,10 +91,27 @@ def _build(spec: ModelSpec, checkpoint: str | Path | None, allow_pickle: bool) -
         return model
     from netadapt.graph import TracedNetwork  # torch.fx: only for traced models
 
-    module = any_model.build_module(BUILTIN_MODELS.get(spec.name, spec.name), spec)
+    module = any_model.build_module(BUILTIN_MODELS.get(spec.name, spec.name), _sized(spec))
     if checkpoint is not None:
         any_model.load_weights(module, checkpoint, allow_pickle)
     return TracedNetwork(spec, module)
+
+
+def _sized(spec: ModelSpec) -> ModelSpec:
+    """The spec a plain module is built from: a built-in one (`mobilenet_v3`) is also given
+    `model.width_mult` and the input's side (`image_size`, the smaller of height and width), as the
+    library's own models are sized by the model section and the data; a user's module gets its
+    `model.kwargs` alone."""
+    if spec.name not in BUILTIN_MODELS:
+        return spec
+    kwargs = dict(spec.kwargs)
+    for key in BUILT_FROM_SPEC:
+        if key in kwargs:
+            source = "model.width_mult" if key == "width_mult" else "the data"
+            raise ConfigError(f"model.kwargs: {key} of the built-in {spec.name} comes from {source}; "
+                              f"remove it from model.kwargs")
+    kwargs.update(width_mult=spec.width_mult, image_size=min(spec.input_shape[1:]))
+    return dataclasses.replace(spec, kwargs=kwargs)
 
 
 def extract(supernet: SearchableModel, arch: Architecture) -> nn.Module:

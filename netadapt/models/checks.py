@@ -9,7 +9,8 @@ import torch
 
 from netadapt.arch import ModelSpec
 from netadapt.errors import ConfigError
-from netadapt.models import build_supernet
+from netadapt.models import build_supernet, implements_protocol, resolve
+from netadapt.models.source import importable
 
 
 def check_model_widths(spec: ModelSpec) -> None:
@@ -21,7 +22,14 @@ def check_model_widths(spec: ModelSpec) -> None:
     *up* to the granularity: a tiny `width_mult` would not shrink the network (widths never reach 0,
     they all become the granularity), and a granularity above the smallest width builds a far wider
     network than asked (for mobilenet_v2 and 4096: about a billion parameters).
+
+    A traced network (a plain `nn.Module`, `mobilenet_v3` included) is not checked: it is built the
+    same at every granularity, which only sets its search grid (its greatest common divisor with each
+    width), so nothing is rounded up.
     """
+    with importable(spec.path, spec.name):
+        if not implements_protocol(resolve(spec.name)):
+            return
 
     def smallest(width_mult: float):
         try:
