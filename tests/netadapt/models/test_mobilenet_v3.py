@@ -127,7 +127,15 @@ def test_model_checks_pass_at_every_granularity_since_nothing_is_rounded_up():
     for granularity in (8, 16, 32):  # 16 and 32: what a network of ImageNet size is profiled at
         check_model_widths(ModelSpec("mobilenet_v3", (3, 224, 224), 10, granularity=granularity))
     net = build_supernet(ModelSpec("mobilenet_v3", (3, 32, 32), 10, granularity=16))
-    assert {d.granularity for d in net.space().dims} == {8, 16}  # its gcd with each width
+    assert {d.granularity for d in net.space().dims if d.kind == "width"} == {8, 16}  # its gcd with each width
+
+
+def test_its_5x5_depthwise_kernels_are_searched_down_to_3():
+    net = build_supernet(ModelSpec("mobilenet_v3", (3, 32, 32), 10, width_mult=0.25))
+    kernels = [d for d in net.space().dims if d.kind == "kernel"]
+    assert kernels and all(d.name.endswith("depthwise.conv.kernel") and d.choices() == [3, 5] for d in kernels)
+    small = net.space().with_widths({d.name: 3 for d in kernels})
+    assert {s.kernel for s in net.layers(small) if s.op == "conv" and s.groups > 1} == {3}
     with pytest.raises(ConfigError, match="model.granularity: 64 is larger than plain_cnn's smallest"):
         check_model_widths(ModelSpec("plain_cnn", (1, 28, 28), 10, granularity=64))  # built from it: still checked
 
