@@ -27,13 +27,44 @@ from netadapt.ordered_dropout import Widths
 log = logging.getLogger(__name__)
 
 
-def trace(module: nn.Module, name: str) -> fx.GraphModule:
-    """The module's graph (torch.fx symbolic tracing); an untraceable model is refused naming why."""
-    try:
-        return fx.symbolic_trace(module)
-    except Exception as exc:  # noqa: BLE001 - fx raises many kinds; all mean the same to the user
-        raise GraphError(f"model.name: {name}: torch.fx cannot trace the model ({describe(exc)}); "
-                         f"data-dependent control flow in forward() is the usual cause") from None
+class _LeafTracer(fx.Tracer):
+    """torch.fx's tracer that keeps the given submodules whole (calls of opaque modules) and remembers
+    which submodule it was inside when tracing failed."""
+
+    def __init__(self, leaves: set[str]):
+        super().__init__()
+        self.leaves, self.inside = leaves, []
+
+    def is_leaf_module(self, m: nn.Module, qualified_name: str) -> bool:
+        return qualified_name in self.leaves or super().is_leaf_module(m, qualified_name)
+
+    def call_module(self, m, forward, args, kwargs):
+        self.inside.append(self.path_of_module(m))
+        result = super().call_module(m, forward, args, kwargs)
+        self.inside.pop()
+        return result
+
+
+MAX_OPAQUE_MODULES = 32
+
+
+def trace(module: nn.Module, name: str) -> tuple[fx.GraphModule, list[str]]:
+    """The module's graph (torch.fx symbolic tracing) and the submodules kept whole. A submodule fx
+    cannot trace (data-dependent control flow in its forward, say) is kept as one opaque op, which
+    the channel analysis then leaves at full width with a warning naming it; a model whose own
+    forward cannot be traced is refused naming why."""
+    leaves: set[str] = set()
+    while True:
+        tracer = _LeafTracer(leaves)
+        try:
+            graph = tracer.trace(module)
+            return fx.GraphModule(module, graph, type(module).__name__), sorted(leaves)
+        except Exception as exc:  # noqa: BLE001 - fx raises many kinds; all mean the same to the user
+            culprit = tracer.inside[-1] if tracer.inside else ""
+            if not culprit or culprit in leaves or len(leaves) >= MAX_OPAQUE_MODULES:
+                raise GraphError(f"model.name: {name}: torch.fx cannot trace the model ({describe(exc)}); "
+                                 f"data-dependent control flow in forward() is the usual cause") from None
+            leaves.add(culprit)
 
 
 class TracedNetwork(nn.Module):
@@ -42,7 +73,7 @@ class TracedNetwork(nn.Module):
     def __init__(self, spec: ModelSpec, module: nn.Module):
         super().__init__()
         self.spec = spec
-        traced = trace(module, spec.name)
+        traced, opaque = trace(module, spec.name)
         device = next(iter(module.parameters()), torch.empty(0)).device
         example = torch.zeros(2, *spec.input_shape, device=device)
         try:
@@ -64,6 +95,9 @@ class TracedNetwork(nn.Module):
         self.graph: ChannelGraph = graph  # not a module: `net` holds every weight
         self.plan = UnitPlan(graph, dict(self.net.named_modules()))
         self._space = Architecture(spec, graph.dims)
+        for path in opaque:
+            log.warning("model.name %s: submodule %r cannot be traced by torch.fx (its forward has data-dependent "
+                        "control flow, say): kept whole, as one opaque op", spec.name, path)
         for warning in graph.warnings:
             log.warning("model.name %s: %s", spec.name, warning)
         if self.plan.unmeasured:

@@ -185,6 +185,46 @@ def test_an_untraceable_model_is_refused_naming_it():
         TracedNetwork(ModelSpec("t:DataDependent", (3, 8, 8), 10), DataDependent())
 
 
+class Gate(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x):
+        return self.conv(x) if x.mean() > 0 else x * 0.5
+
+
+class WithAnUntraceablePart(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.b = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.gate = Gate(16)
+        self.c = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.c(self.gate(self.b(self.a(x))))
+        return self.head(x.mean((2, 3)))
+
+
+def test_an_untraceable_submodule_is_kept_whole_and_named(caplog):
+    torch.manual_seed(0)
+    with caplog.at_level(logging.WARNING):
+        net = TracedNetwork(ModelSpec("t:WithAnUntraceablePart", (3, 8, 8), 10, granularity=4),
+                            WithAnUntraceablePart()).eval()
+    assert "submodule 'gate' cannot be traced" in caplog.text
+    names = {d.name for d in net.space().dims}
+    assert "b.0.out" not in names  # read and written by the opaque gate: full width
+    assert {"a.0.out", "c.0.out"} <= names  # elsewhere, searchable as usual
+    x = torch.randn(2, 3, 8, 8)
+    for arch in random_archs(net, 4):
+        with torch.no_grad():
+            torch.testing.assert_close(net.extract(arch)(x), net(x, arch.widths), atol=1e-5, rtol=1e-5)
+
+
 def test_torchvision_models_where_torchvision_imports():
     try:
         from torchvision import models
