@@ -100,8 +100,8 @@ _NAMES = {"latency": "latency", "macs": "MACs", "params": "parameter"}
 
 
 def axis_label(unit: str) -> str:
-    """The search's resource axis, in `unit` (a `resource_model`'s: ms, MACs, parameters): the label
-    of the PNGs and of the Vega search chart (dvc.yaml's `x_label`) alike."""
+    """The search's resource axis in the PNGs, in `unit` (a `resource_model`'s: ms, MACs, parameters;
+    the Vega search chart draws the same path as a fraction of the base network's resource)."""
     return f"estimated resource ({unit})" if unit else "estimated resource"
 
 
