@@ -13,7 +13,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: test test-all test-busy run venv clean exp exp-show metrics plots plots-template
+.PHONY: test test-all test-busy run venv clean exp exp-show results metrics plots plots-template
 
 # `make exp BUDGET=0.4`, or any overrides: `make exp ARGS='-S search.budget=0.4 -S finetune.epochs=4'`.
 BUDGET ?=
@@ -50,13 +50,12 @@ test-busy: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/dvc repro
-	@echo
-	@echo "== results (metrics/*.json; make metrics prints them again) =="
-	@$(MAKE) --no-print-directory metrics
+	@$(MAKE) --no-print-directory results
 	@echo
 	@echo "artifacts: $(CURDIR)/artifacts  (final model: artifacts/finetune/model.pt, model.onnx)"
 	@echo "plots:     $(CURDIR)/plots  (fidelity.png, search.png, tradeoff.png; all in one page: make plots)"
-	@echo "change the budget: make exp BUDGET=0.4   (re-runs search, finetune, evaluate only; compare: make exp-show)"
+	@echo "change the budget: git add dvc.lock metrics plots && git commit -m baseline   (the row experiments compare with),"
+	@echo "                   then make exp BUDGET=0.4   (re-runs search, finetune, evaluate only; compare: make exp-show)"
 	@echo "review in MLflow:  MLFLOW_DISABLE_TELEMETRY=true $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db   (then http://127.0.0.1:5000)"
 	@echo "the Prefect flow:  $(BIN)/netadapt flow   (served, with its UI: $(BIN)/netadapt serve)"
 
@@ -64,6 +63,16 @@ run: $(STAMP)
 # results land in the workspace, and `make exp-show` lists it beside the others.
 exp: $(STAMP)
 	$(BIN)/dvc exp run $(if $(BUDGET),-S search.budget=$(BUDGET)) $(ARGS)
+	@$(MAKE) --no-print-directory results
+	@echo
+	@echo "compare with the committed baseline and the other experiments: make exp-show"
+
+# What `make run` and `make exp` end with: the budget's verdict (MET or MISSED, with the measurement,
+# the budget and its tolerance), then a line of headline figures per stage, from the reports on disk.
+results: $(STAMP)
+	@echo
+	@echo "== results (every figure: make metrics, artifacts/reports/<stage>.json) =="
+	@$(BIN)/python -m netadapt_flows.console
 
 exp-show: $(STAMP)
 	@$(BIN)/dvc exp show --md --only-changed --keep '$(EXP_KEEP)' --drop '$(EXP_DROP)'

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from netadapt.arch import Architecture
+from netadapt.eta import progress_bar
 from netadapt.checkpoints import load_supernet
 from netadapt.config import Config, to_dict
 from netadapt.data import Split, load_split
@@ -119,5 +119,5 @@ def candidate_settings(cfg: Config, paths: Paths) -> dict:
 
 def score_here(settings: dict, arch_jsons: list[str]) -> list[tuple[float, float]]:
     """Score candidates one after the other in this process (`candidate_settings`)."""
-    return [evaluate_candidate(j, **settings) for j in tqdm(arch_jsons, desc="search candidates", unit="cand",
-                                                            leave=False, disable=None)]
+    return [evaluate_candidate(j, **settings)
+            for j in progress_bar(arch_jsons, total=len(arch_jsons), desc="search candidates", unit="candidates")]

@@ -206,8 +206,9 @@ def search(cfg: Config, paths: Paths = Paths(), propose: ProposeIteration | None
     with atomic_path(paths.search / "arch.json") as tmp:
         tmp.write_text(result.chosen.to_json() + "\n")
     trajectory = result.history[result.history.kept.astype(bool)]
-    write_csv(paths.plots / "search.csv", trajectory[["iteration", "resource_estimated", "holdout_acc"]]
-              .to_dict("records"))
+    trajectory = trajectory.assign(resource_fraction=trajectory.resource_estimated / schedule.base)  # any metric's x
+    write_csv(paths.plots / "search.csv", trajectory[["iteration", "resource_estimated", "resource_fraction",
+                                                      "holdout_acc"]].to_dict("records"))
     plot_trajectory(result.history, schedule.budget, resource.unit, paths.plots / "search.png",
                     result.schedule.budget)
     log.info("search: %s", result.message)
@@ -275,6 +276,7 @@ def evaluate(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     classes = arch.model.num_classes
     topk = (1, 5) if classes > 5 else (1,)
     acc = accuracy(model, test, cfg.evaluate.batch_size, torch.device("cpu"), topk=topk)
+    base_acc = accuracy(supernet_model, test, cfg.evaluate.batch_size, torch.device("cpu"))[1]  # the trade-off's base
     base_ms, final_ms = network_times(cfg.profile, supernet_model, [supernet_model.space(), arch], cfg.seed,
                                       cfg.evaluate.latency_warmup, cfg.evaluate.latency_repeats)
     latency = LatencyModel(supernet_model, latency_table(cfg.profile, paths.lut))
@@ -284,7 +286,7 @@ def evaluate(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     drift = base_ms / base_estimated_ms
     metrics = {"test_acc": acc[1], "latency_measured_ms": final_ms, "latency_estimated_ms": estimated_ms,
                "base_latency_measured_ms": base_ms, "base_latency_estimated_ms": base_estimated_ms,
-               "latency_ratio": final_ms / base_ms, "machine_speed_drift": drift,
+               "base_test_acc": base_acc, "latency_ratio": final_ms / base_ms, "machine_speed_drift": drift,
                "latency_estimate_error": abs(estimated_ms * drift - final_ms) / final_ms,
                "macs": int(MacsModel(supernet_model).estimate(arch)),
                "params": int(ParamsModel(supernet_model).estimate(arch)),

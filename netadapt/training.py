@@ -13,7 +13,6 @@ from typing import Callable, Iterator, Literal
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from netadapt.augment import augment
 from netadapt.data import Split
@@ -21,6 +20,7 @@ from netadapt.data.split import class_mixed_order
 from netadapt.data.view import InputView
 from netadapt.distributed import SINGLE, World, local_positions, mean_over_ranks
 from netadapt.errors import ConfigError
+from netadapt.eta import progress_bar
 from netadapt.ordered_dropout import Widths
 
 log = logging.getLogger("netadapt")
@@ -172,8 +172,8 @@ def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer
     model.train()
     total, count = 0.0, 0
     steps = epoch_steps(len(split), batch_size, drop_last) if loop.max_steps <= 0 else loop.max_steps
-    bar = tqdm(batches(split, batch_size, generator, device, loop.max_steps, drop_last, part, stored=loop.augment),
-               total=steps, desc=loop.desc, unit="batch", leave=False, disable=None if world.writer else True)
+    bar = progress_bar(batches(split, batch_size, generator, device, loop.max_steps, drop_last, part,
+                               stored=loop.augment), total=steps, desc=loop.desc, unit="batches", enabled=world.writer)
     for inputs, labels in bar:
         size = len(labels) if part is None else batch_size
         if loop.augment:

@@ -27,7 +27,6 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from netadapt.config import DataConfig
 from netadapt.data.datasets import RawSplit, read_dataset
@@ -36,6 +35,7 @@ from netadapt.data.pixels import strict_decoding
 from netadapt.data.split import class_mixed_order, stratified_split
 from netadapt.data.view import DEFAULT_MEAN, DEFAULT_STD, InputView
 from netadapt.errors import DataError, NetAdaptError, describe
+from netadapt.eta import progress_bar
 from netadapt.io import atomic_dir, load_tensors, read_json, save_tensors, write_json
 
 SPLITS = ("train", "holdout", "test")
@@ -81,8 +81,8 @@ def write_split(folder: Path, name: str, source: RawSplit, index: np.ndarray, se
     index = index[class_mixed_order(source.labels[index], seed)]
 
     def chunks() -> Iterator[np.ndarray]:
-        for start in tqdm(range(0, len(index), WRITE_CHUNK), desc=f"prepare {name}", unit="chunk",
-                          mininterval=1.0, leave=False, disable=None):
+        for start in progress_bar(range(0, len(index), WRITE_CHUNK), total=-(-len(index) // WRITE_CHUNK),
+                                  desc=f"prepare {name}", unit="chunks"):
             yield source.images[index[start:start + WRITE_CHUNK]]
 
     shape = (len(index), *source.images.shape[1:])

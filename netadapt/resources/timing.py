@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from netadapt.arch import Architecture
+from netadapt.eta import progress_bar
 from netadapt.layers import LayerSpec
 from netadapt.models import extract
 from netadapt.resources.backends import Backend, Runner, Timing, make_runner, time_runner, timing_context
@@ -111,8 +111,7 @@ def time_units(specs: list[LayerSpec], settings: ProfileSettings, group_size: in
         groups.setdefault(unit.group, unit.reference_ms)
     run_id = uuid.uuid4().hex[:8]
     torch.manual_seed(seed)
-    bar = tqdm(total=len(order), initial=len(units), desc=f"profile {settings.backend}", unit="unit",
-               disable=None, mininterval=1.0)
+    bar = progress_bar(total=len(order), initial=len(units), desc=f"profile {settings.backend}", unit="units")
     with timing_context(settings.threads):
         for n, start in enumerate(range(0, len(todo), group_size)):
             group = [(spec, settings.runner(*build_unit(spec, settings.batch_size)))

@@ -61,6 +61,7 @@ def test_search_finetune_evaluate(project):
     assert main(["evaluate", *args]) == 0
     e = metrics(root, "evaluate")
     assert 0.5 <= e["test_acc"] <= e["test_acc_top5"] <= 1, e
+    assert 0 < e["base_test_acc"] <= 1, "the trade-off plot's base network: its test accuracy beside the final one's"
     assert 0 < e["macs"] <= 0.5 * e["base_macs"] and e["macs"] == pytest.approx(m["resource_estimated"])
     assert e["budget_met"] is True and e["measured_over_budget"] <= 1
     assert all(finite_positive(e[k]) for k in ("latency_measured_ms", "latency_estimated_ms",

@@ -46,3 +46,38 @@ def test_the_cli_prints_readable_lines_and_json_only_when_asked(idx_root, tmp_pa
     assert line.split() == ["prepare", "train=180", "holdout=20", "test=50", "classes=10"]
     assert main([*args, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["train"] == 180
+
+
+def test_make_run_and_make_exp_end_with_the_verdict_then_a_line_per_stage(tmp_path, capsys):
+    """`python -m netadapt_flows.console` (the results block `make run` and `make exp` print): from
+    the reports on disk, a missed budget on the first line with its figures, then the stages."""
+    from netadapt_flows.console import main as results
+
+    (tmp_path / "params.yaml").write_text("search: {metric: latency, budget: 0.4}\n"
+                                          "devices: {phone: {budget: 0.5, profile: {}}}\n")
+    missed = {**EVALUATE, "latency_measured_ms": 0.443, "base_latency_measured_ms": 1.0}
+    reports = {"artifacts/reports": {"search": SEARCH, "evaluate": missed},
+               "artifacts/devices/phone/reports": {"evaluate": {**EVALUATE, "latency_measured_ms": 0.41}}}
+    for folder, stages in reports.items():
+        (tmp_path / folder).mkdir(parents=True)
+        for stage, metrics in stages.items():
+            (tmp_path / folder / f"{stage}.json").write_text(json.dumps(metrics))
+    assert results(["--params", str(tmp_path / "params.yaml"), "--artifacts", str(tmp_path / "artifacts")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("latency ≤ 40% · MISSED · ") and "budget_met=false" in lines[0]
+    assert "0.443 ms" in lines[0] and "0.4 ms" in lines[0] and "1.107 of it" in lines[0], lines[0]
+    assert lines[1].startswith("latency ≤ 50% · MET · ") and "(device phone)" in lines[1]
+    assert [line.split()[0] for line in lines[2:]] == ["search", "evaluate", "evaluate@phone"]
+    assert "latency_measured_ms=0.443" in lines[3]
+
+
+def test_the_results_block_before_evaluate_ran_and_with_bad_params(tmp_path, capsys):
+    from netadapt_flows.console import main as results
+
+    (tmp_path / "params.yaml").write_text("search: {budget: 0.4}\n")
+    assert results(["--params", str(tmp_path / "params.yaml"), "--artifacts", str(tmp_path / "none")]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert " · pending · " in line and line.endswith("budget_met=unknown; evaluate did not run")
+    (tmp_path / "params.yaml").write_text("search: {budget: -3}\n")
+    assert results(["--params", str(tmp_path / "params.yaml")]) == 2
+    assert "search.budget" in capsys.readouterr().err
