@@ -35,7 +35,7 @@ def check_model_widths(spec: ModelSpec) -> None:
         try:
             with torch.device("meta"):
                 model = build_supernet(dataclasses.replace(spec, width_mult=width_mult, granularity=1))
-            dims = model.space().dims
+            dims = [d for d in model.space().dims if d.kind == "width"]  # kernel sizes have no granularity
         except ConfigError:
             raise
         except Exception:  # noqa: BLE001 - a user model that cannot be built on the meta device: not checked here

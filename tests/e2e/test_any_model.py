@@ -142,3 +142,21 @@ def test_netadapt_v1_adapts_the_users_trained_network(tmp_path, capsys):
     weights.write_bytes(b"")  # the start network is read from the user's file: an empty one is refused
     assert main(["search", *args, "-S", "search.algorithm=netadapt", "-S", "search.budget=0.4"]) == 2
     assert "model.checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_traced_network_is_adapted_for_several_devices(tmp_path):
+    """Each named device profiles the user's network on its own, searches to its own latency budget
+    and gets its own final network, from one super-network."""
+    args = user_project(tmp_path)
+    devices = ["-S", "search.metric=latency", "-S", "devices.phone.budget=0.5", "-S", "devices.phone.profile={}",
+               "-S", "devices.box.budget=0.8", "-S", "devices.box.profile={}"]
+    assert main(["run", *args, *devices]) == 0
+    finals = {}
+    for name, budget in (("phone", 0.5), ("box", 0.8)):
+        evaluate = json.loads((tmp_path / "m" / "devices" / name / "evaluate.json").read_text())
+        assert evaluate["budget_met"] is True, (name, evaluate)
+        assert (tmp_path / "a" / "devices" / name / "finetune" / "model.onnx").is_file()
+        assert evaluate["latency_ratio"] <= budget * 1.05
+        finals[name] = evaluate["latency_ratio"]
+    assert finals["phone"] < finals["box"]

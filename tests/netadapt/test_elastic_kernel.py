@@ -175,3 +175,9 @@ def test_the_built_in_kernel_setting_is_checked():
                             ({"depth": 2}, "model.kwargs: mobilenet_v2 takes only 'kernel'")]:
         with pytest.raises(ConfigError, match=message):
             build_supernet(ModelSpec("mobilenet_v2", (3, 32, 32), 10, kwargs=kwargs))
+
+
+def test_the_granularity_check_looks_at_widths_only():
+    from netadapt.models.checks import check_model_widths
+
+    check_model_widths(ModelSpec("mobilenet_v2", (3, 32, 32), 10, granularity=8, kwargs={"kernel": 7}))
