@@ -114,10 +114,13 @@ def _stage_config(args: argparse.Namespace, device: str = ""):
 
 
 def _lock(args: argparse.Namespace):
-    """The project's lock (`<artifacts>/.lock`), named after the command line that holds it."""
+    """The project's lock (`<artifacts>/.lock`), named after the command line that holds it; in a DVC
+    project with DVC's write lock on its folders (`dvc_writes`: a `dvc repro` refuses before it
+    removes an output)."""
     from netadapt.lock import project_lock
+    from netadapt_tasks.dvc import dvc_writes
 
-    return project_lock(args.artifacts, getattr(args, "command_line", None))
+    return project_lock(args.artifacts, getattr(args, "command_line", None), guards=(dvc_writes,))
 
 
 def _stamped_stage(name: str, args: argparse.Namespace, device: str = "") -> dict:
