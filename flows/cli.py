@@ -125,14 +125,17 @@ def _lock(args: argparse.Namespace):
 
 def _stamped_stage(name: str, args: argparse.Namespace, device: str = "") -> dict:
     """A stage run as `dvc repro` runs it, then its stamp: its key is taken before it runs (what it
-    read), its outputs' digests after (what it wrote). Holds the project's lock, and starts by
-    removing what interrupted writes left behind."""
-    cfg, paths = _stage_config(args, device)  # bad input (an unknown --device too) fails here, before any work
-    with _lock(args):  # another writer: exit 2 naming it, before any work
-        from netadapt.run_stage import fresh_key, run_stage
-        from netadapt_tracking import stage_run  # after validation: bad input never opens a run (MLflow is lazy)
+    read), its outputs' digests after (what it wrote). Holds the project's lock while it works and
+    publishes (not while its tracking run opens or is logged: `run_stage`), and starts by removing
+    what interrupted writes left behind."""
+    from netadapt.lock import check
 
-        return run_stage(name, cfg, paths, fresh_key(name, cfg, paths), track=stage_run, by="cli")
+    cfg, paths = _stage_config(args, device)  # bad input (an unknown --device too) fails here, before any work
+    check(args.artifacts)  # another writer: exit 2 naming it, before any work (opening a tracking run too)
+    from netadapt.run_stage import run_stage
+    from netadapt_tracking import stage_run  # after validation: bad input never opens a run (MLflow is lazy)
+
+    return run_stage(name, cfg, paths, track=stage_run, by="cli", lock=lambda: _lock(args))
 
 
 def _run_all(args: argparse.Namespace) -> dict:

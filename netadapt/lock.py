@@ -198,9 +198,26 @@ def _take(path: Path, command: str) -> None:
         if _stale(holder, path):
             _take_over(path, holder)
             continue
-        raise LockHeld(f"{path}: held by {_describe(holder)}; wait for it or remove the file if that "
-                       f"process is gone")
+        raise _refusal(path, holder)
     raise LockHeld(f"{path}: could not be taken (it keeps changing hands)")
+
+
+def _refusal(path: Path, holder: dict) -> LockHeld:
+    return LockHeld(f"{path}: held by {_describe(holder)}; wait for it or remove the file if that process is gone")
+
+
+def check(artifacts: str | Path) -> None:
+    """Raise LockHeld, as `acquire` would, if another live process holds the project's lock (not this
+    process, nor one whose lock it shares): asked before work that comes before the lock is taken (a
+    stage command opens its tracking run first). `acquire` still decides."""
+    path = lock_path(artifacts).resolve()
+    with _mutex:
+        if path in _held:
+            return
+    holder = _read(path)
+    if holder is None or _shares(path, holder) or _stale(holder, path):
+        return
+    raise _refusal(path, holder)
 
 
 def _forget_made(path: Path) -> None:
@@ -259,4 +276,4 @@ def holder_pids() -> set[int]:
     return _shared_pids() | {os.getpid()}
 
 
-__all__ = ["LockHeld", "Guard", "acquire", "holder_pids", "release", "project_lock", "holder", "lock_path", "LOCK_NAME"]
+__all__ = ["LockHeld", "Guard", "acquire", "check", "holder_pids", "release", "project_lock", "holder", "lock_path", "LOCK_NAME"]
