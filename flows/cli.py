@@ -10,8 +10,9 @@ imported or any server starts. `flow` and `serve` evaluate a search's candidates
 Dask workers with `--task-runner dask` (`--dask-address tcp://HOST:PORT` or `local:N`).
 
 One writer per project: every stage command, `run`, `flow` and `serve` hold the project's lock
-(`<artifacts>/.lock`, `netadapt.lock`) for their whole duration; a second one exits 2 naming the
-holder, before any work. Each stage starts by removing what interrupted writes left in the
+(`<artifacts>/.lock`, `netadapt.lock`; in a DVC project with DVC's write lock on its folders,
+`netadapt_tasks.dvc`) for their whole duration (a stage command: but for opening and logging its
+tracking run); a second one exits 2 naming the holder, before any work. Each stage starts by removing what interrupted writes left in the
 artifacts, metrics and plots folders (`netadapt.io.clean_stale`), holding the lock.
 
 Ctrl-C (SIGINT) and SIGTERM stop a command the same way: every `finally` runs (the lock is released,

@@ -56,10 +56,14 @@ def _hardlink(root: Path) -> bool:
     return bool(Config(dvc_dir=str(root / ".dvc"))["core"].get("hardlink_lock", False))
 
 
-def _holders(exc: Exception) -> str:
-    """The `(PID n): command` lines of DVC's refusal, as one phrase."""
+def _refusal(rwlock_file: Path, exc: Exception) -> LockHeld:
+    """DVC's refusal as one line: the processes its `(PID n): command` lines name, else its words."""
     found = re.findall(r"\(PID (\d+)\): (.*)", str(exc))
-    return "; ".join(f"pid {pid} ({cmd.strip()})" for pid, cmd in found) or " ".join(str(exc).split())
+    if not found:
+        return LockHeld(f"{rwlock_file}: {' '.join(str(exc).split())}")
+    holders = "; ".join(f"pid {pid} ({cmd.strip()})" for pid, cmd in found)
+    return LockHeld(f"{rwlock_file}: the project's outputs are in use by {holders}; wait for it (DVC removes "
+                    f"that lock when its process is gone)")
 
 
 @contextmanager
@@ -80,12 +84,11 @@ def dvc_writes(artifacts: Path, command: str) -> Iterator[None]:
     tmp.mkdir(exist_ok=True)
     paths = sorted({str(root / folder) for folder in DVC_FOLDERS.values()} | {str(artifacts.resolve())})
     label = f"{command} (netadapt, holding {artifacts.resolve() / '.lock'})"  # what `dvc repro` prints
-    held = rwlock(str(tmp), localfs, label, [], paths, _hardlink(root))
     try:
+        held = rwlock(str(tmp), localfs, label, [], paths, _hardlink(root))
         held.__enter__()
-    except DvcException as exc:
-        raise LockHeld(f"{tmp / 'rwlock'}: the project's outputs are in use by {_holders(exc)}; wait for it "
-                       f"(DVC removes that lock when its process is gone)") from None
+    except DvcException as exc:  # another process's entries, or a broken rwlock file or DVC config
+        raise _refusal(tmp / "rwlock", exc) from None
     try:
         yield
     finally:
