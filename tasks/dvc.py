@@ -33,6 +33,7 @@ from netadapt.lock import LockHeld, holder_pids
 DVC_FOLDERS = Paths().folders()  # as dvc.yaml declares them
 
 log = logging.getLogger("netadapt")
+HOLDING = "(netadapt, holding {lock})"  # ends the command DVC records (and prints) for the lock's holder
 
 
 def dvc_root(folder: Path) -> Path | None:
@@ -83,7 +84,7 @@ def dvc_writes(artifacts: Path, command: str) -> Iterator[None]:
     tmp = root / ".dvc" / "tmp"
     tmp.mkdir(exist_ok=True)
     paths = sorted({str(root / folder) for folder in DVC_FOLDERS.values()} | {str(artifacts.resolve())})
-    label = f"{command} (netadapt, holding {artifacts.resolve() / '.lock'})"  # what `dvc repro` prints
+    label = f"{command} {HOLDING.format(lock=artifacts.resolve() / '.lock')}"  # what `dvc repro` prints
     try:
         held = rwlock(str(tmp), localfs, label, [], paths, _hardlink(root))
         held.__enter__()
@@ -117,7 +118,7 @@ def _as_this_process(root: Path) -> Iterator[None]:
     hardlink = _hardlink(root)
     with _edit_rwlock(str(tmp), localfs, hardlink) as lock:
         lent = {path: info for path, info in lock["write"].items()
-                if info["pid"] in holder_pids() and "(netadapt, holding " in info["cmd"]}
+                if info["pid"] in holder_pids() and HOLDING.split("{")[0] in info["cmd"]}
         for path in lent:
             lock["write"][path] = me
     try:
