@@ -10,8 +10,9 @@ imported or any server starts. `flow` and `serve` evaluate a search's candidates
 Dask workers with `--task-runner dask` (`--dask-address tcp://HOST:PORT` or `local:N`).
 
 One writer per project: every stage command, `run`, `flow` and `serve` hold the project's lock
-(`<artifacts>/.lock`, `netadapt.lock`) for their whole duration; a second one exits 2 naming the
-holder, before any work. Each stage starts by removing what interrupted writes left in the
+(`<artifacts>/.lock`, `netadapt.lock`; in a DVC project with DVC's write lock on its folders,
+`netadapt_tasks.dvc`) for their whole duration (a stage command: but for opening and logging its
+tracking run); a second one exits 2 naming the holder, before any work. Each stage starts by removing what interrupted writes left in the
 artifacts, metrics and plots folders (`netadapt.io.clean_stale`), holding the lock.
 
 Ctrl-C (SIGINT) and SIGTERM stop a command the same way: every `finally` runs (the lock is released,
@@ -114,22 +115,28 @@ def _stage_config(args: argparse.Namespace, device: str = ""):
 
 
 def _lock(args: argparse.Namespace):
-    """The project's lock (`<artifacts>/.lock`), named after the command line that holds it."""
+    """The project's lock (`<artifacts>/.lock`), named after the command line that holds it; in a DVC
+    project with DVC's write lock on its folders (`dvc_writes`: a `dvc repro` refuses before it
+    removes an output)."""
     from netadapt.lock import project_lock
+    from netadapt_tasks.dvc import dvc_writes
 
-    return project_lock(args.artifacts, getattr(args, "command_line", None))
+    return project_lock(args.artifacts, getattr(args, "command_line", None), guards=(dvc_writes,))
 
 
 def _stamped_stage(name: str, args: argparse.Namespace, device: str = "") -> dict:
     """A stage run as `dvc repro` runs it, then its stamp: its key is taken before it runs (what it
-    read), its outputs' digests after (what it wrote). Holds the project's lock, and starts by
-    removing what interrupted writes left behind."""
-    cfg, paths = _stage_config(args, device)  # bad input (an unknown --device too) fails here, before any work
-    with _lock(args):  # another writer: exit 2 naming it, before any work
-        from netadapt.run_stage import fresh_key, run_stage
-        from netadapt_tracking import stage_run  # after validation: bad input never opens a run (MLflow is lazy)
+    read), its outputs' digests after (what it wrote). Holds the project's lock while it works and
+    publishes (not while its tracking run opens or is logged: `run_stage`), and starts by removing
+    what interrupted writes left behind."""
+    from netadapt.lock import check
 
-        return run_stage(name, cfg, paths, fresh_key(name, cfg, paths), track=stage_run, by="cli")
+    cfg, paths = _stage_config(args, device)  # bad input (an unknown --device too) fails here, before any work
+    check(args.artifacts)  # another writer: exit 2 naming it, before any work (opening a tracking run too)
+    from netadapt.run_stage import run_stage
+    from netadapt_tracking import stage_run  # after validation: bad input never opens a run (MLflow is lazy)
+
+    return run_stage(name, cfg, paths, track=stage_run, by="cli", lock=lambda: _lock(args))
 
 
 def _run_all(args: argparse.Namespace) -> dict:

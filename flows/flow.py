@@ -57,7 +57,7 @@ from netadapt.search import Proposal
 from netadapt_flows.reporting import (BUDGET_MISSED, flow_run_name, flow_verdict, name_flow_run, publish,
                                      route_library_logs)
 from netadapt_flows.runners import candidate_runner
-from netadapt_tasks.dvc import dvc_project
+from netadapt_tasks.dvc import dvc_project, dvc_writes
 from netadapt_tasks.pipeline import (candidate_task, dvc_commit_task, folder_paths, iteration_task,
                                      proposal_from_data, seed_stage_cache, stage_config, stage_task)
 from netadapt_tasks.results import RESULT_SERIALIZER, guard_result_storage
@@ -180,7 +180,7 @@ def netadapt_flow(params_file: str = "params.yaml", overrides: list[str] | None 
     states: dict[str, str] = {}
     results: dict[str, dict] = {}
     done: dict[str, State] = {}
-    with project_lock(artifacts, f"netadapt flow run {flow_run.name or flow_run.id}"):
+    with project_lock(artifacts, f"netadapt flow run {flow_run.name or flow_run.id}", guards=(dvc_writes,)):
         for stage in STAGES:
             wait_for = [done[upstream] for upstream in UPSTREAM.get(stage, ())]
             done[stage] = _stage_state(stage, cfg, params, folders, wait_for, runner=runner)

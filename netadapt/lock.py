@@ -7,6 +7,12 @@ this host is stale (its holder was killed): it is taken over, with a log line. T
 process and re-entrant within it (the flow's stage tasks run in the process that holds it), and a
 process started by the holder (a served flow run: the runner's subprocess) shares it: the holder
 lists its pid in `NETADAPT_LOCK_PIDS`, which child processes inherit.
+
+Guards: other locks a front end holds with this one (`acquire(..., guards=...)`: DVC's write lock on
+the project's folders, `netadapt_tasks.dvc.dvc_writes`, so that a `dvc repro` refuses before it removes
+an output). A guard is entered before the lock file is created, only by the process that takes the
+lock for itself (not re-entrantly, not by a child sharing its parent's), and left after the file is
+removed; it refuses by raising `LockHeld`.
 """
 
 from __future__ import annotations
@@ -19,9 +25,9 @@ import socket
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 from netadapt.errors import NetAdaptError
 
@@ -33,7 +39,10 @@ ENV = "NETADAPT_LOCK_PIDS"  # pids whose locks this process may share (its ances
 _held: dict[Path, int] = {}  # lock file -> depth, for the locks this process holds or shares
 _owned: set[Path] = set()  # the lock files this process created (and removes when done)
 _made: set[Path] = set()  # artifacts folders acquire created (removed on release if still empty)
+_guards: dict[Path, ExitStack] = {}  # lock file -> the guards its holder entered with it
 _mutex = threading.RLock()
+
+Guard = Callable[[Path, str], AbstractContextManager]  # (artifacts folder, holder's command) -> held while locked
 
 
 class LockHeld(NetAdaptError):
@@ -131,8 +140,16 @@ def _clear_asides(path: Path) -> None:
             aside.unlink(missing_ok=True)
 
 
-def acquire(artifacts: str | Path, command: str | None = None) -> Path:
-    """Take the project's lock (re-entrant within this process); raises LockHeld naming the holder."""
+def _shares(path: Path, holder: dict | None) -> bool:
+    """`holder` is the process that started this one, alive on this host, holding the lock on its
+    behalf (a served flow run in the runner's subprocess)."""
+    return bool(holder) and holder["pid"] in _shared_pids() and holder.get("host") == socket.gethostname() \
+        and _alive(holder["pid"])
+
+
+def acquire(artifacts: str | Path, command: str | None = None, guards: Sequence[Guard] = ()) -> Path:
+    """Take the project's lock (re-entrant within this process); raises LockHeld naming the holder.
+    `guards` are entered first when this process takes it for itself (see the module docstring)."""
     path = lock_path(artifacts)
     if not path.parent.exists():
         path.parent.mkdir(parents=True)
@@ -143,27 +160,74 @@ def acquire(artifacts: str | Path, command: str | None = None) -> Path:
         if path in _held:
             _held[path] += 1
             return path
-        for _ in range(10):
-            if _create(path, command):
-                _held[path] = 1
-                _owned.add(path)
-                _clear_asides(path)
-                pids = _shared_pids() | {os.getpid()}
-                os.environ[ENV] = ",".join(map(str, sorted(pids)))
-                return path
-            holder = _read(path)
-            if holder is None:  # released meanwhile
-                continue
-            if holder and holder["pid"] in _shared_pids() and holder.get("host") == socket.gethostname() \
-                    and _alive(holder["pid"]):
-                _held[path] = 1  # held by the process that started this one, on its behalf: shared
-                return path
-            if _stale(holder, path):
-                _take_over(path, holder)
-                continue
-            raise LockHeld(f"{path}: held by {_describe(holder)}; wait for it or remove the file if that "
-                           f"process is gone")
-        raise LockHeld(f"{path}: could not be taken (it keeps changing hands)")
+        if _shares(path, _read(path)):
+            _held[path] = 1  # held by the process that started this one, on its behalf: shared
+            return path
+        stack = ExitStack()
+        try:
+            for guard in guards:
+                stack.enter_context(guard(path.parent, command))
+            _take(path, command)
+        except BaseException:
+            stack.close()
+            _forget_made(path)
+            raise
+        if path in _owned:
+            _guards[path] = stack
+        else:
+            stack.close()  # shared after all (its holder took it meanwhile): the holder keeps the guards
+        return path
+
+
+def _take(path: Path, command: str) -> None:
+    """Create the lock file (taking over a stale one), or share the holder's; raises LockHeld."""
+    for _ in range(10):
+        if _create(path, command):
+            _held[path] = 1
+            _owned.add(path)
+            _clear_asides(path)
+            pids = _shared_pids() | {os.getpid()}
+            os.environ[ENV] = ",".join(map(str, sorted(pids)))
+            return
+        holder = _read(path)
+        if holder is None:  # released meanwhile
+            continue
+        if _shares(path, holder):
+            _held[path] = 1
+            return
+        if _stale(holder, path):
+            _take_over(path, holder)
+            continue
+        raise _refusal(path, holder)
+    raise LockHeld(f"{path}: could not be taken (it keeps changing hands)")
+
+
+def _refusal(path: Path, holder: dict) -> LockHeld:
+    return LockHeld(f"{path}: held by {_describe(holder)}; wait for it or remove the file if that process is gone")
+
+
+def check(artifacts: str | Path) -> None:
+    """Raise LockHeld, as `acquire` would, if another live process holds the project's lock (not this
+    process, nor one whose lock it shares): asked before work that comes before the lock is taken (a
+    stage command opens its tracking run first). `acquire` still decides."""
+    path = lock_path(artifacts).resolve()
+    with _mutex:
+        if path in _held:
+            return
+    holder = _read(path)
+    if holder is None or _shares(path, holder) or _stale(holder, path):
+        return
+    raise _refusal(path, holder)
+
+
+def _forget_made(path: Path) -> None:
+    """Remove the artifacts folder `acquire` created for `path`, if nothing was written in it."""
+    if path.parent in _made:  # a refused command leaves no empty artifacts folder behind
+        _made.discard(path.parent)
+        try:
+            path.parent.rmdir()
+        except OSError:
+            pass  # not empty: the command wrote something
 
 
 def release(path: Path) -> None:
@@ -180,12 +244,10 @@ def release(path: Path) -> None:
         holder = _read(path)
         if holder and holder["pid"] == os.getpid() and holder.get("host") == socket.gethostname():
             path.unlink(missing_ok=True)
-        if path.parent in _made:  # a refused command leaves no empty artifacts folder behind
-            _made.discard(path.parent)
-            try:
-                path.parent.rmdir()
-            except OSError:
-                pass  # not empty: the command wrote something
+        guards = _guards.pop(path, None)
+        if guards is not None:
+            guards.close()  # after the file: DVC never finds the folders free while the file still stands
+        _forget_made(path)
         if not _owned:
             pids = _shared_pids() - {os.getpid()}
             if pids:
@@ -195,9 +257,9 @@ def release(path: Path) -> None:
 
 
 @contextmanager
-def project_lock(artifacts: str | Path, command: str | None = None) -> Iterator[Path]:
-    """Hold `<artifacts>/.lock` for the block: one writer per project directory."""
-    path = acquire(artifacts, command)
+def project_lock(artifacts: str | Path, command: str | None = None, guards: Sequence[Guard] = ()) -> Iterator[Path]:
+    """Hold `<artifacts>/.lock` for the block: one writer per project directory (`guards`: see `acquire`)."""
+    path = acquire(artifacts, command, guards)
     try:
         yield path
     finally:
@@ -209,4 +271,9 @@ def holder(artifacts: str | Path) -> dict | None:
     return _read(lock_path(artifacts))
 
 
-__all__ = ["LockHeld", "acquire", "release", "project_lock", "holder", "lock_path", "LOCK_NAME"]
+def holder_pids() -> set[int]:
+    """This process and those whose lock it shares: the processes holding a lock on its behalf."""
+    return _shared_pids() | {os.getpid()}
+
+
+__all__ = ["LockHeld", "Guard", "acquire", "check", "holder_pids", "release", "project_lock", "holder", "lock_path", "LOCK_NAME"]

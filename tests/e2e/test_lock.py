@@ -63,3 +63,33 @@ def test_a_failing_stage_releases_the_lock(tmp_path: Path, capsys):
     assert not (tmp_path / "art").exists(), "the folder the lock made is gone: a refused stage leaves nothing"
     with project_lock(tmp_path / "art"):  # and the next writer gets it
         pass
+
+
+def test_a_stage_waiting_for_a_tracking_server_does_not_hold_the_lock(tmp_path: Path):
+    """Issue 27, item 8: a stage held the project's lock while a tracking server that never answered
+    was waited for (up to a minute with our bounds). Now it opens its run before taking the lock (and
+    logs the finished stage after releasing it: tests/netadapt/test_run_stage.py). A socket on
+    127.0.0.1 accepts the stage's request and never answers; meanwhile another writer takes the lock;
+    then the socket closes and the stage gives up in one line, exit 2."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    silent.settimeout(300)
+    uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    env = {**{k: v for k, v in os.environ.items() if k != "NETADAPT_LOCK_PIDS"}, "NETADAPT_TRACKING": "on",
+           "MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_TIMEOUT": "600", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    stage = subprocess.Popen([sys.executable, "-m", "netadapt_flows.cli", *search_args(tmp_path)], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        connection, _ = silent.accept()  # the stage is waiting for the tracking server's answer
+        with project_lock(tmp_path / "art", "another writer") as path:
+            assert holder(tmp_path / "art")["command"] == "another writer"
+        connection.close()
+    finally:
+        silent.close()
+        out, err = stage.communicate(timeout=300)
+    assert stage.returncode == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"netadapt: error: tracking: cannot open an MLflow run in {uri}"), err
+    assert not path.exists() and not (tmp_path / "met").exists(), "the stage did no work"
