@@ -269,18 +269,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bootstrap", type=int, default=2000, help="resamples for the intervals")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--smoke", action="store_true", help="tiny settings, one seed, in a temporary folder")
-    parser.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "rank_correlation")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="kept super-network and seeds (default bench/work/rank_correlation; --smoke: a temp folder)")
     parser.add_argument("--out", type=Path, default=None, help=f"results JSON (default {RESULTS.relative_to(REPO)})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     root = str(dataset_root(parser, args.data, "fashion-mnist"))
     if args.smoke:
         setup, seeds, draws = SMOKE, args.seeds[:1], 50
-        scratch = Path(tempfile.mkdtemp(prefix="netadapt-bench-rank-"))
-        work, out = scratch / "work", args.out or scratch / "rank_correlation.json"
+        scratch = Path(tempfile.mkdtemp(prefix="netadapt-bench-rank-")) if not (args.work and args.out) else None
+        work, out = args.work or scratch / "work", args.out or scratch / "rank_correlation.json"
     else:
         setup = Setup(**{name: getattr(args, name) for name in asdict(defaults)})
-        seeds, draws, work, out = args.seeds, args.bootstrap, args.work, args.out or RESULTS
+        seeds, draws = args.seeds, args.bootstrap
+        work, out = args.work or REPO / "bench" / "work" / "rank_correlation", args.out or RESULTS
     work = work / setup.key
     device = torch.device(args.device)
     origin = provenance(device)
