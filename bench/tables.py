@@ -296,6 +296,45 @@ def mcd_moves(results: Path) -> str:
     return block(caption, header, rows)
 
 
+# -- rank correlation --------------------------------------------------------------------------------
+
+def _interval(entry: dict, fmt: str = "+.2f") -> str:
+    per_seed = ", ".join(f"{v:{fmt}}" for v in entry["per_seed"])
+    ci = f" [{entry['ci95'][0]:{fmt}}, {entry['ci95'][1]:{fmt}}]" if "ci95" in entry else ""
+    return f"**{entry['mean']:{fmt}}**{ci} ({per_seed})"
+
+
+def rank_correlation(results: Path) -> str:
+    """Candidates' scores (BN re-estimated on holdout or on train) against their fine-tuned accuracy."""
+    if not (results / "rank_correlation.json").is_file():
+        return ("*Not measured yet: `bench/rank_correlation.py` writes `bench/results/rank_correlation.json`, "
+                "then `bench/tables.py --write` fills this table.*")
+    d = read(results, "rank_correlation.json")
+    s, n, summary, seeds = d["setup"], d["data"], d["summary"], d["seeds"]
+    rows = [[truth, method.capitalize()] + [_interval(summary[f"{method}_{on}_{truth}"]) for on in ("holdout", "train", "diff")]
+            for truth in ("test", "holdout") for method in ("spearman", "kendall")]
+    regret = [summary["regret_holdout"], summary["regret_train"]]
+    gap = {"mean": regret[1]["mean"] - regret[0]["mean"],
+           "per_seed": [b - a for a, b in zip(regret[0]["per_seed"], regret[1]["per_seed"])]}
+    rows.append(["test", "points the top-scored candidate trails the best"] + [_interval(r) for r in (*regret, gap)])
+    origin = sorted({f"{c['ran_on']}, torch {c['torch']}, commit {c['commit'][:10]}{' (dirty)' if c['dirty'] else ''}"
+                     for c in seeds})
+    truth = "all" if not s["truth_batches"] else f"the first {s['truth_batches']} batches of 256"
+    caption = (f"*Fashion-MNIST, {s['model']} x{s['width_mult']:g}, {s['train_per_class']} train images per class "
+               f"({n['train']}), {n['holdout']} holdout, {n['test']} test; ordered-dropout super-network "
+               f"{d['supernet']['epochs']} epochs (seed 0; holdout accuracy of the largest "
+               f"{d['supernet']['holdout_acc_largest']:.3f}). Per seed: MCD's first iteration, J = {s['candidates']} "
+               f"candidates cutting {100 * s['reduction']:g}% of the base's MACs; each scored with BN re-estimated on "
+               f"{s['bn_batches']} batches of {s['batch_size']} (holdout or train), on the first {s['eval_batches']} "
+               f"holdout batches; then fine-tuned {s['finetune_steps']} steps of {s['finetune_batch']} "
+               f"({d['finetune']['optimizer']}, lr {d['finetune']['lr']:g}, one cosine) and measured on {truth} of "
+               f"holdout and test. Mean over seeds {', '.join(str(c['seed']) for c in seeds)} [95% bootstrap interval, "
+               f"{d['bootstrap']} resamples of each seed's candidates] (per seed). Ran on: {'; '.join(origin)}.*")
+    header = ["fine-tuned accuracy on", "rank correlation", "BN on holdout (old)", "BN on train (today)",
+              "train - holdout"]
+    return block(caption, header, rows)
+
+
 # -- any model ---------------------------------------------------------------------------------------
 
 AM_METHODS = {"pretrained": "pre-trained (the base)", "netadapt_v2": "NetAdaptV2 (MCD)", "netadapt_v1": "NetAdapt (V1)",
@@ -362,6 +401,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "candidates_throughput": candidates_throughput,
     "mcd_moves": mcd_moves,
     "any_model": any_model,
+    "rank_correlation": rank_correlation,
 }
 
 
