@@ -1,7 +1,7 @@
 """Candidate evaluations per second on Dask: 1 vs 2 workers, side by side, the way the flow runs them.
 
 A fixed list of random architectures of the default super-network (params.yaml: MobileNetV2 on the
-embedded Fashion-MNIST t10k) is scored with the default search settings (BN re-estimated on 4 holdout
+embedded Fashion-MNIST t10k) is scored with the default search settings (BN re-estimated on 4 train
 batches, all of holdout scored) by `netadapt_tasks.pipeline.candidate_task` mapped over a
 `prefect_dask.DaskTaskRunner` (what `netadapt flow --task-runner dask` does), on two local clusters
 started once: 1 and 2 worker processes of one thread each (torch pinned to 1 thread per worker).
