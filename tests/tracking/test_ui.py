@@ -118,11 +118,17 @@ def mlflow_server(store: str, tmp_path: Path):
             server.wait()
 
 
-@pytest.mark.slow
-def test_the_experiment_opens_on_the_training_runs_with_the_headline_columns(store: str, mlflow_server: str):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
+@pytest.fixture
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
+    return found
+
+
+@pytest.mark.slow
+def test_the_experiment_opens_on_the_training_runs_with_the_headline_columns(chromium: str, store: str,
+                                                                            mlflow_server: str):
     client, experiment_id = open_store(store, "netadapt")  # created the project's way
     run = client.create_run(experiment_id, run_name="latency ≤ 50% · MET · plain_cnn · fashion-mnist · cli",
                             tags={VERDICT_TAG: "MET"})
