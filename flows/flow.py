@@ -53,12 +53,12 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from netadapt import evaluation, stages, stamps
+from netadapt.arch import Architecture
 from netadapt.config import Config, load_config, to_dict
+from netadapt.history import Replay
 from netadapt.layout import DEVICE_STAGES, STAGES, UPSTREAM, Paths
 from netadapt.lock import project_lock
 from netadapt.run_stage import fresh_key, run_stage
-from netadapt.arch import Architecture
-from netadapt.history import Replay
 from netadapt.search import Proposal
 from netadapt_flows.reporting import (BUDGET_MISSED, flow_run_name, flow_verdict, name_flow_run, publish,
                                      route_library_logs)
