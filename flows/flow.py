@@ -13,7 +13,10 @@ as the CLI runs it (`netadapt.run_stage`). In a DVC project, with `dvc.yaml`'s f
 A search iteration's key is the search identity (super-network, table, settings without the
 budget, seed), the iteration, its starting architecture and its first target: a new budget finds
 every unclipped iteration it shares with an earlier run Cached, and the result equals a fresh
-run's. Results are persisted under `$PREFECT_HOME` (the CLI puts it in the project's `.prefect/`), as
+run's. One history for both front ends: the iterations the history on disk recorded (`dvc repro`'s
+search, or an earlier flow's) come back Cached too, when they replay exactly as the stage CLI would
+replay them (`netadapt_tasks.pipeline.recorded_proposal`). Results are persisted under
+`$PREFECT_HOME` (the CLI puts it in the project's `.prefect/`), as
 plain JSON (`netadapt_tasks.results.RESULT_SERIALIZER`), and read back only if they are exactly that
 (`netadapt_tasks.results.guard_result_storage`): a cache entry can carry wrong numbers, never code.
 
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +53,9 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from netadapt import evaluation, stages, stamps
+from netadapt.arch import Architecture
 from netadapt.config import Config, load_config, to_dict
+from netadapt.history import Replay
 from netadapt.layout import DEVICE_STAGES, STAGES, UPSTREAM, Paths
 from netadapt.lock import project_lock
 from netadapt.run_stage import fresh_key, run_stage
@@ -59,7 +65,8 @@ from netadapt_flows.reporting import (BUDGET_MISSED, flow_run_name, flow_verdict
 from netadapt_flows.runners import candidate_runner
 from netadapt_tasks.dvc import dvc_project, dvc_writes
 from netadapt_tasks.pipeline import (candidate_task, dvc_commit_task, folder_paths, iteration_task,
-                                     proposal_from_data, seed_stage_cache, stage_config, stage_task)
+                                     proposal_from_data, recorded_proposal, recorded_search, seed_candidate_cache,
+                                     seed_iteration_cache, seed_stage_cache, stage_config, stage_task)
 from netadapt_tasks.results import RESULT_SERIALIZER, guard_result_storage
 from netadapt_tracking import stage_run
 
@@ -69,32 +76,47 @@ class SearchRecorder:
     """Drives `stages.search`'s hooks from the search subflow and records what they did: `propose`
     runs an iteration's proposal as a task, `evaluate_candidates` maps its candidates over the task
     runner (each named after the iteration being scored: -1, the unpruned network, before the first
-    proposal), and the task states are kept for the flow's result (`counts`)."""
+    proposal), and the task states and each iteration's wall time are kept for the flow's result
+    (`counts`). What the history on disk (`recorded`) holds for an iteration is seeded into the cache
+    first, so that it comes back Cached."""
 
     identity: str  # the search identity (`evaluation.search_identity`): part of each iteration's key
     kwargs: dict  # the candidates' evaluation settings (`evaluation.candidate_settings`, absolute paths)
+    recorded: Replay = field(default_factory=Replay)  # the history on disk before the search started
     iteration: int = -1
     iteration_states: list[str] = field(default_factory=list)
     candidate_states: list[str] = field(default_factory=list)
+    iteration_seconds: dict[str, float] = field(default_factory=dict)  # wall time per iteration ("-1": base)
+    started: float | None = None
 
     def propose(self, t, current, current_resource, schedule, step, settings) -> Proposal:
-        self.iteration = t
+        self.iteration, self.started = t, time.perf_counter()
         first_target = schedule.target(current_resource, schedule.reduction(t))
+        if (found := recorded_proposal(self.recorded, t, current, current_resource, schedule)) is not None:
+            seed_iteration_cache(self.identity, first_target, *found, self.kwargs)
         state = iteration_task(t, current.widths_json(), first_target, self.identity, current, current_resource,
                                schedule, step, settings, return_state=True)
         self.iteration_states.append(state.name)
         return proposal_from_data(state.result())
 
     def evaluate_candidates(self, arch_jsons: list[str]) -> list[tuple[float, float]]:
+        started = self.started if self.started is not None else time.perf_counter()
+        base = self.recorded.start_row()
+        if self.iteration == -1 and base is not None and \
+                [Architecture.from_json(a).widths_json() for a in arch_jsons] == [base["arch"]]:
+            seed_candidate_cache(arch_jsons, [[base["holdout_acc"], base["seconds"]]], self.kwargs)  # the base network
         futures = candidate_task.map(arch_jsons, unmapped(self.kwargs), unmapped(self.iteration),
                                      range(len(arch_jsons)))
         results = [tuple(map(float, f.result())) for f in futures]  # [accuracy, seconds] each
         self.candidate_states.extend(f.state.name for f in futures)
+        self.iteration_seconds[str(self.iteration)] = round(time.perf_counter() - started, 3)
+        self.started = None
         return results
 
     def counts(self) -> dict:
-        """The iterations' task states, and how many candidates came from the cache of how many."""
-        return {"iteration_states": self.iteration_states, "candidates_cached": self.candidate_states.count("Cached"),
+        """The iterations' task states and wall times, and how many candidates came from the cache of how many."""
+        return {"iteration_states": self.iteration_states, "iteration_seconds": self.iteration_seconds,
+                "candidates_cached": self.candidate_states.count("Cached"),
                 "candidates_run": len(self.candidate_states)}
 
 
@@ -109,8 +131,8 @@ def search_flow(params: dict, folders: dict[str, str], key: str | None = None, d
     identity = evaluation.search_identity(cfg, p)
     kwargs = {k: str(Path(v).resolve()) if k.endswith("_path") else v  # absolute: a worker's cwd may differ
               for k, v in evaluation.candidate_settings(cfg, p).items()}   # (not in the key: the files' digests are)
-    recorder = SearchRecorder(identity, kwargs)
     mcd = cfg.search.algorithm == "mcd"  # V1 carries weights between iterations: it runs in-process
+    recorder = SearchRecorder(identity, kwargs, recorded_search(cfg, p, identity) if mcd else Replay())
     search = functools.partial(stages.search, propose=recorder.propose if mcd else None,
                                evaluate_candidates=recorder.evaluate_candidates if mcd else None,
                                reuse_history=not mcd)

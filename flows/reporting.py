@@ -18,6 +18,7 @@ from netadapt.history import read_history_csv
 from netadapt.layout import Paths
 from netadapt.verdict import budget_label, verdict_name, verdict_word
 from netadapt_flows.console import headline, number, stage_lines, verdict_line
+from netadapt_tracking.ui import run_url, ui_base
 
 BUDGET_MISSED = "BudgetMissed"  # the name of the (Failed) final state of a flow whose network missed its budget
 
@@ -116,7 +117,9 @@ def summary_lines(result: dict) -> list[str]:
     return lines
 
 
-def summary_markdown(result: dict, cfg: Config) -> str:
+def summary_markdown(result: dict, cfg: Config, mlflow_link: str | None = None) -> str:
+    """The `netadapt-summary` artifact: the verdict, the headline metrics, a row per stage and (tracking
+    on) a link to the pipeline's MLflow run."""
     m = result["metrics"]
     ev = m.get("evaluate", {})
     verdict = result.get("verdict") or flow_verdict(result, cfg)
@@ -143,11 +146,17 @@ def summary_markdown(result: dict, cfg: Config) -> str:
               for label, stage, state, metrics in _stage_rows(result)]
     if (dvc := _dvc_line(result.get("dvc", {}))) is not None:
         lines += ["", dvc]
+    if mlflow_link:
+        lines += ["", f"[The pipeline's run in MLflow]({mlflow_link})"]
     return "\n".join(lines) + "\n"
 
 
-def trajectory_rows(p: Paths) -> list[dict]:
-    """The search trajectory: the network kept at each iteration (-1: the unpruned one)."""
+def trajectory_rows(p: Paths, search: dict | None = None) -> list[dict]:
+    """The search trajectory: the network kept at each iteration (-1: the unpruned one), with the
+    iteration's wall time in this flow run (`seconds`, from the search's `iteration_seconds`; None
+    where it did not run in it: the search stage was up to date). Not the candidates' seconds summed:
+    they run side by side."""
+    walls = (search or {}).get("iteration_seconds", {})
     path = p.search / "history.csv"
     if not path.is_file():
         return []
@@ -160,20 +169,14 @@ def trajectory_rows(p: Paths) -> list[dict]:
         row = kept.iloc[0]
         values = {"iteration": int(t), "resource_estimated": float(row.resource_estimated),
                   "holdout_acc": float(row.holdout_acc), "target": float(row.target),
-                  "halvings": int(row.halvings), "candidates": int(len(it)), "seconds": float(it.seconds.sum())}
+                  "halvings": int(row.halvings), "candidates": int(len(it)), "seconds": walls.get(str(int(t)))}
         rows.append({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()})
     return rows
 
 
-def mlflow_ui_link(uri: str, experiment_id: str, run_id: str) -> str:
-    """The MLflow UI page of a run: the tracking server itself, or `mlflow ui`'s default address for a
-    local store (sqlite, files)."""
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
-
-
 def mlflow_pipeline_link(pid: str, experiment: str, client: Any = None) -> str | None:
-    """The MLflow UI link of this pipeline's parent run, if tracking is on and a stage logged one."""
+    """The MLflow UI link of this pipeline's parent run (its overview page, in the model-training view:
+    `netadapt_tracking.ui.run_url`), if tracking is on and a stage logged one."""
     if not tracking.enabled():
         return None
     if client is None:
@@ -186,28 +189,30 @@ def mlflow_pipeline_link(pid: str, experiment: str, client: Any = None) -> str |
     runs = client.search_runs([found.experiment_id], filter_string=f"tags.`{tracking.PIPELINE_TAG}` = '{pid}' and "
                                                                    f"tags.`{tracking.ROLE_TAG}` = 'pipeline'",
                               max_results=1)
-    return mlflow_ui_link(tracking.tracking_uri(), found.experiment_id, runs[0].info.run_id) if runs else None
+    uri = tracking.tracking_uri()
+    return run_url(ui_base(uri), found.experiment_id, runs[0].info.run_id) if runs else None
 
 
 def publish(result: dict, cfg: Config, p: Paths, pid: str) -> None:
     """The run's Prefect artifacts: summary (markdown), search trajectory (table; a named device's
-    as `search-trajectory-<device>`), MLflow run (link)."""
-    create_markdown_artifact(key="netadapt-summary", markdown=summary_markdown(result, cfg),
-                             description="NetAdapt: headline metrics and each stage's state")
-    if rows := trajectory_rows(p):
-        create_table_artifact(key="search-trajectory", table=rows,
-                              description="Search: the network kept at each iteration (-1: unpruned)")
-    for name in result.get("devices", {}):
-        if rows := trajectory_rows(p.for_device(name)):  # (an artifact key allows no `_`)
-            create_table_artifact(key=f"search-trajectory-{name.replace('_', '-')}", table=rows,
-                                  description=f"Search for device {name}: the network kept at each iteration")
+    as `search-trajectory-<device>`), MLflow run (link to its overview page)."""
     try:
         link = mlflow_pipeline_link(pid, cfg.tracking.experiment)
     except Exception as exc:  # noqa: BLE001 - a missing link never fails a finished pipeline
         logging.getLogger("netadapt").warning("mlflow: no link to the run: %s", exc)
         link = None
+    create_markdown_artifact(key="netadapt-summary", markdown=summary_markdown(result, cfg, link),
+                             description="NetAdapt: headline metrics and each stage's state")
+    seconds = "; seconds: the iteration's wall time in this run (empty: not run in it)"
+    if rows := trajectory_rows(p, result["metrics"].get("search")):
+        create_table_artifact(key="search-trajectory", table=rows,
+                              description=f"Search: the network kept at each iteration (-1: unpruned){seconds}")
+    for name, branch in result.get("devices", {}).items():
+        if rows := trajectory_rows(p.for_device(name), branch["metrics"].get("search")):  # (a key allows no `_`)
+            create_table_artifact(key=f"search-trajectory-{name.replace('_', '-')}", table=rows,
+                                  description=f"Search for device {name}: the network kept at each "
+                                              f"iteration{seconds}")
     if link:
         create_link_artifact(key="mlflow-run", link=link, link_text="MLflow run of this pipeline",
                              description=f"Tracking URI {tracking.tracking_uri()} (a local store: open it with "
                                          f"`mlflow ui --backend-store-uri <uri>`)")
-

@@ -1,6 +1,8 @@
 """Prefect for the CLI's `flow` and `serve`: its environment, set before Prefect is imported (the
 project's `.prefect/`, telemetry off, the library's log lines to the UI, Prefect's INFO lines off the
-console), and the local Prefect server `serve` starts when PREFECT_API_URL names none."""
+console), and the local Prefect server `serve` starts when PREFECT_API_URL names none. That server
+stops when `serve` ends (`serve --once` too); the runs stay in the project's `.prefect/` database, and
+`stop_server` prints the command that starts a server on it again to browse them (`browse_hint`)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,22 @@ import socket
 import subprocess
 import sys
 import time
+import shlex
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from netadapt.errors import NetAdaptError
 from netadapt_flows.telemetry import telemetry_off
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """A Prefect server `start_server` started: its process (group), port and PREFECT_HOME."""
+
+    process: subprocess.Popen
+    port: int
+    home: Path
 
 
 def _quiet_prefect(record: logging.LogRecord) -> bool:
@@ -47,7 +60,21 @@ def _healthy(api_url: str) -> bool:
         return False
 
 
-def start_server(port: int) -> subprocess.Popen | None:
+def _prefect_command() -> list[str]:
+    exe = Path(sys.executable).with_name("prefect")
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "prefect"]
+
+
+def browse_hint(home: Path, port: int) -> str:
+    """The command that starts a Prefect server on the project's database again (the runs `serve`
+    recorded), telemetry off, and where its UI then is."""
+    command = shlex.join([*_prefect_command(), "server", "start", "--host", "127.0.0.1", "--port", str(port)])
+    return (f"netadapt: the Prefect server stopped; its runs stay in {home}. To browse them: "
+            f"PREFECT_HOME={shlex.quote(str(home))} PREFECT_SERVER_ANALYTICS_ENABLED=false {command}   "
+            f"(then http://127.0.0.1:{port}/runs)")
+
+
+def start_server(port: int) -> LocalServer | None:
     """A Prefect server on 127.0.0.1 with this project's PREFECT_HOME and telemetry off, for `serve`;
     its log goes to `$PREFECT_HOME/server.log`. A server already answering on the port is used as
     it is (None: nothing to stop). Sets PREFECT_API_URL (before Prefect is imported)."""
@@ -62,26 +89,32 @@ def start_server(port: int) -> subprocess.Popen | None:
         return None
     home = Path(os.environ["PREFECT_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    exe = Path(sys.executable).with_name("prefect")
-    command = [str(exe)] if exe.is_file() else [sys.executable, "-m", "prefect"]
     with open(home / "server.log", "ab") as log:
-        server = subprocess.Popen(command + ["server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        server = subprocess.Popen(_prefect_command() + ["server", "start", "--host", "127.0.0.1", "--port", str(port)],
                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                   start_new_session=True)  # its own process group: stopped as a whole
     deadline = time.monotonic() + 180
     while not _healthy(api_url):
         if server.poll() is not None or time.monotonic() > deadline:
-            stop_server(server)
+            _stop(server)
             raise NetAdaptError(f"serve: the Prefect server on port {port} did not start (see {home / 'server.log'}; "
                                 f"another --port, or set PREFECT_API_URL to a running server)")
         time.sleep(0.5)
-    print(f"netadapt: Prefect server at http://127.0.0.1:{port} (log: {home / 'server.log'})", file=sys.stderr)
+    print(f"netadapt: Prefect server at http://127.0.0.1:{port} (log: {home / 'server.log'}; it stops when "
+          f"serve ends)", file=sys.stderr)
     os.environ["PREFECT_API_URL"] = api_url
-    return server
+    return LocalServer(server, port, home)
 
 
-def stop_server(server: subprocess.Popen) -> None:
-    """Stop a server `start_server` started, its whole process group: SIGTERM, then SIGKILL if it lingers."""
+def stop_server(server: LocalServer) -> None:
+    """Stop a server `start_server` started, its whole process group, and say how to browse its runs
+    again (`browse_hint`)."""
+    _stop(server.process)
+    print(browse_hint(server.home, server.port), file=sys.stderr)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group, then SIGKILL if it lingers."""
     for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
         try:
             os.killpg(server.pid, sig)

@@ -15,6 +15,11 @@ that records the flow's stages in `dvc.lock` (`netadapt_tasks.dvc`).
   settings and the library's code version. The user's model code is in the super-network's digest:
   its checkpoint records the key it was trained under, model code included (`stages.supernet`), so
   keying a candidate looks up no model file.
+- One search history for both front ends: the history on disk (`history.json`, whoever wrote it:
+  the stage `dvc repro` ran, or an earlier flow) seeds the cache of each iteration it recorded that
+  replays exactly (`netadapt.history.Replay`, the rule the stage CLI replays by) and of its
+  candidates (`seed_iteration_cache`), as an up-to-date stamp seeds a stage's: those tasks come back
+  Cached with the recorded proposal and scores.
 
 Every task persists plain JSON (`netadapt_tasks.results.RESULT_SERIALIZER`) and returns plain data:
 a proposal as `proposal_to_data`, a score as a list.
@@ -36,13 +41,18 @@ from prefect.runtime import task_run as current_task_run
 
 from netadapt import stamps
 from netadapt.arch import Architecture
-from netadapt.config import parse_config
+from netadapt.checkpoints import load_supernet
+from netadapt.config import Config, parse_config
 from netadapt.errors import NetAdaptError
 from netadapt.evaluation import evaluate_candidate
+from netadapt.history import Replay, load_history
 from netadapt.io import code_version, content_digest
 from netadapt.mcd import Candidate
 from netadapt.layout import Paths
+from netadapt.models.source import model_reference
+from netadapt.resources.metric import resource_model
 from netadapt.run_stage import run_stage
+from netadapt.schedule import Schedule
 from netadapt.search import Proposal, propose_iteration
 from netadapt_tasks.dvc import commit_changed, dvc_project
 from netadapt_tasks.results import RESULT_SERIALIZER
@@ -138,6 +148,63 @@ def iteration_task(t: int, start: str, first_target: float, identity: str, curre
     """One search iteration's proposal (candidates for its target), keyed by what determines it, as
     plain data (`proposal_from_data` rebuilds it)."""
     return proposal_to_data(propose_iteration(t, current, current_resource, schedule, step, settings))
+
+
+def recorded_search(cfg: Config, p: Paths, identity: str) -> Replay:
+    """The search history on disk for this search identity, whoever wrote it, checked as the search
+    stage checks it (`load_history`: digest, columns, every row's resource); empty when there is none
+    or it is another identity's. Read it before the search starts: a running search rewrites it."""
+    if not (p.search / "history.json").is_file():
+        return Replay()
+    supernet, _ = load_supernet(p.supernet, model_reference(cfg.model))
+    saved = load_history(p.search, identity, supernet.space(), resource_model(cfg, supernet, p.lut))
+    return Replay.of(saved.history, saved.budget)
+
+
+def recorded_proposal(replay: Replay, t: int, current: Architecture, current_resource: float,
+                      schedule: Schedule) -> tuple[Proposal, list[list[float]]] | None:
+    """Iteration t's proposal and its candidates' [accuracy, seconds] as `replay` recorded them, when
+    they are what `propose_iteration` gives for this key (start, first target): the iteration replays
+    exactly (`Replay.iteration`) and its recorded cut and target follow from this schedule (a history's
+    later rows may come from a measured search's tightened budget)."""
+    unclipped = current_resource - schedule.reduction(t) >= schedule.budget
+    rows = replay.iteration(t, current, unclipped, schedule.budget)
+    if not rows:
+        return None
+    first = rows[0]
+    cut, halvings = float(first["reduction"]), int(first["halvings"])
+    same_cut = cut * 2 ** halvings == schedule.reduction(t)  # (exact: scaled by a power of two)
+    if not same_cut or float(first["target"]) != schedule.target(current_resource, cut) or \
+            bool(first["clipped"]) == unclipped:
+        return None
+    rows = sorted(rows, key=lambda r: int(r["candidate"]))
+    candidates = [Candidate(current.with_widths(json.loads(r["arch"])), float(r["resource_estimated"])) for r in rows]
+    proposal = Proposal(t, current, float(first["target"]), cut, halvings, bool(first["clipped"]), candidates)
+    return proposal, [[float(r["holdout_acc"]), float(r["seconds"])] for r in rows]
+
+
+def seed_iteration_cache(identity: str, first_target: float, proposal: Proposal, scores: list[list[float]],
+                         kwargs: dict) -> None:
+    """Make Prefect's cache agree with an iteration the history on disk recorded (call it inside the
+    search subflow): its `iteration_task` and its candidates' `candidate_task` (evaluated with `kwargs`)
+    then come back Cached with the recorded proposal and scores."""
+    from prefect.results import get_result_store
+
+    store = get_result_store().update_for_task(iteration_task, _sync=True)
+    key = _iteration_key(None, {"identity": identity, "t": proposal.iteration,
+                                "start": proposal.start.widths_json(), "first_target": first_target})
+    store.write(obj=proposal_to_data(proposal), key=key)
+    seed_candidate_cache([c.arch.to_json() for c in proposal.candidates], scores, kwargs)
+
+
+def seed_candidate_cache(arch_jsons: list[str], scores: list[list[float]], kwargs: dict) -> None:
+    """Make Prefect's cache hold these recorded scores ([accuracy, seconds]) of candidates evaluated
+    with `kwargs` (call it inside a flow)."""
+    from prefect.results import get_result_store
+
+    store = get_result_store().update_for_task(candidate_task, _sync=True)
+    for arch_json, score in zip(arch_jsons, scores):
+        store.write(obj=[float(x) for x in score], key=_candidate_key(None, {"arch_json": arch_json, "kwargs": kwargs}))
 
 
 @functools.lru_cache(maxsize=8)

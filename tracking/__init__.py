@@ -3,7 +3,7 @@
 The folder `tracking/`, imported as `netadapt_tracking`: `store` (on or off, the tracking URI, the
 SQLite store's lock and retry), `runs` (a stage's run and its parent: open, finish, close),
 `contents` (what a run holds), `registry` (the registered model and its versions), `scoring`
-(the registered model's code).
+(the registered model's code), `ui` (the UI's addresses and the experiment's saved runs view).
 
 Both front ends (the stage CLI that `dvc.yaml` runs, and the Prefect tasks) wrap a stage in
 `stage_run`, which opens the stage's child run before the stage starts and closes it when it ends:
@@ -38,8 +38,11 @@ Both front ends (the stage CLI that `dvc.yaml` runs, and the Prefect tasks) wrap
 - Devices: a named device's stage run (`Paths.for_device`) is named `<stage>@<device>` and tagged
   `netadapt.device`; its evaluate logs its headline metrics to the parent as `<device>/<metric>`.
 - The search run holds `search/candidates.json` (`mlflow.log_table`): every evaluated candidate.
-- The experiment is tagged `mlflow.experimentKind = custom_model_development`, so the MLflow UI
-  opens it in the model-training view rather than the GenAI one.
+- The UI (`ui`): MLflow 3.17 picks an experiment's view from the browser (its workflow switch,
+  default GenAI) or the address's `workflowType`, not from the experiment: the addresses the project
+  prints carry `workflowType=machine_learning` (a run's: its overview page). The experiment holds a
+  saved runs view, `netadapt-results` (the verdict and the final network's figures as columns), and
+  the tag `mlflow.experimentKind = custom_model_development`; neither overrides what the user set.
 - Tracking URI: `MLFLOW_TRACKING_URI`, default a SQLite file in the working directory (`mlflow.db`).
 - Pipeline id: `NETADAPT_PIPELINE_ID` when set (the flow sets it), else the `dvc repro` process
   that started the stage, else one per process (all stages of `netadapt run` share a parent run).

@@ -152,17 +152,28 @@ def open_store(uri: str, experiment: str) -> tuple[Any, str]:
 
 
 def _experiment(client, name: str) -> str:
-    """The id of experiment `name`, created if new; tagged `mlflow.experimentKind` unless it has a kind."""
+    """The id of experiment `name`, created if new, with the tags of `experiment_tags` it lacks (never
+    overriding what the user changed: their kind, their edit of the project's saved view)."""
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+            return client.create_experiment(name, tags=experiment_tags())
         except MlflowException:  # created meanwhile by another process
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
                 raise
-    if EXPERIMENT_KIND_TAG not in experiment.tags:  # never override a kind the user chose
-        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    for key, value in experiment_tags().items():
+        if key not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
     return experiment.experiment_id
+
+
+def experiment_tags() -> dict[str, str]:
+    """The project's experiment tags: its kind (`mlflow.experimentKind`) and its saved runs view, the
+    verdict and the final network's figures as columns (`netadapt_tracking.ui`)."""
+    from netadapt_tracking.ui import results_view_tag
+
+    view_key, view = results_view_tag()
+    return {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, view_key: view}

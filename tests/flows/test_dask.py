@@ -36,11 +36,13 @@ def test_candidates_on_a_local_dask_cluster_match_the_thread_runner(code: Path, 
                        PREFECT_HOME=str(tmp_path / "home-threads")))
     assert first["states"]["search"] == "Completed" and first["metrics"]["search"]["candidates_run"] >= 3
 
-    # The same project without its search stamp, and an empty Prefect cache: the shared stages come
-    # back Cached (their stamps), the search runs again and every candidate is evaluated on a worker.
+    # The same project without its search stamp and history, and an empty Prefect cache: the shared
+    # stages come back Cached (their stamps), the search runs again and every candidate is evaluated
+    # on a worker (the history on disk would seed the cache with every iteration).
     dask = tmp_path / "dask"
     shutil.copytree(threads, dask, symlinks=True)
     shutil.rmtree(dask / "artifacts" / ".stamps" / "search")
+    (dask / "artifacts" / "search" / "history.json").unlink()
     done = cli(code, dask, "flow", "--params", "tiny.yaml", "--json", "--task-runner", "dask", "--dask-address",
                "local:2", PREFECT_HOME=str(tmp_path / "home-dask"))
     second = result(done)

@@ -132,7 +132,7 @@ def test_dvc_and_the_flow_find_each_others_work_up_to_date(tmp_path: Path):
     trajectory = json.loads(artifacts["search-trajectory"]["data"])
     assert [row["iteration"] for row in trajectory] == list(range(-1, flow["metrics"]["search"]["iterations"]))
     assert "http://127.0.0.1:5000/#/experiments/7/runs/prefect-" in artifacts["mlflow-run"]["data"]  # a link
-    assert flow["link"] == "http://127.0.0.1:5000/#/experiments/7/runs/r1"
+    assert flow["link"] == "http://127.0.0.1:5000/#/experiments/7/runs/r1/overview?workflowType=machine_learning"
     assert any(m.startswith("search: iteration 0") for m in flow["library_logs"]), "library logs reach the UI"
 
 

@@ -176,6 +176,9 @@ def test_a_flow_then_a_served_run_share_the_project_cache(code: Path, tmp_path: 
     marker = tmp_path / "forged-entry-ran"
     (storage / it0).write_bytes(forged_pickle_record(marker))
     (storage / next(n for n in payloads if n.startswith("candidate-"))).write_bytes(b"\x80\x04garbage")
+    # Without the search history on disk, which would seed the cache with its iterations again
+    # (tests/flows/test_shared_history.py), the served run has only Prefect's cache to go by.
+    (run / "artifacts" / "search" / "history.json").unlink()
 
     # The deployment, served from the project (its own local server on a free loopback port), runs
     # with the project's PREFECT_HOME: the iterations the first run computed come from its cache.

@@ -1,0 +1,152 @@
+"""The MLflow UI opens the project's experiment in the model-training view with the verdict and the
+final network's figures as columns. MLflow 3.17 picks the view from the browser's workflow switch
+(default: GenAI) or the address's `workflowType`, not from the experiment, so the addresses the
+project prints carry it (`netadapt_tracking.ui`); the experiment holds the saved runs view they open.
+The browser test reads the page headless Chromium renders from `mlflow server`."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from netadapt.layout import RESULT_METRICS
+from netadapt_tracking import ui
+from netadapt_tracking.contents import VERDICT_TAG
+from netadapt_tracking.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, open_store
+
+VIEW_TAG = ui.VIEW_TAG_PREFIX + ui.RESULTS_VIEW
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch) -> str:
+    """A SQLite store under tmp_path (MLflow's default artifact root is relative to the working directory)."""
+    monkeypatch.chdir(tmp_path)
+    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    yield f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sys.modules["mlflow"].set_tracking_uri(None)
+    sys.modules["mlflow.tracking.fluent"]._active_experiment_id = None
+    if experiment_id is None:  # mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_id
+
+
+def test_the_experiment_holds_the_projects_runs_view(store: str):
+    client, experiment_id = open_store(store, "netadapt")
+    tags = client.get_experiment(experiment_id).tags
+    assert tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    view = json.loads(tags[VIEW_TAG])
+    assert view["name"] == ui.RESULTS_VIEW_NAME and isinstance(view["createdAt"], int)
+    columns = json.loads(view["state"])["selectedColumns"]
+    assert columns == [f"tags.`{VERDICT_TAG}`", *(f"metrics.`{m}`" for m in RESULT_METRICS), "metrics.`total_seconds`"]
+
+    # A view the user edited (the UI's "Override saved view") is theirs: opening the store keeps it.
+    client.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps({**view, "state": "{}"}))
+    assert open_store(store, "netadapt")[1] == experiment_id
+    assert json.loads(client.get_experiment(experiment_id).tags[VIEW_TAG])["state"] == "{}"
+
+
+def test_the_printed_addresses_open_the_training_view():
+    assert ui.experiment_url("http://h:5000/", "3") == \
+        "http://h:5000/#/experiments/3/runs?workflowType=machine_learning&viewStateShareKey=netadapt-results"
+    assert ui.run_url("http://h:5000", "3", "abc") == \
+        "http://h:5000/#/experiments/3/runs/abc/overview?workflowType=machine_learning"
+    assert ui.ui_base("https://mlflow.example/") == "https://mlflow.example"
+    assert ui.ui_base("sqlite:///mlflow.db") == ui.LOCAL_UI
+
+
+def page_text(chromium: str, url: str, want: str, tries: int = 3) -> str:
+    """The text of `url` as headless Chromium renders it, scripts run (tried again while `want` is missing:
+    a page still loading on a busy machine)."""
+    for _ in range(tries):
+        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,900",
+                              "--virtual-time-budget=20000", "--dump-dom", url],
+                             capture_output=True, text=True, timeout=180).stdout
+        text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
+        text = html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)))
+        if want in text:
+            break
+    return text
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(store: str, tmp_path: Path):
+    """`mlflow server` on a free loopback port over `store`, telemetry off; its base address."""
+    port = free_port()
+    exe = Path(sys.executable).with_name("mlflow")
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    with open(tmp_path / "server.log", "wb") as log:
+        server = subprocess.Popen([str(exe), "server", "--backend-store-uri", store, "--host", "127.0.0.1",
+                                   "--port", str(port), "--workers", "1",
+                                   "--default-artifact-root", str(tmp_path / "mlartifacts")],
+                                  stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=5):
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+                time.sleep(1)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+@pytest.fixture
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return found
+
+
+@pytest.mark.slow
+def test_the_experiment_opens_on_the_training_runs_with_the_headline_columns(chromium: str, store: str,
+                                                                            mlflow_server: str):
+    client, experiment_id = open_store(store, "netadapt")  # created the project's way
+    run = client.create_run(experiment_id, run_name="latency ≤ 50% · MET · plain_cnn · fashion-mnist · cli",
+                            tags={VERDICT_TAG: "MET"})
+    for key, value in {"test_acc": 0.8125, "latency_ratio": 0.4375, "total_seconds": 12.5}.items():
+        client.log_metric(run.info.run_id, key, value)
+    client.set_terminated(run.info.run_id)
+
+    runs = page_text(chromium, ui.experiment_url(mlflow_server, experiment_id), "latency_ratio")
+    assert "Token Usage" not in runs and "Detect Issues" not in runs, "not the GenAI overview"
+    assert "netadapt Runs" in runs and "latency ≤ 50% · MET" in runs, runs[:1500]
+    for column in ("test_acc", "latency_ratio", "total_seconds", "0.8125", "0.4375", ui.RESULTS_VIEW_NAME):
+        assert column in runs, (column, runs[:1500])
+
+    overview = page_text(chromium, ui.run_url(mlflow_server, experiment_id, run.info.run_id), "About this run")
+    assert "netadapt Runs" in overview and "Evaluations" not in overview, overview[:1500]
+    assert "About this run" in overview and "0.8125" in overview
+
+    # The control: the experiment's plain address opens MLflow 3.17's GenAI overview in a fresh
+    # browser, whatever the experiment's tags say (why the printed addresses carry `workflowType`).
+    plain = page_text(chromium, f"{mlflow_server}/#/experiments/{experiment_id}", "Token Usage")
+    assert "Token Usage" in plain, plain[:1500]
