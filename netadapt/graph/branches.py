@@ -61,7 +61,7 @@ def find_branch(add: fx.Node, modules: dict[str, nn.Module], layouts: dict[str, 
     tail, n = [end], end
     while n.op != "call_module" or not ops.is_dense(modules[n.target]):
         target = ops.target_of(n, modules)
-        local = isinstance(target, ops.NORM_MODULES + ops.FREE_MODULES) or ops.activation_name(n, modules) \
+        local = (isinstance(target, ops.NORM_MODULES) or ops.is_free(target)) or ops.activation_name(n, modules) \
             or target in ops.CLAMP_OPS or target in ops.FREE_FUNCTIONS
         inputs = [i for i in n.all_input_nodes if i.name in layouts]
         if not local or len(inputs) != 1 or inputs[0] not in body:

@@ -158,8 +158,8 @@ def _visit(node: fx.Node, modules: dict[str, nn.Module], layouts: dict[str, Layo
             return first
         if isinstance(target, nn.Flatten):
             return first if _channel_axis_kept(shapes[args[0].name], shape) else None
-        local = ops.NORM_MODULES + ops.POOL_MODULES + ops.RESIZE_MODULES + ops.FREE_MODULES
-        if isinstance(target, local) or type(target) in ops.ACTIVATION_MODULES:
+        local = ops.NORM_MODULES + ops.POOL_MODULES + ops.RESIZE_MODULES
+        if isinstance(target, local) or ops.is_free(target) or type(target) in ops.ACTIVATION_MODULES:
             return first
         return None
     if first is None:

@@ -36,7 +36,10 @@ class _LeafTracer(fx.Tracer):
         self.leaves, self.inside = leaves, []
 
     def is_leaf_module(self, m: nn.Module, qualified_name: str) -> bool:
-        return qualified_name in self.leaves or super().is_leaf_module(m, qualified_name)
+        # a per-sample branch drop stays a call of its module: traced through, its `if self.training`
+        # would be fixed at tracing time (dropping branches in eval mode too)
+        return qualified_name in self.leaves or type(m).__name__ in ops.FREE_MODULE_NAMES \
+            or super().is_leaf_module(m, qualified_name)
 
     def call_module(self, m, forward, args, kwargs):
         self.inside.append(self.path_of_module(m))

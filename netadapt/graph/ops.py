@@ -29,6 +29,9 @@ ACTIVATION_METHODS: dict[str, str] = {"relu": "relu", "sigmoid": "sigmoid", "tan
 
 # Channel-local ops that cost (next to) nothing: no unit of their own.
 FREE_MODULES: tuple[type, ...] = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.Flatten)
+# Per-sample drop of a residual branch (torchvision's `StochasticDepth`, timm's `DropPath`): the
+# identity in eval mode, a per-sample scale in training; known by name, as neither library is needed.
+FREE_MODULE_NAMES: frozenset = frozenset({"StochasticDepth", "DropPath"})
 FREE_FUNCTIONS: frozenset = frozenset({F.dropout, F.dropout2d, torch.flatten})
 FREE_METHODS: frozenset = frozenset({"contiguous", "clone", "detach", "float", "flatten", "view", "reshape",
                                      "to", "type_as"})
@@ -70,6 +73,11 @@ def activation_name(node: torch.fx.Node, modules: dict[str, nn.Module]) -> str |
     if node.op == "call_method":
         return ACTIVATION_METHODS.get(node.target)
     return None
+
+
+def is_free(module: object) -> bool:
+    """A module that costs (next to) nothing and keeps channels where they are (dropout and the like)."""
+    return isinstance(module, FREE_MODULES) or type(module).__name__ in FREE_MODULE_NAMES
 
 
 def is_dense(module: nn.Module) -> bool:

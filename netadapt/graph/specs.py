@@ -151,7 +151,7 @@ class UnitPlan:
             if name == "add":
                 return Unit(node.name, source, node.name, "add")
             return Unit(node.name, source, node.name, "eltwise", dict(mode=name))
-        if isinstance(target, ops.FREE_MODULES) or target in ops.FREE_FUNCTIONS or target in ops.FREE_METHODS \
+        if ops.is_free(target) or target in ops.FREE_FUNCTIONS or target in ops.FREE_METHODS \
                 or target is operator.getitem:
             return None
         self.unmeasured.append(node.name)

@@ -263,3 +263,41 @@ def test_a_slim_network_with_a_removed_branch_trains_although_the_user_wrote_in_
     for model in (net.extract(arch).train(), net.train()):
         out = model(torch.randn(4, 3, 32, 32)) if model is not net else model(torch.randn(4, 3, 32, 32), arch.widths)
         out.sum().backward()  # raised "modified by an inplace operation" before
+
+
+class DropPath(nn.Module):
+    """timm's per-sample branch drop (torchvision's StochasticDepth alike): `if self.training`."""
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) > 0.5
+        return x * keep / 0.5
+
+
+class DropPathNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.branch = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16))
+        self.drop = DropPath()
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.drop(self.branch(x))
+        return self.head(x.mean((2, 3)))
+
+
+def test_a_branch_drop_stays_a_module_call_and_its_branch_stays_bypassable():
+    torch.manual_seed(0)
+    net = TracedNetwork(ModelSpec("t:DropPathNet", (3, 8, 8), 10, granularity=4), DropPathNet()).eval()
+    assert "drop" in {n.target for n in net.net.graph.nodes if n.op == "call_module"}  # not traced through
+    names = {d.name for d in net.space().dims}
+    assert names == {"stem.0.stage", "add.bypass"}  # the branch adds into the stem's stage, and may go
+    x = torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), net(x))  # eval mode: no branch dropped at random
+        for arch in random_archs(net, 4):
+            torch.testing.assert_close(net.extract(arch)(x), net(x, arch.widths), atol=1e-5, rtol=1e-5)
+    assert not net.plan.unmeasured
