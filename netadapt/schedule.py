@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from netadapt.errors import NetAdaptError
+from netadapt.resources.spread import Interval
 
 
 class BudgetError(NetAdaptError):
@@ -33,30 +34,62 @@ def absolute_budget(budget: float, budget_type: str, base: float) -> float:
     return budget * base if budget_type == "relative" else budget
 
 
+MET, MISSED, UNDECIDED = "met", "missed", "undecided"
+
+
+def interval_verdict(low: float, high: float, limit: float) -> str:
+    """`met` when the whole interval is within `limit`, `missed` when all of it is above, else
+    `undecided` (it straddles the limit: the timings cannot tell, within their noise)."""
+    return MET if high <= limit else (MISSED if low > limit else UNDECIDED)
+
+
 @dataclass(frozen=True)
 class BudgetCheck:
     """The final network's resource as measured (latency on the device now, or exact MACs/params)
     against the budget on the same scale: a relative latency budget is a fraction of the base
-    network measured beside it, so machine-speed drift since profiling cancels out."""
+    network measured beside it, so machine-speed drift since profiling cancels out.
+
+    A latency carries its bootstrap 95% interval (`low`, `high`, in the unit, `spread`; for a
+    relative budget the interval of the ratio to the base, times the base): the budget is met when
+    all of it is within budget * (1 + tolerance), missed when all of it is above, and undecided
+    within noise when it straddles that limit. An undecided check (after `timings` timings, pooled)
+    counts as met: nothing measured shows the network over its budget; its message says undecided
+    and names the interval. `base`: the base network's measured latency, for a relative budget."""
 
     metric: str
     unit: str
     measured: float
     budget: float
     tolerance: float
+    low: float | None = None  # None: exact (the measured value itself)
+    high: float | None = None
+    base: float | None = None
+    timings: int = 1
 
     @property
     def ratio(self) -> float:
         return self.measured / self.budget
 
     @property
+    def verdict(self) -> str:
+        """`met`, `missed`, or `undecided` (the interval straddles budget * (1 + tolerance))."""
+        low = self.measured if self.low is None else self.low
+        high = self.measured if self.high is None else self.high
+        return interval_verdict(low, high, self.budget * (1.0 + self.tolerance))
+
+    @property
     def met(self) -> bool:
-        return self.ratio <= 1.0 + self.tolerance
+        """Not missed: an undecided check counts as met (see the class)."""
+        return self.verdict != MISSED
 
     def describe(self) -> str:
-        """The check in words, the tolerance stated wherever it decides: `... is within the budget ...
-        (0.951 of it)`, `... is over the budget ... (1.040 of it) but within its 5% tolerance: met`,
-        `... is OVER the budget ... (1.154 of it), beyond its 5% tolerance: missed`."""
+        """The check in words, the tolerance stated wherever it decides. An exact figure: `... is
+        within the budget ... (0.951 of it)`, `... is over the budget ... (1.040 of it) but within its
+        5% tolerance: met`, `... is OVER the budget ... (1.154 of it), beyond its 5% tolerance:
+        missed`. A measured latency with its interval: `measured latency 0.412 [0.405, 0.42] of the
+        base (... ms beside ... ms) against a budget of 0.4 (+5% tolerance): met`."""
+        if self.low is not None or self.base is not None:
+            return self._describe_interval()
         head = f"measured {self.metric} {self.measured:.6g} {self.unit}"
         budget = f"the budget {self.budget:.6g} {self.unit} ({self.ratio:.3f} of it)"
         if not self.tolerance:
@@ -68,14 +101,36 @@ class BudgetCheck:
             return f"{head} is over {budget} but within its {self.tolerance:.0%} tolerance: met"
         return f"{head} is OVER {budget}, beyond its {self.tolerance:.0%} tolerance: missed"
 
+    def _describe_interval(self) -> str:
+        low = self.measured if self.low is None else self.low
+        high = self.measured if self.high is None else self.high
+        scale = self.base if self.base else 1.0
+        shown = Interval(self.measured / scale, low / scale, high / scale)
+        if self.base:
+            head = (f"measured {self.metric} {shown} of the base ({self.measured:.4g} {self.unit} beside "
+                    f"{self.base:.4g} {self.unit}) against a budget of {self.budget / scale:.4g}")
+        else:
+            head = f"measured {self.metric} {shown} {self.unit} against a budget of {self.budget:.4g} {self.unit}"
+        head += f" (+{self.tolerance:.0%} tolerance)" if self.tolerance else " (no tolerance)"
+        timed = f"{self.timings} timing{'s' if self.timings != 1 else ''}"
+        return {MET: f"{head}: met", MISSED: f"{head}: OVER the budget, all of it after {timed}: missed",
+                UNDECIDED: f"{head}: undecided within noise after {timed}, counted as met"}[self.verdict]
+
 
 def final_budget_check(metric: str, budget: float, budget_type: str, tolerance: float, metrics: dict) -> BudgetCheck:
     """The final network (evaluate's `metrics`) against `search.budget`, in the search metric,
-    measured where it can be: latency on the device beside the base network (within `tolerance`),
-    MACs and parameters exactly."""
+    measured where it can be: latency on the device beside the base network (within `tolerance`,
+    with its interval: the ratio's for a relative budget, `latency_ratio_ci95_*`, else the final
+    network's, `latency_measured_ms_ci95_*`), MACs and parameters exactly."""
     if metric == "latency":
-        return BudgetCheck("latency", "ms", metrics["latency_measured_ms"],
-                           absolute_budget(budget, budget_type, metrics["base_latency_measured_ms"]), tolerance)
+        final, base = metrics["latency_measured_ms"], metrics["base_latency_measured_ms"]
+        if budget_type == "relative":
+            ratio = final / base
+            low, high = (metrics.get(f"latency_ratio_ci95_{end}", ratio) * base for end in ("low", "high"))
+        else:
+            low, high = (metrics.get(f"latency_measured_ms_ci95_{end}", final) for end in ("low", "high"))
+        return BudgetCheck("latency", "ms", final, absolute_budget(budget, budget_type, base), tolerance, low, high,
+                           base if budget_type == "relative" else None, int(metrics.get("latency_timings", 1)))
     base = metrics["base_macs"] if metric == "macs" else metrics["base_params"]
     return BudgetCheck(metric, metric, metrics[metric], absolute_budget(budget, budget_type, base), 0.0)
 
@@ -83,30 +138,53 @@ def final_budget_check(metric: str, budget: float, budget_type: str, tolerance: 
 @dataclass(frozen=True)
 class MeasuredCheck:
     """The search's answer measured on the device, on the budget's own scale (a fraction of the base
-    network measured beside it, or ms): the lookup table's estimate is only a model of that."""
+    network measured beside it, or ms), with its bootstrap 95% interval (`measured_low`,
+    `measured_high`; None in checks recorded before intervals: the measurement alone): the lookup
+    table's estimate is only a model of that. Met unless all of the interval is over the limit (an
+    undecided check, straddling it, counts as met, as evaluate's does)."""
 
     arch: str  # the answer's widths JSON
     resource_estimated: float  # its estimate by the resource model
     measured: float  # its measurement, on the budget's scale
     limit: float  # the budget, on the same scale
+    measured_low: float | None = None
+    measured_high: float | None = None
+
+    @classmethod
+    def of(cls, arch: str, resource_estimated: float, measured: Interval | float, limit: float) -> "MeasuredCheck":
+        """A check of a measurement with its interval (a bare figure: a point, as an exact device gives)."""
+        if not isinstance(measured, Interval):
+            measured = Interval.point(float(measured))
+        return cls(arch, resource_estimated, measured.value, limit, measured.low, measured.high)
+
+    @property
+    def interval(self) -> Interval:
+        low, high = self.measured_low, self.measured_high
+        return Interval(self.measured, self.measured if low is None else low, self.measured if high is None else high)
+
+    @property
+    def verdict(self) -> str:
+        return interval_verdict(self.interval.low, self.interval.high, self.limit)
 
     @property
     def met(self) -> bool:
-        return self.measured <= self.limit
+        return self.verdict != MISSED
 
     @classmethod
     def from_records(cls, records: Sequence[dict]) -> list["MeasuredCheck"]:
         """The checks as a history or progress file recorded them (`asdict` of each); a record of
         other fields or types is a `ValueError` naming it, for the caller to name the file."""
         checks = []
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
         for record in records:
             try:
                 check = cls(**record)
             except TypeError as exc:
                 raise ValueError(f"not a measured check: {record!r} ({exc})") from None
-            if not isinstance(check.arch, str) or not all(isinstance(getattr(check, f), (int, float)) and
-                                                          not isinstance(getattr(check, f), bool)
-                                                          for f in ("resource_estimated", "measured", "limit")):
+            if not isinstance(check.arch, str) or not all(number(getattr(check, f)) for f in
+                                                          ("resource_estimated", "measured", "limit")) or \
+                    not all(getattr(check, f) is None or number(getattr(check, f))
+                            for f in ("measured_low", "measured_high")):
                 raise ValueError(f"not a measured check: {record!r} (arch must be a string, the rest numbers)")
             checks.append(check)
         return checks

@@ -166,6 +166,9 @@ class EvaluateConfig:
     latency_warmup: int = _num(10, ge=0, le=MAX_COUNT)
     budget_tolerance: float = _num(0.05, ge=0.0, le=1.0)  # measured may exceed the budget by this fraction
     fail_over_budget: bool = False  # exit non-zero (3) when the final network is over budget
+    # a latency whose 95% interval straddles the budget (undecided within noise) is timed again, pooled,
+    # at most this many more times (evaluate and the search's measured checks); still undecided: counts as met
+    undecided_retimings: int = _num(2, ge=0, le=100)
 
 
 @dataclass(frozen=True)

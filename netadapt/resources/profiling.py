@@ -28,7 +28,8 @@ from netadapt.resources.command import CommandSettings, template_files
 from netadapt.resources.enumeration import enumerate_layers
 from netadapt.resources.lookup_table import KEY_FIELDS, LatencyTable, TableContext
 from netadapt.resources.samples import calibration_architectures, held_out_architectures
-from netadapt.resources.timing import ProfileSettings, network_latencies, reference_runner, time_units
+from netadapt.resources.spread import median_interval
+from netadapt.resources.timing import ProfileSettings, network_timings, reference_runner, time_units
 
 log = logging.getLogger("netadapt")
 
@@ -72,7 +73,7 @@ class Profile:
 
     `fidelity` has one row per measured network: network, in_fit (True for the calibration
     networks, which set the table's rescaling and fit; False for held-out ones), estimated_ms,
-    measured_ms, rel_error, arch. Only held-out networks say how good the table is elsewhere.
+    measured_ms (with its bootstrap 95% interval, measured_ci95_low_ms / _high_ms), rel_error, arch. Only held-out networks say how good the table is elsewhere.
     """
 
     table: LatencyTable
@@ -154,7 +155,8 @@ def measure_table(supernet: nn.Module, settings: ProfileSettings, fidelity_sampl
        reference's overall speed (`time_units`).
     2. Calibration networks (full, smallest, the width ladder, a few random:
        `calibration_architectures`) and held-out networks (`fidelity_samples` random ones, none of
-       them a calibration network) are measured together, in one rotation (`network_latencies`).
+       them a calibration network) are measured together, in one rotation (`network_timings`; each with its
+       bootstrap 95% interval, `spread`).
     3. The table is rescaled from the reference's speed to the full network's speed in that
        rotation, and `measured = scale * table sum + n_units * offset + constant` is fitted by least
        squares over the calibration networks (`fit_calibration`); the table's entries are multiplied
@@ -175,8 +177,9 @@ def measure_table(supernet: nn.Module, settings: ProfileSettings, fidelity_sampl
     fitted = {a.widths_json() for _, a in calibration}
     held_out = held_out_architectures(space, fidelity_samples, seed, exclude=fitted)
     checked = calibration + held_out
-    measured = dict(zip((a.widths_json() for _, a in checked),
-                        network_latencies(supernet, [a for _, a in checked], settings, seed)))
+    timings = dict(zip((a.widths_json() for _, a in checked),
+                       network_timings(supernet, [a for _, a in checked], settings, seed)))
+    measured = {arch: rounds.median for arch, rounds in timings.items()}
     context = TableContext.current(settings.backend, settings.threads, settings.batch_size,
                                    (settings.command or CommandSettings()).template)
     at_speed = _rescaled_table(units.rows, measured[space.widths_json()] / units.reference_ms, context, interpolate)
@@ -189,8 +192,10 @@ def measure_table(supernet: nn.Module, settings: ProfileSettings, fidelity_sampl
     report = []
     for name, arch in checked:
         estimated, real = table.estimate_layers(supernet.layers(arch)), measured[arch.widths_json()]
+        spread = median_interval(timings[arch.widths_json()])
         report.append({"network": name, "in_fit": arch.widths_json() in fitted, "estimated_ms": estimated,
-                       "measured_ms": real, "rel_error": abs(estimated - real) / real, "arch": arch.widths_json()})
+                       "measured_ms": real, "measured_ci95_low_ms": spread.low, "measured_ci95_high_ms": spread.high,
+                       "rel_error": abs(estimated - real) / real, "arch": arch.widths_json()})
     return Profile(table, pd.DataFrame(report), units.drift, units.repeat_spread,
                    units_measured=units.measured, units_from_cache=units.from_cache)
 

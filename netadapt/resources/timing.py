@@ -27,6 +27,7 @@ from netadapt.resources.backends import Backend, Runner, Timing, make_runner, ti
 from netadapt.resources.cache import CachedUnit, UnitCache
 from netadapt.resources.command import CommandSettings
 from netadapt.resources.lookup_table import KEY_FIELDS
+from netadapt.resources.spread import Rounds
 from netadapt.resources.units import build_unit
 
 log = logging.getLogger("netadapt")
@@ -175,23 +176,37 @@ def network_latencies(supernet: nn.Module, archs: list[Architecture], settings: 
     return module_latencies([extract(supernet, a) for a in archs], supernet.spec.input_shape, settings, seed)
 
 
+def network_timings(supernet: nn.Module, archs: list[Architecture], settings: ProfileSettings,
+                    seed: int = 0) -> list[Rounds]:
+    """Each architecture's slim network timed as deployed, round by round (`module_timings`): what a
+    median and its interval (`spread`) are computed from."""
+    return module_timings([extract(supernet, a) for a in archs], supernet.spec.input_shape, settings, seed)
+
+
 def module_latencies(modules: list[nn.Module], input_shape: tuple[int, ...], settings: ProfileSettings,
                      seed: int = 0) -> list[float]:
-    """Median latency (ms) of each network (any module taking one image batch), as deployed (warm,
-    run after run).
+    """Median latency (ms) of each network (any module taking one image batch): `module_timings`."""
+    return [Timing.of([t for burst in r.bursts for t in burst]).median_ms
+            for r in module_timings(modules, input_shape, settings, seed)]
+
+
+def module_timings(modules: list[nn.Module], input_shape: tuple[int, ...], settings: ProfileSettings,
+                   seed: int = 0) -> list[Rounds]:
+    """Each network (any module taking one image batch) timed as deployed (warm, run after run),
+    burst by burst.
 
     Networks are measured in short bursts (`BURST_WARMUP` untimed runs, then `BURST` timed ones),
-    the bursts rotated across networks in shuffled order, so drift of the machine affects all
-    alike while each timed run finds its own network in the caches. (A batch runner's burst is one
-    invocation, whose median counts as one sample.)
+    the bursts rotated across networks in shuffled order, one burst each per round, so drift of the
+    machine affects all alike while each timed run finds its own network in the caches. (A batch
+    runner's burst is one invocation, whose median counts as one sample.)
     """
     x = torch.randn(settings.batch_size, *input_shape, generator=torch.Generator().manual_seed(seed))
     rng = random.Random(seed)
     with timing_context(settings.threads):
         runners = [(i, settings.runner(m, (x,))) for i, m in enumerate(modules)]
-        samples: list[list[float]] = [[] for _ in modules]
+        samples: list[list[tuple[float, ...]]] = [[] for _ in modules]
         for _ in range(-(-settings.network_repeats // BURST)):
             rng.shuffle(runners)
             for i, run in runners:
-                samples[i] += burst(run)
-    return [Timing.of(s).median_ms for s in samples]
+                samples[i].append(tuple(burst(run)))
+    return [Rounds(tuple(s)) for s in samples]
