@@ -16,8 +16,9 @@ inherits; both number the invocations, so they need `FAKE_DEVICE_CALLS`):
   invocations from 0.
 - `FAKE_DEVICE_NOISE=<fraction>`: each figure is multiplied by 1 + fraction * u, u uniform in
   [-1, 1], drawn from a generator seeded by the invocation's number.
-- `FAKE_DEVICE_LOAD=<factor>@<call>`: from invocation `call` on, every figure is `factor` times
-  larger (a neighbour job that starts then and stays: sustained contention).
+- `FAKE_DEVICE_LOAD=<factor>@<call>[-<end>]`: from invocation `call` on (up to, not including,
+  `end`), every figure is `factor` times larger (a neighbour job that starts then and stays, or
+  leaves at `end`: sustained contention).
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def slowdown(call: int | None) -> float:
     if noise:
         factor *= 1 + noise * random.Random(call).uniform(-1, 1)
     if load:
-        times, start = load.split("@")
-        factor *= float(times) if call >= int(start) else 1.0
+        times, span = load.split("@")
+        start, _, end = span.partition("-")
+        factor *= float(times) if int(start) <= call < (int(end) if end else call + 1) else 1.0
     return factor
 
 

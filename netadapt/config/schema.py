@@ -76,9 +76,10 @@ class ProfileConfig:
     allow_mismatch: bool = False  # use a table measured for another backend/threads/batch/versions
     fidelity_samples: int = _num(8, ge=1, le=MAX_COUNT)  # held-out random networks measured to check the table
     # A table whose mean relative error on the held-out networks exceeds max_error is measured again,
-    # max_attempts runs in all, then refused (held-out mean error on the 2-core VM: 3-12% normally,
-    # 47% in the busy run that wrote a wrong table without a word).
-    max_error: float = _num(0.25, gt=0.0)
+    # max_attempts runs in all, then refused (held-out mean error on the 2-core VM: 3-12% quiet, 14-17%
+    # beside other jobs, issue 26, 47% in the busy run that wrote a wrong table without a word;
+    # docs/devices.md#profiling)
+    max_error: float = _num(0.12, gt=0.0)
     max_attempts: int = _num(3, ge=1, le=1000)
     # backend `command`: a shell command timing one ONNX graph (placeholders {model} {repeats} {warmup}
     # {threads} {batch_size} {python}), the regex reading its median in ms (group `ms` or the first),

@@ -34,8 +34,10 @@ def profile_settings(p: ProfileConfig) -> ProfileSettings:
 
 
 def latency_table(p: ProfileConfig, lut: Path) -> LatencyTable:
-    """The profiled table, refused if it was measured for another setting than `profile.*` asks."""
+    """The profiled table, refused if it was measured for another setting than `profile.*` asks, or
+    if its held-out error when profiled exceeds `profile.max_error`."""
     table = LatencyTable.load(lut, p.interpolate)
+    table.check_error(lut, p.max_error)
     command = p.command if p.backend == "command" else None
     table.check(TableContext.current(p.backend, p.threads, p.batch_size, command), p.allow_mismatch)
     return table
