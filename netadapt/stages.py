@@ -36,11 +36,11 @@ from netadapt.netadapt_v1 import netadapt_v1_search
 from netadapt.plots import plot_fidelity, plot_tradeoff, plot_trajectory
 from netadapt.resources.analytic import MacsModel, ParamsModel
 from netadapt.resources.lookup_table import LatencyModel
-from netadapt.resources.metric import (latency_intervals, latency_reach, latency_table, measured_budget, network_times,
-                                      profile_settings, resource_model, time_until_decided)
+from netadapt.resources.metric import (latency_intervals, latency_reach, latency_table, measured_budget, profile_settings,
+                                      resource_model, timed_beside_base)
 from netadapt.resources.profiling import profile_space
 from netadapt.resume import Progress
-from netadapt.schedule import OverBudget, Schedule, final_budget_check
+from netadapt.schedule import MET, OverBudget, Schedule, final_budget_check
 from netadapt.search import (ProposeIteration, Searcher, SearchSettings, SearchStopped, mcd_candidates, score_archs,
                              search_measured)
 from netadapt.stamps import stage_code_version
@@ -277,11 +277,7 @@ def evaluate(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     classes = arch.model.num_classes
     topk = (1, 5) if classes > 5 else (1,)
     acc = accuracy(model, test, cfg.evaluate.batch_size, torch.device("cpu"), topk=topk)
-    s, relative = cfg.search, cfg.search.budget_type == "relative"
-    timed = time_until_decided(lambda: network_times(cfg.profile, supernet_model, [supernet_model.space(), arch],
-                                                     cfg.seed, cfg.evaluate.latency_warmup, cfg.evaluate.latency_repeats),
-                               relative, s.budget * (1 + cfg.evaluate.budget_tolerance),
-                               cfg.evaluate.undecided_retimings if s.metric == "latency" else 0)
+    timed = timed_beside_base(cfg, supernet_model, arch)  # timed again while undecided against the budget
     base_ms, final_ms = timed.base.median, timed.final.median
     latency = LatencyModel(supernet_model, latency_table(cfg.profile, paths.lut))
     estimated_ms, base_estimated_ms = latency.estimate(arch), latency.estimate(supernet_model.space())
@@ -300,10 +296,11 @@ def evaluate(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     metrics.update(latency_intervals(timed))  # bootstrap 95% intervals: `*_ci95_low` / `*_ci95_high`
     if 5 in acc:
         metrics["test_acc_top5"] = acc[5]
+    s = cfg.search
     check = final_budget_check(s.metric, s.budget, s.budget_type, cfg.evaluate.budget_tolerance, metrics)
     metrics.update({"budget_met": check.met, "budget_verdict": check.verdict, "budget_metric": check.metric,
                     "budget": check.budget, "measured_over_budget": check.ratio})
-    (log.info if check.met else log.warning)("evaluate: %s", check.describe())
+    (log.info if check.verdict == MET else log.warning)("evaluate: %s", check.describe())
     if (paths.search / "history.csv").is_file():
         plot_tradeoff(read_history_csv(paths.search / "history.csv"), metrics, paths.plots / "tradeoff.png",
                       history_meta(paths.search))

@@ -102,6 +102,17 @@ def time_until_decided(time_once: Callable[[], list[Rounds]], relative: bool, li
     return pooled
 
 
+def timed_beside_base(cfg: Config, supernet: nn.Module, arch: Architecture) -> SideBySide:
+    """evaluate's timing of the final network beside the base (`evaluate.latency_warmup` /
+    `latency_repeats`), timed again while its interval on the budget's scale straddles budget * (1 +
+    `evaluate.budget_tolerance`), `evaluate.undecided_retimings` times at most (a latency budget only)."""
+    s, e = cfg.search, cfg.evaluate
+    return time_until_decided(lambda: network_times(cfg.profile, supernet, [supernet.space(), arch], cfg.seed,
+                                                    e.latency_warmup, e.latency_repeats),
+                              s.budget_type == "relative", s.budget * (1 + e.budget_tolerance),
+                              e.undecided_retimings if s.metric == "latency" else 0)
+
+
 def latency_intervals(timed: SideBySide) -> dict[str, float | int]:
     """The bootstrap 95% intervals of evaluate's latencies (`<figure>_ci95_low` / `_ci95_high`: the
     final and base networks' medians, and their ratio, paired), and how many timings and rounds
