@@ -83,38 +83,40 @@ class BudgetCheck:
         return self.verdict != MISSED
 
     def describe(self) -> str:
-        """The check in words, the tolerance stated wherever it decides. An exact figure: `... is
-        within the budget ... (0.951 of it)`, `... is over the budget ... (1.040 of it) but within its
-        5% tolerance: met`, `... is OVER the budget ... (1.154 of it), beyond its 5% tolerance:
-        missed`. A measured latency with its interval: `measured latency 0.412 [0.405, 0.42] of the
-        base (... ms beside ... ms) against a budget of 0.4 (+5% tolerance): met`."""
-        if self.low is not None or self.base is not None:
-            return self._describe_interval()
-        head = f"measured {self.metric} {self.measured:.6g} {self.unit}"
-        budget = f"the budget {self.budget:.6g} {self.unit} ({self.ratio:.3f} of it)"
+        """The check in words, the interval named and the tolerance stated wherever it decides:
+        `measured latency 0.29 ms is within the budget 0.305 ms (0.951 of it): met (tolerance 5%)`,
+        `... is over the budget ... (1.040 of it) but within its 5% tolerance: met`, `... is OVER the
+        budget ... (1.154 of it), beyond its 5% tolerance: missed`, `measured latency 0.412 [0.405,
+        0.43] of the base (1.23 ms beside 2.99 ms) straddles the budget 0.4 of the base (1.030 of it)
+        with its 5% tolerance: undecided within noise after 3 timings, counted as met`."""
+        low = self.measured if self.low is None else self.low
+        high = self.measured if self.high is None else self.high
+        if self.base:  # a relative budget: on the budget's scale, a fraction of the base
+            shown = Interval(self.measured / self.base, low / self.base, high / self.base)
+            head = (f"measured {self.metric} {self._figure(shown)} of the base ({self.measured:.4g} {self.unit} "
+                    f"beside {self.base:.4g} {self.unit})")
+            budget = f"the budget {self.budget / self.base:.6g} of the base ({self.ratio:.3f} of it)"
+        else:
+            head = f"measured {self.metric} {self._figure(Interval(self.measured, low, high))} {self.unit}"
+            budget = f"the budget {self.budget:.6g} {self.unit} ({self.ratio:.3f} of it)"
+        timed = f"after {self.timings} timing{'s' if self.timings != 1 else ''}"
+        if self.verdict == UNDECIDED:
+            return (f"{head} straddles {budget} with its {self.tolerance:.0%} tolerance: undecided within noise "
+                    f"{timed}, counted as met")
         if not self.tolerance:
             return f"{head} is {'within' if self.met else 'OVER'} {budget}: {'met' if self.met else 'missed'} " \
                    f"(exact, no tolerance)"
-        if self.ratio <= 1.0:
+        if self.ratio <= 1.0 and self.met:
             return f"{head} is within {budget}: met (tolerance {self.tolerance:.0%})"
         if self.met:
             return f"{head} is over {budget} but within its {self.tolerance:.0%} tolerance: met"
-        return f"{head} is OVER {budget}, beyond its {self.tolerance:.0%} tolerance: missed"
+        spread = f", all of its interval, {timed}" if low < high else ""
+        return f"{head} is OVER {budget}, beyond its {self.tolerance:.0%} tolerance{spread}: missed"
 
-    def _describe_interval(self) -> str:
-        low = self.measured if self.low is None else self.low
-        high = self.measured if self.high is None else self.high
-        scale = self.base if self.base else 1.0
-        shown = Interval(self.measured / scale, low / scale, high / scale)
-        if self.base:
-            head = (f"measured {self.metric} {shown} of the base ({self.measured:.4g} {self.unit} beside "
-                    f"{self.base:.4g} {self.unit}) against a budget of {self.budget / scale:.4g}")
-        else:
-            head = f"measured {self.metric} {shown} {self.unit} against a budget of {self.budget:.4g} {self.unit}"
-        head += f" (+{self.tolerance:.0%} tolerance)" if self.tolerance else " (no tolerance)"
-        timed = f"{self.timings} timing{'s' if self.timings != 1 else ''}"
-        return {MET: f"{head}: met", MISSED: f"{head}: OVER the budget, all of it after {timed}: missed",
-                UNDECIDED: f"{head}: undecided within noise after {timed}, counted as met"}[self.verdict]
+    @staticmethod
+    def _figure(interval: Interval) -> str:
+        """A point as before (6 significant digits), an interval as `0.412 [0.405, 0.43]`."""
+        return f"{interval.value:.6g}" if interval.low == interval.high else str(interval)
 
 
 def final_budget_check(metric: str, budget: float, budget_type: str, tolerance: float, metrics: dict) -> BudgetCheck:

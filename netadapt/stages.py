@@ -221,7 +221,8 @@ def search(cfg: Config, paths: Paths = Paths(), propose: ProposeIteration | None
                "budget_searched": result.schedule.budget, "continuations": max(len(done) - 1, 0),
                "checks": recorder.checks}  # as on_check recorded them for history.json
     if done:  # the answer as measured at the end of the search (evaluate measures the final network again)
-        metrics.update({"measured": done[-1].measured, "measured_limit": limit,
+        metrics.update({"measured": done[-1].measured, "measured_ci95_low": done[-1].interval.low,
+                        "measured_ci95_high": done[-1].interval.high, "measured_limit": limit,
                         "measured_over_budget": done[-1].measured / limit})
     elif s.metric != "latency":  # MACs and parameters are exact: the estimate is the measurement
         metrics["measured_over_budget"] = result.resource_estimated / schedule.budget

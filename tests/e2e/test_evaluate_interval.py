@@ -58,6 +58,8 @@ def test_evaluate_writes_the_interval_and_the_verdict_that_follows(project, monk
     assert headline["budget_verdict"] == verdict and headline["budget_met"] is met
     report = json.loads((root / "a" / "reports" / "evaluate.json").read_text())
     assert report["latency_timings"] == timings and report["latency_rounds"] == 6 * timings
-    line = f"[{low:.4g}, {high:.4g}] of the base"
-    assert any(line in r.getMessage() and "against a budget of 0.4 (+5% tolerance)" in r.getMessage()
+    named = f"[{low:.4g}, {high:.4g}] of the base"
+    assert any(named in r.getMessage() and "the budget 0.4 of the base" in r.getMessage() and
+               {"met": ": met", "missed": ": missed", "undecided": ": undecided within noise after 3 timings, "
+                "counted as met"}[verdict] in r.getMessage()
                for r in caplog.records), "the verdict names the interval"

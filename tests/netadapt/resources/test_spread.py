@@ -51,17 +51,20 @@ def test_the_budget_check_compares_the_interval_with_the_budget(low, high, verdi
     check = final_budget_check("latency", 0.4, "relative", 0.05, metrics)
     assert check.verdict == verdict and check.met is met
     text = check.describe()
-    assert text.startswith(f"measured latency 0.412 [{low:.4g}, {high:.4g}] of the base (0.412 ms beside 1 ms) "
-                           f"against a budget of 0.4 (+5% tolerance): ")
-    assert text.endswith({"met": ": met", "missed": "OVER the budget, all of it after 3 timings: missed",
-                          "undecided": "undecided within noise after 3 timings, counted as met"}[verdict])
+    assert text.startswith(f"measured latency 0.412 [{low:.4g}, {high:.4g}] of the base (0.412 ms beside 1 ms) ")
+    assert text.endswith({
+        "met": "is over the budget 0.4 of the base (1.030 of it) but within its 5% tolerance: met",
+        "missed": "is OVER the budget 0.4 of the base (1.030 of it), beyond its 5% tolerance, all of its interval, "
+                  "after 3 timings: missed",
+        "undecided": "straddles the budget 0.4 of the base (1.030 of it) with its 5% tolerance: undecided within "
+                     "noise after 3 timings, counted as met"}[verdict])
 
 
 def test_an_absolute_budget_checks_the_final_networks_own_interval_and_old_metrics_still_read():
     metrics = {"latency_measured_ms": 2.0, "base_latency_measured_ms": 5.0, "latency_measured_ms_ci95_low": 1.9,
                "latency_measured_ms_ci95_high": 2.2}
     check = final_budget_check("latency", 2.0, "absolute", 0.05, metrics)
-    assert check.verdict == UNDECIDED and check.describe().startswith("measured latency 2 [1.9, 2.2] ms against")
+    assert check.verdict == UNDECIDED and check.describe().startswith("measured latency 2 [1.9, 2.2] ms straddles ")
     old = final_budget_check("latency", 2.0, "absolute", 0.05, {"latency_measured_ms": 2.2,
                                                                  "base_latency_measured_ms": 5.0})
     assert old.verdict == MISSED and (old.low, old.high) == (2.2, 2.2), "metrics written before intervals: a point"
