@@ -134,3 +134,13 @@ def test_the_search_measures_its_answer_with_an_interval_on_the_budgets_scale(no
     measure, limit = metric.measured_budget(cfg, supernet)
     measured = measure(supernet.space().narrowest())
     assert limit == 0.5 and measured.low < measured.value < measured.high < 1.0
+
+
+@pytest.mark.parametrize("value, message", [(-1, "must be >= 0, got -1"), (1.5, "must be an integer, got 1.5"),
+                                            (101, "must be <= 100, got 101")])
+def test_the_retiming_bound_is_checked_with_the_config(value, message):
+    from netadapt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^evaluate.undecided_retimings: {message}$"):
+        parse_config({"evaluate": {"undecided_retimings": value}})
+    assert parse_config({}).evaluate.undecided_retimings == 2
