@@ -22,7 +22,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUSTAINED_SLOWDOWN = 1.5  # reference median / fastest reference: quiet runs stay under ~1.2
+SUSTAINED_SLOWDOWN = 1.5  # reference median / fastest reference: a device that keeps its speed stays near 1
 PROC = Path("/proc")  # where the OS's figures are read (a test points it at a folder of its own)
 
 
