@@ -137,6 +137,9 @@ class SearchConfig:
     # latency: time the answer on the device; while it measures over the budget, go on to a table
     # budget tightened by what the timings say, at most this many times (0: trust the lookup table)
     measure_rounds: int = _num(2, ge=0, le=MAX_COUNT)
+    # a latency whose 95% interval straddles the budget (undecided within noise) is timed again, pooled,
+    # at most this many more times (the search's measured checks and evaluate's); still undecided: counts as met
+    undecided_retimings: int = _num(2, ge=0, le=100)
     short_term_steps: int = _num(10, ge=0, le=MAX_COUNT)  # V1: fine-tune steps per proposal
     long_term_epochs: int = _num(1, ge=0, le=MAX_COUNT)  # V1: fine-tune epochs at the end
     lr: float = _num(0.01, gt=0.0, le=MAX_LR)  # V1 fine-tuning learning rate
@@ -167,9 +170,6 @@ class EvaluateConfig:
     latency_warmup: int = _num(10, ge=0, le=MAX_COUNT)
     budget_tolerance: float = _num(0.05, ge=0.0, le=1.0)  # measured may exceed the budget by this fraction
     fail_over_budget: bool = False  # exit non-zero (3) when the final network is over budget
-    # a latency whose 95% interval straddles the budget (undecided within noise) is timed again, pooled,
-    # at most this many more times (evaluate and the search's measured checks); still undecided: counts as met
-    undecided_retimings: int = _num(2, ge=0, le=100)
 
 
 @dataclass(frozen=True)

@@ -105,12 +105,12 @@ def time_until_decided(time_once: Callable[[], list[Rounds]], relative: bool, li
 def timed_beside_base(cfg: Config, supernet: nn.Module, arch: Architecture) -> SideBySide:
     """evaluate's timing of the final network beside the base (`evaluate.latency_warmup` /
     `latency_repeats`), timed again while its interval on the budget's scale straddles budget * (1 +
-    `evaluate.budget_tolerance`), `evaluate.undecided_retimings` times at most (a latency budget only)."""
+    `evaluate.budget_tolerance`), `search.undecided_retimings` times at most (a latency budget only)."""
     s, e = cfg.search, cfg.evaluate
     return time_until_decided(lambda: network_times(cfg.profile, supernet, [supernet.space(), arch], cfg.seed,
                                                     e.latency_warmup, e.latency_repeats),
                               s.budget_type == "relative", s.budget * (1 + e.budget_tolerance),
-                              e.undecided_retimings if s.metric == "latency" else 0)
+                              s.undecided_retimings if s.metric == "latency" else 0)
 
 
 def latency_intervals(timed: SideBySide) -> dict[str, float | int]:
@@ -128,13 +128,13 @@ def measured_budget(cfg: Config, supernet: nn.Module) -> tuple[Callable[[Archite
     """How the search checks its answer on the device, and the limit: the answer's latency as a
     fraction of the base network measured beside it (a relative budget: drift cancels out), or in ms
     (an absolute one), timed as `profile.*` times whole networks, with its interval (timed again
-    while it straddles the limit, `evaluate.undecided_retimings` times at most)."""
+    while it straddles the limit, `search.undecided_retimings` times at most)."""
     s, space = cfg.search, supernet.space()
     relative = s.budget_type == "relative"
 
     def measure(arch: Architecture) -> Interval:
         timed = time_until_decided(lambda: network_times(cfg.profile, supernet, [space, arch], cfg.seed), relative,
-                                   s.budget, cfg.evaluate.undecided_retimings)
+                                   s.budget, s.undecided_retimings)
         return timed.on_scale(relative)
     return measure, s.budget
 

@@ -1,6 +1,6 @@
 """`netadapt evaluate` states how sure its latency is: `metrics/evaluate.json` carries the bootstrap
 95% intervals and the verdict that follows from them (met, missed, or undecided within noise after
-timing again up to `evaluate.undecided_retimings`), and the console line names the interval. The
+timing again up to `search.undecided_retimings`), and the console line names the interval. The
 device is a fake patched into the process: timings in rounds, chosen per case, no wall clock."""
 
 from __future__ import annotations

@@ -141,6 +141,6 @@ def test_the_search_measures_its_answer_with_an_interval_on_the_budgets_scale(no
 def test_the_retiming_bound_is_checked_with_the_config(value, message):
     from netadapt.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=f"^evaluate.undecided_retimings: {message}$"):
-        parse_config({"evaluate": {"undecided_retimings": value}})
-    assert parse_config({}).evaluate.undecided_retimings == 2
+    with pytest.raises(ConfigError, match=f"^search.undecided_retimings: {message}$"):
+        parse_config({"search": {"undecided_retimings": value}})
+    assert parse_config({}).search.undecided_retimings == 2
