@@ -40,14 +40,17 @@ MODEL_STAGES = tuple(s for s in STAGES if "model" in STAGE_PARAMS[s] or "superne
 # keeps in `metrics/<stage>.json`. Everything else a stage measures goes to its report only.
 HEADLINE_METRICS = {
     "prepare": ("train", "holdout", "test", "classes"),
-    "profile": ("backend", "entries", "seconds", "base_latency_measured_ms", "base_latency_estimated_ms",
+    "profile": ("backend", "entries", "seconds", "base_latency_measured_ms", "base_latency_measured_ms_ci95_low",
+                "base_latency_measured_ms_ci95_high", "base_latency_estimated_ms",
                 "lut_mean_abs_error", "lut_max_abs_error", "width_only_min_ratio", "min_ratio"),
     "supernet": ("epochs", "seconds", "holdout_acc_largest", "holdout_acc_smallest"),
     "search": ("algorithm", "budget", "iterations", "candidates_evaluated", "reused_iterations", "seconds",
                "holdout_acc", "resource_estimated", "continuations", "measured_over_budget"),
     "finetune": ("epochs", "seconds", "holdout_acc"),
     "evaluate": ("test_acc", "latency_measured_ms", "latency_estimated_ms", "base_latency_measured_ms",
-                 "latency_ratio", "macs", "params", "budget_met", "measured_over_budget"),
+                 "latency_ratio", "macs", "params", "budget_met", "measured_over_budget", "budget_verdict",
+                 "latency_measured_ms_ci95_low", "latency_measured_ms_ci95_high", "latency_ratio_ci95_low",
+                 "latency_ratio_ci95_high"),
 }
 
 # The few figures of each stage a console line shows (the flow's summary, `netadapt run`).

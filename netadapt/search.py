@@ -28,6 +28,7 @@ from netadapt.errors import NetAdaptError
 from netadapt.history import COLUMNS, Replay
 from netadapt.mcd import Candidate, generate_candidates
 from netadapt.resources import ResourceModel
+from netadapt.resources.spread import Interval
 from netadapt.schedule import MeasuredCheck, Schedule
 
 log = logging.getLogger("netadapt")
@@ -208,7 +209,7 @@ def measured_message(result: SearchResult, checks: Sequence[MeasuredCheck], reus
     last = checks[-1]
     verdict = "within it" if last.met else "over it"
     return (f"{searched_message(result.schedule.budget, result.iterations, reused, evaluated)}; the answer measures "
-            f"{last.measured:.4g} against a budget of {last.limit:.4g} ({last.measured / last.limit:.3f} of it): "
+            f"{last.interval} against a budget of {last.limit:.4g} ({last.measured / last.limit:.3f} of it): "
             f"{verdict} after {len(checks) - 1} continuation(s)")
 
 
@@ -255,7 +256,7 @@ class Searcher:
 SearchRun = Callable[[Schedule, "pd.DataFrame | None", "float | None"], SearchResult]  # (schedule, previous, its budget)
 
 
-def search_measured(run: SearchRun, schedule: Schedule, smallest: float, measure: Callable[[Architecture], float] | None,
+def search_measured(run: SearchRun, schedule: Schedule, smallest: float, measure: Callable[[Architecture], Interval | float] | None,
                     limit: float, rounds: int, previous: pd.DataFrame | None = None,
                     previous_budget: float | None = None, recorded: Sequence[MeasuredCheck] = (),
                     on_check: Callable[[list[MeasuredCheck]], None] | None = None,
@@ -280,13 +281,14 @@ def search_measured(run: SearchRun, schedule: Schedule, smallest: float, measure
     for r in range(rounds + 1):
         arch = result.chosen.widths_json()
         check = replay[r] if r < len(replay) and replay[r].arch == arch else \
-            MeasuredCheck(arch, result.resource_estimated, measure(result.chosen), limit)
+            MeasuredCheck.of(arch, result.resource_estimated, measure(result.chosen), limit)
         checks.append(check)
         if on_check is not None:
             on_check(checks)
-        log.info("search: the answer measures %.4g against a budget of %.4g (%.3f of it; estimated %.6g): %s",
-                 check.measured, limit, check.measured / limit, check.resource_estimated,
-                 "within it" if check.met else "over")
+        log.info("search: the answer measures %s against a budget of %.4g (%.3f of it; estimated %.6g): %s",
+                 check.interval, limit, check.measured / limit, check.resource_estimated,
+                 {"met": "within it", "missed": "over", "undecided": "undecided within noise, counted as within it"}
+                 [check.verdict])
         if check.met or r == rounds or stopped:
             break
         budget = max(tightened_budget(checks), smallest)

@@ -36,11 +36,11 @@ from netadapt.netadapt_v1 import netadapt_v1_search
 from netadapt.plots import plot_fidelity, plot_tradeoff, plot_trajectory
 from netadapt.resources.analytic import MacsModel, ParamsModel
 from netadapt.resources.lookup_table import LatencyModel
-from netadapt.resources.metric import (latency_reach, latency_table, measured_budget, network_times, profile_settings,
-                                      resource_model)
+from netadapt.resources.metric import (latency_intervals, latency_reach, latency_table, measured_budget, profile_settings,
+                                      resource_model, timed_beside_base)
 from netadapt.resources.profiling import profile_space
 from netadapt.resume import Progress
-from netadapt.schedule import OverBudget, Schedule, final_budget_check
+from netadapt.schedule import MET, OverBudget, Schedule, final_budget_check
 from netadapt.search import (ProposeIteration, Searcher, SearchSettings, SearchStopped, mcd_candidates, score_archs,
                              search_measured)
 from netadapt.stamps import stage_code_version
@@ -153,6 +153,8 @@ def profile(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int | str]
                "seconds": round(time.perf_counter() - start, 3), "constant_ms": table.constant_ms,
                "unit_offset_ms": table.unit_offset_ms,
                "base_latency_measured_ms": float(base.measured_ms),
+               "base_latency_measured_ms_ci95_low": float(base.measured_ci95_low_ms),
+               "base_latency_measured_ms_ci95_high": float(base.measured_ci95_high_ms),
                "base_latency_estimated_ms": float(base.estimated_ms), **result.metrics(),
                **latency_reach(model, table)}
     write_metrics("profile", metrics, paths)
@@ -220,7 +222,8 @@ def search(cfg: Config, paths: Paths = Paths(), propose: ProposeIteration | None
                "budget_searched": result.schedule.budget, "continuations": max(len(done) - 1, 0),
                "checks": recorder.checks}  # as on_check recorded them for history.json
     if done:  # the answer as measured at the end of the search (evaluate measures the final network again)
-        metrics.update({"measured": done[-1].measured, "measured_limit": limit,
+        metrics.update({"measured": done[-1].measured, "measured_ci95_low": done[-1].interval.low,
+                        "measured_ci95_high": done[-1].interval.high, "measured_limit": limit,
                         "measured_over_budget": done[-1].measured / limit})
     elif s.metric != "latency":  # MACs and parameters are exact: the estimate is the measurement
         metrics["measured_over_budget"] = result.resource_estimated / schedule.budget
@@ -277,8 +280,8 @@ def evaluate(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     topk = (1, 5) if classes > 5 else (1,)
     acc = accuracy(model, test, cfg.evaluate.batch_size, torch.device("cpu"), topk=topk)
     base_acc = accuracy(supernet_model, test, cfg.evaluate.batch_size, torch.device("cpu"))[1]  # the trade-off's base
-    base_ms, final_ms = network_times(cfg.profile, supernet_model, [supernet_model.space(), arch], cfg.seed,
-                                      cfg.evaluate.latency_warmup, cfg.evaluate.latency_repeats)
+    timed = timed_beside_base(cfg, supernet_model, arch)  # timed again while undecided against the budget
+    base_ms, final_ms = timed.base.median, timed.final.median
     latency = LatencyModel(supernet_model, latency_table(cfg.profile, paths.lut))
     estimated_ms, base_estimated_ms = latency.estimate(arch), latency.estimate(supernet_model.space())
     # The machine's speed drifts between profiling and now; the base network, measured beside the
@@ -293,13 +296,14 @@ def evaluate(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
                "base_macs": int(MacsModel(supernet_model).estimate(supernet_model.space())),
                "base_params": int(ParamsModel(supernet_model).estimate(supernet_model.space())),
                "backend": cfg.profile.backend, "seconds": round(time.perf_counter() - start, 3)}
+    metrics.update(latency_intervals(timed))  # bootstrap 95% intervals: `*_ci95_low` / `*_ci95_high`
     if 5 in acc:
         metrics["test_acc_top5"] = acc[5]
     s = cfg.search
     check = final_budget_check(s.metric, s.budget, s.budget_type, cfg.evaluate.budget_tolerance, metrics)
-    metrics.update({"budget_met": check.met, "budget_metric": check.metric, "budget": check.budget,
-                    "measured_over_budget": check.ratio})
-    (log.info if check.met else log.warning)("evaluate: %s", check.describe())
+    metrics.update({"budget_met": check.met, "budget_verdict": check.verdict, "budget_metric": check.metric,
+                    "budget": check.budget, "measured_over_budget": check.ratio})
+    (log.info if check.verdict == MET else log.warning)("evaluate: %s", check.describe())
     if (paths.search / "history.csv").is_file():
         plot_tradeoff(read_history_csv(paths.search / "history.csv"), metrics, paths.plots / "tradeoff.png",
                       history_meta(paths.search))

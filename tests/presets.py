@@ -60,17 +60,20 @@ def flags(sections: Sections) -> list[str]:
 
 
 def device_over_once(lut: Path, first: float, timed: list):
-    """A `network_latencies` (patched into `netadapt.resources.metric`, which the search's measured
+    """A `network_timings` (patched into `netadapt.resources.metric`, which the search's measured
     check and evaluate time through) of a device whose first timing of an answer says `first` of the
     base, and agrees with the table in `lut` after that: a search that must go on once, whatever
-    this machine's clock says. Each call appends the architecture timed to `timed`."""
-    def network_latencies(supernet, archs, settings, seed=0):
+    this machine's clock says. Each call appends the architecture timed to `timed`. (Exact figures:
+    zero-width intervals.)"""
+    def network_timings(supernet, archs, settings, seed=0):
         from netadapt.resources.lookup_table import LatencyModel, LatencyTable
+        from netadapt.resources.spread import Rounds
 
         table = LatencyModel(supernet, LatencyTable.load(lut))
         timed.append(archs[1])
-        return [1.0, first if len(timed) == 1 else table.estimate(archs[1]) / table.estimate(archs[0])]
-    return network_latencies
+        ratio = first if len(timed) == 1 else table.estimate(archs[1]) / table.estimate(archs[0])
+        return [Rounds.point(1.0), Rounds.point(ratio)]
+    return network_timings
 
 
 def _reads_back(text: str) -> bool:

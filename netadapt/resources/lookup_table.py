@@ -88,6 +88,7 @@ class LatencyTable:
     constant_ms: float = 0.0
     interpolate: bool = False
     unit_offset_ms: float = 0.0
+    held_out_error: float | None = None  # mean relative error on held-out networks when profiled (None: not recorded)
 
     def __post_init__(self) -> None:
         self._index = {tuple(row[k] for k in KEY_FIELDS): float(row["latency_ms"])
@@ -125,6 +126,15 @@ class LatencyTable:
         work = lambda s: s.macs or s.cin * s.h * s.w + s.cout * s.h * s.w
         return float(near.latency_ms) * work(spec) / max(work(ref), 1)
 
+    def check_error(self, csv_path: Path, max_error: float) -> None:
+        """Raise if the table's recorded held-out error exceeds `max_error` (`profile.max_error`): a
+        table over the threshold (profiled under another threshold, or brought from elsewhere) is
+        never used silently. A table that recorded no error (written before it was) passes."""
+        if self.held_out_error is not None and self.held_out_error > max_error:
+            raise TableError(f"{csv_path}: its mean error on held-out networks was {self.held_out_error:.1%} when "
+                             f"profiled, above profile.max_error {max_error:.1%}; re-run `netadapt profile` on a quiet "
+                             f"machine, or raise profile.max_error")
+
     def check(self, expected: TableContext, allow_mismatch: bool = False) -> None:
         """Raise if the table was measured for another setting than `expected` (unless allowed)."""
         problems = self.context.mismatches(expected)
@@ -139,7 +149,8 @@ class LatencyTable:
             self.entries.to_csv(tmp, index=False)
         with atomic_path(csv_path.with_suffix(".json")) as tmp:
             tmp.write_text(json.dumps({"context": asdict(self.context), "constant_ms": self.constant_ms,
-                                       "unit_offset_ms": self.unit_offset_ms, "entries": len(self)},
+                                       "unit_offset_ms": self.unit_offset_ms, "entries": len(self),
+                                       "held_out_error": self.held_out_error},
                                       indent=2) + "\n")
 
     @classmethod
@@ -152,6 +163,7 @@ class LatencyTable:
             meta = json.loads(meta_path.read_text())
             context = TableContext(**meta["context"])
             constant, offset = float(meta["constant_ms"]), float(meta.get("unit_offset_ms", 0.0))
+            error = None if meta.get("held_out_error") is None else float(meta["held_out_error"])
         except (ValueError, KeyError, TypeError) as exc:
             raise TableError(f"{meta_path}: not a latency table's description ({type(exc).__name__}: {exc})") from None
         if not (math.isfinite(constant) and math.isfinite(offset)):
@@ -179,7 +191,7 @@ class LatencyTable:
         if isinstance(recorded, int) and recorded != len(entries):  # a torn or cut table
             raise TableError(f"{csv_path}: {len(entries)} rows where {meta_path} records {recorded}; re-run "
                              f"`netadapt profile`")
-        return cls(context, entries, constant, interpolate, offset)
+        return cls(context, entries, constant, interpolate, offset, error)
 
 
 @dataclass

@@ -7,7 +7,8 @@ Latency comes from the profiled lookup table, refused if it was measured for ano
 
 from __future__ import annotations
 
-from dataclasses import replace
+import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +20,11 @@ from netadapt.resources import ResourceModel
 from netadapt.resources.analytic import MacsModel, ParamsModel
 from netadapt.resources.command import CommandSettings
 from netadapt.resources.lookup_table import LatencyModel, LatencyTable, TableContext
-from netadapt.resources.timing import ProfileSettings, network_latencies
+from netadapt.resources.spread import Interval, Rounds, median_interval, ratio_interval
+from netadapt.resources.timing import ProfileSettings, network_timings
+from netadapt.schedule import UNDECIDED, interval_verdict
+
+log = logging.getLogger("netadapt")
 
 
 def profile_settings(p: ProfileConfig) -> ProfileSettings:
@@ -29,8 +34,10 @@ def profile_settings(p: ProfileConfig) -> ProfileSettings:
 
 
 def latency_table(p: ProfileConfig, lut: Path) -> LatencyTable:
-    """The profiled table, refused if it was measured for another setting than `profile.*` asks."""
+    """The profiled table, refused if it was measured for another setting than `profile.*` asks, or
+    if its held-out error when profiled exceeds `profile.max_error`."""
     table = LatencyTable.load(lut, p.interpolate)
+    table.check_error(lut, p.max_error)
     command = p.command if p.backend == "command" else None
     table.check(TableContext.current(p.backend, p.threads, p.batch_size, command), p.allow_mismatch)
     return table
@@ -46,24 +53,89 @@ def resource_model(cfg: Config, supernet: nn.Module, lut: Path) -> ResourceModel
 
 
 def network_times(p: ProfileConfig, supernet: nn.Module, archs: list[Architecture], seed: int,
-                  warmup: int | None = None, repeats: int | None = None) -> list[float]:
+                  warmup: int | None = None, repeats: int | None = None) -> list[Rounds]:
     """Whole networks of the super-network's space timed on the device as `profile.*` says, side by
-    side (ms each; evaluate times with its own warm-up and repeats)."""
+    side, round by round (evaluate times with its own warm-up and repeats)."""
     settings = profile_settings(p)
     if warmup is not None:
         settings = replace(settings, warmup=warmup, network_repeats=repeats)
-    return network_latencies(supernet, archs, settings, seed)
+    return network_timings(supernet, archs, settings, seed)
 
 
-def measured_budget(cfg: Config, supernet: nn.Module) -> tuple[Callable[[Architecture], float], float]:
+@dataclass(frozen=True)
+class SideBySide:
+    """The base network and another timed side by side, the rounds of every timing pooled."""
+
+    base: Rounds
+    final: Rounds
+    timings: int = 1
+
+    def ratio(self) -> Interval:
+        """final / base and its interval (paired rounds: drift cancels)."""
+        return ratio_interval(self.final, self.base)
+
+    def final_ms(self) -> Interval:
+        return median_interval(self.final)
+
+    def base_ms(self) -> Interval:
+        return median_interval(self.base)
+
+    def on_scale(self, relative: bool) -> Interval:
+        """On a budget's scale: the ratio (a relative budget) or the final network's ms (an absolute one)."""
+        return self.ratio() if relative else self.final_ms()
+
+
+def time_until_decided(time_once: Callable[[], list[Rounds]], relative: bool, limit: float,
+                       retimings: int) -> SideBySide:
+    """Time the base and the final network side by side (`time_once`); while the interval on the
+    budget's scale straddles `limit` (undecided within noise), time them again, at most `retimings`
+    more times, pooling the rounds: more rounds narrow the interval."""
+    pooled = SideBySide(*time_once())
+    while pooled.timings <= retimings:
+        interval = pooled.on_scale(relative)
+        if interval_verdict(interval.low, interval.high, limit) != UNDECIDED:
+            break
+        log.info("latency: %s straddles %.4g: undecided within noise, timing again (%d/%d)", interval, limit,
+                 pooled.timings, retimings)
+        base, final = time_once()
+        pooled = SideBySide(pooled.base + base, pooled.final + final, pooled.timings + 1)
+    return pooled
+
+
+def timed_beside_base(cfg: Config, supernet: nn.Module, arch: Architecture) -> SideBySide:
+    """evaluate's timing of the final network beside the base (`evaluate.latency_warmup` /
+    `latency_repeats`), timed again while its interval on the budget's scale straddles budget * (1 +
+    `evaluate.budget_tolerance`), `search.undecided_retimings` times at most (a latency budget only)."""
+    s, e = cfg.search, cfg.evaluate
+    return time_until_decided(lambda: network_times(cfg.profile, supernet, [supernet.space(), arch], cfg.seed,
+                                                    e.latency_warmup, e.latency_repeats),
+                              s.budget_type == "relative", s.budget * (1 + e.budget_tolerance),
+                              s.undecided_retimings if s.metric == "latency" else 0)
+
+
+def latency_intervals(timed: SideBySide) -> dict[str, float | int]:
+    """The bootstrap 95% intervals of evaluate's latencies (`<figure>_ci95_low` / `_ci95_high`: the
+    final and base networks' medians, and their ratio, paired), and how many timings and rounds
+    they pool."""
+    figures = {"latency_measured_ms": timed.final_ms(), "base_latency_measured_ms": timed.base_ms(),
+               "latency_ratio": timed.ratio()}
+    out: dict[str, float | int] = {f"{name}_ci95_{end}": getattr(interval, end)
+                                   for name, interval in figures.items() for end in ("low", "high")}
+    return {**out, "latency_timings": timed.timings, "latency_rounds": len(timed.final.bursts)}
+
+
+def measured_budget(cfg: Config, supernet: nn.Module) -> tuple[Callable[[Architecture], Interval], float]:
     """How the search checks its answer on the device, and the limit: the answer's latency as a
     fraction of the base network measured beside it (a relative budget: drift cancels out), or in ms
-    (an absolute one), timed as `profile.*` times whole networks."""
+    (an absolute one), timed as `profile.*` times whole networks, with its interval (timed again
+    while it straddles the limit, `search.undecided_retimings` times at most)."""
     s, space = cfg.search, supernet.space()
+    relative = s.budget_type == "relative"
 
-    def measure(arch: Architecture) -> float:
-        base_ms, ms = network_times(cfg.profile, supernet, [space, arch], cfg.seed)
-        return ms / base_ms if s.budget_type == "relative" else ms
+    def measure(arch: Architecture) -> Interval:
+        timed = time_until_decided(lambda: network_times(cfg.profile, supernet, [space, arch], cfg.seed), relative,
+                                   s.budget, s.undecided_retimings)
+        return timed.on_scale(relative)
     return measure, s.budget
 
 

@@ -5,7 +5,8 @@ with a network's worth of other weights and activations through the caches, as i
 network. (Timed alone and back to back, a unit stays cache-hot and the table underestimates a
 network by ~20% on CPU; rotating through all units at once overestimates it by as much.) A burst
 of the full network (the reference) after each group measures the machine's speed, so groups
-timed while it drifts are rescaled to one speed.
+timed while it drifts are rescaled to one speed; with one more before the first group, the
+references also show contention that stays (`contention`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import random
 import statistics
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -26,7 +27,9 @@ from netadapt.models import extract
 from netadapt.resources.backends import Backend, Runner, Timing, make_runner, time_runner, timing_context
 from netadapt.resources.cache import CachedUnit, UnitCache
 from netadapt.resources.command import CommandSettings
+from netadapt.resources.contention import MachineWatch
 from netadapt.resources.lookup_table import KEY_FIELDS
+from netadapt.resources.spread import Rounds
 from netadapt.resources.units import build_unit
 
 log = logging.getLogger("netadapt")
@@ -60,6 +63,8 @@ class UnitTimes:
     group_reference_ms: list[float]  # each group's reference median (cached groups first)
     measured: int = 0  # units timed by this call
     from_cache: int = 0  # units read from the cache (timed by an earlier, interrupted run)
+    references_ms: list[float] = field(default_factory=list)  # this call's reference medians, in order:
+    # before the first group, then after each (what `contention` reads sustained contention from)
 
     @property
     def drift(self) -> float:
@@ -85,7 +90,8 @@ def reference_runner(supernet: nn.Module, settings: ProfileSettings) -> Runner:
 
 
 def time_units(specs: list[LayerSpec], settings: ProfileSettings, group_size: int,
-               reference: Runner | None = None, seed: int = 0, cache: UnitCache | None = None) -> UnitTimes:
+               reference: Runner | None = None, seed: int = 0, cache: UnitCache | None = None,
+               watch: MachineWatch | None = None) -> UnitTimes:
     """Median latency of each unit, timed in shuffled rotation within groups of `group_size` units.
 
     A shared machine drifts (neighbours, frequency): with a `reference` (the full network), a burst
@@ -96,6 +102,10 @@ def time_units(specs: list[LayerSpec], settings: ProfileSettings, group_size: in
     With a `cache`, units it holds are not timed again: they come with the reference median of the
     group they were measured in, and are rescaled like this run's groups. Each group timed here is
     appended to it as soon as its reference burst is timed.
+
+    The reference is also timed once before the first group: its medians, in order, come back as
+    `references_ms` (sustained contention slows most of them, `contention`); `watch` samples the
+    OS's figures at each.
     """
     rng = random.Random(seed)
     order = list(specs)
@@ -112,12 +122,24 @@ def time_units(specs: list[LayerSpec], settings: ProfileSettings, group_size: in
     run_id = uuid.uuid4().hex[:8]
     torch.manual_seed(seed)
     bar = progress_bar(total=len(order), initial=len(units), desc=f"profile {settings.backend}", unit="units")
+    references: list[float] = []
+
+    def reference_median() -> float:
+        if reference is None:
+            return 1.0
+        references.append(burst_median(reference))
+        if watch is not None:
+            watch.sample()
+        return references[-1]
+
     with timing_context(settings.threads):
+        if todo:
+            reference_median()  # before the first group: the machine's speed as profiling starts
         for n, start in enumerate(range(0, len(todo), group_size)):
             group = [(spec, settings.runner(*build_unit(spec, settings.batch_size)))
                      for spec in todo[start:start + group_size]]
             timings = _time_group(group, settings, rng)
-            gid, ref = f"{run_id}-{n}", burst_median(reference) if reference else 1.0
+            gid, ref = f"{run_id}-{n}", reference_median()
             fresh = {spec: CachedUnit(t.median_ms, t.p10_ms, t.p90_ms, ref, gid) for spec, t in timings.items()}
             if cache:
                 cache.append(fresh)
@@ -132,7 +154,8 @@ def time_units(specs: list[LayerSpec], settings: ProfileSettings, group_size: in
         rows.append({**{k: getattr(spec, k) for k in KEY_FIELDS}, "latency_ms": unit.latency_ms * scale,
                      "p10_ms": unit.p10_ms * scale, "p90_ms": unit.p90_ms * scale})
     return UnitTimes(sorted(rows, key=lambda r: tuple(str(r[k]) for k in KEY_FIELDS)), overall,
-                     list(groups.values()), measured=len(todo), from_cache=len(order) - len(todo))
+                     list(groups.values()), measured=len(todo), from_cache=len(order) - len(todo),
+                     references_ms=references)
 
 
 def _time_group(group: list[tuple[LayerSpec, Runner]], settings: ProfileSettings,
@@ -174,23 +197,37 @@ def network_latencies(supernet: nn.Module, archs: list[Architecture], settings: 
     return module_latencies([extract(supernet, a) for a in archs], supernet.spec.input_shape, settings, seed)
 
 
+def network_timings(supernet: nn.Module, archs: list[Architecture], settings: ProfileSettings,
+                    seed: int = 0) -> list[Rounds]:
+    """Each architecture's slim network timed as deployed, round by round (`module_timings`): what a
+    median and its interval (`spread`) are computed from."""
+    return module_timings([extract(supernet, a) for a in archs], supernet.spec.input_shape, settings, seed)
+
+
 def module_latencies(modules: list[nn.Module], input_shape: tuple[int, ...], settings: ProfileSettings,
                      seed: int = 0) -> list[float]:
-    """Median latency (ms) of each network (any module taking one image batch), as deployed (warm,
-    run after run).
+    """Median latency (ms) of each network (any module taking one image batch): `module_timings`."""
+    return [Timing.of([t for burst in r.bursts for t in burst]).median_ms
+            for r in module_timings(modules, input_shape, settings, seed)]
+
+
+def module_timings(modules: list[nn.Module], input_shape: tuple[int, ...], settings: ProfileSettings,
+                   seed: int = 0) -> list[Rounds]:
+    """Each network (any module taking one image batch) timed as deployed (warm, run after run),
+    burst by burst.
 
     Networks are measured in short bursts (`BURST_WARMUP` untimed runs, then `BURST` timed ones),
-    the bursts rotated across networks in shuffled order, so drift of the machine affects all
-    alike while each timed run finds its own network in the caches. (A batch runner's burst is one
-    invocation, whose median counts as one sample.)
+    the bursts rotated across networks in shuffled order, one burst each per round, so drift of the
+    machine affects all alike while each timed run finds its own network in the caches. (A batch
+    runner's burst is one invocation, whose median counts as one sample.)
     """
     x = torch.randn(settings.batch_size, *input_shape, generator=torch.Generator().manual_seed(seed))
     rng = random.Random(seed)
     with timing_context(settings.threads):
         runners = [(i, settings.runner(m, (x,))) for i, m in enumerate(modules)]
-        samples: list[list[float]] = [[] for _ in modules]
+        samples: list[list[tuple[float, ...]]] = [[] for _ in modules]
         for _ in range(-(-settings.network_repeats // BURST)):
             rng.shuffle(runners)
             for i, run in runners:
-                samples[i] += burst(run)
-    return [Timing.of(s).median_ms for s in samples]
+                samples[i].append(tuple(burst(run)))
+    return [Rounds(tuple(s)) for s in samples]

@@ -13,6 +13,7 @@ import torch
 from netadapt import evaluation, layout, stages
 from netadapt.arch import Architecture
 from netadapt.resources import metric
+from netadapt.resources.spread import Rounds
 from netadapt.config import load_config
 from netadapt.checkpoints import load_network, load_supernet
 from netadapt_flows.cli import main
@@ -152,7 +153,7 @@ def test_evaluate_checks_the_measured_latency_against_the_budget(project, monkey
     """Budget 0.5 of a base measuring 1 ms, tolerance 5%: 0.52 ms passes, 0.6 ms is over."""
     args, root = project
     assert main(["search", *args, "-S", "search.budget=0.5"]) == 0 and main(["finetune", *args]) == 0
-    monkeypatch.setattr(metric, "network_latencies", lambda *a, **k: [1.0, final_ms])
+    monkeypatch.setattr(metric, "network_timings", lambda *a, **k: [Rounds.point(1.0), Rounds.point(final_ms)])
     latency = [*args, "-S", "search.metric=latency", "-S", "search.budget=0.5"]
     assert main(["evaluate", *latency]) == 0
     e = metrics(root, "evaluate")
@@ -220,7 +221,7 @@ def test_a_latency_search_goes_on_while_its_answer_measures_over_the_budget(proj
     checks in the history, and a rerun replays them instead of timing again."""
     args, root = project
     timed: list = []
-    monkeypatch.setattr(metric, "network_latencies", presets.device_over_once(root / "a" / "profile" / "lut.csv", 0.96,
+    monkeypatch.setattr(metric, "network_timings", presets.device_over_once(root / "a" / "profile" / "lut.csv", 0.96,
                                                                               timed))
     latency = [*args, "-S", "search.metric=latency", "-S", "search.budget=0.8", "-S", f"search.algorithm={algorithm}",
                "-S", "search.short_term_steps=1", "-S", "search.long_term_epochs=0", "-S", "search.train_batch_size=32"]

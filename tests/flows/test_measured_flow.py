@@ -29,7 +29,7 @@ import netadapt_flows.flow as ff
 from tests.presets import device_over_once
 
 timed = []
-metric.network_latencies = device_over_once(Path("artifacts/profile/lut.csv"), float(sys.argv[1]), timed)
+metric.network_timings = device_over_once(Path("artifacts/profile/lut.csv"), float(sys.argv[1]), timed)
 first = ff.netadapt_flow(params_file="tiny.yaml")
 timed_first = len(timed)
 second = ff.netadapt_flow(params_file="tiny.yaml")
