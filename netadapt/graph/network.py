@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
 from netadapt.arch import Architecture, ArchitectureError, ModelSpec
@@ -51,23 +52,70 @@ class _LeafTracer(fx.Tracer):
 MAX_OPAQUE_MODULES = 32
 
 
-def trace(module: nn.Module, name: str) -> tuple[fx.GraphModule, list[str]]:
-    """The module's graph (torch.fx symbolic tracing) and the submodules kept whole. A submodule fx
-    cannot trace (data-dependent control flow in its forward, say) is kept as one opaque op, which
-    the channel analysis then leaves at full width with a warning naming it; a model whose own
-    forward cannot be traced is refused naming why."""
-    leaves: set[str] = set()
+def _trace_once(module: nn.Module, name: str, leaves: set[str]) -> fx.GraphModule:
+    """One fx trace, adding to `leaves` each submodule it cannot trace and trying again."""
     while True:
         tracer = _LeafTracer(leaves)
         try:
             graph = tracer.trace(module)
-            return fx.GraphModule(module, graph, type(module).__name__), sorted(leaves)
+            return _dropout_modules(fx.GraphModule(module, graph, type(module).__name__))
         except Exception as exc:  # noqa: BLE001 - fx raises many kinds; all mean the same to the user
             culprit = tracer.inside[-1] if tracer.inside else ""
             if not culprit or culprit in leaves or len(leaves) >= MAX_OPAQUE_MODULES:
                 raise GraphError(f"model.name: {name}: torch.fx cannot trace the model ({describe(exc)}); "
                                  f"data-dependent control flow in forward() is the usual cause") from None
             leaves.add(culprit)
+
+
+DROPOUT_FUNCTIONS = {F.dropout: nn.Dropout, F.dropout2d: nn.Dropout2d, F.alpha_dropout: nn.AlphaDropout}
+
+
+def _dropout_modules(traced: fx.GraphModule) -> fx.GraphModule:
+    """`F.dropout(x, p, training=self.training)` as an `nn.Dropout(p)` call: fx records the flag's
+    value at tracing time, which would drop channels in eval mode too (or never in training)."""
+    for i, node in enumerate(list(traced.graph.nodes)):
+        kind = DROPOUT_FUNCTIONS.get(node.target) if node.op == "call_function" else None
+        p = node.args[1] if len(node.args) > 1 else node.kwargs.get("p", 0.5)
+        given = len(node.args) > 2 or "training" in node.kwargs
+        if kind is None or not given or not isinstance(p, (int, float)):
+            continue  # without a `training` argument the function drops in eval mode too, as in PyTorch
+        name = f"netadapt_dropout_{i}"
+        traced.add_submodule(name, kind(float(p)))
+        node.op, node.target, node.args, node.kwargs = "call_module", name, node.args[:1], {}
+    traced.recompile()
+    return traced
+
+
+def _signature(traced: fx.GraphModule) -> list[str]:
+    return [f"{n.name} {n.op} {n.target} {n.args} {n.kwargs}" for n in traced.graph.nodes]
+
+
+def trace(module: nn.Module, name: str) -> tuple[fx.GraphModule, list[str]]:
+    """The module's graph (torch.fx symbolic tracing) and the submodules kept whole. A submodule fx
+    cannot trace (data-dependent control flow in its forward, say) is kept as one opaque op, which
+    the channel analysis then leaves at full width with a warning naming it; a model whose own
+    forward cannot be traced is refused naming why. fx fixes `if self.training` at tracing time, so
+    the model is traced in both modes: one graph must serve training and evaluation, else it is refused
+    naming the first node that differs."""
+    leaves: set[str] = set()
+    mode = module.training
+    try:
+        traced = _trace_once(module.train(True), name, leaves)
+        other = _signature(_trace_once(module.train(False), name, leaves))
+    finally:
+        module.train(mode)
+    if leaves and _signature(traced) != other:  # a leaf found in eval mode only: both traced with it
+        traced = _trace_once(module.train(True), name, leaves)
+        module.train(mode)
+    mine = _signature(traced)
+    if mine != other:
+        index = next((i for i, (a, b) in enumerate(zip(mine, other)) if a != b), min(len(mine), len(other)))
+        node = (mine + ["(its end)"])[index].split(" ")[0]
+        raise GraphError(f"model.name: {name}: forward() takes another path in training than in evaluation "
+                         f"(from node {node!r} on; `if self.training` in forward, say): netadapt trains and "
+                         f"evaluates one traced graph; keep such a branch inside a module (nn.Dropout) or drop it")
+    traced.train(mode)
+    return traced, sorted(leaves)
 
 
 class TracedNetwork(nn.Module):

@@ -13,6 +13,7 @@ import random
 import pytest
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 from examples import mymodels
 from netadapt.arch import ModelSpec
@@ -301,3 +302,44 @@ def test_a_branch_drop_stays_a_module_call_and_its_branch_stays_bypassable():
         for arch in random_archs(net, 4):
             torch.testing.assert_close(net.extract(arch)(x), net(x, arch.widths), atol=1e-5, rtol=1e-5)
     assert not net.plan.unmeasured
+
+
+class AuxInTraining(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.training:
+            x = x * 0.5
+        return self.head(x.mean((2, 3)))
+
+
+class FunctionalDropout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.dropout(self.conv(x).mean((2, 3)), 0.5, training=self.training)
+        return self.head(x)
+
+
+def test_a_forward_that_branches_on_training_is_refused_naming_the_node():
+    with pytest.raises(GraphError, match=r"t:AuxInTraining: forward\(\) takes another path in training than in "
+                                         r"evaluation \(from node 'mul' on"):
+        TracedNetwork(ModelSpec("t:AuxInTraining", (3, 8, 8), 10, granularity=4), AuxInTraining())
+
+
+def test_functional_dropout_follows_the_mode_it_runs_in():
+    torch.manual_seed(0)
+    net = TracedNetwork(ModelSpec("t:FunctionalDropout", (3, 8, 8), 10, granularity=4), FunctionalDropout())
+    x = torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        net.eval()
+        torch.testing.assert_close(net(x), net(x))  # no dropout in eval mode
+        net.train()
+        assert not torch.equal(net(x), net(x))  # dropout in training
