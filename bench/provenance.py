@@ -5,7 +5,8 @@ Every cell records `provenance(device, settings)`: the git commit and whether th
 uncommitted changes, the device it trained on, the torch / onnxruntime / python versions and the
 cell's settings. A summary calls `mixed_code(cells)` first: cells from two commits, from a dirty tree,
 or from before provenance was recorded are not one experiment, so the benches refuse them unless told
-(`--mix-commits`).
+(`--mix-commits`). Torch is imported only to write a record, so reading them (bench/tables.py) needs
+the standard library alone.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import os
 import platform
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,6 +42,7 @@ def cpu_model() -> str:
 
 def device_name(device: torch.device) -> str:
     """The GPU's name on CUDA, else the CPU's model (a cell's seconds are that device's)."""
+    import torch
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
     return f"cpu: {cpu_model()}, {torch.get_num_threads()} threads"
@@ -53,6 +57,7 @@ def version(package: str) -> str | None:
 
 def provenance(device: torch.device, settings: dict | None = None) -> dict:
     """The record a cell keeps of its code, machine, versions and settings."""
+    import torch
     return {"git_commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
             "device": device_name(device), "torch": torch.__version__, "onnxruntime": version("onnxruntime"),
             "python": platform.python_version(), "settings": settings or {}}
@@ -84,10 +89,3 @@ def mixed_code(cells: dict[str, dict]) -> str | None:
             return (f"cells of different code: {first} (commit {a[:12]}) and {second} (commit {b[:12]}): "
                     f"rerun one side or pass --mix-commits")
     return None
-
-
-def where(cell: dict) -> tuple[str, str]:
-    """(device, commit) of a cell, new records or the older `ran_on` / `commit` keys ('?' where absent)."""
-    record = cell.get("provenance") or {}
-    device = record.get("device") or cell.get("ran_on") or "?"
-    return device, commit_of(cell) or cell.get("commit") or "?"

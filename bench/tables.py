@@ -69,9 +69,16 @@ def train_images(setup: dict) -> str:
     return "all train images" if n == 0 else f"{n} train images per class"
 
 
+def where(cell: dict) -> tuple[str, str]:
+    """(device, commit) as a cell records them (`provenance.py`'s record; older cells: `ran_on`, `commit`)."""
+    record = cell.get("provenance") or {}
+    commit = record.get("git_commit", "") + ("+dirty" if record.get("dirty") else "")
+    return record.get("device") or cell.get("ran_on") or "?", commit or cell.get("commit") or "?"
+
+
 def ran_on(entry: dict) -> list[str]:
     """Where the cells' training and search ran, as the cells record it."""
-    return sorted({c["ran_on"] for c in entry["cells"].values() if "ran_on" in c})
+    return sorted({where(c)[0] for c in entry["cells"].values() if where(c)[0] != "?"})
 
 
 def sq_caption(entry: dict) -> str:
@@ -308,12 +315,13 @@ def any_model(results: Path) -> str:
         return ("*Not measured yet: `bench/any_model.py` (commands below) writes `bench/results/any_model.json`, "
                 "then `bench/tables.py --write` fills this table.*")
     models = read(results, "any_model.json")["models"]
-    rows, setups, where = [], [], {}
+    rows, setups, ran = [], [], {}
     for model, entry in models.items():
         cells = entry["cells"].values()
         setups.append(f"{model} ({', '.join(f'{k}={v:g}' for k, v in entry['kwargs'].items())})")
         for c in cells:
-            where.setdefault(c["ran_on"], set()).add(c["commit"][:10])
+            device, commit = where(c)
+            ran.setdefault(device, set()).add(commit[:10])
         for method, label in AM_METHODS.items():
             mine = [c for c in cells if c["method"] == method]
             summary, diff = entry["summary"].get(method), entry["paired"].get(method)
@@ -330,7 +338,7 @@ def any_model(results: Path) -> str:
                          f"{summary['latency_ratio_mean']:.3f} ({summary['latency_ratio_max']:.3f})",
                          f"**{diff['mean']:+.2f}**{ci} ({signed(diff['values'])})" if diff else "-",
                          f"{sum(t.values()):.0f}"])
-    ran = [f"{device} (commits {', '.join(sorted(commits))})" for device, commits in sorted(where.items())]
+    ran_where = [f"{device} (commits {', '.join(sorted(commits))})" for device, commits in sorted(ran.items())]
     first = next(iter(models.values()))
     s, ctx = first["setup"], first["lut"]["context"]
     caption = (f"*CIFAR-10, {s['train_per_class']} train images per class, all holdout and test images; "
@@ -339,7 +347,7 @@ def any_model(results: Path) -> str:
                f"super-network); budget {s['budget']:g} of the base's measured latency; J = {s['candidates']}; "
                f"Torch-Pruning {first['torch_pruning']}. Latency: {ctx['backend']} (onnxruntime "
                f"{ctx['onnxruntime_version']}, torch {ctx['torch_version']}), {ctx['threads']} thread, batch "
-               f"{ctx['batch_size']}, on {ctx['cpu']}, all networks side by side. Cells ran on: {'; '.join(ran)}.*")
+               f"{ctx['batch_size']}, on {ctx['cpu']}, all networks side by side. Cells ran on: {'; '.join(ran_where)}.*")
     header = ["model", "method", "test acc %, mean ± std (min-max)", "seeds", "measured latency / base, mean (max)",
               "V2 - it, points: mean [95% CI] (per seed)",
               "seconds, mean (base: pre-training; others: super-network + search + final training)"]
