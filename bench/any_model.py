@@ -61,7 +61,7 @@ from netadapt.models import build_supernet, extract
 from netadapt.resources.metric import profile_settings
 from netadapt.resources.timing import module_latencies
 from netadapt.training import accuracy
-from provenance import mixed_code, provenance
+from provenance import provenance, require_one_code
 from search_quality import Infeasible, finished, locked, lookup_table, prepared, save_cell, stage_paths
 from stats import interval, paired as paired_difference
 from torch_pruning_baseline import NoRatio, prune_to_latency, rebuild, structure, torch_pruning
@@ -404,8 +404,7 @@ def main() -> None:
             run_cells(setup, root, work / setup.key, data, lut, cells, cells_file, args, settings)
         if args.cells_only:
             continue
-        if (mixed := mixed_code(cells)) and not args.mix_commits:
-            parser.exit(2, f"{cells_file.name}: {mixed}\n")
+        require_one_code(parser, cells, args.mix_commits, cells_file.name)
         latency = measure(setup, cfg, data, cells, settings["latency_repeats"])
         summary, paired = summarize(cells, latency)
         results["models"][model] = {

@@ -11,6 +11,7 @@ the standard library alone.
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import os
 import platform
@@ -89,3 +90,10 @@ def mixed_code(cells: dict[str, dict]) -> str | None:
             return (f"cells of different code: {first} (commit {a[:12]}) and {second} (commit {b[:12]}): "
                     f"rerun one side or pass --mix-commits")
     return None
+
+
+def require_one_code(parser: argparse.ArgumentParser, cells: dict[str, dict], mix_commits: bool, name: str) -> None:
+    """Exit 2 with `mixed_code`'s line (prefixed by `name`, the cells file) unless the cells are of one
+    clean commit or `--mix-commits` was given."""
+    if (mixed := mixed_code(cells)) and not mix_commits:
+        parser.exit(2, f"{name}: {mixed}\n")

@@ -97,7 +97,7 @@ from netadapt.resources.timing import module_latencies
 from netadapt.training import accuracy
 
 from data_folder import FOLDERS, add_data_argument, dataset_root  # bench/, this script's folder
-from provenance import mixed_code, provenance
+from provenance import provenance, require_one_code
 from search_quality_baselines import base_cell, counts, curve, tp_cell
 from search_quality_summary import finished, headline, headline_lines, paired_table, summarize
 from stats import plateau
@@ -535,8 +535,7 @@ def main() -> None:
                                             "provenance": provenance(device, settings)}, cells)
     if args.cells_only:
         return
-    if (mixed := mixed_code(cells)) and not args.mix_commits:
-        parser.exit(2, f"{cells_file.name}: {mixed}\n")
+    require_one_code(parser, cells, args.mix_commits, cells_file.name)
     latency = measure(setup, base_cfg, work, data, cells, args.latency_repeats)
     out = args.results
     results = read_json(out) if out.is_file() else {"datasets": {}}
