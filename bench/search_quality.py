@@ -61,14 +61,12 @@ stored under `headline` (`search_quality_summary.headline`) and printed last: se
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import logging
 import os
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -79,7 +77,6 @@ import torch
 
 from netadapt import stages
 from netadapt import evaluation
-from netadapt.arch import Architecture
 from netadapt.checkpoints import load_network, load_supernet
 from netadapt.config import Config, load_config
 from netadapt.data import load_split, prepare_data
@@ -96,42 +93,21 @@ from netadapt.resources.metric import latency_table, profile_settings
 from netadapt.resources.timing import module_latencies
 from netadapt.training import accuracy
 
-from data_folder import FOLDERS, add_data_argument, dataset_root  # bench/, this script's folder
+from data_folder import dataset_root  # bench/, this script's folder
 from provenance import provenance, require_one_code
-from search_quality_baselines import base_cell, counts, curve, tp_cell
+from search_quality_baselines import (Infeasible, base_cell, counts, curve, random_architecture, tp_cell,
+                                      uniform_architecture)
+from search_quality_regimes import METHODS, V1_REFERENCE, arguments
 from search_quality_summary import finished, headline, headline_lines, paired_table, summarize
 from stats import plateau
 from torch_pruning_baseline import NoRatio, rebuild, torch_pruning
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ("netadapt_v2", "netadapt_v1", "netadapt_v1_reference", "uniform", "uniform_scratch", "random", "best_of_n",
-           "tp_uniform", "tp_global", "netadapt_v1_dr0.04")
-DEFAULT_METHODS = METHODS[:-1]
-REGIMES = {  # --regime: the flags' defaults
-    "quick": {"train_per_class": 1500, "supernet_epochs": 3, "final_epochs": 2, "candidates": 8, "eval_batches": 8,
-              "augment": False, "budgets": [0.5], "seeds": [0, 1, 2], "latency_repeats": 200, "tp_steps": 6, "set": []},
-    # all 45k train images, flip + crop; epochs chosen for a cosine schedule to plateau (checked per cell)
-    "converged": {"train_per_class": 0, "supernet_epochs": 100, "final_epochs": 30, "candidates": 8,
-                  "eval_batches": 0, "augment": True, "budgets": [0.75, 0.5, 0.35], "seeds": [0, 1, 2, 3, 4],
-                  "latency_repeats": 200, "tp_steps": 6, "set": []},
-    "smoke": {"train_per_class": 20, "supernet_epochs": 1, "final_epochs": 2, "candidates": 2, "eval_batches": 1,
-              "augment": True, "budgets": [0.5], "seeds": [0], "latency_repeats": 10, "tp_steps": 1,
-              "set": ["profile.repeats=3", "profile.warmup=1", "profile.network_repeats=10",
-                      "profile.fidelity_samples=2", "profile.max_error=100", "profile.max_attempts=1",
-                      "search.short_term_steps=2", "search.bn_recalibration_batches=1", "supernet.batch_size=64",
-                      "finetune.batch_size=64"]},
-}
-V1_REFERENCE = ("search.algorithm=netadapt", "search.preset=netadapt-reference")  # loaded with these overrides
 # V1 proposes one dimension at a time, so a cut that no single dimension can make alone leaves it few
 # proposals (often one: removing a block). `netadapt_v1_dr0.04` gives it a finer schedule (dR_0 = 4%
 # of the base instead of the 10% MCD uses): more proposals per iteration, more iterations.
 V1_FINE = {"initial_reduction": 0.04}
-RANDOM_WINDOW = 0.97  # a random network's estimate lies in [RANDOM_WINDOW, 1] x budget
 log = logging.getLogger("bench")
-
-
-class Infeasible(Exception):
-    """The method cannot reach the budget (e.g. below the smallest network): recorded, not retried."""
 
 
 @dataclass(frozen=True)
@@ -256,58 +232,6 @@ def supernet(cfg: Config, work: Path, data: Path, plain: bool) -> tuple[Path, fl
             log.info("supernet seed %d (%s)", cfg.seed, "plain" if plain else "ordered dropout")
             stages.supernet(replace(cfg, supernet=replace(cfg.supernet, sampling="none")) if plain else cfg, paths)
     return paths.supernet.parent, float(read_json(paths.report("supernet"))["seconds"])
-
-
-# -- the hand-made and random baselines -------------------------------------------------------------
-
-def uniform_architecture(space: Architecture, latency: LatencyModel, budget: float) -> tuple[Architecture, dict]:
-    """The widest uniform width multiplier meeting `budget` (ms); blocks removed evenly first when even
-    the narrowest multiplier cannot."""
-    blocks = [d.name for d in space.dims if d.bypassable]
-
-    def at(multiplier: float, removed: int) -> Architecture:
-        gone = {blocks[int(i)] for i in np.linspace(0, len(blocks) - 1, removed)} if removed else set()
-        return space.with_widths({d.name: 0 if d.name in gone else
-                                  max(d.narrowest_width, min(d.max_width, d.granularity * round(d.max_width * multiplier / d.granularity)))
-                                  for d in space.dims})
-
-    for removed in range(len(blocks) + 1):
-        for multiplier in np.arange(1.0, 0.0, -0.005):
-            arch = at(float(multiplier), removed)
-            if latency.estimate(arch) <= budget:
-                return arch, {"width_multiplier": round(float(multiplier), 3), "blocks_removed": removed}
-    raise Infeasible(f"no uniform network meets {budget:.4f} ms")
-
-
-def random_architecture(space: Architecture, latency: LatencyModel, budget: float, rng: random.Random) -> Architecture:
-    """Random widths, then one grid step at a time on random dimensions until the estimate lies in
-    [RANDOM_WINDOW, 1] x budget (or no dimension can grow without passing it)."""
-    widths = {d.name: rng.choice(d.choices()) for d in space.dims}
-    dims = {d.name: d for d in space.dims}
-
-    def step(name: str, sign: int) -> int:
-        choices = dims[name].choices()
-        return choices[min(max(choices.index(widths[name]) + sign, 0), len(choices) - 1)]
-
-    if latency.estimate(space.smallest()) > budget:
-        raise Infeasible(f"the smallest network is over {budget:.4f} ms")
-    estimate = latency.estimate(space.with_widths(widths))
-    while estimate > budget:
-        name = rng.choice([n for n in widths if widths[n] > dims[n].min_width])
-        widths[name] = step(name, -1)
-        estimate = latency.estimate(space.with_widths(widths))
-    growable = [n for n in widths if widths[n] < dims[n].max_width]
-    while estimate < RANDOM_WINDOW * budget and growable:
-        name = rng.choice(growable)
-        trial = {**widths, name: step(name, +1)}
-        trial_estimate = latency.estimate(space.with_widths(trial))
-        if trial_estimate <= budget:
-            widths, estimate = trial, trial_estimate
-            if widths[name] == dims[name].max_width:
-                growable.remove(name)
-        else:
-            growable.remove(name)
-    return space.with_widths(widths)
 
 
 # -- one cell ---------------------------------------------------------------------------------------
@@ -445,49 +369,6 @@ def plot(results: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def arguments() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
-    """The command line; every setting left unset takes `--regime`'s value."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--regime", choices=sorted(REGIMES), default="quick",
-                        help="the settings' defaults: quick (the committed tables), converged, smoke (temp folder)")
-    parser.add_argument("--dataset", choices=sorted(FOLDERS), default="cifar10")
-    add_data_argument(parser)
-    parser.add_argument("--train-per-class", type=int, help="0: the whole train split")
-    parser.add_argument("--model", default="mobilenet_v2")
-    parser.add_argument("--backend", default="onnxruntime-cpu")
-    for name in ("supernet_epochs", "final_epochs", "candidates", "eval_batches", "latency_repeats", "tp_steps"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int)
-    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                        help="flip + crop in the super-network's and the final training")
-    parser.add_argument("--budgets", type=float, nargs="+")
-    parser.add_argument("--seeds", type=int, nargs="*", help="none: only prepare data and table")
-    parser.add_argument("--methods", nargs="+", choices=("base", *METHODS), default=["base", *DEFAULT_METHODS])
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="where super-networks train, searches score and final training runs (not timing)")
-    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
-                        help="another params override, e.g. profile.allow_mismatch=true (recorded in each cell)")
-    parser.add_argument("--cells-only", action="store_true",
-                        help="compute cells, skip the side-by-side timing (run --measure-only on the target)")
-    parser.add_argument("--measure-only", action="store_true", help="time and summarize the finished cells")
-    parser.add_argument("--mix-commits", action="store_true",
-                        help="summarize cells of different (or uncommitted, or unrecorded) code together")
-    parser.add_argument("--work", type=Path)
-    parser.add_argument("--cells", type=Path)
-    parser.add_argument("--results", type=Path)
-    args = parser.parse_args()
-    regime = REGIMES[args.regime]
-    for name, value in regime.items():
-        if name != "set" and getattr(args, name, None) is None:
-            setattr(args, name, value)
-    args.extra = [*regime["set"], *args.extra]
-    bench = Path(tempfile.gettempdir()) / "netadapt-search-quality-smoke" if args.regime == "smoke" else REPO / "bench"
-    suffix = "" if args.regime == "quick" else f"_{args.regime}"
-    args.work = args.work or bench / "work" / f"search_quality{suffix}"
-    args.cells = args.cells or bench / "results" / "search_quality_cells"
-    args.results = args.results or bench / "results" / f"search_quality{suffix}.json"
-    return parser, args
 
 
 def main() -> None:

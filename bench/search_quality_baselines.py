@@ -1,16 +1,19 @@
-"""search_quality.py's cells that are not a search over the super-network: the plain base itself, and
-Torch-Pruning of it; plus what every cell records beside its figures: counts that do not depend on the
+"""search_quality.py's cells that are not a search over the super-network: the uniform and random
+networks, the plain base itself, and Torch-Pruning of it; plus what every cell records beside its figures: counts that do not depend on the
 machine's load, and whether its training curve has plateaued (`stats.plateau`)."""
 
 from __future__ import annotations
 
 import csv
+import random
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from netadapt.arch import Architecture
 from netadapt.checkpoints import load_supernet
 from netadapt.config import Config
 from netadapt.data import load_split
@@ -18,12 +21,68 @@ from netadapt.finetune import train_network
 from netadapt.data.prepared import load_info
 from netadapt.models import extract
 from netadapt.models.source import model_reference
+from netadapt.resources.lookup_table import LatencyModel
 from netadapt.resources.metric import profile_settings
 from netadapt.training import accuracy
 from stats import plateau
 from torch_pruning_baseline import prune_to_latency, structure
 
+RANDOM_WINDOW = 0.97  # a random network's estimate lies in [RANDOM_WINDOW, 1] x budget
 TP_STEPS = 6  # bisection steps below the first ratio of TP_RATIOS that meets the budget
+
+
+class Infeasible(Exception):
+    """The method cannot reach the budget (e.g. below the smallest network): recorded, not retried."""
+
+
+def uniform_architecture(space: Architecture, latency: LatencyModel, budget: float) -> tuple[Architecture, dict]:
+    """The widest uniform width multiplier meeting `budget` (ms); blocks removed evenly first when even
+    the narrowest multiplier cannot."""
+    blocks = [d.name for d in space.dims if d.bypassable]
+
+    def at(multiplier: float, removed: int) -> Architecture:
+        gone = {blocks[int(i)] for i in np.linspace(0, len(blocks) - 1, removed)} if removed else set()
+        return space.with_widths({d.name: 0 if d.name in gone else
+                                  max(d.narrowest_width, min(d.max_width, d.granularity * round(d.max_width * multiplier / d.granularity)))
+                                  for d in space.dims})
+
+    for removed in range(len(blocks) + 1):
+        for multiplier in np.arange(1.0, 0.0, -0.005):
+            arch = at(float(multiplier), removed)
+            if latency.estimate(arch) <= budget:
+                return arch, {"width_multiplier": round(float(multiplier), 3), "blocks_removed": removed}
+    raise Infeasible(f"no uniform network meets {budget:.4f} ms")
+
+
+def random_architecture(space: Architecture, latency: LatencyModel, budget: float, rng: random.Random) -> Architecture:
+    """Random widths, then one grid step at a time on random dimensions until the estimate lies in
+    [RANDOM_WINDOW, 1] x budget (or no dimension can grow without passing it)."""
+    widths = {d.name: rng.choice(d.choices()) for d in space.dims}
+    dims = {d.name: d for d in space.dims}
+
+    def step(name: str, sign: int) -> int:
+        choices = dims[name].choices()
+        return choices[min(max(choices.index(widths[name]) + sign, 0), len(choices) - 1)]
+
+    if latency.estimate(space.smallest()) > budget:
+        raise Infeasible(f"the smallest network is over {budget:.4f} ms")
+    estimate = latency.estimate(space.with_widths(widths))
+    while estimate > budget:
+        name = rng.choice([n for n in widths if widths[n] > dims[n].min_width])
+        widths[name] = step(name, -1)
+        estimate = latency.estimate(space.with_widths(widths))
+    growable = [n for n in widths if widths[n] < dims[n].max_width]
+    while estimate < RANDOM_WINDOW * budget and growable:
+        name = rng.choice(growable)
+        trial = {**widths, name: step(name, +1)}
+        trial_estimate = latency.estimate(space.with_widths(trial))
+        if trial_estimate <= budget:
+            widths, estimate = trial, trial_estimate
+            if widths[name] == dims[name].max_width:
+                growable.remove(name)
+        else:
+            growable.remove(name)
+    return space.with_widths(widths)
 
 
 def curve(csv_path: Path, column: str) -> list[float]:

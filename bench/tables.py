@@ -93,7 +93,7 @@ def sq_caption(entry: dict) -> str:
 
 
 def sq_rows(entry: dict) -> list[dict]:
-    order = list(METHODS)
+    order = list(SQ_LABELS)  # every method search_quality.py writes, the base first
     return sorted(entry["summary"].values(), key=lambda s: (-s["budget"], order.index(s["method"])))
 
 
