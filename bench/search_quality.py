@@ -123,11 +123,13 @@ class Setup:
     candidates: int  # J
     eval_batches: int  # holdout batches per candidate score (0 = all)
     augment: bool = False  # flip + crop in the super-network's and the final training
+    eval_per_class: int = 0  # holdout and test cut to this many per class (a smoke run); 0: all
 
     @property
     def key(self) -> str:
         return (f"{self.dataset}-{self.model}-n{self.train_per_class}-s{self.supernet_epochs}-f{self.final_epochs}"
-                f"-j{self.candidates}-e{self.eval_batches}-{self.backend}" + ("-aug" if self.augment else ""))
+                f"-j{self.candidates}-e{self.eval_batches}-{self.backend}" + ("-aug" if self.augment else "")
+                + (f"-v{self.eval_per_class}" if self.eval_per_class else ""))
 
 
 def overrides(setup: Setup, data_root: str, seed: int, device: str = "cpu", extra: tuple[str, ...] = ()) -> list[str]:
@@ -157,30 +159,33 @@ def locked(path: Path) -> Iterator[None]:
 
 # -- shared artifacts -------------------------------------------------------------------------------
 
-def prepared(setup: Setup, cfg: Config, work: Path) -> Path:
-    """The dataset prepared once (seed 0 split), its train split cut to `train_per_class` per class."""
+def prepared(setup: Setup, cfg: Config, work: Path, eval_per_class: int = 0) -> Path:
+    """The dataset prepared once (seed 0 split), its train split cut to `train_per_class` per class
+    (and holdout and test to `eval_per_class`, for a smoke run; 0: all of them)."""
     folder = work / "prepared"
     if (folder / "meta.json").is_file():
         return folder
     full = work / "prepared-full"
     if not (full / "meta.json").is_file():
         prepare_data(cfg.data, 0, full)
-    if not setup.train_per_class:
+    cut = {"train": setup.train_per_class, "holdout": eval_per_class, "test": eval_per_class}
+    if not any(cut.values()):
         full.rename(folder)
         return folder
-    train = load_split(full, "train")
-    labels = train.labels.numpy()
-    index = np.sort(np.concatenate([np.flatnonzero(labels == c)[:setup.train_per_class]
-                                    for c in np.unique(labels)]))  # prepared order is seeded, class-mixed
     tmp = work / "prepared.tmp"
     tmp.mkdir(parents=True, exist_ok=True)
-    source = RawSplit(train.images[torch.from_numpy(index)].numpy(), labels[index])
-    count = write_split(tmp, "train", source, np.arange(len(index)), [0, 4])
-    for name in ("holdout", "test"):
-        for suffix in (".pt", ".images.npy"):
-            os.link(full / f"{name}{suffix}", tmp / f"{name}{suffix}")
     meta = read_json(full / "meta.json")
-    meta["counts"]["train"] = count
+    for name, per_class in cut.items():
+        if not per_class:
+            for suffix in (".pt", ".images.npy"):
+                os.link(full / f"{name}{suffix}", tmp / f"{name}{suffix}")
+            continue
+        split = load_split(full, name)
+        labels = split.labels.numpy()
+        index = np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class]
+                                        for c in np.unique(labels)]))  # prepared order is seeded, class-mixed
+        source = RawSplit(split.images[torch.from_numpy(index)].numpy(), labels[index])
+        meta["counts"][name] = write_split(tmp, name, source, np.arange(len(index)), [0, 4])
     write_json(tmp / "meta.json", meta)
     tmp.rename(folder)
     return folder
@@ -375,7 +380,7 @@ def main() -> None:
     parser, args = arguments()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     setup = Setup(args.dataset, args.train_per_class, args.model, args.backend, args.supernet_epochs,
-                  args.final_epochs, args.candidates, args.eval_batches, args.augment)
+                  args.final_epochs, args.candidates, args.eval_batches, args.augment, args.eval_per_class)
     root = str(dataset_root(parser, args.data, args.dataset))
     if {"tp_uniform", "tp_global"} & set(args.methods):
         torch_pruning()  # before hours of training: say how to install it
@@ -386,7 +391,7 @@ def main() -> None:
     extra = tuple(args.extra)
     base_cfg = load_config(REPO / "params.yaml", overrides(setup, root, 0, args.device, extra))
     with locked(work / ".lock"):  # parallel processes: one prepares the data and table, the others wait
-        data = prepared(setup, base_cfg, work)
+        data = prepared(setup, base_cfg, work, setup.eval_per_class)
         lut = lookup_table(base_cfg, work, data, args.cells / f"{setup.key}.lut")
     device = torch.device(args.device)
     methods = [m for m in ("base", *METHODS) if m in args.methods]  # V2 before best_of_n, which takes its N from it

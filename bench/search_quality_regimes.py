@@ -17,13 +17,15 @@ DEFAULT_METHODS = METHODS[:-1]
 V1_REFERENCE = ("search.algorithm=netadapt", "search.preset=netadapt-reference")  # loaded with these overrides
 REGIMES = {  # --regime: the flags' defaults
     "quick": {"train_per_class": 1500, "supernet_epochs": 3, "final_epochs": 2, "candidates": 8, "eval_batches": 8,
-              "augment": False, "budgets": [0.5], "seeds": [0, 1, 2], "latency_repeats": 200, "tp_steps": 6, "set": []},
+              "augment": False, "budgets": [0.5], "seeds": [0, 1, 2], "latency_repeats": 200, "tp_steps": 6,
+              "eval_per_class": 0, "set": []},
     # all 45k train images, flip + crop; epochs chosen for a cosine schedule to plateau (checked per cell)
     "converged": {"train_per_class": 0, "supernet_epochs": 100, "final_epochs": 30, "candidates": 8,
                   "eval_batches": 0, "augment": True, "budgets": [0.75, 0.5, 0.35], "seeds": [0, 1, 2, 3, 4],
-                  "latency_repeats": 200, "tp_steps": 6, "set": []},
+                  "latency_repeats": 200, "tp_steps": 6, "eval_per_class": 0, "set": []},
     "smoke": {"train_per_class": 20, "supernet_epochs": 1, "final_epochs": 2, "candidates": 2, "eval_batches": 1,
               "augment": True, "budgets": [0.5], "seeds": [0], "latency_repeats": 10, "tp_steps": 1,
+              "eval_per_class": 20,
               "set": ["profile.repeats=3", "profile.warmup=1", "profile.network_repeats=10",
                       "profile.fidelity_samples=2", "profile.max_error=100", "profile.max_attempts=1",
                       "search.short_term_steps=2", "search.bn_recalibration_batches=1", "supernet.batch_size=64",
@@ -42,7 +44,8 @@ def arguments() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser.add_argument("--train-per-class", type=int, help="0: the whole train split")
     parser.add_argument("--model", default="mobilenet_v2")
     parser.add_argument("--backend", default="onnxruntime-cpu")
-    for name in ("supernet_epochs", "final_epochs", "candidates", "eval_batches", "latency_repeats", "tp_steps"):
+    for name in ("supernet_epochs", "final_epochs", "candidates", "eval_batches", "latency_repeats", "tp_steps",
+                 "eval_per_class"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int)
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                         help="flip + crop in the super-network's and the final training")
