@@ -81,7 +81,8 @@ def mixed_code(cells: dict[str, dict]) -> str | None:
             continue
         commit = commit_of(cell)
         if commit is None:
-            return f"cell {key} records no git commit (computed before provenance was recorded): rerun it or pass --mix-commits"
+            return (f"cell {key} records no git commit (computed before provenance was recorded): rerun it or "
+                    f"pass --mix-commits")
         if commit.endswith("+dirty"):
             return f"cell {key} ran on uncommitted changes ({commit[:12]}+dirty): rerun it or pass --mix-commits"
         seen.setdefault(commit, key)

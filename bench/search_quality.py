@@ -99,7 +99,7 @@ from search_quality_baselines import (Infeasible, base_cell, counts, curve, rand
                                       uniform_architecture)
 from search_quality_regimes import METHODS, V1_REFERENCE, arguments
 from search_quality_summary import finished, headline, headline_lines, paired_table, summarize
-from stats import plateau
+from stats import plateau_record
 from torch_pruning_baseline import NoRatio, rebuild, torch_pruning
 
 REPO = Path(__file__).resolve().parents[1]
@@ -298,7 +298,7 @@ def run_cell(method: str, budget: float, cfg: Config, work: Path, data: Path, lu
     model.to(device)
     test = load_split(paths.prepared, "test")
     return {"test_acc": accuracy(model, test, 512, device)[1], "final_holdout_acc": tuned["holdout_acc"],
-            "widths": arch.widths, **details, **plateau(curve(paths.plots / "finetune.csv", "holdout_acc")),
+            "widths": arch.widths, **details, **plateau_record(curve(paths.plots / "finetune.csv", "holdout_acc")),
             "counts": counts(supernet_epochs, cfg.finetune.epochs, scored, steps),
             "seconds": {"supernet": supernet_seconds, "search": round(search_seconds, 2),
                         "final": float(tuned["seconds"])}}
@@ -414,9 +414,10 @@ def main() -> None:
                 except (Infeasible, NetAdaptError) as exc:  # a budget below what the method can reach
                     log.warning("cell %s: infeasible: %s", key, exc)
                     cell = {"infeasible": str(exc)}
-                settings = {**asdict(setup), "budget": budget, "seed": seed, "overrides": list(extra)}
-                save_cell(cells_file, key, {"dataset": setup.dataset, "method": method,
-                                            "budget": 1.0 if method == "base" else budget, "seed": seed, **cell,
+                budget_of = 1.0 if method == "base" else budget
+                settings = {**asdict(setup), "budget": budget_of, "seed": seed, "overrides": list(extra)}
+                save_cell(cells_file, key, {"dataset": setup.dataset, "method": method, "budget": budget_of,
+                                            "seed": seed, **cell,
                                             **({"overrides": list(extra)} if extra else {}),
                                             "provenance": provenance(device, settings)}, cells)
     if args.cells_only:

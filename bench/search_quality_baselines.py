@@ -1,6 +1,7 @@
 """search_quality.py's cells that are not a search over the super-network: the uniform and random
-networks, the plain base itself, and Torch-Pruning of it; plus what every cell records beside its figures: counts that do not depend on the
-machine's load, and whether its training curve has plateaued (`stats.plateau`)."""
+networks, the plain base itself, and Torch-Pruning of it; plus what every cell records beside its
+figures: counts that do not depend on the machine's load, and whether its training curve has plateaued
+(`stats.plateau`)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from netadapt.models.source import model_reference
 from netadapt.resources.lookup_table import LatencyModel
 from netadapt.resources.metric import profile_settings
 from netadapt.training import accuracy
-from stats import plateau
+from stats import plateau_record
 from torch_pruning_baseline import prune_to_latency, structure
 
 RANDOM_WINDOW = 0.97  # a random network's estimate lies in [RANDOM_WINDOW, 1] x budget
@@ -114,7 +115,7 @@ def base_cell(cfg: Config, plain: Path, plain_seconds: float, plots: Path, data:
     model = extract(supernet_model, space)
     test = load_split(data, "test")
     return {"test_acc": accuracy(model.to(device), test, 512, device)[1], "widths": space.widths,
-            **plateau(curve(plots / "supernet.csv", "holdout_acc_largest")),
+            **plateau_record(curve(plots / "supernet.csv", "holdout_acc_largest")),
             "counts": counts(cfg.supernet.epochs, 0),
             "seconds": {"supernet": plain_seconds, "search": 0.0, "final": 0.0}}
 
@@ -143,6 +144,7 @@ def tp_cell(method: str, cfg: Config, plain: Path, plain_seconds: float, data: P
     return {"test_acc": test_acc, "final_holdout_acc": history[-1].holdout_acc if history else 0.0,
             "pruning_ratio": pruned.ratio, "bisection": pruned.tries,
             "params": sum(p.numel() for p in model.parameters()), "structure": structure(model),
-            **plateau([e.holdout_acc for e in history]),
+            **plateau_record([e.holdout_acc for e in history]),
             "counts": counts(cfg.supernet.epochs, cfg.finetune.epochs, candidates_scored=len(pruned.tries)),
-            "seconds": {"supernet": plain_seconds, "search": round(search_seconds, 2), "final": round(final_seconds, 2)}}
+            "seconds": {"supernet": plain_seconds, "search": round(search_seconds, 2),
+                        "final": round(final_seconds, 2)}}

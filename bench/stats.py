@@ -56,3 +56,9 @@ def plateau(curve: list[float]) -> dict:
     last = min(last, len(curve) - 1)
     gain = 100 * (curve[-1] - curve[-1 - last])
     return {"epochs": len(curve), "last_epochs": last, "gain_pts": round(gain, 3), "plateaued": gain < PLATEAU_POINTS}
+
+
+def plateau_record(curve: list[float]) -> dict:
+    """What a cell keeps of `plateau`: the check under `plateau`, its verdict as `plateaued`."""
+    check = plateau(curve)
+    return {"plateau": check, "plateaued": check["plateaued"]}

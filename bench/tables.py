@@ -227,7 +227,8 @@ def search_quality_converged(results: Path) -> str:
     devices = sorted({where(c)[0] for c in entry["cells"].values()})
     times = f"{ratio['ratio']:.2f}" if ratio else "-"
     acc = h["base_test_acc"]
-    base = "-" if acc is None else f"{acc['mean']:.2f}" + (f" [{acc['ci95'][0]:.2f}, {acc['ci95'][1]:.2f}]" if acc["ci95"] else "")
+    base = "-" if acc is None else f"{acc['mean']:.2f}" + (
+        f" [{acc['ci95'][0]:.2f}, {acc['ci95'][1]:.2f}]" if acc["ci95"] else "")
     caption = (f"*CIFAR-10, {st['model']}, {train_images(st)}, flip + crop: {'yes' if st.get('augment') else 'no'}; "
                f"super-network {st['supernet_epochs']} epochs, final training {st['final_epochs']} epochs, J = "
                f"{st['candidates']}. Test accuracy %, mean ± std over seeds; plateaued: cells whose training gained "
@@ -253,8 +254,9 @@ def search_quality_time(results: Path) -> str:
         t, n = s["seconds_mean"], s.get("counts_mean")
         counted = ["-"] * 4 if n is None else [f"{n['supernet_epochs']:g}", f"{n['candidates_scored']:g}",
                                                f"{n['finetune_steps']:g}", f"{n['final_epochs']:g}"]
-        rows.append([f"{s['budget']:g}", SQ_LABELS[s["method"]], f"{t['supernet']:.0f}", counted[0], f"{t['search']:.0f}",
-                     counted[1], counted[2], f"{t['final']:.0f}", counted[3], f"{sum(t.values()):.0f}"])
+        rows.append([f"{s['budget']:g}", SQ_LABELS[s["method"]], f"{t['supernet']:.0f}", counted[0],
+                     f"{t['search']:.0f}", counted[1], counted[2], f"{t['final']:.0f}", counted[3],
+                     f"{sum(t.values()):.0f}"])
     devices = sorted({where(c)[0] for c in entry["cells"].values()})
     caption = (f"*Mean over seeds per (budget, method). Seconds are wall-clock on the device that trained the cell "
                f"({'; '.join(devices)}), one process per (method, seed) sharing it, so they vary with load; the "

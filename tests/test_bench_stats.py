@@ -40,3 +40,4 @@ def test_a_curve_has_plateaued_when_its_last_fifth_gains_under_three_tenths_of_a
     assert stats.plateau(flat)["plateaued"] is True and stats.plateau(flat)["gain_pts"] == pytest.approx(0.2)
     assert stats.plateau([0.5, 0.9])["last_epochs"] == 1  # at least one epoch
     assert stats.plateau([0.9])["plateaued"] is False  # one epoch cannot show it
+    assert stats.plateau_record(flat) == {"plateau": stats.plateau(flat), "plateaued": True}
