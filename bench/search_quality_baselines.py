@@ -18,14 +18,15 @@ from netadapt.arch import Architecture
 from netadapt.checkpoints import load_supernet
 from netadapt.config import Config
 from netadapt.data import load_split
-from netadapt.finetune import train_network
 from netadapt.data.prepared import load_info
+from netadapt.finetune import train_network
 from netadapt.models import extract
 from netadapt.models.source import model_reference
 from netadapt.resources.lookup_table import LatencyModel
 from netadapt.resources.metric import profile_settings
 from netadapt.training import accuracy
-from stats import plateau_record
+
+from stats import plateau_record  # bench/
 from torch_pruning_baseline import prune_to_latency, structure
 
 RANDOM_WINDOW = 0.97  # a random network's estimate lies in [RANDOM_WINDOW, 1] x budget
