@@ -58,6 +58,7 @@ from netadapt.finetune import export_onnx, train_network
 from netadapt.io import read_json, write_json
 from netadapt.layout import Paths
 from netadapt.models import build_supernet, extract
+from netadapt.models.source import model_reference
 from netadapt.resources.metric import profile_settings
 from netadapt.resources.timing import module_latencies
 from netadapt.training import accuracy
@@ -179,7 +180,7 @@ def netadapt_cell(method: str, cfg: Config, work: Path, data: Path, lut: Paths, 
     search_seconds = time.perf_counter() - start
     tuned = stages.finetune(cfg, paths)
     evaluated = stages.evaluate(cfg, paths)
-    model, arch = load_network(paths.final)
+    model, arch = load_network(paths.final, model_reference(cfg.model))
     return {"test_acc": score_test(model.to(device), data, device), "final_holdout_acc": tuned["holdout_acc"],
             "widths": arch.widths,
             **{k: found[k] for k in ("iterations", "candidates_evaluated", "holdout_acc") if k in found},
