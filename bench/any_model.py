@@ -23,7 +23,8 @@ V2's paired differences (V2 - each other method, per seed) get their mean, std a
 
 Cells are written to `--cells` as they finish and skipped when present (resumable, several processes
 at once: shared data, table, pre-trained networks and super-networks are built under file locks); each
-records its git commit and the device it ran on. `--cells-only` computes cells without the timing (on a
+records its provenance (`provenance.py`: git commit, dirty flag, device, versions, settings), and the
+summary refuses cells of different code unless `--mix-commits`. `--cells-only` computes cells without the timing (on a
 GPU, say: `--device cuda`), `--measure-only` times and summarizes the finished cells on the target.
 
     .venv/bin/python bench/any_model.py --data ../shared/data/cifar-10            # the real run
@@ -36,12 +37,9 @@ test accuracy minus the stronger Torch-Pruning mode's (per model, by mean), over
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib.metadata
 import logging
-import math
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,10 +58,14 @@ from netadapt.finetune import export_onnx, train_network
 from netadapt.io import read_json, write_json
 from netadapt.layout import Paths
 from netadapt.models import build_supernet, extract
+from netadapt.models.source import model_reference
 from netadapt.resources.metric import profile_settings
 from netadapt.resources.timing import module_latencies
 from netadapt.training import accuracy
-from search_quality import Infeasible, finished, locked, lookup_table, prepared, ran_on, save_cell, stage_paths
+from provenance import provenance, require_one_code
+from search_quality import Infeasible, finished, locked, lookup_table, prepared, save_cell, stage_paths
+from stats import interval, paired as paired_difference
+from torch_pruning_baseline import NoRatio, prune_to_latency, rebuild, structure, torch_pruning
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -73,9 +75,6 @@ EXAMPLES = REPO / "examples"
 MODELS = {"mobilenet_v3_small": ("mymodels:MobileNetV3Small", "width_mult", 1.0),
           "resnet18": ("mymodels:ResNet18", "width", 32)}
 METHODS = ("netadapt_v2", "netadapt_v1", "tp_uniform", "tp_global")
-TP_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # scanned before bisecting (latency is not monotone in it)
-# two-sided 95% quantiles of Student's t, by degrees of freedom (standard library only)
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 SMOKE = {"train_per_class": 20, "pretrain_epochs": 1, "finetune_epochs": 2, "supernet_epochs": 1, "candidates": 2,
          "eval_batches": 1, "granularity": 8, "tp_steps": 2, "latency_repeats": 20, "seeds": [0]}
 SMOKE_SET = ["profile.repeats=3", "profile.warmup=1", "profile.network_repeats=10", "profile.fidelity_samples=2",
@@ -131,14 +130,6 @@ def config(setup: Setup, data_root: str, seed: int, device: str, checkpoint: Pat
         "search.long_term_epochs=0", *setup.extra])
 
 
-def provenance(device: torch.device) -> dict:
-    """Where and from what code a cell was computed."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True).stdout.strip()
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    return {"commit": git("rev-parse", "HEAD") + ("+dirty" if dirty else ""), "ran_on": ran_on(device)}
-
-
 def score_test(model: nn.Module, data: Path, device: torch.device) -> float:
     return accuracy(model, load_split(data, "test"), 512, device)[1]
 
@@ -161,7 +152,7 @@ def pretrained(setup: Setup, cfg: Config, work: Path, data: Path, device: torch.
             seconds = time.perf_counter() - start
             cell = {"method": "pretrained", "seed": cfg.seed, "test_acc": score_test(model, data, device),
                     "final_holdout_acc": curve[-1].holdout_acc, "seconds": {"pretrain": round(seconds, 2)},
-                    **provenance(device)}
+                    "provenance": provenance(device, asdict(setup))}
             model.cpu()
             torch.save(model.state_dict(), path.with_suffix(".tmp"))
             path.with_suffix(".tmp").rename(path)
@@ -189,7 +180,7 @@ def netadapt_cell(method: str, cfg: Config, work: Path, data: Path, lut: Paths, 
     search_seconds = time.perf_counter() - start
     tuned = stages.finetune(cfg, paths)
     evaluated = stages.evaluate(cfg, paths)
-    model, arch = load_network(paths.final)
+    model, arch = load_network(paths.final, model_reference(cfg.model))
     return {"test_acc": score_test(model.to(device), data, device), "final_holdout_acc": tuned["holdout_acc"],
             "widths": arch.widths,
             **{k: found[k] for k in ("iterations", "candidates_evaluated", "holdout_acc") if k in found},
@@ -197,28 +188,6 @@ def netadapt_cell(method: str, cfg: Config, work: Path, data: Path, lut: Paths, 
             "evaluate_latency_ratio": evaluated["latency_ratio"], "evaluate_budget_met": evaluated["budget_met"],
             "seconds": {"supernet": float(read_json(sn.report("supernet"))["seconds"]),
                         "search": round(search_seconds, 2), "final": float(tuned["seconds"])}}
-
-
-def torch_pruning():
-    try:
-        import torch_pruning as tp
-    except ImportError:
-        raise SystemExit("bench/any_model.py needs Torch-Pruning: pip install 'torch-pruning==1.6.1' --no-deps "
-                         "(or pip install -e '.[bench]')") from None
-    return tp
-
-
-def tp_prune(module: nn.Module, ratio: float, global_pruning: bool, shape: tuple[int, ...], round_to: int) -> nn.Module:
-    """A pruned copy of `module`: Torch-Pruning's MetaPruner, L2 magnitude, the classifier kept, widths
-    rounded to multiples of `round_to` (the search's granularity; odd widths also run slower here)."""
-    tp = torch_pruning()
-    model = copy.deepcopy(module).cpu().eval()
-    head = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == 10]
-    pruner = tp.pruner.MetaPruner(model, torch.zeros(1, *shape), importance=tp.importance.MagnitudeImportance(p=2),
-                                  pruning_ratio=ratio, global_pruning=global_pruning, max_pruning_ratio=max(TP_RATIOS),
-                                  ignored_layers=head, round_to=round_to)
-    pruner.step()
-    return model
 
 
 def tp_cell(method: str, setup: Setup, cfg: Config, work: Path, data: Path, weights: Path, steps: int,
@@ -229,35 +198,13 @@ def tp_cell(method: str, setup: Setup, cfg: Config, work: Path, data: Path, weig
     base.load_state_dict(torch.load(weights, weights_only=True))
     shape = (3, 32, 32)
     settings = replace(profile_settings(cfg.profile), warmup=cfg.evaluate.latency_warmup, network_repeats=repeats)
-    global_pruning = method == "tp_global"
-    tries: list[dict] = []
-
-    def measured(ratio: float) -> tuple[nn.Module, float]:
-        model = tp_prune(base, ratio, global_pruning, shape, setup.granularity)
-        base_ms, ms = module_latencies([base.eval(), model], shape, settings, cfg.seed)
-        tries.append({"ratio": round(ratio, 4), "latency_ratio": ms / base_ms})
-        log.info("%s ratio %.4f: %.3f of the base", method, ratio, ms / base_ms)
-        return model, ms / base_ms
-
     start = time.perf_counter()
-    low, best, model = 0.0, None, None
-    for ratio in TP_RATIOS:
-        candidate, latency = measured(ratio)
-        if latency <= setup.budget:
-            best, model = ratio, candidate
-            break
-        low = ratio
-    if best is None:
-        raise Infeasible(f"no pruning ratio up to {max(TP_RATIOS)} measures within the budget (best: "
-                         f"{min(t['latency_ratio'] for t in tries):.3f} of the base)")
-    high = best
-    for _ in range(steps):  # the least pruning that measures within the budget
-        mid = (low + high) / 2
-        candidate, ratio = measured(mid)
-        if ratio <= setup.budget:
-            high, best, model = mid, mid, candidate
-        else:
-            low = mid
+    try:
+        pruned = prune_to_latency(base, setup.budget, method == "tp_global", shape, setup.granularity, settings,
+                                  cfg.seed, steps)
+    except NoRatio as exc:
+        raise Infeasible(str(exc)) from None
+    model, best, tries = pruned.model, pruned.ratio, pruned.tries
     search_seconds = time.perf_counter() - start
     start = time.perf_counter()
     train, holdout = load_split(data, "train"), load_split(data, "holdout")
@@ -276,41 +223,6 @@ def tp_cell(method: str, setup: Setup, cfg: Config, work: Path, data: Path, weig
 
 
 # -- side-by-side latency, statistics, plot ---------------------------------------------------------
-
-def structure(model: nn.Module) -> dict[str, list[int]]:
-    """A pruned network's shape, all the timing needs: each conv's (in, out, groups), each batch
-    norm's features, each linear layer's (in, out)."""
-    shapes = {}
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            shapes[name] = [m.in_channels, m.out_channels, m.groups]
-        elif isinstance(m, nn.BatchNorm2d):
-            shapes[name] = [m.num_features]
-        elif isinstance(m, nn.Linear):
-            shapes[name] = [m.in_features, m.out_features]
-    return shapes
-
-
-def rebuild(base: nn.Module, shapes: dict[str, list[int]], params: int) -> nn.Module:
-    """The base module with every layer resized to `shapes` (weights fresh: latency does not depend on
-    them), checked against the pruned network's parameter count."""
-    model = copy.deepcopy(base)
-    for name, dims in shapes.items():
-        parent, _, attr = name.rpartition(".")
-        owner = model.get_submodule(parent)
-        old = getattr(owner, attr)
-        if isinstance(old, nn.Conv2d):
-            new = nn.Conv2d(dims[0], dims[1], old.kernel_size, old.stride, old.padding, old.dilation, dims[2],
-                            old.bias is not None)
-        elif isinstance(old, nn.BatchNorm2d):
-            new = nn.BatchNorm2d(dims[0])
-        else:
-            new = nn.Linear(dims[0], dims[1], old.bias is not None)
-        setattr(owner, attr, new)
-    if (count := sum(p.numel() for p in model.parameters())) != params:
-        raise RuntimeError(f"rebuilt network has {count} parameters, the pruned one had {params}")
-    return model.eval()
-
 
 def final_network(setup: Setup, traced: nn.Module, cell: dict) -> nn.Module:
     """A cell's network rebuilt from its record (so timing needs only the cells file)."""
@@ -331,18 +243,6 @@ def measure(setup: Setup, cfg: Config, data: Path, cells: dict, repeats: int) ->
     return {"base": times[0], "base_traced": times[1], **dict(zip(keys, times[2:]))}
 
 
-def interval(values: list[float]) -> dict:
-    """Mean, std and the 95% t-interval of the mean (None with one value)."""
-    mean = statistics.mean(values)
-    if len(values) < 2:
-        return {"values": values, "mean": mean, "std": 0.0, "ci95": None}
-    std = statistics.stdev(values)
-    df = len(values) - 1
-    t = T975.get(df, 1.96 + 2.4 / df)  # beyond the table: within 0.01 of the quantile
-    half = t * std / math.sqrt(len(values))
-    return {"values": values, "mean": mean, "std": std, "ci95": [mean - half, mean + half]}
-
-
 def summarize(cells: dict, latency: dict) -> tuple[dict, dict]:
     """Per method: accuracy and latency over seeds; per other method: V2's paired differences (points)."""
     rows: dict[str, list[dict]] = {}
@@ -361,9 +261,8 @@ def summarize(cells: dict, latency: dict) -> tuple[dict, dict]:
     acc = {(c["method"], c["seed"]): 100 * c["test_acc"] for c in finished(cells).values()}
     paired = {}
     for other in [m for m in (*METHODS, "pretrained") if m != "netadapt_v2" and m in rows]:
-        seeds = sorted({s for m, s in acc if m == "netadapt_v2"} & {s for m, s in acc if m == other})
-        if seeds:
-            paired[other] = {"seeds": seeds, **interval([acc[("netadapt_v2", s)] - acc[(other, s)] for s in seeds])}
+        if (diff := paired_difference(acc, "netadapt_v2", other)) is not None:
+            paired[other] = diff
     return summary, paired
 
 
@@ -440,8 +339,8 @@ def run_cells(setup: Setup, root: str, work: Path, data: Path, lut: Paths, cells
                 log.warning("cell %s: infeasible: %s", key, exc)
                 cell = {"infeasible": str(exc)}
             overrides = {"overrides": list(setup.extra)} if setup.extra else {}
-            save_cell(cells_file, key, {"method": method, "seed": seed, **cell, **provenance(device), **overrides},
-                      cells)
+            save_cell(cells_file, key, {"method": method, "seed": seed, **cell, **overrides,
+                                        "provenance": provenance(device, asdict(setup))}, cells)
 
 
 def main() -> None:
@@ -465,6 +364,8 @@ def main() -> None:
                         help="another params override, e.g. profile.allow_mismatch=true (recorded in each cell)")
     parser.add_argument("--cells-only", action="store_true", help="compute cells, skip the side-by-side timing")
     parser.add_argument("--measure-only", action="store_true", help="time and summarize the finished cells")
+    parser.add_argument("--mix-commits", action="store_true",
+                        help="summarize cells of different (or uncommitted, or unrecorded) code together")
     parser.add_argument("--work", type=Path)
     parser.add_argument("--cells", type=Path)
     parser.add_argument("--results", type=Path)
@@ -504,6 +405,7 @@ def main() -> None:
             run_cells(setup, root, work / setup.key, data, lut, cells, cells_file, args, settings)
         if args.cells_only:
             continue
+        require_one_code(parser, cells, args.mix_commits, cells_file.name)
         latency = measure(setup, cfg, data, cells, settings["latency_repeats"])
         summary, paired = summarize(cells, latency)
         results["models"][model] = {

@@ -7,6 +7,9 @@ Methods, each a (dataset, method, budget, seed) *cell*:
 - `netadapt_v1`: NetAdapt V1 (`search.algorithm: netadapt`) on a plainly trained super-network of
   the same epochs; its long-term fine-tune is the final training below (`long_term_epochs: 0`).
   `netadapt_v1_dr0.04` (not in the default list): the same with dR_0 = 4% of the base.
+- `netadapt_v1_reference`: V1 at `search.preset: netadapt-reference` (500 short-term steps of 128 per
+  proposal, dR_0 2.5% decaying 0.96), on the same plain network; its long-term fine-tune is the final
+  training too.
 - `uniform`: one width multiplier for every dimension, the largest whose lookup-table estimate meets
   the budget; where width alone cannot reach it, bypassable blocks are removed evenly across the
   network first (uniform depth + width).
@@ -14,8 +17,22 @@ Methods, each a (dataset, method, budget, seed) *cell*:
   estimate lies in [0.97, 1] x budget (a random network at the same estimate).
 - `best_of_n`: N such random networks scored like MCD's candidates (BN re-estimated, holdout accuracy
   with the super-network's weights), the best kept; N = the V2 cell's candidates evaluated.
-Every method but V1 starts its final training from the ordered-dropout super-network's weights
-(`finetune.init: supernet`, `finetune.epochs` the same for all); V1 from its own pruned network.
+- `uniform_scratch`: `uniform`'s network trained from scratch (`finetune.init: scratch`) for the
+  super-network's epochs + the final training's: the compute V2 is charged, spent on one network.
+- `tp_uniform` / `tp_global`: Torch-Pruning (L2 `MetaPruner`, `torch_pruning_baseline.py`) of the
+  plainly trained base to the budget's *measured* latency, then the final training.
+- `base` (a cell per seed, budget 1.0): the plainly trained base itself (V1's start), its test accuracy.
+Every method but V1, Torch-Pruning and `uniform_scratch` starts its final training from the
+ordered-dropout super-network's weights (`finetune.init: supernet`, `finetune.epochs` the same for all);
+V1 from its own pruned network, Torch-Pruning from the pruned base. Each cell records its provenance
+(`provenance.py`), counts that do not depend on load (epochs, candidates scored, fine-tune steps) beside
+its seconds, and whether its training plateaued (`stats.plateau`: < 0.3 holdout points gained over the
+last 20% of epochs). The summary refuses cells of different code unless `--mix-commits`.
+
+`--regime` picks the settings: `quick` (15k train images, 3 + 2 epochs, no augmentation: the committed
+tables), `converged` (all 45k/5k/10k, flip + crop, epochs to plateau, 5 seeds, budgets 0.75/0.5/0.35;
+bench/README.md has its GPU plan) or `smoke` (seconds of training, in a temp folder: the machinery only);
+a flag given explicitly wins over the regime's value.
 The stages are the pipeline's own functions (`netadapt.stages`), so this measures the tool as shipped.
 
 Each cell's figures are written to `--cells` (committed) when it finishes and skipped when present,
@@ -37,20 +54,19 @@ table and super-networks are built under file locks, and each finished cell is m
 file under one. The side-by-side timing then runs on the target (`--measure-only`).
 
 Writes `bench/results/search_quality.json` and `.png` (test accuracy vs measured latency, one curve
-per method, error bars over seeds); `bench/tables.py` renders its tables. Last line:
-`v2_minus_uniform_pts=<mean over seeds, CIFAR-10, 0.5>`.
+per method, error bars over seeds); `bench/tables.py` renders its tables. The headline figures are
+stored under `headline` (`search_quality_summary.headline`) and printed last: second-to-last
+`v1_over_v2_total_time=<ratio>`, last `v2_minus_best_baseline_pts=<mean paired difference at 0.5>`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import logging
 import os
 import random
 import shutil
-import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -61,7 +77,6 @@ import torch
 
 from netadapt import stages
 from netadapt import evaluation
-from netadapt.arch import Architecture
 from netadapt.checkpoints import load_network, load_supernet
 from netadapt.config import Config, load_config
 from netadapt.data import load_split, prepare_data
@@ -71,28 +86,28 @@ from netadapt.errors import NetAdaptError
 from netadapt.evaluation import evaluate_candidate
 from netadapt.io import read_json, write_json
 from netadapt.layout import Paths
-from netadapt.models import build_supernet
+from netadapt.models import build_supernet, extract
 from netadapt.models.source import model_reference
 from netadapt.resources.lookup_table import LatencyModel
 from netadapt.resources.metric import latency_table, profile_settings
-from netadapt.resources.timing import network_latencies
+from netadapt.resources.timing import module_latencies
 from netadapt.training import accuracy
 
-from data_folder import FOLDERS, add_data_argument, dataset_root  # bench/, this script's folder
+from data_folder import dataset_root  # bench/, this script's folder
+from provenance import provenance, require_one_code
+from search_quality_baselines import (Infeasible, base_cell, counts, curve, random_architecture, tp_cell,
+                                      uniform_architecture)
+from search_quality_regimes import METHODS, V1_REFERENCE, arguments
+from search_quality_summary import finished, headline, headline_lines, paired_table, summarize
+from stats import plateau_record
+from torch_pruning_baseline import NoRatio, rebuild, torch_pruning
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ("netadapt_v2", "netadapt_v1", "uniform", "random", "best_of_n", "netadapt_v1_dr0.04")
-DEFAULT_METHODS = METHODS[:5]
 # V1 proposes one dimension at a time, so a cut that no single dimension can make alone leaves it few
 # proposals (often one: removing a block). `netadapt_v1_dr0.04` gives it a finer schedule (dR_0 = 4%
 # of the base instead of the 10% MCD uses): more proposals per iteration, more iterations.
 V1_FINE = {"initial_reduction": 0.04}
-RANDOM_WINDOW = 0.97  # a random network's estimate lies in [RANDOM_WINDOW, 1] x budget
 log = logging.getLogger("bench")
-
-
-class Infeasible(Exception):
-    """The method cannot reach the budget (e.g. below the smallest network): recorded, not retried."""
 
 
 @dataclass(frozen=True)
@@ -107,11 +122,14 @@ class Setup:
     final_epochs: int
     candidates: int  # J
     eval_batches: int  # holdout batches per candidate score (0 = all)
+    augment: bool = False  # flip + crop in the super-network's and the final training
+    eval_per_class: int = 0  # holdout and test cut to this many per class (a smoke run); 0: all
 
     @property
     def key(self) -> str:
         return (f"{self.dataset}-{self.model}-n{self.train_per_class}-s{self.supernet_epochs}-f{self.final_epochs}"
-                f"-j{self.candidates}-e{self.eval_batches}-{self.backend}")
+                f"-j{self.candidates}-e{self.eval_batches}-{self.backend}" + ("-aug" if self.augment else "")
+                + (f"-v{self.eval_per_class}" if self.eval_per_class else ""))
 
 
 def overrides(setup: Setup, data_root: str, seed: int, device: str = "cpu", extra: tuple[str, ...] = ()) -> list[str]:
@@ -121,7 +139,8 @@ def overrides(setup: Setup, data_root: str, seed: int, device: str = "cpu", extr
             "supernet.largest=batch", "supernet.distill=0.5", f"supernet.device={device}", f"finetune.device={device}",
             f"finetune.epochs={setup.final_epochs}", "finetune.init=supernet",
             f"search.candidates={setup.candidates}", f"search.eval_batches={setup.eval_batches}",
-            "search.long_term_epochs=0",
+            "search.long_term_epochs=0", f"supernet.augment={str(setup.augment).lower()}",
+            f"finetune.augment={str(setup.augment).lower()}",
             "search.measure_rounds=0",  # every method at the table's estimate (the hand-made ones have no other)
             *extra]
 
@@ -140,30 +159,33 @@ def locked(path: Path) -> Iterator[None]:
 
 # -- shared artifacts -------------------------------------------------------------------------------
 
-def prepared(setup: Setup, cfg: Config, work: Path) -> Path:
-    """The dataset prepared once (seed 0 split), its train split cut to `train_per_class` per class."""
+def prepared(setup: Setup, cfg: Config, work: Path, eval_per_class: int = 0) -> Path:
+    """The dataset prepared once (seed 0 split), its train split cut to `train_per_class` per class
+    (and holdout and test to `eval_per_class`, for a smoke run; 0: all of them)."""
     folder = work / "prepared"
     if (folder / "meta.json").is_file():
         return folder
     full = work / "prepared-full"
     if not (full / "meta.json").is_file():
         prepare_data(cfg.data, 0, full)
-    if not setup.train_per_class:
+    cut = {"train": setup.train_per_class, "holdout": eval_per_class, "test": eval_per_class}
+    if not any(cut.values()):
         full.rename(folder)
         return folder
-    train = load_split(full, "train")
-    labels = train.labels.numpy()
-    index = np.sort(np.concatenate([np.flatnonzero(labels == c)[:setup.train_per_class]
-                                    for c in np.unique(labels)]))  # prepared order is seeded, class-mixed
     tmp = work / "prepared.tmp"
     tmp.mkdir(parents=True, exist_ok=True)
-    source = RawSplit(train.images[torch.from_numpy(index)].numpy(), labels[index])
-    count = write_split(tmp, "train", source, np.arange(len(index)), [0, 4])
-    for name in ("holdout", "test"):
-        for suffix in (".pt", ".images.npy"):
-            os.link(full / f"{name}{suffix}", tmp / f"{name}{suffix}")
     meta = read_json(full / "meta.json")
-    meta["counts"]["train"] = count
+    for name, per_class in cut.items():
+        if not per_class:
+            for suffix in (".pt", ".images.npy"):
+                os.link(full / f"{name}{suffix}", tmp / f"{name}{suffix}")
+            continue
+        split = load_split(full, name)
+        labels = split.labels.numpy()
+        index = np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class]
+                                        for c in np.unique(labels)]))  # prepared order is seeded, class-mixed
+        source = RawSplit(split.images[torch.from_numpy(index)].numpy(), labels[index])
+        meta["counts"][name] = write_split(tmp, name, source, np.arange(len(index)), [0, 4])
     write_json(tmp / "meta.json", meta)
     tmp.rename(folder)
     return folder
@@ -217,80 +239,36 @@ def supernet(cfg: Config, work: Path, data: Path, plain: bool) -> tuple[Path, fl
     return paths.supernet.parent, float(read_json(paths.report("supernet"))["seconds"])
 
 
-# -- the hand-made and random baselines -------------------------------------------------------------
-
-def uniform_architecture(space: Architecture, latency: LatencyModel, budget: float) -> tuple[Architecture, dict]:
-    """The widest uniform width multiplier meeting `budget` (ms); blocks removed evenly first when even
-    the narrowest multiplier cannot."""
-    blocks = [d.name for d in space.dims if d.bypassable]
-
-    def at(multiplier: float, removed: int) -> Architecture:
-        gone = {blocks[int(i)] for i in np.linspace(0, len(blocks) - 1, removed)} if removed else set()
-        return space.with_widths({d.name: 0 if d.name in gone else
-                                  max(d.narrowest_width, min(d.max_width, d.granularity * round(d.max_width * multiplier / d.granularity)))
-                                  for d in space.dims})
-
-    for removed in range(len(blocks) + 1):
-        for multiplier in np.arange(1.0, 0.0, -0.005):
-            arch = at(float(multiplier), removed)
-            if latency.estimate(arch) <= budget:
-                return arch, {"width_multiplier": round(float(multiplier), 3), "blocks_removed": removed}
-    raise Infeasible(f"no uniform network meets {budget:.4f} ms")
-
-
-def random_architecture(space: Architecture, latency: LatencyModel, budget: float, rng: random.Random) -> Architecture:
-    """Random widths, then one grid step at a time on random dimensions until the estimate lies in
-    [RANDOM_WINDOW, 1] x budget (or no dimension can grow without passing it)."""
-    widths = {d.name: rng.choice(d.choices()) for d in space.dims}
-    dims = {d.name: d for d in space.dims}
-
-    def step(name: str, sign: int) -> int:
-        choices = dims[name].choices()
-        return choices[min(max(choices.index(widths[name]) + sign, 0), len(choices) - 1)]
-
-    if latency.estimate(space.smallest()) > budget:
-        raise Infeasible(f"the smallest network is over {budget:.4f} ms")
-    estimate = latency.estimate(space.with_widths(widths))
-    while estimate > budget:
-        name = rng.choice([n for n in widths if widths[n] > dims[n].min_width])
-        widths[name] = step(name, -1)
-        estimate = latency.estimate(space.with_widths(widths))
-    growable = [n for n in widths if widths[n] < dims[n].max_width]
-    while estimate < RANDOM_WINDOW * budget and growable:
-        name = rng.choice(growable)
-        trial = {**widths, name: step(name, +1)}
-        trial_estimate = latency.estimate(space.with_widths(trial))
-        if trial_estimate <= budget:
-            widths, estimate = trial, trial_estimate
-            if widths[name] == dims[name].max_width:
-                growable.remove(name)
-        else:
-            growable.remove(name)
-    return space.with_widths(widths)
-
-
 # -- one cell ---------------------------------------------------------------------------------------
 
 def run_cell(method: str, budget: float, cfg: Config, work: Path, data: Path, lut: Paths, cells: dict,
-             device: torch.device) -> dict:
-    """Search (or pick) the network, give it the final training, score it on test; figures and times."""
+             device: torch.device, tp_steps: int = 6) -> dict:
+    """Search (or pick, or prune) the network, give it the final training, score it on test; figures,
+    seconds, counts and whether the final training plateaued."""
     cfg = replace(cfg, search=replace(cfg.search, budget=budget))
-    plain = method.startswith("netadapt_v1")
+    plain = method.startswith("netadapt_v1") or method.startswith("tp_")
     supernet_dir, supernet_seconds = supernet(cfg, work, data, plain)
+    if method.startswith("tp_"):
+        try:
+            return tp_cell(method, cfg, supernet_dir, supernet_seconds, data, budget, device, tp_steps)
+        except NoRatio as exc:
+            raise Infeasible(str(exc)) from None
     root = work / f"s{cfg.seed}" / f"{method}-{budget}"
     paths = stage_paths(root, {"prepared": data, "supernet": supernet_dir, "profile": lut.lut.parent})
-    start, details = time.perf_counter(), {}
+    start, details, scored, steps = time.perf_counter(), {}, 0, 0
     if method.startswith("netadapt_"):
         algorithm = "mcd" if method == "netadapt_v2" else "netadapt"
         schedule = V1_FINE if method == "netadapt_v1_dr0.04" else {}
         report = stages.search(replace(cfg, search=replace(cfg.search, algorithm=algorithm, **schedule)), paths)
         details = {k: report[k] for k in ("iterations", "candidates_evaluated", "holdout_acc", "resource_estimated")}
+        scored = int(report["candidates_evaluated"])
+        steps = scored * cfg.search.short_term_steps if algorithm == "netadapt" else 0  # V1: each proposal's
     else:
         model, _ = load_supernet(paths.supernet, model_reference(cfg.model))
         space, latency = model.space(), LatencyModel(model, latency_table(cfg.profile, paths.lut))
         target = budget * latency.estimate(space)
         rng = random.Random(cfg.seed * 1000 + round(budget * 100))
-        if method == "uniform":
+        if method in ("uniform", "uniform_scratch"):
             arch, details = uniform_architecture(space, latency, target)
         elif method == "random":
             arch = random_architecture(space, latency, target, rng)
@@ -305,27 +283,31 @@ def run_cell(method: str, budget: float, cfg: Config, work: Path, data: Path, lu
             kwargs = evaluation.candidate_settings(cfg, paths)
             scores = [evaluate_candidate(a.to_json(), **kwargs)[0] for a in archs]
             arch = archs[int(np.argmax(scores))]
-            details = {"candidates_evaluated": n, "holdout_acc": max(scores)}
+            details, scored = {"candidates_evaluated": n, "holdout_acc": max(scores)}, n
         (paths.search).mkdir(parents=True, exist_ok=True)
         (paths.search / "arch.json").write_text(arch.to_json() + "\n")
         details["resource_estimated"] = latency.estimate(arch)
     search_seconds = time.perf_counter() - start
+    supernet_epochs = cfg.supernet.epochs
+    if method == "uniform_scratch":  # the compute V2 is charged, all of it on this one network
+        cfg = replace(cfg, finetune=replace(cfg.finetune, init="scratch",
+                                            epochs=cfg.supernet.epochs + cfg.finetune.epochs))
+        supernet_seconds, supernet_epochs = 0.0, 0
     tuned = stages.finetune(cfg, paths)
     model, arch = load_network(paths.final, model_reference(cfg.model))
     model.to(device)
     test = load_split(paths.prepared, "test")
-    return {"dataset": cells["_dataset"], "method": method, "budget": budget, "seed": cfg.seed,
-            "test_acc": accuracy(model, test, 512, device)[1], "final_holdout_acc": tuned["holdout_acc"],
-            "widths": arch.widths, **details, "ran_on": ran_on(device),
+    return {"test_acc": accuracy(model, test, 512, device)[1], "final_holdout_acc": tuned["holdout_acc"],
+            "widths": arch.widths, **details, **plateau_record(curve(paths.plots / "finetune.csv", "holdout_acc")),
+            "counts": counts(supernet_epochs, cfg.finetune.epochs, scored, steps),
             "seconds": {"supernet": supernet_seconds, "search": round(search_seconds, 2),
                         "final": float(tuned["seconds"])}}
 
 
-def ran_on(device: torch.device) -> str:
-    """Where a cell's training and search ran (its seconds are that machine's)."""
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+def run_base(cfg: Config, work: Path, data: Path, device: torch.device) -> dict:
+    """The seed's plainly trained base (V1's and Torch-Pruning's start) as a cell of budget 1.0."""
+    plain, seconds = supernet(cfg, work, data, plain=True)
+    return base_cell(cfg, plain, seconds, work / f"s{cfg.seed}" / "plain" / "plots", data, device)
 
 
 def save_cell(path: Path, key: str, cell: dict, cells: dict) -> None:
@@ -338,54 +320,29 @@ def save_cell(path: Path, key: str, cell: dict, cells: dict) -> None:
         write_json(path, cells)
 
 
-def finished(cells: dict) -> dict:
-    """The cells that produced a network (not the bookkeeping keys, not the infeasible ones)."""
-    return {k: c for k, c in cells.items() if not k.startswith("_") and "infeasible" not in c}
-
-
 def cell_key(cfg: Config, method: str, budget: float) -> str:
     return f"{method}-b{budget}-s{cfg.seed}"
 
 
-# -- side-by-side latency, summary, plot ------------------------------------------------------------
+# -- side-by-side latency, plot ---------------------------------------------------------------------
 
 def measure(setup: Setup, cfg: Config, work: Path, data: Path, cells: dict, repeats: int) -> dict[str, float]:
-    """Every finished cell's network and the base, timed in one process, interleaved (ms)."""
+    """Every finished cell's network and the base, timed in one process, interleaved (ms); Torch-Pruning's
+    rebuilt from their recorded shapes."""
     model = build_supernet(stages.model_spec(cfg, data)).eval()  # latency does not depend on weights
     space = model.space()
+    base = extract(model, space)
     keys = sorted(finished(cells))
-    archs = [space] + [space.with_widths(cells[k]["widths"]) for k in keys]
+    modules = [base] + [rebuild(base, cells[k]["structure"], cells[k]["params"]) if "structure" in cells[k]
+                        else extract(model, space.with_widths(cells[k]["widths"])) for k in keys]
     settings = replace(profile_settings(cfg.profile), warmup=10, network_repeats=repeats)
-    times = network_latencies(model, archs, settings, cfg.seed)
+    times = module_latencies(modules, model.spec.input_shape, settings, cfg.seed)
     return {"base": times[0], **dict(zip(keys, times[1:]))}
 
 
-def summarize(cells: dict, latency: dict) -> dict:
-    groups: dict[tuple, list[dict]] = {}
-    for key, cell in finished(cells).items():
-        groups.setdefault((cell["method"], cell["budget"]), []).append({**cell, "latency_ms": latency[key]})
-    summary = {}
-    for (method, budget), rows in sorted(groups.items()):
-        accs = [r["test_acc"] for r in rows]
-        ms = [r["latency_ms"] for r in rows]
-        summary[f"{method}@{budget}"] = {
-            "method": method, "budget": budget, "seeds": sorted(r["seed"] for r in rows),
-            "test_acc_mean": statistics.mean(accs), "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-            "test_acc_min": min(accs), "test_acc_max": max(accs),
-            "latency_ms_mean": statistics.mean(ms), "latency_ratio_mean": statistics.mean(ms) / latency["base"],
-            "latency_ratio_max": max(ms) / latency["base"],
-            "seconds_mean": {part: statistics.mean(r["seconds"][part] for r in rows)
-                             for part in ("supernet", "search", "final")}}
-    return summary
-
-
-def paired_difference(cells: dict, a: str, b: str, budget: float) -> tuple[float, int] | None:
-    """Mean over seeds of method a's test accuracy minus b's (points), where both finished."""
-    rows = {(c["method"], c["seed"]): c["test_acc"] for c in finished(cells).values() if c["budget"] == budget}
-    seeds = sorted({s for m, s in rows if m == a} & {s for m, s in rows if m == b})
-    if not seeds:
-        return None
-    return 100 * statistics.mean(rows[(a, s)] - rows[(b, s)] for s in seeds), len(seeds)
+def trained_on(cell: dict) -> str:
+    device = (cell.get("provenance") or {}).get("device") or cell.get("ran_on", "cpu")
+    return device.removeprefix("cuda: ") if device.startswith("cuda") else "CPU"
 
 
 def plot(results: dict, path: Path) -> None:
@@ -398,56 +355,35 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
     for ax, name in zip(axes[0], datasets):
         entry = results["datasets"][name]
-        for method in METHODS:
+        for method in ("base", *METHODS):
             points = sorted((s["latency_ms_mean"], s["test_acc_mean"], s["test_acc_std"], s["budget"])
                             for s in entry["summary"].values() if s["method"] == method)
             if points:
                 xs, ys, es, _ = zip(*points)
-                ax.errorbar(xs, [100 * y for y in ys], yerr=[100 * e for e in es], marker="o", capsize=3, label=method)
+                ax.errorbar(xs, [100 * y for y in ys], yerr=[100 * e for e in es], marker="*" if method == "base"
+                            else "o", capsize=3, label=method)
         ax.axvline(entry["latency_ms"]["base"], color="grey", ls=":", lw=1)
         s = entry["setup"]
-        ran = sorted({c["ran_on"].removeprefix("cuda: ") if c.get("ran_on", "cpu").startswith("cuda") else "CPU"
-                      for c in finished(entry["cells"]).values()})
+        ran = sorted({trained_on(c) for c in finished(entry["cells"]).values()})
         ax.set_title(f"{name}: {s['model']}, {s['backend']}, supernet {s['supernet_epochs']} + final "
-                     f"{s['final_epochs']} epochs\n(trained on {', '.join(ran)})", fontsize=9)
+                     f"{s['final_epochs']} epochs{', augmented' if s.get('augment') else ''}\n"
+                     f"(trained on {', '.join(ran)})", fontsize=9)
         ax.set_xlabel("latency measured side by side (ms, batch 1)")
         ax.set_ylabel("test accuracy (%), mean ± std over seeds")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=sorted(FOLDERS), default="cifar10")
-    add_data_argument(parser)
-    parser.add_argument("--train-per-class", type=int, default=1500, help="0: the whole train split")
-    parser.add_argument("--model", default="mobilenet_v2")
-    parser.add_argument("--backend", default="onnxruntime-cpu")
-    parser.add_argument("--supernet-epochs", type=int, default=3)
-    parser.add_argument("--final-epochs", type=int, default=2)
-    parser.add_argument("--candidates", type=int, default=8)
-    parser.add_argument("--eval-batches", type=int, default=8)
-    parser.add_argument("--budgets", type=float, nargs="+", default=[0.5])
-    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="none: only prepare data and table")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
-    parser.add_argument("--latency-repeats", type=int, default=200)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="where super-networks train, searches score and final training runs (not timing)")
-    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
-                        help="another params override, e.g. profile.allow_mismatch=true (recorded in each cell)")
-    parser.add_argument("--cells-only", action="store_true",
-                        help="compute cells, skip the side-by-side timing (run --measure-only on the target)")
-    parser.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "search_quality")
-    parser.add_argument("--cells", type=Path, default=REPO / "bench" / "results" / "search_quality_cells")
-    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results" / "search_quality.json")
-    parser.add_argument("--measure-only", action="store_true", help="time and summarize the finished cells")
-    args = parser.parse_args()
+    parser, args = arguments()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     setup = Setup(args.dataset, args.train_per_class, args.model, args.backend, args.supernet_epochs,
-                  args.final_epochs, args.candidates, args.eval_batches)
+                  args.final_epochs, args.candidates, args.eval_batches, args.augment, args.eval_per_class)
     root = str(dataset_root(parser, args.data, args.dataset))
+    if {"tp_uniform", "tp_global"} & set(args.methods):
+        torch_pruning()  # before hours of training: say how to install it
     work = args.work / setup.key
     cells_file = args.cells / f"{setup.key}.json"
     cells = read_json(cells_file) if cells_file.is_file() else {}
@@ -455,44 +391,60 @@ def main() -> None:
     extra = tuple(args.extra)
     base_cfg = load_config(REPO / "params.yaml", overrides(setup, root, 0, args.device, extra))
     with locked(work / ".lock"):  # parallel processes: one prepares the data and table, the others wait
-        data = prepared(setup, base_cfg, work)
+        data = prepared(setup, base_cfg, work, setup.eval_per_class)
         lut = lookup_table(base_cfg, work, data, args.cells / f"{setup.key}.lut")
     device = torch.device(args.device)
-    methods = [m for m in METHODS if m in args.methods]  # V2 before best_of_n, which takes its N from it
+    methods = [m for m in ("base", *METHODS) if m in args.methods]  # V2 before best_of_n, which takes its N from it
     for seed in ([] if args.measure_only else args.seeds):
         cfg = load_config(REPO / "params.yaml", overrides(setup, root, seed, args.device, extra))
         for budget in args.budgets:
             for method in methods:
-                key = cell_key(cfg, method, budget)
+                key = f"base-s{seed}" if method == "base" else cell_key(cfg, method, budget)
                 if key in cells:
                     continue
                 log.info("cell %s %s", setup.key, key)
                 try:
-                    cell = run_cell(method, budget, cfg, work, data, lut, cells, device)
+                    if method == "base":
+                        cell = run_base(cfg, work, data, device)
+                    else:
+                        method_cfg = cfg if method != "netadapt_v1_reference" else load_config(
+                            REPO / "params.yaml", overrides(setup, root, seed, args.device, (*V1_REFERENCE, *extra)))
+                        cell = run_cell(method, budget, method_cfg, work, data, lut, cells, device, args.tp_steps)
                     log.info("cell %s: test acc %.4f, seconds %s", key, cell["test_acc"], cell["seconds"])
                 except (Infeasible, NetAdaptError) as exc:  # a budget below what the method can reach
                     log.warning("cell %s: infeasible: %s", key, exc)
-                    cell = {"method": method, "budget": budget, "seed": seed, "infeasible": str(exc)}
-                save_cell(cells_file, key, {**cell, **({"overrides": list(extra)} if extra else {})}, cells)
+                    cell = {"infeasible": str(exc)}
+                budget_of = 1.0 if method == "base" else budget
+                settings = {**asdict(setup), "budget": budget_of, "seed": seed, "overrides": list(extra)}
+                save_cell(cells_file, key, {"dataset": setup.dataset, "method": method, "budget": budget_of,
+                                            "seed": seed, **cell,
+                                            **({"overrides": list(extra)} if extra else {}),
+                                            "provenance": provenance(device, settings)}, cells)
     if args.cells_only:
         return
+    require_one_code(parser, cells, args.mix_commits, cells_file.name)
     latency = measure(setup, base_cfg, work, data, cells, args.latency_repeats)
     out = args.results
     results = read_json(out) if out.is_file() else {"datasets": {}}
-    entry = {"setup": asdict(setup), "latency_ms": latency, "summary": summarize(cells, latency),
+    summary = summarize(cells, latency)
+    entry = {"setup": asdict(setup), "regime": args.regime, "latency_ms": latency, "summary": summary,
+             "paired": paired_table(cells), "headline": headline(cells, summary),
              "cells": {k: v for k, v in cells.items() if not k.startswith("_")},
-             "lut": read_json(lut.lut.with_suffix(".json")), "threads": torch.get_num_threads()}
+             "lut": read_json(lut.lut.with_suffix(".json")), "threads": torch.get_num_threads(),
+             "measured_on": provenance(torch.device("cpu"))}
     results["datasets"][setup.dataset] = entry
+    cifar = results["datasets"].get("cifar10", entry)
+    results["headline"] = {**cifar["headline"], "dataset": cifar["setup"]["dataset"]}
     write_json(out, results)
     plot(results, out.with_suffix(".png"))
     for name, s in entry["summary"].items():
         t = s["seconds_mean"]
-        print(f"{setup.dataset} {name:22s} test acc {100 * s['test_acc_mean']:.2f} ± {100 * s['test_acc_std']:.2f} "
-              f"(n={len(s['seeds'])})  latency x{s['latency_ratio_mean']:.3f} of base  seconds supernet "
-              f"{t['supernet']:.0f} search {t['search']:.0f} final {t['final']:.0f}", flush=True)
-    cifar = results["datasets"].get("cifar10")
-    diff = paired_difference(cifar["cells"], "netadapt_v2", "uniform", 0.5) if cifar else None
-    print(f"v2_minus_uniform_pts={round(diff[0], 2) if diff else 'nan'}")
+        print(f"{setup.dataset} {name:26s} test acc {100 * s['test_acc_mean']:.2f} ± {100 * s['test_acc_std']:.2f} "
+              f"(n={len(s['seeds'])}, plateaued {s['plateaued']})  latency x{s['latency_ratio_mean']:.3f} of base  "
+              f"seconds supernet {t['supernet']:.0f} search {t['search']:.0f} final {t['final']:.0f}", flush=True)
+    print(f"wrote {out}")
+    for line in headline_lines(results["headline"]):
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

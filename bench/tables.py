@@ -69,9 +69,16 @@ def train_images(setup: dict) -> str:
     return "all train images" if n == 0 else f"{n} train images per class"
 
 
+def where(cell: dict) -> tuple[str, str]:
+    """(device, commit) as a cell records them (`provenance.py`'s record; older cells: `ran_on`, `commit`)."""
+    record = cell.get("provenance") or {}
+    commit = record.get("git_commit", "") + ("+dirty" if record.get("dirty") else "")
+    return record.get("device") or cell.get("ran_on") or "?", commit or cell.get("commit") or "?"
+
+
 def ran_on(entry: dict) -> list[str]:
     """Where the cells' training and search ran, as the cells record it."""
-    return sorted({c["ran_on"] for c in entry["cells"].values() if "ran_on" in c})
+    return sorted({where(c)[0] for c in entry["cells"].values() if where(c)[0] != "?"})
 
 
 def sq_caption(entry: dict) -> str:
@@ -86,7 +93,7 @@ def sq_caption(entry: dict) -> str:
 
 
 def sq_rows(entry: dict) -> list[dict]:
-    order = list(METHODS)
+    order = list(SQ_LABELS)  # every method search_quality.py writes, the base first
     return sorted(entry["summary"].values(), key=lambda s: (-s["budget"], order.index(s["method"])))
 
 
@@ -176,6 +183,89 @@ def search_quality_effort(results: Path) -> str:
                "search + final training, mean) and that total over NetAdaptV2's. Hardware: as in each dataset's table.*")
     return block(caption, ["dataset", "budget", "method", "iterations", "networks scored", "total s", "total / V2's"],
                  rows)
+
+
+# -- search quality, converged regime (search_quality.py --regime converged) -------------------------
+
+CONVERGED = "search_quality_converged.json"
+SQ_LABELS = {"base": "plain base (unpruned)", **METHODS, "netadapt_v1_reference": "NetAdapt (V1), reference preset",
+             "uniform_scratch": "uniform, from scratch", "tp_uniform": "Torch-Pruning, uniform",
+             "tp_global": "Torch-Pruning, global"}
+NOT_MEASURED = ("*Not measured yet: `bench/search_quality.py --regime converged` (GPU plan below) writes "
+                f"`bench/results/{CONVERGED}`, then `bench/tables.py --write` fills this table.*")
+
+
+def converged_entry(results: Path) -> dict | None:
+    if not (results / CONVERGED).is_file():
+        return None
+    return read(results, CONVERGED)["datasets"]["cifar10"]
+
+
+def ci(diff: dict | None) -> str:
+    if not diff:
+        return "-"
+    interval = f" [{diff['ci95'][0]:+.2f}, {diff['ci95'][1]:+.2f}]" if diff.get("ci95") else ""
+    return f"**{diff['mean']:+.2f}**{interval}"
+
+
+def search_quality_converged(results: Path) -> str:
+    """Per (budget, method): test accuracy over seeds, measured latency, V2 minus it with its 95%
+    interval, plateaued cells; the base row first; the headline figures in the caption."""
+    entry = converged_entry(results)
+    if entry is None:
+        return NOT_MEASURED
+    order = list(SQ_LABELS)
+    rows = []
+    for s in sorted(entry["summary"].values(), key=lambda s: (-s["budget"], order.index(s["method"]))):
+        diff = entry["paired"].get(str(s["budget"]), {}).get(s["method"])
+        rows.append([f"{s['budget']:g}", SQ_LABELS[s["method"]],
+                     f"{100 * s['test_acc_mean']:.2f} ± {100 * s['test_acc_std']:.2f}", str(len(s["seeds"])),
+                     f"{s['plateaued']}/{len(s['seeds'])}",
+                     f"{s['latency_ratio_mean']:.3f} ({s['latency_ratio_max']:.3f})", ci(diff)])
+    h, st = entry["headline"], entry["setup"]
+    best, ratio = h["v2_minus_best_baseline_pts"], h["v1_over_v2_total_time"]
+    devices = sorted({where(c)[0] for c in entry["cells"].values()})
+    times = f"{ratio['ratio']:.2f}" if ratio else "-"
+    acc = h["base_test_acc"]
+    base = "-" if acc is None else f"{acc['mean']:.2f}" + (
+        f" [{acc['ci95'][0]:.2f}, {acc['ci95'][1]:.2f}]" if acc["ci95"] else "")
+    caption = (f"*CIFAR-10, {st['model']}, {train_images(st)}, flip + crop: {'yes' if st.get('augment') else 'no'}; "
+               f"super-network {st['supernet_epochs']} epochs, final training {st['final_epochs']} epochs, J = "
+               f"{st['candidates']}. Test accuracy %, mean ± std over seeds; plateaued: cells whose training gained "
+               f"< 0.3 holdout points over its last 20% of epochs; V2 - it: paired by seed, mean [95% t-interval]. "
+               f"Base test accuracy {base}; V2 - strongest other at "
+               f"{best['budget'] if best else 0.5:g} ({best['vs'] if best else '-'}): {ci(best)}; V1 (reference "
+               f"preset) / V2 total time: {times}. Trained on: "
+               f"{'; '.join(devices)}.*")
+    header = ["budget", "method", "test acc %", "seeds", "plateaued", "measured latency / base, mean (max)",
+              "V2 - it, points [95% CI]"]
+    return block(caption, header, rows)
+
+
+def search_quality_time(results: Path) -> str:
+    """The paper-style time table: per method (at each budget), super-network / search / final training,
+    in seconds and as counts that do not depend on load."""
+    entry = converged_entry(results)
+    if entry is None:
+        return NOT_MEASURED
+    order = list(SQ_LABELS)
+    rows = []
+    for s in sorted(entry["summary"].values(), key=lambda s: (-s["budget"], order.index(s["method"]))):
+        t, n = s["seconds_mean"], s.get("counts_mean")
+        counted = ["-"] * 4 if n is None else [f"{n['supernet_epochs']:g}", f"{n['candidates_scored']:g}",
+                                               f"{n['finetune_steps']:g}", f"{n['final_epochs']:g}"]
+        rows.append([f"{s['budget']:g}", SQ_LABELS[s["method"]], f"{t['supernet']:.0f}", counted[0],
+                     f"{t['search']:.0f}", counted[1], counted[2], f"{t['final']:.0f}", counted[3],
+                     f"{sum(t.values()):.0f}"])
+    devices = sorted({where(c)[0] for c in entry["cells"].values()})
+    caption = (f"*Mean over seeds per (budget, method). Seconds are wall-clock on the device that trained the cell "
+               f"({'; '.join(devices)}), one process per (method, seed) sharing it, so they vary with load; the "
+               f"counts do not: super-network epochs (V1 and Torch-Pruning: the plain base's), networks scored "
+               f"(MCD candidates; V1 proposals; best-of-N's N; Torch-Pruning's ratios timed), V1's short-term "
+               f"fine-tune steps, final-training epochs.*")
+    header = ["budget", "method", "super-network s", "epochs", "search s", "scored", "fine-tune steps",
+              "final training s", "epochs", "total s"]
+    return block(caption, header, rows)
 
 
 # -- super-network ----------------------------------------------------------------------------------
@@ -347,12 +437,13 @@ def any_model(results: Path) -> str:
         return ("*Not measured yet: `bench/any_model.py` (commands below) writes `bench/results/any_model.json`, "
                 "then `bench/tables.py --write` fills this table.*")
     models = read(results, "any_model.json")["models"]
-    rows, setups, where = [], [], {}
+    rows, setups, ran = [], [], {}
     for model, entry in models.items():
         cells = entry["cells"].values()
         setups.append(f"{model} ({', '.join(f'{k}={v:g}' for k, v in entry['kwargs'].items())})")
         for c in cells:
-            where.setdefault(c["ran_on"], set()).add(c["commit"][:10])
+            device, commit = where(c)
+            ran.setdefault(device, set()).add(commit[:10])
         for method, label in AM_METHODS.items():
             mine = [c for c in cells if c["method"] == method]
             summary, diff = entry["summary"].get(method), entry["paired"].get(method)
@@ -369,7 +460,7 @@ def any_model(results: Path) -> str:
                          f"{summary['latency_ratio_mean']:.3f} ({summary['latency_ratio_max']:.3f})",
                          f"**{diff['mean']:+.2f}**{ci} ({signed(diff['values'])})" if diff else "-",
                          f"{sum(t.values()):.0f}"])
-    ran = [f"{device} (commits {', '.join(sorted(commits))})" for device, commits in sorted(where.items())]
+    ran_where = [f"{device} (commits {', '.join(sorted(commits))})" for device, commits in sorted(ran.items())]
     first = next(iter(models.values()))
     s, ctx = first["setup"], first["lut"]["context"]
     caption = (f"*CIFAR-10, {s['train_per_class']} train images per class, all holdout and test images; "
@@ -378,7 +469,7 @@ def any_model(results: Path) -> str:
                f"super-network); budget {s['budget']:g} of the base's measured latency; J = {s['candidates']}; "
                f"Torch-Pruning {first['torch_pruning']}. Latency: {ctx['backend']} (onnxruntime "
                f"{ctx['onnxruntime_version']}, torch {ctx['torch_version']}), {ctx['threads']} thread, batch "
-               f"{ctx['batch_size']}, on {ctx['cpu']}, all networks side by side. Cells ran on: {'; '.join(ran)}.*")
+               f"{ctx['batch_size']}, on {ctx['cpu']}, all networks side by side. Cells ran on: {'; '.join(ran_where)}.*")
     header = ["model", "method", "test acc %, mean ± std (min-max)", "seeds", "measured latency / base, mean (max)",
               "V2 - it, points: mean [95% CI] (per seed)",
               "seconds, mean (base: pre-training; others: super-network + search + final training)"]
@@ -391,6 +482,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "search_quality_fashion_mnist": lambda r: search_quality_full(r, "fashion-mnist"),
     "search_quality_paired": search_quality_paired,
     "search_quality_effort": search_quality_effort,
+    "search_quality_converged": search_quality_converged,
+    "search_quality_time": search_quality_time,
     "supernet_overhead": supernet_overhead,
     "supernet_quality": supernet_quality,
     "supernet_quality_weighting": lambda r: supernet_variants(r, "supernet_quality_mobilenet_v2_weighting.json", False,

@@ -15,7 +15,7 @@ CONTEXT = {"backend": "onnxruntime-cpu", "onnxruntime_version": "1.32.0", "torch
 
 
 def cell(method: str, seed: int, acc: float | None) -> dict:
-    where = {"ran_on": "cpu: 2 cores, 2 threads", "commit": "0123456789abcdef"}
+    where = {"provenance": {"git_commit": "0123456789abcdef", "dirty": False, "device": "cpu: 2 cores, 2 threads"}}
     return {"method": method, "seed": seed, **where, **({"test_acc": acc} if acc is not None else {"infeasible": "no"})}
 
 
