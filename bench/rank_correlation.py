@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import subprocess
 import tempfile
 import time
 import warnings
@@ -54,7 +53,8 @@ from netadapt.search import SearchSettings, mcd_candidates, propose_iteration
 from netadapt.training import Loop, accuracy, cosine_schedule, cross_entropy, make_optimizer, train_epoch
 
 from data_folder import add_data_argument, dataset_root  # bench/, this script's folder
-from search_quality import locked, prepared, ran_on, stage_paths
+from provenance import provenance
+from search_quality import locked, prepared, stage_paths
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "rank_correlation.json"
@@ -96,15 +96,6 @@ def config(setup: Setup, data_root: str, seed: int, device: str) -> Config:
         "search.metric=macs", f"search.candidates={setup.candidates}", f"search.initial_reduction={setup.reduction}",
         f"search.bn_recalibration_batches={setup.bn_batches}", f"search.eval_batches={setup.eval_batches}",
         f"search.batch_size={setup.batch_size}"])
-
-
-def provenance(device: torch.device) -> dict:
-    """The code (git commit, uncommitted changes to tracked files) and machine of this run, taken when it
-    starts (the code it has loaded)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True).stdout.strip()
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-            "ran_on": ran_on(device), "torch": torch.__version__}
 
 
 def supernet(cfg: Config, work: Path, data: Path) -> tuple[Path, dict]:
@@ -285,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         work, out = args.work or REPO / "bench" / "work" / "rank_correlation", args.out or RESULTS
     work = work / setup.key
     device = torch.device(args.device)
-    origin = provenance(device)
+    origin = {"provenance": provenance(device, asdict(setup))}
     base = config(setup, root, 0, args.device)
     with locked(work / ".lock"):
         data = prepared(setup, base, work)

@@ -407,7 +407,8 @@ def rank_correlation(results: Path) -> str:
     gap = {"mean": regret[1]["mean"] - regret[0]["mean"],
            "per_seed": [b - a for a, b in zip(regret[0]["per_seed"], regret[1]["per_seed"])]}
     rows.append(["test", "points the top-scored candidate trails the best"] + [_interval(r) for r in (*regret, gap)])
-    origin = sorted({f"{c['ran_on']}, torch {c['torch']}, commit {c['commit'][:10]}{' (dirty)' if c['dirty'] else ''}"
+    origin = sorted({f"{where(c)[0]}, torch {(c.get('provenance') or c)['torch']}, commit "
+                     f"{where(c)[1].removesuffix('+dirty')[:10]}{' (dirty)' if where(c)[1].endswith('+dirty') or c.get('dirty') else ''}"
                      for c in seeds})
     truth = "all" if not s["truth_batches"] else f"the first {s['truth_batches']} batches of 256"
     caption = (f"*Fashion-MNIST, {s['model']} x{s['width_mult']:g}, {s['train_per_class']} train images per class "
