@@ -65,7 +65,7 @@ def test_make_run_and_make_exp_end_with_the_verdict_then_a_line_per_stage(tmp_pa
     assert results(["--params", str(tmp_path / "params.yaml"), "--artifacts", str(tmp_path / "artifacts")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("latency ≤ 40% · MISSED · ") and "budget_met=false" in lines[0]
-    assert "0.443 ms" in lines[0] and "0.4 ms" in lines[0] and "1.107 of it" in lines[0], lines[0]
+    assert "0.443 ms" in lines[0] and "the budget 0.4 of the base" in lines[0] and "1.107 of it" in lines[0], lines[0]
     assert lines[1].startswith("latency ≤ 50% · MET · ") and "(device phone)" in lines[1]
     assert [line.split()[0] for line in lines[2:]] == ["search", "evaluate", "evaluate@phone"]
     assert "latency_measured_ms=0.443" in lines[3]
