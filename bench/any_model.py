@@ -62,7 +62,7 @@ from netadapt.models.source import model_reference
 from netadapt.resources.metric import profile_settings
 from netadapt.resources.timing import module_latencies
 from netadapt.training import accuracy
-from provenance import provenance, require_one_code
+from provenance import add_cell_arguments, provenance, require_one_code
 from search_quality import Infeasible, finished, locked, lookup_table, prepared, save_cell, stage_paths
 from stats import interval, paired as paired_difference
 from torch_pruning_baseline import NoRatio, prune_to_latency, rebuild, structure, torch_pruning
@@ -358,17 +358,7 @@ def main() -> None:
     parser.add_argument("--resnet-width", type=int, help=f"default {MODELS['resnet18'][2]}")
     parser.add_argument("--budget", type=float, default=0.5, help="fraction of the base's measured latency")
     parser.add_argument("--backend", default="onnxruntime-cpu")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="where training and search run (not timing)")
-    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
-                        help="another params override, e.g. profile.allow_mismatch=true (recorded in each cell)")
-    parser.add_argument("--cells-only", action="store_true", help="compute cells, skip the side-by-side timing")
-    parser.add_argument("--measure-only", action="store_true", help="time and summarize the finished cells")
-    parser.add_argument("--mix-commits", action="store_true",
-                        help="summarize cells of different (or uncommitted, or unrecorded) code together")
-    parser.add_argument("--work", type=Path)
-    parser.add_argument("--cells", type=Path)
-    parser.add_argument("--results", type=Path)
+    add_cell_arguments(parser, "where training and search run (not timing)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     preset = SMOKE if args.smoke else REAL

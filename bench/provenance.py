@@ -98,3 +98,19 @@ def require_one_code(parser: argparse.ArgumentParser, cells: dict[str, dict], mi
     clean commit or `--mix-commits` was given."""
     if (mixed := mixed_code(cells)) and not mix_commits:
         parser.exit(2, f"{name}: {mixed}\n")
+
+
+def add_cell_arguments(parser: argparse.ArgumentParser, device_help: str) -> None:
+    """The options every resumable-cells benchmark takes: where cells run, extra params, the two
+    phases (cells here, timing on the target), mixing code, and its folders."""
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help=device_help)
+    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                        help="another params override, e.g. profile.allow_mismatch=true (recorded in each cell)")
+    parser.add_argument("--cells-only", action="store_true",
+                        help="compute cells, skip the side-by-side timing (run --measure-only on the target)")
+    parser.add_argument("--measure-only", action="store_true", help="time and summarize the finished cells")
+    parser.add_argument("--mix-commits", action="store_true",
+                        help="summarize cells of different (or uncommitted, or unrecorded) code together")
+    parser.add_argument("--work", type=Path)
+    parser.add_argument("--cells", type=Path)
+    parser.add_argument("--results", type=Path)

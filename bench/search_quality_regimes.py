@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from data_folder import FOLDERS, add_data_argument
+from provenance import add_cell_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("netadapt_v2", "netadapt_v1", "netadapt_v1_reference", "uniform", "uniform_scratch", "random", "best_of_n",
@@ -52,18 +53,7 @@ def arguments() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser.add_argument("--budgets", type=float, nargs="+")
     parser.add_argument("--seeds", type=int, nargs="*", help="none: only prepare data and table")
     parser.add_argument("--methods", nargs="+", choices=("base", *METHODS), default=["base", *DEFAULT_METHODS])
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="where super-networks train, searches score and final training runs (not timing)")
-    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
-                        help="another params override, e.g. profile.allow_mismatch=true (recorded in each cell)")
-    parser.add_argument("--cells-only", action="store_true",
-                        help="compute cells, skip the side-by-side timing (run --measure-only on the target)")
-    parser.add_argument("--measure-only", action="store_true", help="time and summarize the finished cells")
-    parser.add_argument("--mix-commits", action="store_true",
-                        help="summarize cells of different (or uncommitted, or unrecorded) code together")
-    parser.add_argument("--work", type=Path)
-    parser.add_argument("--cells", type=Path)
-    parser.add_argument("--results", type=Path)
+    add_cell_arguments(parser, "where super-networks train, searches score and final training runs (not timing)")
     args = parser.parse_args()
     regime = REGIMES[args.regime]
     for name, value in regime.items():

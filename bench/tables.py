@@ -208,15 +208,20 @@ def ci(diff: dict | None) -> str:
     return f"**{diff['mean']:+.2f}**{interval}"
 
 
+def converged_rows(entry: dict) -> list[dict]:
+    """The converged run's per-(budget, method) summaries: budgets from the loosest, methods in table order."""
+    order = list(SQ_LABELS)
+    return sorted(entry["summary"].values(), key=lambda s: (-s["budget"], order.index(s["method"])))
+
+
 def search_quality_converged(results: Path) -> str:
     """Per (budget, method): test accuracy over seeds, measured latency, V2 minus it with its 95%
     interval, plateaued cells; the base row first; the headline figures in the caption."""
     entry = converged_entry(results)
     if entry is None:
         return NOT_MEASURED
-    order = list(SQ_LABELS)
     rows = []
-    for s in sorted(entry["summary"].values(), key=lambda s: (-s["budget"], order.index(s["method"]))):
+    for s in converged_rows(entry):
         diff = entry["paired"].get(str(s["budget"]), {}).get(s["method"])
         rows.append([f"{s['budget']:g}", SQ_LABELS[s["method"]],
                      f"{100 * s['test_acc_mean']:.2f} ± {100 * s['test_acc_std']:.2f}", str(len(s["seeds"])),
@@ -248,9 +253,8 @@ def search_quality_time(results: Path) -> str:
     entry = converged_entry(results)
     if entry is None:
         return NOT_MEASURED
-    order = list(SQ_LABELS)
     rows = []
-    for s in sorted(entry["summary"].values(), key=lambda s: (-s["budget"], order.index(s["method"]))):
+    for s in converged_rows(entry):
         t, n = s["seconds_mean"], s.get("counts_mean")
         counted = ["-"] * 4 if n is None else [f"{n['supernet_epochs']:g}", f"{n['candidates_scored']:g}",
                                                f"{n['finetune_steps']:g}", f"{n['final_epochs']:g}"]
