@@ -30,7 +30,11 @@ FAKE_DEVICE: dict[str, object] = {
 # `merged(TINY, section={...})`.
 TINY: Sections = {
     "model": {"name": "plain_cnn"},
-    "profile": {**FAKE_DEVICE, "warmup": 1, "repeats": 3, "network_repeats": 5, "fidelity_samples": 2},
+    # max_error: the fake device's "latency" (a graph file's size) is not a sum of its units' as a real
+    # device's nearly is, so its tables hold ~13% on traced models; 0.25 keeps them (the threshold itself
+    # is tested on a fake machine in tests/netadapt/resources/test_profiling.py)
+    "profile": {**FAKE_DEVICE, "warmup": 1, "repeats": 3, "network_repeats": 5, "fidelity_samples": 2,
+                "max_error": 0.25},
     "supernet": {"epochs": 2, "batch_size": 32, "group_size": 8},
     "search": {"metric": "macs", "budget": 0.5, "candidates": 3, "bn_recalibration_batches": 1,
                "initial_reduction": 0.2},

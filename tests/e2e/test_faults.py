@@ -60,7 +60,8 @@ def project_args(root: Path, data: Path) -> list[str]:
 DEBRIS = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$|^\..+\.old$|^\.lock(\..*)?$")
 # Timings, and what depends on them or on how much an interrupted run had already done.
 VOLATILE = re.compile(r"seconds|time|latency|_ms$|^p10|^p90|error|drift|spread|constant|offset|reused|"
-                      r"evaluated|units_|measured|rows_digest|outputs|attempts|^digest$|min_ratio")
+                      r"evaluated|units_|measured|rows_digest|outputs|attempts|^digest$|min_ratio|"
+                      r"slowdown|contended|load_average|runnable|steal")
 
 
 def debris(root: Path) -> list[str]:
@@ -71,7 +72,8 @@ def debris(root: Path) -> list[str]:
 
 def _strip(value):
     if isinstance(value, dict):
-        return {k: "*" if VOLATILE.search(str(k)) else _strip(v) for k, v in value.items()}
+        # timings are left out, keys and all: some (the OS's load figures) are there only when sampled
+        return {k: _strip(v) for k, v in value.items() if not VOLATILE.search(str(k))}
     if isinstance(value, list):
         return [_strip(v) for v in value]
     if isinstance(value, float):
