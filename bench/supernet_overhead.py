@@ -3,10 +3,11 @@ the full network, same data, model and batch size, interleaved side by side in o
 epoch is the configured one (`supernet.largest`, `distill`): with `largest: batch` it includes the
 full network's own pass over every batch.
 
-The point of OD: many sub-networks trained for the price of one pass (target ratio <= 1.15 with the
-full network on group 0). Beside the configured epoch it times the other layouts, so what each extra
-pass costs is measured in the same run: `largest: group` (no extra pass), `largest: batch` (the full
-network's own pass), and with distillation (its probabilities as the others' labels).
+The point of OD: many sub-networks trained for the price of one pass (target ratio <= 1.15). Beside
+the configured epoch it times the other layouts, so what each extra pass costs is measured in the
+same run: `largest: group` (no extra pass), `largest: batch` (the full network's own pass), and with
+distillation (its probabilities as the others' labels); `--layouts` picks others of
+`supernet_quality.VARIANTS` (the one-pass variants: `largest_groups`, `largest_every`, `teacher: ema`).
 
     .venv/bin/python bench/supernet_overhead.py [--repeats 5] [--model mobilenet_v2]
 
@@ -33,7 +34,7 @@ from netadapt.data import load_split, prepare_data
 from netadapt.models import build_supernet
 from netadapt.layout import Paths
 from netadapt.stages import model_spec
-from netadapt.supernet import supernet_loss
+from netadapt.supernet import ema_teacher, supernet_loss
 from netadapt.training import Loop, make_optimizer, train_epoch
 
 
@@ -53,7 +54,7 @@ def one_epoch(spec, train, cfg, seed: int) -> float:
     group_size = cfg.group_size if cfg.sampling != "none" else 1
     start = time.perf_counter()
     train_epoch(model, train, optimizer, None, Loop(cfg.batch_size, group_size, augment=cfg.augment), generator,
-                torch.device("cpu"), supernet_loss(cfg, space, generator))
+                torch.device("cpu"), supernet_loss(cfg, space, generator, ema_teacher(cfg, model)))
     return time.perf_counter() - start
 
 
@@ -62,6 +63,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model", default=None, help="model.name (default: params.yaml's)")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--layouts", nargs="+", choices=list(VARIANTS), default=list(LAYOUTS),
+                        help="quality-bench variants to time beside plain (and the configured one)")
     parser.add_argument("--results", type=Path, default=None,
                         help="default: bench/results/supernet_overhead_<model>.json (and .png beside it)")
     args = parser.parse_args()
@@ -73,7 +76,7 @@ def main() -> None:
     spec, train = model_spec(cfg, prepared), load_split(prepared, "train")
     sn = replace(cfg.supernet, sampling="sandwich")
     configured = f"configured (largest: {sn.largest}, distill {sn.distill:g}, subnet_weight {sn.subnet_weight:g})"
-    layouts = {name: replace(sn, **VARIANTS[name]) for name in LAYOUTS}
+    layouts = {name: replace(sn, **VARIANTS[name]) for name in ["plain"] + [n for n in args.layouts if n != "plain"]}
     if all(layouts[name] != sn for name in layouts):
         layouts[configured] = sn
     headline = next(name for name in layouts if layouts[name] == sn)

@@ -2,9 +2,11 @@
 epochs, for each way of training it, side by side on the same data, model, batch and seeds.
 
 Variants (`supernet.*`): plain (`sampling: none`); ordered dropout with the full network on group 0
-only (`largest: group`, the default); with the full network also trained on the whole batch in a
-pass of its own (`largest: batch`); and that pass's predictions teaching the sampled sub-networks
-(`distill: 0.5`, in-place distillation). Reports holdout accuracy of the largest and the smallest
+only (`largest: group`); with the full network also trained on the whole batch in a pass of its
+own (`largest: batch`); and that pass's predictions teaching the sampled sub-networks (`distill:
+0.5`, in-place distillation); and the one-pass variants: the full network on several groups
+(`largest_groups`), its own pass on every k-th batch (`largest_every`), an EMA teacher
+(`teacher: ema`). Reports holdout accuracy of the largest and the smallest
 sub-network (BN re-estimated on train batches, as the supernet stage's monitor does) and seconds
 per epoch; the gap is plain's largest minus the variant's, in points.
 
@@ -47,6 +49,20 @@ VARIANTS = {
     # augmentation (random flip + crop, `supernet.augment`): alone on plain training, and on the default
     "plain + augment": dict(sampling="none", augment=True),
     "od, batch + distill 0.5 + augment": dict(sampling="sandwich", largest="batch", distill=0.5, augment=True),
+    # one pass (issue 23): the full network on a larger share of the batch (groups of 16 in a batch of
+    # 128: 2 or 4 of the 8 groups), its own pass on every k-th batch only, an EMA teacher, and mixes
+    "od, largest on 2 of 8 groups": dict(sampling="sandwich", largest="group", largest_groups=2, distill=0.0),
+    "od, largest on 4 of 8 groups": dict(sampling="sandwich", largest="group", largest_groups=4, distill=0.0),
+    "od, batch pass every 2nd + distill 0.5": dict(sampling="sandwich", largest="batch", largest_every=2,
+                                                   distill=0.5),
+    "od, batch pass every 3rd + distill 0.5": dict(sampling="sandwich", largest="batch", largest_every=3,
+                                                   distill=0.5),
+    "od, 4 of 8 groups + batch pass every 4th + distill 0.5": dict(sampling="sandwich", largest="batch",
+                                                                  largest_groups=4, largest_every=4, distill=0.5),
+    "od, 4 of 8 groups + ema teacher, distill 0.5": dict(sampling="sandwich", largest="group", largest_groups=4,
+                                                         teacher="ema", distill=0.5),
+    "od, 2 of 8 groups + ema teacher, distill 0.5": dict(sampling="sandwich", largest="group", largest_groups=2,
+                                                         teacher="ema", distill=0.5),
 }
 
 
@@ -77,7 +93,8 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--merge", type=Path, nargs="+", default=[], metavar="RESULTS",
                         help="no training: summarize the runs of these results files together (e.g. one "
-                             "per seed, run side by side in several processes) into --results")
+                             "per seed, run side by side in several processes) into --results; variants "
+                             "that every file holds")
     args = parser.parse_args()
     if args.merge:
         parts = [json.loads(f.read_text()) for f in args.merge]
@@ -85,7 +102,8 @@ def main() -> None:
         if any({k: v for k, v in p["settings"].items() if k != "seeds"} !=
                {k: v for k, v in settings.items() if k != "seeds"} for p in parts):
             raise SystemExit("--merge: the results files differ in settings other than the seeds")
-        rows = {name: [r for p in parts for r in p["runs"][name]] for name in parts[0]["runs"]}
+        common = [name for name in parts[0]["runs"] if all(name in p["runs"] for p in parts)]  # run by every part
+        rows = {name: [r for p in parts for r in p["runs"][name]] for name in common}
         report(rows, settings, args.results or args.merge[0].with_name(f"supernet_quality_{settings['model']}.json"))
         return
     overrides = [f"model.name={args.model}", f"supernet.epochs={args.epochs}"]

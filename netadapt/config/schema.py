@@ -91,6 +91,12 @@ class ProfileConfig:
 # Sample groups a super-network batch needs so that ordered dropout trains more than its fixed
 # members: group 0 is always the largest network and, under `sandwich`, group 1 the smallest.
 MIN_GROUPS = {"sandwich": 3, "random": 2}
+def needed_groups(sampling: str, largest_groups: int) -> int:
+    """Sample groups a super-network batch needs: `MIN_GROUPS`, with the full network owning
+    `largest_groups` of them instead of one."""
+    return MIN_GROUPS[sampling] + largest_groups - 1
+
+
 SAMPLING_NOTE = {"sandwich": "sandwich sampling needs 3 (largest, smallest, at least one random sub-network)",
                  "random": "random sampling needs 2 (the largest, at least one random sub-network)"}
 
@@ -112,7 +118,12 @@ class SupernetConfig:
     amp: bool = False  # mixed precision: float16 autocast + loss scaling on CUDA, bfloat16 autocast on CPU
     largest: Literal["group", "batch"] = "batch"  # the full network trains on group 0, or also on the whole batch
     # in a second pass of its own
-    distill: float = _num(0.5, ge=0.0, le=1.0)  # with largest: batch, weight of its soft labels for the others
+    largest_every: int = _num(1, ge=1, le=MAX_COUNT)  # with largest: batch, that pass on batches 0, k, 2k.. of an epoch
+    largest_groups: int = _num(1, ge=1, le=MAX_COUNT)  # sample groups of every batch (the first) that are the full network
+    distill: float = _num(0.5, ge=0.0, le=1.0)  # weight of the teacher's soft labels for the sampled sub-networks
+    teacher: Literal["full", "ema"] = "full"  # full: the full network's own pass (largest: batch); ema: an
+    # exponential moving average of the weights run as the full network without gradients (a forward)
+    ema_decay: float = _num(0.99, gt=0.0, lt=1.0)  # teacher: ema, the average's decay per step
     subnet_weight: float = _num(1.0, gt=0.0, le=1.0)  # with largest: batch, the sampled pass's loss weight
     augment: bool = False  # random horizontal flip + crop (reflect padding 4) of every training image
 
