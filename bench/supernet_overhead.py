@@ -45,7 +45,7 @@ LAYOUTS = ("plain", "od, largest on group 0", "od, largest on the batch",  # VAR
            "od, largest on the batch + distill 0.5")
 
 
-def one_epoch(spec, train, cfg, seed: int) -> float:
+def one_epoch(spec, train, cfg, seed: int, steps: int = 0) -> float:
     torch.manual_seed(seed)
     model = build_supernet(spec)
     space = model.space()
@@ -53,7 +53,7 @@ def one_epoch(spec, train, cfg, seed: int) -> float:
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
     group_size = cfg.group_size if cfg.sampling != "none" else 1
     start = time.perf_counter()
-    train_epoch(model, train, optimizer, None, Loop(cfg.batch_size, group_size, augment=cfg.augment), generator,
+    train_epoch(model, train, optimizer, None, Loop(cfg.batch_size, group_size, steps, augment=cfg.augment), generator,
                 torch.device("cpu"), supernet_loss(cfg, space, generator, ema_teacher(cfg, model)))
     return time.perf_counter() - start
 
@@ -63,6 +63,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model", default=None, help="model.name (default: params.yaml's)")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="time this many batches instead of a whole epoch (0); a multiple of every "
+                             "largest_every timed, so each layout pays its passes in proportion")
     parser.add_argument("--layouts", nargs="+", choices=list(VARIANTS), default=list(LAYOUTS),
                         help="quality-bench variants to time beside plain (and the configured one)")
     parser.add_argument("--results", type=Path, default=None,
@@ -82,11 +85,11 @@ def main() -> None:
     headline = next(name for name in layouts if layouts[name] == sn)
     print(f"model {spec.name}, {len(train)} training images, batch {sn.batch_size}, group size {sn.group_size}, "
           f"configured: {headline}, torch threads {torch.get_num_threads()}")
-    one_epoch(spec, train, layouts["plain"], 0)  # warm-up: allocator, kernels
+    one_epoch(spec, train, layouts["plain"], 0, args.steps)  # warm-up: allocator, kernels
     seconds: dict[str, list[float]] = {name: [] for name in layouts}
     for r in range(args.repeats):  # interleaved: every layout once per repeat
         for name, layout in layouts.items():
-            seconds[name].append(one_epoch(spec, train, layout, r))
+            seconds[name].append(one_epoch(spec, train, layout, r, args.steps))
         print(f"repeat {r + 1}/{args.repeats}: " + "  ".join(f"{n} {xs[-1]:.2f} s" for n, xs in seconds.items()),
               flush=True)
     summary = {}
@@ -100,7 +103,7 @@ def main() -> None:
               f"x plain median {s['ratio_median']:.3f} [{s['ratio_min']:.3f}, {s['ratio_max']:.3f}]")
     out = args.results or REPO / "bench" / "results" / f"supernet_overhead_{spec.name}.json"
     settings = {"model": spec.name, "data": cfg.data.name, "train": len(train), "batch_size": sn.batch_size,
-                "group_size": sn.group_size, "repeats": args.repeats, "configured": headline,
+                "group_size": sn.group_size, "repeats": args.repeats, "steps": args.steps, "configured": headline,
                 "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": torch.__version__}
     out.write_text(json.dumps({"settings": settings, "seconds": seconds, "summary": summary}, indent=2) + "\n")
     plot(summary, headline, out.with_suffix(".png"), f"{spec.name} on {cfg.data.name} ({len(train)} images), "

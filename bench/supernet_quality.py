@@ -61,6 +61,13 @@ VARIANTS = {
                                                                   largest_groups=4, largest_every=4, distill=0.5),
     "od, 4 of 8 groups + ema teacher, distill 0.5": dict(sampling="sandwich", largest="group", largest_groups=4,
                                                          teacher="ema", distill=0.5),
+    # the full network's samples weigh more (`largest_weight`): its loss counts about as a whole batch's
+    "od, 4 of 8 groups, full samples +0.5": dict(sampling="sandwich", largest="group", largest_groups=4,
+                                                 largest_weight=0.5, distill=0.0),
+    "od, 4 of 8 groups, full samples +1.0": dict(sampling="sandwich", largest="group", largest_groups=4,
+                                                 largest_weight=1.0, distill=0.0),
+    "od, 2 of 8 groups, full samples +0.75": dict(sampling="sandwich", largest="group", largest_groups=2,
+                                                  largest_weight=0.75, distill=0.0),
     "od, 2 of 8 groups + ema teacher, distill 0.5": dict(sampling="sandwich", largest="group", largest_groups=2,
                                                          teacher="ema", distill=0.5),
 }
@@ -119,6 +126,11 @@ def main() -> None:
           f"batch {cfg.supernet.batch_size}, group {cfg.supernet.group_size}, threads {torch.get_num_threads()}",
           flush=True)
     variants = {name: VARIANTS[name] for name in VARIANTS if name == "plain" or name in args.variants}
+    info = {"model": spec.name, "data": cfg.data.name, "train": len(train), "holdout": len(holdout),
+            "epochs": args.epochs, "seeds": args.seeds, "batch_size": cfg.supernet.batch_size,
+            "group_size": cfg.supernet.group_size, "device": args.device}
+    out = args.results or REPO / "bench" / "results" / f"supernet_quality_{spec.name}.json"
+    partial = out.with_suffix(".partial.json")  # the runs so far, for --merge should the run be cut short
     rows: dict[str, list[dict]] = {name: [] for name in variants}
     for seed in args.seeds:  # interleaved: each seed runs every variant
         for name, settings in variants.items():
@@ -127,10 +139,11 @@ def main() -> None:
             r = rows[name][-1]
             print(f"seed {seed}  {name:40s} largest {r['largest']:.4f}  smallest {r['smallest']:.4f}  "
                   f"{r['seconds_per_epoch']:.1f} s/epoch", flush=True)
-    settings = {"model": spec.name, "data": cfg.data.name, "train": len(train), "holdout": len(holdout),
-                "epochs": args.epochs, "seeds": args.seeds, "batch_size": cfg.supernet.batch_size,
-                "group_size": cfg.supernet.group_size, "device": args.device}
-    report(rows, settings, args.results or REPO / "bench" / "results" / f"supernet_quality_{spec.name}.json")
+            done = {k: v for k, v in rows.items() if v}
+            partial.write_text(json.dumps({"settings": {**info, "seeds": args.seeds[:len(rows['plain'])]},
+                                           "runs": done}, indent=2) + "\n")
+    report(rows, info, out)
+    partial.unlink()
 
 
 def report(rows: dict[str, list[dict]], settings: dict, out: Path) -> None:

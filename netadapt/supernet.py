@@ -106,6 +106,8 @@ class OrderedDropoutLoss:
        network first also trains on the whole batch in a pass of its own (shared batch-norm
        statistics, as plain training), and its probabilities are the teacher.
     3. `ema`: the teacher is instead an average of the weights (`EmaTeacher`), on every batch.
+       `largest_weight` > 0: the full network's samples (its groups') also add their mean
+       cross-entropy x that weight, so it learns at about plain training's rate in the one pass.
     4. One masked forward pass trains every sampled sub-network, each group with its own batch-norm
        statistics: cross-entropy with the labels (smoothed by `label_smoothing`), and with a teacher
        and `distill` > 0, in-place distillation: (1 - distill) x that + distill x cross-entropy with
@@ -121,6 +123,7 @@ class OrderedDropoutLoss:
     largest_every: int = 1
     full_groups: int = 1
     ema: EmaTeacher | None = None
+    largest_weight: float = 0.0
 
     def __call__(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         widths = {k: batch.local(v) if isinstance(v, torch.Tensor) else v for k, v in self.sample(batch.size).items()}
@@ -136,8 +139,18 @@ class OrderedDropoutLoss:
             if teacher is not None and self.distill > 0:
                 soft = -(teacher * logits.float().log_softmax(-1)).sum(-1).mean()
                 loss = (1 - self.distill) * loss + self.distill * soft
-        batch.backward(loss * self.subnet_weight if full_pass else loss)
+            total = loss * self.subnet_weight if full_pass else loss
+            if self.largest_weight > 0:
+                full = self.full_samples(batch)
+                total = total + self.largest_weight * criterion(logits[full], batch.labels[full])
+        batch.backward(total)
         return loss
+
+    def full_samples(self, batch: Batch) -> torch.Tensor:
+        """Which of this process's samples are the full network's (global group < `full_groups`)."""
+        positions = torch.arange(len(batch.labels)) if batch.part is None else batch.part.cpu()
+        groups = max(batch.size // self.group_size, 1)
+        return (positions % groups < self.full_groups).to(batch.labels.device)
 
     @staticmethod
     def full_network_pass(model: nn.Module, batch: Batch, criterion: nn.Module) -> torch.Tensor:
@@ -166,7 +179,7 @@ def supernet_loss(cfg: SupernetConfig, space: Architecture, generator: torch.Gen
     return OrderedDropoutLoss(
         lambda b: sample_widths(space, b, generator, cfg.sampling, cfg.group_size, cfg.largest_groups),
         cfg.group_size, cfg.label_smoothing, cfg.largest == "batch", cfg.distill, cfg.subnet_weight,
-        cfg.largest_every, cfg.largest_groups, ema)
+        cfg.largest_every, cfg.largest_groups, ema, cfg.largest_weight)
 
 
 MONITOR_BN_BATCHES = 4  # train batches to re-estimate the smallest sub-network's BN statistics

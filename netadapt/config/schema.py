@@ -120,6 +120,7 @@ class SupernetConfig:
     # in a second pass of its own
     largest_every: int = _num(1, ge=1, le=MAX_COUNT)  # with largest: batch, that pass on batches 0, k, 2k.. of an epoch
     largest_groups: int = _num(1, ge=1, le=MAX_COUNT)  # sample groups of every batch (the first) that are the full network
+    largest_weight: float = _num(0.0, ge=0.0, le=100.0)  # their mean loss added again x this (0: the batch mean only)
     distill: float = _num(0.5, ge=0.0, le=1.0)  # weight of the teacher's soft labels for the sampled sub-networks
     teacher: Literal["full", "ema"] = "full"  # full: the full network's own pass (largest: batch); ema: an
     # exponential moving average of the weights run as the full network without gradients (a forward)

@@ -1,6 +1,7 @@
 """One-pass ordered dropout (issue 23): the full network on several sample groups
-(`supernet.largest_groups`), its own pass on every k-th batch only (`largest_every`), and an EMA of
-the weights as the distillation teacher (`teacher: ema`): each variant's loss wiring."""
+(`supernet.largest_groups`, its samples weighed up by `largest_weight`), its own pass on every k-th
+batch only (`largest_every`), and an EMA of the weights as the distillation teacher (`teacher:
+ema`): each variant's loss wiring."""
 
 from __future__ import annotations
 
@@ -62,9 +63,11 @@ def test_running_statistics_pool_the_full_groups_while_each_group_keeps_its_own(
 
 
 def reference_step(before: dict, inputs, labels, widths, groups: int, full_groups: int,
-                   full_pass: bool, teacher: torch.Tensor | None, distill: float) -> dict[str, torch.Tensor]:
+                   full_pass: bool, teacher: torch.Tensor | None, distill: float,
+                   largest_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """Gradients of the recipe, written out: the full network's pass on the whole batch (when
-    `full_pass`), then the sampled pass with per-group statistics, distilled from `teacher`."""
+    `full_pass`), then the sampled pass with per-group statistics, distilled from `teacher`, plus
+    `largest_weight` x the full groups' mean cross-entropy."""
     reference = build_supernet(SPEC)
     reference.load_state_dict(before)
     reference.train()
@@ -77,7 +80,8 @@ def reference_step(before: dict, inputs, labels, widths, groups: int, full_group
     loss = F.cross_entropy(logits, labels)
     if teacher is not None and distill:
         loss = (1 - distill) * loss - distill * (teacher * logits.log_softmax(-1)).sum(-1).mean()
-    loss.backward()
+    full = [i for i in range(len(labels)) if i % groups < full_groups]
+    (loss + largest_weight * F.cross_entropy(logits[full], labels[full])).backward()
     return {k: p.grad.clone() for k, p in reference.named_parameters()}
 
 
@@ -126,8 +130,12 @@ def test_an_epoch_runs_the_full_pass_on_batches_0_k_2k():
     assert full_batches == [0, 3, 6] and index == 7
 
 
-def test_largest_groups_train_the_full_network_on_their_share():
-    cfg = SupernetConfig(batch_size=32, group_size=4, largest="group", largest_groups=3, distill=0.0)
+@pytest.mark.parametrize("weight", [0.0, 0.75])
+def test_largest_groups_train_the_full_network_on_their_share(weight):
+    """The full network's groups are in the one pass; with `largest_weight` their samples' mean
+    loss enters the gradient once more, times that weight."""
+    cfg = SupernetConfig(batch_size=32, group_size=4, largest="group", largest_groups=3, distill=0.0,
+                         largest_weight=weight)
     torch.manual_seed(0)
     model = build_supernet(SPEC)
     space = model.space()
@@ -135,7 +143,7 @@ def test_largest_groups_train_the_full_network_on_their_share():
     inputs, labels = images(32, 3)
     supernet_loss(cfg, space, torch.Generator().manual_seed(5))(model, batch(inputs, labels))
     widths = sample_widths(space, 32, torch.Generator().manual_seed(5), "sandwich", 4, full_groups=3)
-    expected = reference_step(before, inputs, labels, widths, 8, 3, False, None, 0.0)
+    expected = reference_step(before, inputs, labels, widths, 8, 3, False, None, 0.0, weight)
     for name, p in model.named_parameters():
         assert torch.allclose(p.grad, expected[name], atol=1e-5), name
 
