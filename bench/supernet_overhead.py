@@ -7,7 +7,7 @@ The point of OD: many sub-networks trained for the price of one pass (target rat
 the configured epoch it times the other layouts, so what each extra pass costs is measured in the
 same run: `largest: group` (no extra pass), `largest: batch` (the full network's own pass), and with
 distillation (its probabilities as the others' labels); `--layouts` picks others of
-`supernet_quality.VARIANTS` (the one-pass variants: `largest_groups`, `largest_every`, `teacher: ema`).
+`supernet_quality.VARIANTS` (the one-pass variants: `largest_share`, `largest_every`, `teacher: ema`).
 
     .venv/bin/python bench/supernet_overhead.py [--repeats 5] [--model mobilenet_v2]
 

@@ -5,7 +5,7 @@ Variants (`supernet.*`): plain (`sampling: none`); ordered dropout with the full
 only (`largest: group`); with the full network also trained on the whole batch in a pass of its
 own (`largest: batch`); and that pass's predictions teaching the sampled sub-networks (`distill:
 0.5`, in-place distillation); and the one-pass variants: the full network on several groups
-(`largest_groups`), its own pass on every k-th batch (`largest_every`), an EMA teacher
+(`largest_share`), its own pass on every k-th batch (`largest_every`), an EMA teacher
 (`teacher: ema`). Reports holdout accuracy of the largest and the smallest
 sub-network (BN re-estimated on train batches, as the supernet stage's monitor does) and seconds
 per epoch; the gap is plain's largest minus the variant's, in points.
@@ -51,24 +51,24 @@ VARIANTS = {
     "od, batch + distill 0.5 + augment": dict(sampling="sandwich", largest="batch", distill=0.5, augment=True),
     # one pass (issue 23): the full network on a larger share of the batch (groups of 16 in a batch of
     # 128: 2 or 4 of the 8 groups), its own pass on every k-th batch only, an EMA teacher, and mixes
-    "od, largest on 2 of 8 groups": dict(sampling="sandwich", largest="group", largest_groups=2, distill=0.0),
-    "od, largest on 4 of 8 groups": dict(sampling="sandwich", largest="group", largest_groups=4, distill=0.0),
+    "od, largest on 2 of 8 groups": dict(sampling="sandwich", largest="group", largest_share=0.25, distill=0.0),
+    "od, largest on 4 of 8 groups": dict(sampling="sandwich", largest="group", largest_share=0.5, distill=0.0),
     "od, batch pass every 2nd + distill 0.5": dict(sampling="sandwich", largest="batch", largest_every=2,
                                                    distill=0.5),
     "od, batch pass every 3rd + distill 0.5": dict(sampling="sandwich", largest="batch", largest_every=3,
                                                    distill=0.5),
     "od, 4 of 8 groups + batch pass every 4th + distill 0.5": dict(sampling="sandwich", largest="batch",
-                                                                  largest_groups=4, largest_every=4, distill=0.5),
-    "od, 4 of 8 groups + ema teacher, distill 0.5": dict(sampling="sandwich", largest="group", largest_groups=4,
+                                                                  largest_share=0.5, largest_every=4, distill=0.5),
+    "od, 4 of 8 groups + ema teacher, distill 0.5": dict(sampling="sandwich", largest="group", largest_share=0.5,
                                                          teacher="ema", distill=0.5),
     # the full network's samples weigh more (`largest_weight`): its loss counts about as a whole batch's
-    "od, 4 of 8 groups, full samples +0.5": dict(sampling="sandwich", largest="group", largest_groups=4,
+    "od, 4 of 8 groups, full samples +0.5": dict(sampling="sandwich", largest="group", largest_share=0.5,
                                                  largest_weight=0.5, distill=0.0),
-    "od, 4 of 8 groups, full samples +1.0": dict(sampling="sandwich", largest="group", largest_groups=4,
+    "od, 4 of 8 groups, full samples +1.0": dict(sampling="sandwich", largest="group", largest_share=0.5,
                                                  largest_weight=1.0, distill=0.0),
-    "od, 2 of 8 groups, full samples +0.75": dict(sampling="sandwich", largest="group", largest_groups=2,
+    "od, 2 of 8 groups, full samples +0.75": dict(sampling="sandwich", largest="group", largest_share=0.25,
                                                   largest_weight=0.75, distill=0.0),
-    "od, 2 of 8 groups + ema teacher, distill 0.5": dict(sampling="sandwich", largest="group", largest_groups=2,
+    "od, 2 of 8 groups + ema teacher, distill 0.5": dict(sampling="sandwich", largest="group", largest_share=0.25,
                                                          teacher="ema", distill=0.5),
 }
 
@@ -100,18 +100,12 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--merge", type=Path, nargs="+", default=[], metavar="RESULTS",
                         help="no training: summarize the runs of these results files together (e.g. one "
-                             "per seed, run side by side in several processes) into --results; variants "
-                             "that every file holds")
+                             "per seed, run side by side in several processes, or variants of one seed run "
+                             "apart; a cut-short run's .partial.json) into --results: the variants run for "
+                             "every seed")
     args = parser.parse_args()
     if args.merge:
-        parts = [json.loads(f.read_text()) for f in args.merge]
-        settings = {**parts[0]["settings"], "seeds": sorted(s for p in parts for s in p["settings"]["seeds"])}
-        if any({k: v for k, v in p["settings"].items() if k != "seeds"} !=
-               {k: v for k, v in settings.items() if k != "seeds"} for p in parts):
-            raise SystemExit("--merge: the results files differ in settings other than the seeds")
-        common = [name for name in parts[0]["runs"] if all(name in p["runs"] for p in parts)]  # run by every part
-        rows = {name: [r for p in parts for r in p["runs"][name]] for name in common}
-        report(rows, settings, args.results or args.merge[0].with_name(f"supernet_quality_{settings['model']}.json"))
+        merge(args.merge, args.results)
         return
     overrides = [f"model.name={args.model}", f"supernet.epochs={args.epochs}"]
     if args.data_name:
@@ -125,7 +119,7 @@ def main() -> None:
     print(f"{spec.name} on {cfg.data.name}: {len(train)} train / {len(holdout)} holdout, {args.epochs} epochs, "
           f"batch {cfg.supernet.batch_size}, group {cfg.supernet.group_size}, threads {torch.get_num_threads()}",
           flush=True)
-    variants = {name: VARIANTS[name] for name in VARIANTS if name == "plain" or name in args.variants}
+    variants = {name: VARIANTS[name] for name in ["plain"] + args.variants}  # plain first, then as asked
     info = {"model": spec.name, "data": cfg.data.name, "train": len(train), "holdout": len(holdout),
             "epochs": args.epochs, "seeds": args.seeds, "batch_size": cfg.supernet.batch_size,
             "group_size": cfg.supernet.group_size, "device": args.device}
@@ -144,6 +138,26 @@ def main() -> None:
                                            "runs": done}, indent=2) + "\n")
     report(rows, info, out)
     partial.unlink()
+
+
+def merge(files: list[Path], out: Path | None) -> None:
+    """Summarize the runs of several results files (seeds run in separate processes, or variants of
+    one seed in separate runs) as one: per (seed, variant) the first file's run; the variants run
+    for every seed."""
+    parts = [json.loads(f.read_text()) for f in files]
+    if any({k: v for k, v in p["settings"].items() if k != "seeds"} !=
+           {k: v for k, v in parts[0]["settings"].items() if k != "seeds"} for p in parts):
+        raise SystemExit("--merge: the results files differ in settings other than the seeds")
+    runs: dict[tuple[int, str], dict] = {}
+    for part in parts:
+        for name, rs in part["runs"].items():
+            for seed, r in zip(part["settings"]["seeds"], rs):
+                runs.setdefault((seed, name), r)
+    seeds = sorted({seed for seed, _ in runs})
+    names = [n for n in dict.fromkeys(n for p in parts for n in p["runs"]) if all((s, n) in runs for s in seeds)]
+    settings = {**parts[0]["settings"], "seeds": seeds}
+    report({n: [runs[(s, n)] for s in seeds] for n in names}, settings,
+           out or files[0].with_name(f"supernet_quality_{settings['model']}.json"))
 
 
 def report(rows: dict[str, list[dict]], settings: dict, out: Path) -> None:

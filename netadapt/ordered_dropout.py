@@ -73,6 +73,13 @@ def sample_widths(arch: Architecture, batch_size: int, generator: torch.Generato
     return widths
 
 
+def full_group_count(share: float, groups: int, others: int) -> int:
+    """How many of a batch's `groups` sample groups are the full network for a `share` of them:
+    floor(share x groups), at least 1 (group 0), at most what leaves `others` groups to the
+    sampled sub-networks (the sandwich's smallest and one random)."""
+    return max(1, min(int(share * groups), groups - others))
+
+
 class GroupStatsBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d that, in training with `groups` > 1, normalizes each sample group with that
     group's own statistics, in one fused batch-norm call.

@@ -20,13 +20,12 @@ import torch
 from torch import nn
 
 from netadapt.arch import Architecture
-from netadapt.config import SupernetConfig
-from netadapt.config.schema import needed_groups
+from netadapt.config import MIN_GROUPS, SupernetConfig
 from netadapt.data import Split
 from netadapt.distributed import SINGLE, World, barrier, check_split, wrap
 from netadapt.errors import ConfigError
 from netadapt.evaluation import evaluate_subnet
-from netadapt.ordered_dropout import Widths, sample_widths, set_bn_groups
+from netadapt.ordered_dropout import Widths, full_group_count, sample_widths, set_bn_groups
 from netadapt.resume import Progress
 from netadapt.training import (Batch, LossFn, Loop, accuracy, cosine_schedule, cross_entropy, epoch_steps,
                                make_optimizer, train_epoch)
@@ -100,8 +99,8 @@ class OrderedDropoutLoss:
     """The super-network's loss on one batch (NetAdaptV2's ordered dropout).
 
     1. Each group of `group_size` samples gets its own widths (`sample`: per-sample widths for a
-       global batch of that many samples); the full network is among them (the first
-       `full_groups` groups).
+       global batch of that many samples); the full network is among them: the first
+       `full_groups(groups)` groups (`largest_share` of them, at least group 0).
     2. `largest_pass`: on batches 0, `largest_every`, 2 x `largest_every`, ... of an epoch, the full
        network first also trains on the whole batch in a pass of its own (shared batch-norm
        statistics, as plain training), and its probabilities are the teacher.
@@ -121,9 +120,10 @@ class OrderedDropoutLoss:
     distill: float = 0.0
     subnet_weight: float = 1.0
     largest_every: int = 1
-    full_groups: int = 1
+    largest_share: float = 0.0
     ema: EmaTeacher | None = None
     largest_weight: float = 0.0
+    others: int = 2  # groups the sampled sub-networks keep at least (MIN_GROUPS - 1)
 
     def __call__(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         widths = {k: batch.local(v) if isinstance(v, torch.Tensor) else v for k, v in self.sample(batch.size).items()}
@@ -133,7 +133,7 @@ class OrderedDropoutLoss:
         if self.ema is not None:
             teacher = self.ema.probabilities(model, batch)
         groups = len(batch.labels) // self.group_size if self.group_size > 1 else 1
-        with group_statistics(model, groups, self.full_groups), batch.autocast():
+        with group_statistics(model, groups, self.full_groups(batch.size)), batch.autocast():
             logits = model(batch.inputs, widths)
             loss = criterion(logits, batch.labels)
             if teacher is not None and self.distill > 0:
@@ -146,11 +146,15 @@ class OrderedDropoutLoss:
         batch.backward(total)
         return loss
 
+    def full_groups(self, size: int) -> int:
+        """The full network's groups in a global batch of `size` samples."""
+        return full_group_count(self.largest_share, -(-size // self.group_size), self.others)
+
     def full_samples(self, batch: Batch) -> torch.Tensor:
         """Which of this process's samples are the full network's (global group < `full_groups`)."""
         positions = torch.arange(len(batch.labels)) if batch.part is None else batch.part.cpu()
-        groups = max(batch.size // self.group_size, 1)
-        return (positions % groups < self.full_groups).to(batch.labels.device)
+        groups = -(-batch.size // self.group_size)
+        return (positions % groups < self.full_groups(batch.size)).to(batch.labels.device)
 
     @staticmethod
     def full_network_pass(model: nn.Module, batch: Batch, criterion: nn.Module) -> torch.Tensor:
@@ -176,10 +180,14 @@ def supernet_loss(cfg: SupernetConfig, space: Architecture, generator: torch.Gen
         return cross_entropy(cfg.label_smoothing)
     if (cfg.teacher == "ema") != (ema is not None):
         raise ValueError(f"supernet.teacher {cfg.teacher}: pass the EmaTeacher that ema_teacher(cfg, model) makes")
-    return OrderedDropoutLoss(
-        lambda b: sample_widths(space, b, generator, cfg.sampling, cfg.group_size, cfg.largest_groups),
-        cfg.group_size, cfg.label_smoothing, cfg.largest == "batch", cfg.distill, cfg.subnet_weight,
-        cfg.largest_every, cfg.largest_groups, ema, cfg.largest_weight)
+    others = MIN_GROUPS[cfg.sampling] - 1
+
+    def sample(b: int) -> Widths:
+        full = full_group_count(cfg.largest_share, -(-b // cfg.group_size), others)
+        return sample_widths(space, b, generator, cfg.sampling, cfg.group_size, full)
+
+    return OrderedDropoutLoss(sample, cfg.group_size, cfg.label_smoothing, cfg.largest == "batch", cfg.distill,
+                              cfg.subnet_weight, cfg.largest_every, cfg.largest_share, ema, cfg.largest_weight, others)
 
 
 MONITOR_BN_BATCHES = 4  # train batches to re-estimate the smallest sub-network's BN statistics
@@ -192,12 +200,11 @@ def training_batch(cfg: SupernetConfig, train_size: int) -> int:
     if cfg.sampling == "none":
         return cfg.batch_size
     batch = min(cfg.batch_size, train_size // cfg.group_size * cfg.group_size)
-    needed = needed_groups(cfg.sampling, cfg.largest_groups)
-    if batch // cfg.group_size < needed:
+    if batch // cfg.group_size < MIN_GROUPS[cfg.sampling]:
         raise ConfigError(f"supernet.group_size: the train split has {train_size} samples, "
                           f"{batch // cfg.group_size} group(s) of {cfg.group_size}; {cfg.sampling} sampling needs "
-                          f"{needed} per batch (supernet.largest_groups {cfg.largest_groups}): lower "
-                          f"supernet.group_size to at most {max(1, train_size // needed)}")
+                          f"{MIN_GROUPS[cfg.sampling]} per batch: lower supernet.group_size to at most "
+                          f"{max(1, train_size // MIN_GROUPS[cfg.sampling])}")
     if batch < cfg.batch_size:
         log.warning("supernet: the train split has %d samples, fewer than supernet.batch_size %d: "
                     "training on batches of %d", train_size, cfg.batch_size, batch)

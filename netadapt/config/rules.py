@@ -16,7 +16,7 @@ from typing import Any
 from netadapt.config.parsing import build, check_bounds, coerce, field_bounds, lookalike, short
 from netadapt.config.schema import (
     DEVICE_KEYS, DEVICE_NAME, MAX_EXPERIMENT_NAME, MIN_GROUPS, SAMPLING_NOTE, Config, DeviceConfig, ProfileConfig,
-    SearchConfig, needed_groups, to_dict,
+    SearchConfig, to_dict,
 )
 from netadapt.errors import ConfigError
 from netadapt.models.registry import BUILTIN_MODELS
@@ -94,11 +94,6 @@ def _check_supernet(cfg: Config) -> None:
                           f"group(s) in a supernet.batch_size of {sn.batch_size}, and {SAMPLING_NOTE[sn.sampling]}: "
                           f"use a group_size of at most {sn.batch_size // MIN_GROUPS[sn.sampling]}, "
                           f"or supernet.sampling: none for plain training")
-    if sn.sampling != "none" and sn.largest_groups > 1 and sn.batch_size // sn.group_size < needed_groups(
-            sn.sampling, sn.largest_groups):
-        raise ConfigError(f"supernet.largest_groups: {sn.largest_groups} full-network groups leave too few of the "
-                          f"{sn.batch_size // sn.group_size} in a batch ({SAMPLING_NOTE[sn.sampling]}, the largest "
-                          f"counted once): use at most {sn.batch_size // sn.group_size - MIN_GROUPS[sn.sampling] + 1}")
     if sn.largest_every > 1 and sn.largest != "batch":
         raise ConfigError(f"supernet.largest_every: spaces out the full network's own pass over the batch: set "
                           f"supernet.largest: batch, or largest_every: 1 (got {sn.largest_every})")

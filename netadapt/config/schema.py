@@ -91,12 +91,6 @@ class ProfileConfig:
 # Sample groups a super-network batch needs so that ordered dropout trains more than its fixed
 # members: group 0 is always the largest network and, under `sandwich`, group 1 the smallest.
 MIN_GROUPS = {"sandwich": 3, "random": 2}
-def needed_groups(sampling: str, largest_groups: int) -> int:
-    """Sample groups a super-network batch needs: `MIN_GROUPS`, with the full network owning
-    `largest_groups` of them instead of one."""
-    return MIN_GROUPS[sampling] + largest_groups - 1
-
-
 SAMPLING_NOTE = {"sandwich": "sandwich sampling needs 3 (largest, smallest, at least one random sub-network)",
                  "random": "random sampling needs 2 (the largest, at least one random sub-network)"}
 
@@ -119,7 +113,9 @@ class SupernetConfig:
     largest: Literal["group", "batch"] = "batch"  # the full network trains on group 0, or also on the whole batch
     # in a second pass of its own
     largest_every: int = _num(1, ge=1, le=MAX_COUNT)  # with largest: batch, that pass on batches 0, k, 2k.. of an epoch
-    largest_groups: int = _num(1, ge=1, le=MAX_COUNT)  # sample groups of every batch (the first) that are the full network
+    # share of every batch's sample groups (the first) that are the full network: floor(share x groups), at least
+    # group 0, at most what leaves the sampled sub-networks MIN_GROUPS[sampling] - 1 groups
+    largest_share: float = _num(0.0, ge=0.0, lt=1.0)
     largest_weight: float = _num(0.0, ge=0.0, le=100.0)  # their mean loss added again x this (0: the batch mean only)
     distill: float = _num(0.5, ge=0.0, le=1.0)  # weight of the teacher's soft labels for the sampled sub-networks
     teacher: Literal["full", "ema"] = "full"  # full: the full network's own pass (largest: batch); ema: an

@@ -1,5 +1,5 @@
 """One-pass ordered dropout (issue 23): the full network on several sample groups
-(`supernet.largest_groups`, its samples weighed up by `largest_weight`), its own pass on every k-th
+(`supernet.largest_share`, its samples weighed up by `largest_weight`), its own pass on every k-th
 batch only (`largest_every`), and an EMA of the weights as the distillation teacher (`teacher:
 ema`): each variant's loss wiring."""
 
@@ -15,8 +15,8 @@ from netadapt.arch import ModelSpec
 from netadapt.config import SupernetConfig, parse_config
 from netadapt.errors import ConfigError
 from netadapt.models import build_supernet
-from netadapt.ordered_dropout import GroupStatsBatchNorm2d, sample_widths, set_bn_groups
-from netadapt.supernet import EmaTeacher, ema_teacher, supernet_loss, training_batch
+from netadapt.ordered_dropout import GroupStatsBatchNorm2d, full_group_count, sample_widths, set_bn_groups
+from netadapt.supernet import EmaTeacher, ema_teacher, supernet_loss
 from netadapt.training import Batch, Loop, train_epoch
 
 SPEC = ModelSpec("plain_cnn", (1, 16, 16), 4)
@@ -134,8 +134,8 @@ def test_an_epoch_runs_the_full_pass_on_batches_0_k_2k():
 def test_largest_groups_train_the_full_network_on_their_share(weight):
     """The full network's groups are in the one pass; with `largest_weight` their samples' mean
     loss enters the gradient once more, times that weight."""
-    cfg = SupernetConfig(batch_size=32, group_size=4, largest="group", largest_groups=3, distill=0.0,
-                         largest_weight=weight)
+    cfg = SupernetConfig(batch_size=32, group_size=4, largest="group", largest_share=0.375, distill=0.0,
+                         largest_weight=weight)  # 3 of 8 groups
     torch.manual_seed(0)
     model = build_supernet(SPEC)
     space = model.space()
@@ -149,7 +149,7 @@ def test_largest_groups_train_the_full_network_on_their_share(weight):
 
 
 def test_the_ema_teacher_updates_and_is_only_a_target():
-    cfg = SupernetConfig(batch_size=32, group_size=8, largest="group", largest_groups=2, teacher="ema",
+    cfg = SupernetConfig(batch_size=32, group_size=8, largest="group", largest_share=0.5, teacher="ema",
                          distill=0.5, ema_decay=0.9)
     torch.manual_seed(0)
     model = build_supernet(SPEC)
@@ -187,17 +187,18 @@ def test_one_pass_settings_are_checked_once():
         return parse_config({"supernet": kw}).supernet
 
     assert sn(largest="batch", largest_every=3).largest_every == 3
-    assert sn(largest="group", largest_groups=4, teacher="ema", distill=0.5).teacher == "ema"
+    assert sn(largest="group", largest_share=0.5, teacher="ema", distill=0.5).teacher == "ema"
     for kw, message in ((dict(largest="group", largest_every=2, distill=0), "supernet.largest_every"),
                         (dict(teacher="ema", distill=0), "supernet.teacher"),
-                        (dict(largest_groups=7), "supernet.largest_groups: 7 full-network groups"),
+                        (dict(largest_share=1.0), "supernet.largest_share"),
+                        (dict(largest_weight=-1.0), "supernet.largest_weight"),
                         (dict(largest="group", distill=0.5), "supernet.distill"),
                         (dict(largest_every=0), "supernet.largest_every"),
                         (dict(ema_decay=1.0), "supernet.ema_decay"),
                         (dict(teacher="mean"), "supernet.teacher")):
         with pytest.raises(ConfigError, match=message):
             sn(**kw)
-    assert sn(largest_groups=6).largest_groups == 6  # 8 groups: 6 full, the smallest, one random
-    with pytest.raises(ConfigError, match="supernet.group_size: the train split has 48 samples"):
-        training_batch(SupernetConfig(batch_size=128, group_size=16, largest_groups=2), 48)
-    assert training_batch(SupernetConfig(batch_size=128, group_size=16, largest_groups=2), 64 + 8) == 64
+    assert full_group_count(0.5, 8, 2) == 4 and full_group_count(0.25, 8, 2) == 2
+    assert full_group_count(0.0, 8, 2) == 1, "group 0 is always the full network"
+    assert full_group_count(0.5, 4, 2) == 2 and full_group_count(0.5, 3, 2) == 1 and full_group_count(0.9, 8, 2) == 6, \
+        "the sandwich's smallest and one random group stay"
