@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from netadapt.arch import Architecture
@@ -141,10 +142,20 @@ class OrderedDropoutLoss:
                 loss = (1 - self.distill) * loss + self.distill * soft
             total = loss * self.subnet_weight if full_pass else loss
             if self.largest_weight > 0:
-                full = self.full_samples(batch)
-                total = total + self.largest_weight * criterion(logits[full], batch.labels[full])
+                total = total + self.largest_weight * self.full_network_loss(logits, batch)
         batch.backward(total)
         return loss
+
+    def full_network_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The full network's samples' mean cross-entropy over the global batch, as this process's
+        share: its samples' sum over the global count, times the ranks that data-parallel training
+        averages over (a rank without full-network samples adds 0, not the NaN of an empty mean)."""
+        full = self.full_samples(batch)
+        ranks = batch.size // len(batch.labels)
+        count = self.full_groups(batch.size) * self.group_size
+        summed = F.cross_entropy(logits[full], batch.labels[full], reduction="sum",
+                                 label_smoothing=self.label_smoothing)
+        return summed * ranks / count
 
     def full_groups(self, size: int) -> int:
         """The full network's groups in a global batch of `size` samples."""

@@ -202,3 +202,23 @@ def test_one_pass_settings_are_checked_once():
     assert full_group_count(0.0, 8, 2) == 1, "group 0 is always the full network"
     assert full_group_count(0.5, 4, 2) == 2 and full_group_count(0.5, 3, 2) == 1 and full_group_count(0.9, 8, 2) == 6, \
         "the sandwich's smallest and one random group stay"
+
+
+def test_the_full_samples_loss_splits_over_ranks_without_nan():
+    """Across 2 data-parallel ranks (rank 0 holds groups 0-1 of 4, rank 1 groups 2-3), the ranks'
+    terms average (as DDP averages gradients) to the single process's mean over the full groups."""
+    from netadapt.distributed import World, local_positions
+    from netadapt.supernet import OrderedDropoutLoss
+
+    loss = OrderedDropoutLoss(lambda b: {}, group_size=4, largest_share=0.5, largest_weight=1.0)
+    logits, labels = torch.randn(16, 4), torch.randint(0, 4, (16,))
+    single = loss.full_network_loss(logits, batch(torch.zeros(16, 1), labels))
+    full = [i for i in range(16) if i % 4 < 2]
+    assert torch.allclose(single, F.cross_entropy(logits[full], labels[full]))
+    ranks = []
+    for rank in range(2):
+        part = local_positions(16, 4, World(rank=rank, size=2, local_rank=rank))
+        b = Batch(torch.zeros(8, 1), labels[part], 16, part, False, torch.amp.GradScaler("cpu", enabled=False))
+        ranks.append(loss.full_network_loss(logits[part], b))
+    assert torch.isfinite(ranks[1]) and ranks[1] == 0
+    assert torch.allclose((ranks[0] + ranks[1]) / 2, single)
