@@ -38,6 +38,9 @@ from netadapt.supernet import MONITOR_BN_BATCHES, train_supernet
 from netadapt.training import accuracy
 
 REPO = Path(__file__).resolve().parents[1]
+# every variant sets the loss's keys itself, so its name stays true whatever params.yaml's defaults are
+LOSS_KEYS = dict(largest="group", largest_every=1, largest_share=0.0, largest_weight=0.0, distill=0.0,
+                 teacher="full", subnet_weight=1.0, augment=False)
 VARIANTS = {
     "plain": dict(sampling="none"),
     "od, largest on group 0": dict(sampling="sandwich", largest="group", distill=0.0),
@@ -66,11 +69,16 @@ VARIANTS = {
                                                  largest_weight=0.5, distill=0.0),
     "od, 4 of 8 groups, full samples +1.0": dict(sampling="sandwich", largest="group", largest_share=0.5,
                                                  largest_weight=1.0, distill=0.0),
+    "od, 6 of 8 groups, full samples +1.0": dict(sampling="sandwich", largest="group", largest_share=0.75,
+                                                 largest_weight=1.0, distill=0.0),
+    "od, 4 of 8 groups, full samples +2.0": dict(sampling="sandwich", largest="group", largest_share=0.5,
+                                                 largest_weight=2.0, distill=0.0),
     "od, 2 of 8 groups, full samples +0.75": dict(sampling="sandwich", largest="group", largest_share=0.25,
                                                   largest_weight=0.75, distill=0.0),
     "od, 2 of 8 groups + ema teacher, distill 0.5": dict(sampling="sandwich", largest="group", largest_share=0.25,
                                                          teacher="ema", distill=0.5),
 }
+VARIANTS = {name: {**LOSS_KEYS, **settings} for name, settings in VARIANTS.items()}
 
 
 def run(spec, train, holdout, sn, seed: int, device: torch.device) -> dict:
@@ -98,6 +106,8 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=None,
                         help="default: bench/results/supernet_quality_<model>.json (and .png beside it)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--skip-plain", action="store_true",
+                        help="plain ran in another run for these seeds: write the runs only, for --merge")
     parser.add_argument("--merge", type=Path, nargs="+", default=[], metavar="RESULTS",
                         help="no training: summarize the runs of these results files together (e.g. one "
                              "per seed, run side by side in several processes, or variants of one seed run "
@@ -119,7 +129,7 @@ def main() -> None:
     print(f"{spec.name} on {cfg.data.name}: {len(train)} train / {len(holdout)} holdout, {args.epochs} epochs, "
           f"batch {cfg.supernet.batch_size}, group {cfg.supernet.group_size}, threads {torch.get_num_threads()}",
           flush=True)
-    variants = {name: VARIANTS[name] for name in ["plain"] + args.variants}  # plain first, then as asked
+    variants = {name: VARIANTS[name] for name in ["plain"] * (not args.skip_plain) + args.variants}  # plain first
     info = {"model": spec.name, "data": cfg.data.name, "train": len(train), "holdout": len(holdout),
             "epochs": args.epochs, "seeds": args.seeds, "batch_size": cfg.supernet.batch_size,
             "group_size": cfg.supernet.group_size, "device": args.device}
@@ -134,8 +144,11 @@ def main() -> None:
             print(f"seed {seed}  {name:40s} largest {r['largest']:.4f}  smallest {r['smallest']:.4f}  "
                   f"{r['seconds_per_epoch']:.1f} s/epoch", flush=True)
             done = {k: v for k, v in rows.items() if v}
-            partial.write_text(json.dumps({"settings": {**info, "seeds": args.seeds[:len(rows['plain'])]},
+            partial.write_text(json.dumps({"settings": {**info, "seeds": args.seeds[:len(next(iter(rows.values())))]},
                                            "runs": done}, indent=2) + "\n")
+    if args.skip_plain:  # no baseline here: --merge with the file whose plain runs cover these seeds
+        partial.replace(out)
+        return
     report(rows, info, out)
     partial.unlink()
 
