@@ -359,11 +359,17 @@ TABLES: dict[str, Callable[[Path], str]] = {
                                                                timing=False),
     "supernet_quality_augment": lambda r: supernet_variants(r, "supernet_quality_mobilenet_v2_augment.json", True),
     "supernet_overhead_onepass": lambda r: supernet_overhead(r, "supernet_overhead_mobilenet_v2_onepass.json"),
+    "supernet_overhead_onepass_candidate": lambda r: supernet_overhead(
+        r, "supernet_overhead_mobilenet_v2_onepass_candidate.json"),
     # one-pass variants: epoch times left out (measured under heavy sharing; supernet_overhead_onepass has the cost)
     "supernet_quality_onepass_screen": lambda r: supernet_variants(
         r, "supernet_quality_plain_cnn_onepass_screen.json", False, timing=False),
     "supernet_quality_onepass": lambda r: supernet_variants(r, "supernet_quality_plain_cnn_onepass.json", False,
                                                             timing=False),
+    "supernet_quality_onepass_mobilenet": lambda r: supernet_variants(
+        r, "supernet_quality_mobilenet_v2_onepass.json", False, timing=False),
+    "supernet_quality_onepass_mobilenet_seeds": lambda r: supernet_variants(
+        r, "supernet_quality_mobilenet_v2_onepass_seeds.json", False, timing=False),
     "latency_reach": latency_reach,
     "data_rss": data_rss,
     "candidates_throughput": candidates_throughput,
