@@ -2,9 +2,11 @@
 epochs, for each way of training it, side by side on the same data, model, batch and seeds.
 
 Variants (`supernet.*`): plain (`sampling: none`); ordered dropout with the full network on group 0
-only (`largest: group`, the default); with the full network also trained on the whole batch in a
-pass of its own (`largest: batch`); and that pass's predictions teaching the sampled sub-networks
-(`distill: 0.5`, in-place distillation). Reports holdout accuracy of the largest and the smallest
+only (`largest: group`); with the full network also trained on the whole batch in a pass of its
+own (`largest: batch`); and that pass's predictions teaching the sampled sub-networks (`distill:
+0.5`, in-place distillation); and the one-pass variants: the full network on several groups
+(`largest_share`), its own pass on every k-th batch (`largest_every`), an EMA teacher
+(`teacher: ema`). Reports holdout accuracy of the largest and the smallest
 sub-network (BN re-estimated on train batches, as the supernet stage's monitor does) and seconds
 per epoch; the gap is plain's largest minus the variant's, in points.
 
@@ -36,6 +38,9 @@ from netadapt.supernet import MONITOR_BN_BATCHES, train_supernet
 from netadapt.training import accuracy
 
 REPO = Path(__file__).resolve().parents[1]
+# every variant sets the loss's keys itself, so its name stays true whatever params.yaml's defaults are
+LOSS_KEYS = dict(largest="group", largest_every=1, largest_share=0.0, largest_weight=0.0, distill=0.0,
+                 teacher="full", subnet_weight=1.0, augment=False)
 VARIANTS = {
     "plain": dict(sampling="none"),
     "od, largest on group 0": dict(sampling="sandwich", largest="group", distill=0.0),
@@ -47,7 +52,36 @@ VARIANTS = {
     # augmentation (random flip + crop, `supernet.augment`): alone on plain training, and on the default
     "plain + augment": dict(sampling="none", augment=True),
     "od, batch + distill 0.5 + augment": dict(sampling="sandwich", largest="batch", distill=0.5, augment=True),
+    # one pass (issue 23): the full network on a larger share of the batch (groups of 16 in a batch of
+    # 128: 2 or 4 of the 8 groups), its own pass on every k-th batch only, an EMA teacher, and mixes
+    "od, largest on 2 of 8 groups": dict(sampling="sandwich", largest="group", largest_share=0.25, distill=0.0),
+    "od, largest on 4 of 8 groups": dict(sampling="sandwich", largest="group", largest_share=0.5, distill=0.0),
+    "od, batch pass every 2nd + distill 0.5": dict(sampling="sandwich", largest="batch", largest_every=2,
+                                                   distill=0.5),
+    "od, batch pass every 3rd + distill 0.5": dict(sampling="sandwich", largest="batch", largest_every=3,
+                                                   distill=0.5),
+    "od, 4 of 8 groups + batch pass every 4th + distill 0.5": dict(sampling="sandwich", largest="batch",
+                                                                  largest_share=0.5, largest_every=4, distill=0.5),
+    "od, 4 of 8 groups + ema teacher, distill 0.5": dict(sampling="sandwich", largest="group", largest_share=0.5,
+                                                         teacher="ema", distill=0.5),
+    # the full network's samples weigh more (`largest_weight`): its loss counts about as a whole batch's
+    "od, 4 of 8 groups, full samples +0.5": dict(sampling="sandwich", largest="group", largest_share=0.5,
+                                                 largest_weight=0.5, distill=0.0),
+    "od, 4 of 8 groups, full samples +1.0": dict(sampling="sandwich", largest="group", largest_share=0.5,
+                                                 largest_weight=1.0, distill=0.0),
+    "od, 6 of 8 groups, full samples +1.0": dict(sampling="sandwich", largest="group", largest_share=0.75,
+                                                 largest_weight=1.0, distill=0.0),
+    "od, 6 of 8 groups, full samples +0.5": dict(sampling="sandwich", largest="group", largest_share=0.75,
+                                                 largest_weight=0.5, distill=0.0),
+    "od, largest on 6 of 8 groups": dict(sampling="sandwich", largest="group", largest_share=0.75, distill=0.0),
+    "od, 4 of 8 groups, full samples +2.0": dict(sampling="sandwich", largest="group", largest_share=0.5,
+                                                 largest_weight=2.0, distill=0.0),
+    "od, 2 of 8 groups, full samples +0.75": dict(sampling="sandwich", largest="group", largest_share=0.25,
+                                                  largest_weight=0.75, distill=0.0),
+    "od, 2 of 8 groups + ema teacher, distill 0.5": dict(sampling="sandwich", largest="group", largest_share=0.25,
+                                                         teacher="ema", distill=0.5),
 }
+VARIANTS = {name: {**LOSS_KEYS, **settings} for name, settings in VARIANTS.items()}
 
 
 def run(spec, train, holdout, sn, seed: int, device: torch.device) -> dict:
@@ -75,18 +109,16 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=None,
                         help="default: bench/results/supernet_quality_<model>.json (and .png beside it)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--skip-plain", action="store_true",
+                        help="plain ran in another run for these seeds: write the runs only, for --merge")
     parser.add_argument("--merge", type=Path, nargs="+", default=[], metavar="RESULTS",
                         help="no training: summarize the runs of these results files together (e.g. one "
-                             "per seed, run side by side in several processes) into --results")
+                             "per seed, run side by side in several processes, or variants of one seed run "
+                             "apart; a cut-short run's .partial.json) into --results: the variants run for "
+                             "every seed")
     args = parser.parse_args()
     if args.merge:
-        parts = [json.loads(f.read_text()) for f in args.merge]
-        settings = {**parts[0]["settings"], "seeds": sorted(s for p in parts for s in p["settings"]["seeds"])}
-        if any({k: v for k, v in p["settings"].items() if k != "seeds"} !=
-               {k: v for k, v in settings.items() if k != "seeds"} for p in parts):
-            raise SystemExit("--merge: the results files differ in settings other than the seeds")
-        rows = {name: [r for p in parts for r in p["runs"][name]] for name in parts[0]["runs"]}
-        report(rows, settings, args.results or args.merge[0].with_name(f"supernet_quality_{settings['model']}.json"))
+        merge(args.merge, args.results)
         return
     overrides = [f"model.name={args.model}", f"supernet.epochs={args.epochs}"]
     if args.data_name:
@@ -100,7 +132,12 @@ def main() -> None:
     print(f"{spec.name} on {cfg.data.name}: {len(train)} train / {len(holdout)} holdout, {args.epochs} epochs, "
           f"batch {cfg.supernet.batch_size}, group {cfg.supernet.group_size}, threads {torch.get_num_threads()}",
           flush=True)
-    variants = {name: VARIANTS[name] for name in VARIANTS if name == "plain" or name in args.variants}
+    variants = {name: VARIANTS[name] for name in ["plain"] * (not args.skip_plain) + args.variants}  # plain first
+    info = {"model": spec.name, "data": cfg.data.name, "train": len(train), "holdout": len(holdout),
+            "epochs": args.epochs, "seeds": args.seeds, "batch_size": cfg.supernet.batch_size,
+            "group_size": cfg.supernet.group_size, "device": args.device}
+    out = args.results or REPO / "bench" / "results" / f"supernet_quality_{spec.name}.json"
+    partial = out.with_suffix(".partial.json")  # the runs so far, for --merge should the run be cut short
     rows: dict[str, list[dict]] = {name: [] for name in variants}
     for seed in args.seeds:  # interleaved: each seed runs every variant
         for name, settings in variants.items():
@@ -109,10 +146,34 @@ def main() -> None:
             r = rows[name][-1]
             print(f"seed {seed}  {name:40s} largest {r['largest']:.4f}  smallest {r['smallest']:.4f}  "
                   f"{r['seconds_per_epoch']:.1f} s/epoch", flush=True)
-    settings = {"model": spec.name, "data": cfg.data.name, "train": len(train), "holdout": len(holdout),
-                "epochs": args.epochs, "seeds": args.seeds, "batch_size": cfg.supernet.batch_size,
-                "group_size": cfg.supernet.group_size, "device": args.device}
-    report(rows, settings, args.results or REPO / "bench" / "results" / f"supernet_quality_{spec.name}.json")
+            done = {k: v for k, v in rows.items() if v}
+            partial.write_text(json.dumps({"settings": {**info, "seeds": args.seeds[:len(next(iter(rows.values())))]},
+                                           "runs": done}, indent=2) + "\n")
+    if args.skip_plain:  # no baseline here: --merge with the file whose plain runs cover these seeds
+        partial.replace(out)
+        return
+    report(rows, info, out)
+    partial.unlink()
+
+
+def merge(files: list[Path], out: Path | None) -> None:
+    """Summarize the runs of several results files (seeds run in separate processes, or variants of
+    one seed in separate runs) as one: per (seed, variant) the first file's run; the variants run
+    for every seed."""
+    parts = [json.loads(f.read_text()) for f in files]
+    if any({k: v for k, v in p["settings"].items() if k != "seeds"} !=
+           {k: v for k, v in parts[0]["settings"].items() if k != "seeds"} for p in parts):
+        raise SystemExit("--merge: the results files differ in settings other than the seeds")
+    runs: dict[tuple[int, str], dict] = {}
+    for part in parts:
+        for name, rs in part["runs"].items():
+            for seed, r in zip(part["settings"]["seeds"], rs):
+                runs.setdefault((seed, name), r)
+    seeds = sorted({seed for seed, _ in runs})
+    names = [n for n in dict.fromkeys(n for p in parts for n in p["runs"]) if all((s, n) in runs for s in seeds)]
+    settings = {**parts[0]["settings"], "seeds": seeds}
+    report({n: [runs[(s, n)] for s in seeds] for n in names}, settings,
+           out or files[0].with_name(f"supernet_quality_{settings['model']}.json"))
 
 
 def report(rows: dict[str, list[dict]], settings: dict, out: Path) -> None:

@@ -281,12 +281,13 @@ def sn_caption(settings: dict, model: str = "") -> str:
             f"{settings['group_size']}, seeds {seeds}; device: {settings.get('device', 'cpu')}.*")
 
 
-def supernet_overhead(results: Path) -> str:
-    d = read(results, "supernet_overhead_mobilenet_v2.json")
+def supernet_overhead(results: Path, name: str = "supernet_overhead_mobilenet_v2.json") -> str:
+    d = read(results, name)
     s = d["settings"]
     rows = [[name, spread(v["seconds_median"], v["seconds_min"], v["seconds_max"], ".1f"),
              spread(v["ratio_median"], v["ratio_min"], v["ratio_max"], ".2f")] for name, v in d["summary"].items()]
-    caption = (f"*{s['model']} on {s['data']} ({s['train']} train images), batch {s['batch_size']}, groups of "
+    timed = f", the first {s['steps']} batches of an epoch timed" if s.get("steps") else ""
+    caption = (f"*{s['model']} on {s['data']} ({s['train']} train images{timed}), batch {s['batch_size']}, groups of "
                f"{s['group_size']}, {s['repeats']} interleaved repeats; torch {s['torch']}, {s['torch_threads']} "
                f"threads on {s['cpus']} CPU cores. Configured default: {s['configured']}.*")
     return block(caption, ["layout", "epoch s, median [min, max]", "/ plain epoch, median [min, max]"], rows)
@@ -494,6 +495,18 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "supernet_quality_weighting": lambda r: supernet_variants(r, "supernet_quality_mobilenet_v2_weighting.json", False,
                                                                timing=False),
     "supernet_quality_augment": lambda r: supernet_variants(r, "supernet_quality_mobilenet_v2_augment.json", True),
+    "supernet_overhead_onepass": lambda r: supernet_overhead(r, "supernet_overhead_mobilenet_v2_onepass.json"),
+    "supernet_overhead_onepass_candidate": lambda r: supernet_overhead(
+        r, "supernet_overhead_mobilenet_v2_onepass_candidate.json"),
+    # one-pass variants: epoch times left out (measured under heavy sharing; supernet_overhead_onepass has the cost)
+    "supernet_quality_onepass_screen": lambda r: supernet_variants(
+        r, "supernet_quality_plain_cnn_onepass_screen.json", False, timing=False),
+    "supernet_quality_onepass": lambda r: supernet_variants(r, "supernet_quality_plain_cnn_onepass.json", False,
+                                                            timing=False),
+    "supernet_quality_onepass_mobilenet": lambda r: supernet_variants(
+        r, "supernet_quality_mobilenet_v2_onepass.json", False, timing=False),
+    "supernet_quality_onepass_mobilenet_seeds": lambda r: supernet_variants(
+        r, "supernet_quality_mobilenet_v2_onepass_seeds.json", False, timing=False),
     "latency_reach": latency_reach,
     "data_rss": data_rss,
     "candidates_throughput": candidates_throughput,

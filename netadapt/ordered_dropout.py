@@ -49,13 +49,15 @@ SamplingMode = Literal["sandwich", "random", "none"]
 
 
 def sample_widths(arch: Architecture, batch_size: int, generator: torch.Generator,
-                  mode: SamplingMode = "sandwich", group_size: int = 1) -> dict[str, torch.Tensor] | None:
+                  mode: SamplingMode = "sandwich", group_size: int = 1,
+                  full_groups: int = 1) -> dict[str, torch.Tensor] | None:
     """Per-sample widths for one batch, drawn once per group of `group_size` samples (sample i is
     in group i % groups, the layout `GroupStatsBatchNorm2d` reads without copying).
 
-    Group 0 is always the full network. `sandwich` also makes group 1 the smallest network;
-    the other groups draw each dimension uniformly from its allowed widths. `none` trains the
-    full network only (plain training) and returns None.
+    The first `full_groups` groups (group 0 by default) are always the full network, so it trains
+    on that share of the batch. `sandwich` also makes the next group the smallest network; the
+    other groups draw each dimension uniformly from its allowed widths. `none` trains the full
+    network only (plain training) and returns None.
     """
     if mode == "none":
         return None
@@ -64,11 +66,18 @@ def sample_widths(arch: Architecture, batch_size: int, generator: torch.Generato
     for d in arch.dims:
         choices = torch.tensor(d.choices(), dtype=torch.long)
         w = choices[torch.randint(len(choices), (groups,), generator=generator)]
-        w[0] = d.max_width
-        if mode == "sandwich" and groups > 1:
-            w[1] = d.min_width
+        w[:full_groups] = d.max_width
+        if mode == "sandwich" and groups > full_groups:
+            w[full_groups] = d.min_width
         widths[d.name] = w.repeat(group_size)[:batch_size]
     return widths
+
+
+def full_group_count(share: float, groups: int, others: int) -> int:
+    """How many of a batch's `groups` sample groups are the full network for a `share` of them:
+    floor(share x groups), at least 1 (group 0), at most what leaves `others` groups to the
+    sampled sub-networks (the sandwich's smallest and one random)."""
+    return max(1, min(int(share * groups), groups - others))
 
 
 class GroupStatsBatchNorm2d(nn.BatchNorm2d):
@@ -77,11 +86,13 @@ class GroupStatsBatchNorm2d(nn.BatchNorm2d):
 
     Sample i belongs to group i % groups, so the batch [B, C, H, W] viewed as [B/groups,
     groups*C, H, W] (a free view) puts each (group, channel) pair in a channel of its own.
-    Running statistics follow group 0, the full network. Set `groups` before the forward pass
-    (`set_bn_groups`); with 1 it is a plain BatchNorm2d.
+    Running statistics follow the full network: the first `full_groups` groups pooled (their
+    samples' mean and variance). Set `groups` before the forward pass (`set_bn_groups`); with 1
+    it is a plain BatchNorm2d.
     """
 
     groups: int = 1
+    full_groups: int = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.groups <= 1:
@@ -91,19 +102,23 @@ class GroupStatsBatchNorm2d(nn.BatchNorm2d):
         out, mean, invstd = torch.native_batch_norm(x.view(b // g, g * c, h, w), self.weight.repeat(g),
                                                     self.bias.repeat(g), None, None, True, 0.0, self.eps)
         with torch.no_grad():
-            n = (b // g) * h * w
-            var = (invstd[:c].double().pow(-2) - self.eps).float() * n / max(n - 1, 1)
-            self.running_mean.lerp_(mean[:c], self.momentum)
-            self.running_var.lerp_(var, self.momentum)
+            m, n = self.full_groups, (b // g) * h * w
+            means = mean.view(g, c)[:m].double()
+            variances = invstd.view(g, c)[:m].double().pow(-2) - self.eps  # biased, per group
+            pooled = means.mean(0)
+            var = ((variances + means.pow(2)).mean(0) - pooled.pow(2)) * (m * n) / max(m * n - 1, 1)
+            self.running_mean.lerp_(pooled.float(), self.momentum)
+            self.running_var.lerp_(var.float(), self.momentum)
             self.num_batches_tracked.add_(1)
         return out.view(b, c, h, w)
 
 
-def set_bn_groups(model: nn.Module, groups: int) -> None:
-    """Tell every `GroupStatsBatchNorm2d` in `model` how many sample groups the next batch has."""
+def set_bn_groups(model: nn.Module, groups: int, full_groups: int = 1) -> None:
+    """Tell every `GroupStatsBatchNorm2d` in `model` how many sample groups the next batch has, and
+    how many of them (the first) are the full network, whose statistics the running ones follow."""
     for m in model.modules():
         if isinstance(m, GroupStatsBatchNorm2d):
-            m.groups = groups
+            m.groups, m.full_groups = groups, max(1, min(full_groups, groups))
 
 
 def widest(a: Width | None, b: Width | None) -> Width | None:

@@ -9,6 +9,7 @@ the full network (the baseline OD is compared with).
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from netadapt.arch import Architecture
@@ -24,7 +26,7 @@ from netadapt.data import Split
 from netadapt.distributed import SINGLE, World, barrier, check_split, wrap
 from netadapt.errors import ConfigError
 from netadapt.evaluation import evaluate_subnet
-from netadapt.ordered_dropout import Widths, sample_widths, set_bn_groups
+from netadapt.ordered_dropout import Widths, full_group_count, sample_widths, set_bn_groups
 from netadapt.resume import Progress
 from netadapt.training import (Batch, LossFn, Loop, accuracy, cosine_schedule, cross_entropy, epoch_steps,
                                make_optimizer, train_epoch)
@@ -43,14 +45,54 @@ class EpochMetrics:
 
 
 @contextmanager
-def group_statistics(model: nn.Module, groups: int) -> Iterator[None]:
+def group_statistics(model: nn.Module, groups: int, full_groups: int = 1) -> Iterator[None]:
     """Batch norm normalizes each of `groups` sample groups by its own statistics inside the block
-    (`ordered_dropout.GroupStatsBatchNorm2d`), and the whole batch by shared ones again after it."""
-    set_bn_groups(model, groups)
+    (`ordered_dropout.GroupStatsBatchNorm2d`; running statistics from the first `full_groups`),
+    and the whole batch by shared ones again after it."""
+    set_bn_groups(model, groups, full_groups)
     try:
         yield
     finally:
         set_bn_groups(model, 1)
+
+
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The network itself, inside a data-parallel wrapper or not."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+class EmaTeacher:
+    """An exponential moving average of the super-network's weights, run as the full network
+    without gradients: the teacher of in-place distillation (`supernet.teacher: ema`) for the price
+    of a forward pass, where the full network's own pass costs a forward-backward.
+
+    `probabilities` first folds in the weights as they are now (after the previous optimizer step)
+    with decay min(`decay`, (1 + t) / (10 + t)) at update t, so the early average is not the
+    random initialization; buffers (batch-norm statistics) are copied. The average runs with batch
+    statistics, as the full network's own pass does."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.module = copy.deepcopy(unwrapped(model)).requires_grad_(False)
+        set_bn_groups(self.module, 1)
+        self.decay, self.updates = decay, 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        source = unwrapped(model)
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for mine, theirs in zip(self.module.parameters(), source.parameters()):
+            mine.lerp_(theirs.detach(), 1 - decay)
+        for mine, theirs in zip(self.module.buffers(), source.buffers()):
+            mine.copy_(theirs)
+        self.updates += 1
+
+    @torch.no_grad()
+    def probabilities(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The average's class probabilities on the batch, after folding in `model`'s weights."""
+        self.update(model)
+        self.module.train()
+        with batch.autocast():
+            return self.module(batch.inputs).float().softmax(-1)
 
 
 @dataclass(frozen=True)
@@ -58,14 +100,19 @@ class OrderedDropoutLoss:
     """The super-network's loss on one batch (NetAdaptV2's ordered dropout).
 
     1. Each group of `group_size` samples gets its own widths (`sample`: per-sample widths for a
-       global batch of that many samples); the full network is among them (group 0).
-    2. `largest_pass`: the full network first also trains on the whole batch in a pass of its own
-       (shared batch-norm statistics, as plain training), and its probabilities are the teacher.
-    3. One masked forward pass trains every sampled sub-network, each group with its own batch-norm
+       global batch of that many samples); the full network is among them: the first
+       `full_groups(groups)` groups (`largest_share` of them, at least group 0).
+    2. `largest_pass`: on batches 0, `largest_every`, 2 x `largest_every`, ... of an epoch, the full
+       network first also trains on the whole batch in a pass of its own (shared batch-norm
+       statistics, as plain training), and its probabilities are the teacher.
+    3. `ema`: the teacher is instead an average of the weights (`EmaTeacher`), on every batch.
+       `largest_weight` > 0: the full network's samples (its groups') also add their mean
+       cross-entropy x that weight, so it learns at about plain training's rate in the one pass.
+    4. One masked forward pass trains every sampled sub-network, each group with its own batch-norm
        statistics: cross-entropy with the labels (smoothed by `label_smoothing`), and with a teacher
        and `distill` > 0, in-place distillation: (1 - distill) x that + distill x cross-entropy with
-       the teacher's probabilities; weighted by `subnet_weight` against the full pass (the sandwich's
-       balance). Returns that sampled pass's loss (unweighted).
+       the teacher's probabilities; weighted by `subnet_weight` against the full pass when there is
+       one (the sandwich's balance). Returns that sampled pass's loss (unweighted).
     """
     sample: Callable[[int], Widths]
     group_size: int = 1
@@ -73,20 +120,52 @@ class OrderedDropoutLoss:
     largest_pass: bool = False
     distill: float = 0.0
     subnet_weight: float = 1.0
+    largest_every: int = 1
+    largest_share: float = 0.0
+    ema: EmaTeacher | None = None
+    largest_weight: float = 0.0
+    others: int = 2  # groups the sampled sub-networks keep at least (MIN_GROUPS - 1)
 
     def __call__(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         widths = {k: batch.local(v) if isinstance(v, torch.Tensor) else v for k, v in self.sample(batch.size).items()}
         criterion = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
-        teacher = self.full_network_pass(model, batch, criterion) if self.largest_pass else None
+        full_pass = self.largest_pass and batch.index % self.largest_every == 0
+        teacher = self.full_network_pass(model, batch, criterion) if full_pass else None
+        if self.ema is not None:
+            teacher = self.ema.probabilities(model, batch)
         groups = len(batch.labels) // self.group_size if self.group_size > 1 else 1
-        with group_statistics(model, groups), batch.autocast():
+        with group_statistics(model, groups, self.full_groups(batch.size)), batch.autocast():
             logits = model(batch.inputs, widths)
             loss = criterion(logits, batch.labels)
             if teacher is not None and self.distill > 0:
                 soft = -(teacher * logits.float().log_softmax(-1)).sum(-1).mean()
                 loss = (1 - self.distill) * loss + self.distill * soft
-        batch.backward(loss * self.subnet_weight if teacher is not None else loss)
+            total = loss * self.subnet_weight if full_pass else loss
+            if self.largest_weight > 0:
+                total = total + self.largest_weight * self.full_network_loss(logits, batch)
+        batch.backward(total)
         return loss
+
+    def full_network_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The full network's samples' mean cross-entropy over the global batch, as this process's
+        share: its samples' sum over the global count, times the ranks that data-parallel training
+        averages over (a rank without full-network samples adds 0, not the NaN of an empty mean)."""
+        full = self.full_samples(batch)
+        ranks = batch.size // len(batch.labels)
+        count = self.full_groups(batch.size) * self.group_size
+        summed = F.cross_entropy(logits[full], batch.labels[full], reduction="sum",
+                                 label_smoothing=self.label_smoothing)
+        return summed * ranks / count
+
+    def full_groups(self, size: int) -> int:
+        """The full network's groups in a global batch of `size` samples."""
+        return full_group_count(self.largest_share, -(-size // self.group_size), self.others)
+
+    def full_samples(self, batch: Batch) -> torch.Tensor:
+        """Which of this process's samples are the full network's (global group < `full_groups`)."""
+        positions = torch.arange(len(batch.labels)) if batch.part is None else batch.part.cpu()
+        groups = -(-batch.size // self.group_size)
+        return (positions % groups < self.full_groups(batch.size)).to(batch.labels.device)
 
     @staticmethod
     def full_network_pass(model: nn.Module, batch: Batch, criterion: nn.Module) -> torch.Tensor:
@@ -98,14 +177,28 @@ class OrderedDropoutLoss:
         return full.detach().float().softmax(-1)
 
 
-def supernet_loss(cfg: SupernetConfig, space: Architecture, generator: torch.Generator) -> LossFn:
+def ema_teacher(cfg: SupernetConfig, model: nn.Module) -> EmaTeacher | None:
+    """The weight average `cfg` distills from (`supernet.teacher: ema`), started from `model`'s weights."""
+    return EmaTeacher(model, cfg.ema_decay) if cfg.teacher == "ema" and cfg.sampling != "none" else None
+
+
+def supernet_loss(cfg: SupernetConfig, space: Architecture, generator: torch.Generator,
+                  ema: EmaTeacher | None = None) -> LossFn:
     """The loss `cfg` trains the super-network of `space` with, its widths drawn from `generator`:
-    ordered dropout's, or plain cross-entropy of the full network for `sampling: none`."""
+    ordered dropout's, or plain cross-entropy of the full network for `sampling: none`. `ema`:
+    the teacher `ema_teacher` made, kept across epochs (required with `teacher: ema`)."""
     if cfg.sampling == "none":
         return cross_entropy(cfg.label_smoothing)
-    return OrderedDropoutLoss(lambda b: sample_widths(space, b, generator, cfg.sampling, cfg.group_size),
-                              cfg.group_size, cfg.label_smoothing, cfg.largest == "batch", cfg.distill,
-                              cfg.subnet_weight)
+    if (cfg.teacher == "ema") != (ema is not None):
+        raise ValueError(f"supernet.teacher {cfg.teacher}: pass the EmaTeacher that ema_teacher(cfg, model) makes")
+    others = MIN_GROUPS[cfg.sampling] - 1
+
+    def sample(b: int) -> Widths:
+        full = full_group_count(cfg.largest_share, -(-b // cfg.group_size), others)
+        return sample_widths(space, b, generator, cfg.sampling, cfg.group_size, full)
+
+    return OrderedDropoutLoss(sample, cfg.group_size, cfg.label_smoothing, cfg.largest == "batch", cfg.distill,
+                              cfg.subnet_weight, cfg.largest_every, cfg.largest_share, ema, cfg.largest_weight, others)
 
 
 MONITOR_BN_BATCHES = 4  # train batches to re-estimate the smallest sub-network's BN statistics
@@ -148,6 +241,7 @@ def train_supernet(model: nn.Module, train: Split, holdout: Split, cfg: Supernet
     scheduler = cosine_schedule(optimizer, cfg.epochs * epoch_steps(len(train), batch_size, drop_last))
     history = [EpochMetrics(**row) for row in (progress.restore(model, optimizer, scheduler) if progress else [])]
     trained = wrap(model, world, device)
+    ema = ema_teacher(cfg, model)  # restarts from the restored weights when a run resumes
     for epoch in range(len(history), cfg.epochs):
         start = time.perf_counter()
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -155,7 +249,7 @@ def train_supernet(model: nn.Module, train: Split, holdout: Split, cfg: Supernet
         loop = Loop(batch_size, group_size, amp=cfg.amp, augment=cfg.augment,
                     desc=f"supernet epoch {epoch + 1}/{cfg.epochs}")
         loss = train_epoch(trained, train, optimizer, scheduler, loop, generator, device,
-                           supernet_loss(cfg, space, generator), world)
+                           supernet_loss(cfg, space, generator, ema), world)
         largest_acc = smallest_acc = 0.0
         if world.writer:
             largest_acc = accuracy(model, holdout, eval_batch_size, device)[1]

@@ -113,13 +113,15 @@ class Loop:
 class Batch:
     """One training batch as a loss function sees it: this process's `inputs` and `labels` of a
     global batch of `size` samples (every rank draws the same one and keeps its `part`, positions
-    from `distributed.local_positions`; None in a single process), and the precision to train in."""
+    from `distributed.local_positions`; None in a single process), the precision to train in, and
+    the batch's `index` in its epoch (0, 1, ...)."""
     inputs: torch.Tensor
     labels: torch.Tensor
     size: int
     part: torch.Tensor | None
     amp: bool
     scaler: torch.amp.GradScaler
+    index: int = 0
 
     def local(self, per_sample: torch.Tensor) -> torch.Tensor:
         """This process's entries of a tensor drawn per sample of the global batch, on the inputs' device."""
@@ -174,12 +176,12 @@ def train_epoch(model: nn.Module, split: Split, optimizer: torch.optim.Optimizer
     steps = epoch_steps(len(split), batch_size, drop_last) if loop.max_steps <= 0 else loop.max_steps
     bar = progress_bar(batches(split, batch_size, generator, device, loop.max_steps, drop_last, part,
                                stored=loop.augment), total=steps, desc=loop.desc, unit="batches", enabled=world.writer)
-    for inputs, labels in bar:
+    for index, (inputs, labels) in enumerate(bar):
         size = len(labels) if part is None else batch_size
         if loop.augment:
             inputs = augment(inputs, split.view.size, generator, size, part)
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model, Batch(inputs, labels, size, part, loop.amp, scaler))
+        loss = loss_fn(model, Batch(inputs, labels, size, part, loop.amp, scaler, index))
         scaler.step(optimizer)
         scaler.update()
         if scheduler is not None:

@@ -94,13 +94,19 @@ def _check_supernet(cfg: Config) -> None:
                           f"group(s) in a supernet.batch_size of {sn.batch_size}, and {SAMPLING_NOTE[sn.sampling]}: "
                           f"use a group_size of at most {sn.batch_size // MIN_GROUPS[sn.sampling]}, "
                           f"or supernet.sampling: none for plain training")
+    if sn.largest_every > 1 and sn.largest != "batch":
+        raise ConfigError(f"supernet.largest_every: spaces out the full network's own pass over the batch: set "
+                          f"supernet.largest: batch, or largest_every: 1 (got {sn.largest_every})")
+    if sn.teacher == "ema" and sn.distill == 0:
+        raise ConfigError("supernet.teacher: ema teaches through in-place distillation: set supernet.distill > 0, "
+                          "or teacher: full")
     if sn.subnet_weight != 1.0 and sn.largest != "batch":
         raise ConfigError(f"supernet.subnet_weight: weighs the sampled sub-networks' pass against the full "
                           f"network's own pass over the batch: set supernet.largest: batch, or subnet_weight: 1 "
                           f"(got {sn.subnet_weight})")
-    if sn.distill > 0 and sn.largest != "batch":
+    if sn.distill > 0 and sn.largest != "batch" and sn.teacher == "full":
         raise ConfigError(f"supernet.distill: the teacher is the full network's pass over the whole batch: "
-                          f"set supernet.largest: batch, or distill: 0 (got {sn.distill})")
+                          f"set supernet.largest: batch, or teacher: ema, or distill: 0 (got {sn.distill})")
     split_problem = batch_split_problem(sn.batch_size, sn.group_size if sn.sampling != "none" else 1, sn.nproc)
     if split_problem:
         raise ConfigError(f"supernet.nproc: {split_problem} (supernet.batch_size {sn.batch_size})")

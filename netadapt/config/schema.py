@@ -114,7 +114,15 @@ class SupernetConfig:
     amp: bool = False  # mixed precision: float16 autocast + loss scaling on CUDA, bfloat16 autocast on CPU
     largest: Literal["group", "batch"] = "batch"  # the full network trains on group 0, or also on the whole batch
     # in a second pass of its own
-    distill: float = _num(0.5, ge=0.0, le=1.0)  # with largest: batch, weight of its soft labels for the others
+    largest_every: int = _num(1, ge=1, le=MAX_COUNT)  # with largest: batch, that pass on batches 0, k, 2k.. of an epoch
+    # share of every batch's sample groups (the first) that are the full network: floor(share x groups), at least
+    # group 0, at most what leaves the sampled sub-networks MIN_GROUPS[sampling] - 1 groups
+    largest_share: float = _num(0.0, ge=0.0, lt=1.0)
+    largest_weight: float = _num(0.0, ge=0.0, le=100.0)  # their mean loss added again x this (0: the batch mean only)
+    distill: float = _num(0.5, ge=0.0, le=1.0)  # weight of the teacher's soft labels for the sampled sub-networks
+    teacher: Literal["full", "ema"] = "full"  # full: the full network's own pass (largest: batch); ema: an
+    # exponential moving average of the weights run as the full network without gradients (a forward)
+    ema_decay: float = _num(0.99, gt=0.0, lt=1.0)  # teacher: ema, the average's decay per step
     subnet_weight: float = _num(1.0, gt=0.0, le=1.0)  # with largest: batch, the sampled pass's loss weight
     augment: bool = False  # random horizontal flip + crop (reflect padding 4) of every training image
 

@@ -178,7 +178,8 @@ def test_a_step_is_exactly_the_ordered_dropout_recipe(sampling, largest, distill
     from netadapt.training import Loop, to_input, train_epoch
 
     cfg = SupernetConfig(batch_size=32, group_size=8, sampling=sampling, largest=largest, distill=distill,
-                         subnet_weight=weight, label_smoothing=0.1, amp=amp, augment=True)
+                         subnet_weight=weight, label_smoothing=0.1, amp=amp, augment=True,
+                         largest_share=0.0, largest_weight=0.0)  # the full network on group 0 (test_onepass: more)
     data = quadrant_task(48, 3)
     torch.manual_seed(0)
     model = build_supernet(SPEC)
