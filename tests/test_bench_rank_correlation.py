@@ -88,7 +88,7 @@ def test_a_smoke_run_writes_both_scores_and_the_fine_tuned_accuracies_of_each_ca
     assert done.stdout.splitlines()[-1].startswith("rank_correlation_train_minus_holdout=")
     result = json.loads((tmp_path / "rc.json").read_text())
     (seed,) = result["seeds"]
-    assert len(seed["candidates"]) == 3 and seed["commit"] and isinstance(seed["dirty"], bool)
+    assert len(seed["candidates"]) == 3 and seed["provenance"]["git_commit"] and isinstance(seed["provenance"]["dirty"], bool)
     assert {"score_holdout", "score_train", "finetuned_test", "finetuned_holdout", "widths"} <= set(seed["candidates"][0])
     assert (tmp_path / "rc.png").is_file()
 

@@ -57,9 +57,9 @@ def resolve_preset(raw: Any) -> Any:
     """`raw` (a params mapping) with the keys it leaves unset given `search.preset`'s values (a new
     mapping; `raw` is left as it is). Anything malformed outside the preset itself is left for the
     typed parse to name."""
-    if not isinstance(raw, dict) or not isinstance(raw.get("search", {}), (dict, type(None))):
+    if not isinstance(raw, dict):
         return raw
-    search = raw.get("search") or {}
+    search = raw.get("search") if isinstance(raw.get("search"), dict) else {}  # else the typed parse names it
     name = search.get("preset")
     name = DEFAULT if name is None else name
     if not isinstance(name, str) or name not in PRESETS:
