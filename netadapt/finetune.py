@@ -21,6 +21,7 @@ from netadapt.arch import Architecture
 from netadapt.config import FinetuneConfig
 from netadapt.data import Split
 from netadapt.distributed import SINGLE, World, barrier, wrap
+from netadapt.evaluation import recalibrate_bn
 from netadapt.io import DamagedArtifact, atomic_path, file_blocks, read_json, write_json
 from netadapt.models import extract
 from netadapt.resources.backends import onnx_bytes
@@ -33,9 +34,14 @@ DELIVERABLES = ("model.pt", "model.onnx")
 DIGESTS = "digests.json"
 
 
-def initial_network(supernet: nn.Module, arch: Architecture, init: str) -> nn.Module:
-    """The slim network of `arch`, with the super-network's weights or freshly initialized."""
+def initial_network(supernet: nn.Module, arch: Architecture, init: str, calibration: Split | None = None,
+                    batches: int = 0, batch_size: int = 256) -> nn.Module:
+    """The slim network of `arch`, with the super-network's weights (its BN statistics re-estimated on
+    `batches` of `calibration`, as the search scored it: the super-network's running statistics are
+    the full network's, far off for a smaller kernel or width) or freshly initialized."""
     model = extract(supernet, arch)
+    if init != "scratch" and calibration is not None:
+        recalibrate_bn(model, calibration, batches, batch_size, torch.device("cpu"))
     if init == "scratch":
         for m in model.modules():
             if hasattr(m, "reset_parameters"):

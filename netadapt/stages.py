@@ -247,7 +247,8 @@ def finetune(cfg: Config, paths: Paths = Paths()) -> dict[str, float | int]:
     train, holdout = load_split(paths.prepared, "train"), load_split(paths.prepared, "holdout")
     device = resolve_device(f.device, world)
     torch.manual_seed(cfg.seed)
-    model = initial_network(supernet_model, arch, f.init)
+    model = initial_network(supernet_model, arch, f.init, train, cfg.search.bn_recalibration_batches,
+                            cfg.search.batch_size)  # BN re-estimated as the search's candidates were
     inputs = [paths.prepared / "train.pt", paths.prepared / "holdout.pt", arch_path,
               v1_network if v1_network.is_file() else paths.supernet]
     progress = stage_progress("finetune", cfg, paths, inputs)

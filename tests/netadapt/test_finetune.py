@@ -106,3 +106,26 @@ def test_train_network_learns_and_resumes_where_it_stopped(tmp_path: Path, monke
     again = train_network(resumed, train, holdout, cfg, 0, torch.device("cpu"), progress)
     assert [(e.epoch, e.loss, e.holdout_acc) for e in again] == [(e.epoch, e.loss, e.holdout_acc) for e in curve]
     assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_the_initial_network_starts_from_bn_statistics_of_its_own_architecture():
+    """The super-network's running statistics are the full network's; the discovered network starts
+    from statistics re-estimated on train batches, as the search scored it (a smaller kernel or
+    width left on the full network's statistics predicted one class: test accuracy at chance)."""
+    from netadapt.evaluation import recalibrate_bn
+    from tests.netadapt.test_supernet import SPEC as QUADRANTS, quadrant_task
+
+    torch.manual_seed(0)
+    supernet = build_supernet(QUADRANTS)
+    arch = supernet.space().smallest()
+    train = quadrant_task(128, 1)
+    as_is = initial_network(supernet, arch, "supernet")
+    started = initial_network(supernet, arch, "supernet", train, 2, 32)
+    expected = extract(supernet, arch)
+    recalibrate_bn(expected, train, 2, 32, torch.device("cpu"))
+    norms = lambda m: [(b.running_mean, b.running_var) for b in m.modules() if isinstance(b, nn.BatchNorm2d)]
+    assert norms(started)
+    for (mean, var), (want_mean, want_var), (old_mean, _) in zip(norms(started), norms(expected), norms(as_is)):
+        assert torch.equal(mean, want_mean) and torch.equal(var, want_var) and not torch.equal(mean, old_mean)
+    scratch = initial_network(supernet, arch, "scratch", train, 2, 32)
+    assert all(torch.equal(m, torch.zeros_like(m)) for m, _ in norms(scratch))  # from scratch: reset, not calibrated
