@@ -628,8 +628,11 @@ def test_the_damage_table_covers_every_artifact_a_stage_reads():
 def interrupt(args: list[str], sig: int, when: str, env: dict) -> tuple[int, str]:
     """`netadapt <args>` in a process of its own, sent `sig` once its stderr shows `when` (a finished
     epoch): (exit status, stderr)."""
+    # as a terminal starts it: a test run in the background (`make test &`) has SIGINT ignored, and a
+    # command inherits that (and keeps it, as a background job should)
     proc = subprocess.Popen([sys.executable, "-m", "netadapt_flows.cli", *args], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in proc.stderr:
         seen.append(line)
