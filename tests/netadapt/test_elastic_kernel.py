@@ -21,19 +21,14 @@ from netadapt.models import build_supernet, extract
 from netadapt.netadapt_v1 import NetAdaptV1
 from netadapt.ordered_dropout import sample_widths
 from netadapt.resources.analytic import MacsModel
+from tests.netadapt.models.test_models import randomize_bn
 
 K7 = ModelSpec("mobilenet_v2", (3, 32, 32), 10, width_mult=0.5, kwargs={"kernel": 7})
 
 
 def trained_looking(model: nn.Module, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-    return model.eval()
+    return randomize_bn(model)
 
 
 def kernel_dims(space: Architecture) -> list[Dimension]:

@@ -22,17 +22,22 @@ def model_spec(name: str, shape: tuple[int, int, int]) -> ModelSpec:
     return ModelSpec(base, shape, 10, kwargs={"kernel": int(kernel)} if kernel else {})
 
 
-def trained_looking(spec: ModelSpec, seed: int = 0) -> nn.Module:
-    """A super-network with random BN statistics and affine parameters (defaults hide slicing bugs)."""
-    torch.manual_seed(seed)
-    model = build_supernet(spec).eval()
+def randomize_bn(model: nn.Module) -> nn.Module:
+    """`model` (eval mode) with random BN statistics and affine parameters (defaults hide slicing bugs),
+    drawn from torch's global generator."""
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.uniform_(-0.5, 0.5)
-    return model
+    return model.eval()
+
+
+def trained_looking(spec: ModelSpec, seed: int = 0) -> nn.Module:
+    """A super-network of `spec`, seeded, with trained-looking BN (`randomize_bn`)."""
+    torch.manual_seed(seed)
+    return randomize_bn(build_supernet(spec).eval())
 
 
 def random_arch(space: Architecture, rng: random.Random) -> Architecture:
