@@ -132,7 +132,10 @@ def _stamped_stage(name: str, args: argparse.Namespace, device: str = "") -> dic
     from netadapt.lock import check
 
     cfg, paths = _stage_config(args, device)  # bad input (an unknown --device too) fails here, before any work
-    check(args.artifacts)  # another writer: exit 2 naming it, before any work (opening a tracking run too)
+    from netadapt_tasks.dvc import dvc_writes
+
+    check(args.artifacts, guards=(dvc_writes,))  # another writer (a `dvc repro` stage too): exit 2 naming
+    # it, before any work (opening a tracking run too)
     from netadapt.run_stage import run_stage
     from netadapt_tracking import stage_run  # after validation: bad input never opens a run (MLflow is lazy)
 

@@ -206,18 +206,24 @@ def _refusal(path: Path, holder: dict) -> LockHeld:
     return LockHeld(f"{path}: held by {_describe(holder)}; wait for it or remove the file if that process is gone")
 
 
-def check(artifacts: str | Path) -> None:
+def check(artifacts: str | Path, guards: Sequence[Guard] = ()) -> None:
     """Raise LockHeld, as `acquire` would, if another live process holds the project's lock (not this
-    process, nor one whose lock it shares): asked before work that comes before the lock is taken (a
-    stage command opens its tracking run first). `acquire` still decides."""
+    process, nor one whose lock it shares), or if a guard refuses (each entered and left at once):
+    asked before work that comes before the lock is taken (a stage command opens its tracking run
+    first, and a refusal after that would leave a FAILED run behind). `acquire` still decides."""
     path = lock_path(artifacts).resolve()
     with _mutex:
         if path in _held:
             return
     holder = _read(path)
-    if holder is None or _shares(path, holder) or _stale(holder, path):
+    if holder is not None and _shares(path, holder):
         return
-    raise _refusal(path, holder)
+    if holder is not None and not _stale(holder, path):
+        raise _refusal(path, holder)
+    command = shlex.join([Path(sys.argv[0]).name or "python", *sys.argv[1:]])
+    with ExitStack() as stack:
+        for guard in guards:
+            stack.enter_context(guard(path.parent, f"{command} (checking)"))
 
 
 def _forget_made(path: Path) -> None:

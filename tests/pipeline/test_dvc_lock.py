@@ -83,7 +83,12 @@ def waiting_project(root: Path) -> Path:
     return root
 
 
-def test_a_netadapt_command_during_a_dvc_repro_stage_refuses_in_one_line_naming_dvc(tmp_path: Path, capsys):
+def test_a_netadapt_command_during_a_dvc_repro_stage_refuses_in_one_line_naming_dvc(tmp_path: Path, capsys,
+                                                                                   monkeypatch):
+    """... before it opens its tracking run (a refusal after that left a FAILED run in MLflow)."""
+    store = tmp_path / "mlflow.db"
+    monkeypatch.setenv("NETADAPT_TRACKING", "on")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     root = waiting_project(tmp_path / "repo")
     repro = subprocess.Popen([DVC, "repro"], cwd=root, env=tool_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
@@ -101,6 +106,7 @@ def test_a_netadapt_command_during_a_dvc_repro_stage_refuses_in_one_line_naming_
                               f"in use by pid {repro.pid} ("), err
         assert "dvc repro" in err
         assert not lock_path(root / "artifacts").exists() and not (root / "metrics").exists(), "nothing started"
+        assert not store.exists(), "a tracking run was opened before the refusal"
     finally:
         (root / "go").touch()
         out = repro.communicate(timeout=120)[0]
