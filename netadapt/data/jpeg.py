@@ -7,17 +7,16 @@ stand in for them:
 - the marker structure, in numpy over the bytes (`read_layout`): the segments before each scan fit
   in the file; inside the entropy-coded data every 0xFF is a stuffed 0x00, a fill byte or a restart
   marker in its cyclic order, and the data ends at a marker that may follow a scan; the file has an
-  end-of-image marker;
-- for a sequential (baseline) JPEG of one scan, whether its scan data runs out before its image does
-  (`runs_short`): decoded again with bytes appended after the scan data, a sound file gives the very
-  same pixels (the decoder never reads them), while one whose garbled codes made the decoder want
-  more than the scan holds (libjpeg's "premature end of data segment", then filled in) changes. This
-  costs one more decode of each such JPEG, in `prepare` only.
+  end-of-image marker; the message names the byte;
+- a strict decode (`decode_problem`): libjpeg-turbo, through `simplejpeg` (pinned; a wheel with its
+  own libjpeg-turbo, no other dependency), stops at libjpeg's first warning: scan data that runs
+  out before the image does ("premature end of data segment"), bytes left over when the image is
+  complete ("extraneous bytes before marker"), a code no Huffman table holds. This costs one more
+  decode of each JPEG, in `prepare` only.
 
-What neither sees: garbled bytes after which the decoder happens to finish early (libjpeg's
-"extraneous bytes before marker"), or that form valid codes throughout (about half of 40 garbled
-bytes mid-scan, in the tests this was measured with). A strict decoder (libjpeg-turbo's TurboJPEG
-with TJFLAG_STOPONWARNING) would see them; it is not a dependency here.
+What neither sees: garbled bytes that decode as valid codes and leave the decoder in step with the
+file (Huffman codes resynchronize), so that it ends exactly where the scan does: no decoder can tell
+them from a sound file (a checksum can: `data.checksums`).
 """
 
 from __future__ import annotations
@@ -26,20 +25,20 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+import simplejpeg
 
 SOI, EOI, SOS = 0xD8, 0xD9, 0xDA
 RST0, RST7 = 0xD0, 0xD7
 # markers that may end a scan's entropy-coded data: end of image, the next scan and the tables,
 # restart interval, line count, application and comment segments before it
 AFTER_SCAN = {EOI, SOS, 0xC4, 0xCC, 0xDB, 0xDC, 0xDD, 0xFE, *range(0xE0, 0xF0)}
-SEQUENTIAL_HUFFMAN = {0xC0, 0xC1}  # baseline and extended sequential frames (SOF0, SOF1)
+# the output colourspace a strict decode asks for, by the file's (what needs no conversion libjpeg lacks)
+DECODE_AS = {"Gray": "GRAY", "CMYK": "CMYK", "YCCK": "CMYK"}
 
 
 @dataclass(frozen=True)
 class JpegLayout:
     problem: str = ""  # why the file is damaged ("": nothing seen)
-    single_scan_end: int = 0  # a sequential JPEG of one scan: the offset of the marker ending it (else 0)
 
 
 def jpeg_problem(data: bytes) -> str:
@@ -52,7 +51,7 @@ def read_layout(data: bytes) -> JpegLayout:
     """The marker structure of `data` (`JpegLayout()` for anything that is not a JPEG)."""
     if data[:2] != b"\xff\xd8":
         return JpegLayout()
-    pos, n, sequential, scans = 2, len(data), False, []
+    pos, n = 2, len(data)
     while True:  # segments up to and including each scan's header, then its entropy-coded data
         while pos < n and data[pos] == 0xFF and pos + 1 < n and data[pos + 1] == 0xFF:
             pos += 1  # fill bytes before a marker
@@ -62,7 +61,7 @@ def read_layout(data: bytes) -> JpegLayout:
             return JpegLayout(f"byte {pos} should start a marker (0xFF), found 0x{data[pos]:02X}")
         marker = data[pos + 1]
         if marker == EOI:
-            return JpegLayout("", scans[0] if sequential and len(scans) == 1 else 0)
+            return JpegLayout()
         if RST0 <= marker <= RST7 or marker in (SOI, 0x01):
             pos += 2
             continue
@@ -72,31 +71,23 @@ def read_layout(data: bytes) -> JpegLayout:
         end = pos + 2 + length
         if length < 2 or end > n:
             return JpegLayout(f"segment 0xFF{marker:02X} at byte {pos} runs past the end of the file ({n} bytes)")
-        if marker in SEQUENTIAL_HUFFMAN:
-            sequential = True
         if marker != SOS:
             pos = end
             continue
         found = _scan_end(data, end)
         if isinstance(found, str):
             return JpegLayout(found)
-        scans.append(found)
         pos = found
 
 
-# 64 bytes appended after a scan's data by `runs_short`: no 0xFF (no marker, no stuffing)
-PROBE = bytes(np.random.default_rng(20261207).integers(0, 255, 64, dtype=np.uint8))
-
-
-def runs_short(data: bytes, scan_end: int, decoded: np.ndarray) -> bool:
-    """Whether the one scan of a sequential JPEG (`JpegLayout.single_scan_end`) runs out before its
-    image: `decoded` (its pixels) changes when bytes are appended after the scan data."""
+def decode_problem(data: bytes) -> str:
+    """Why a strict decode of the JPEG `data` stops (libjpeg's first warning or error), or ""."""
     try:
-        with Image.open(io.BytesIO(data[:scan_end] + PROBE + b"\xff\xd9")) as img:
-            img.load()
-            return not np.array_equal(np.asarray(img), decoded)
-    except OSError:  # the decoder read the appended bytes and choked on them
-        return True
+        colorspace = simplejpeg.decode_jpeg_header(data, strict=True)[2]
+        simplejpeg.decode_jpeg(data, colorspace=DECODE_AS.get(colorspace, "RGB"), strict=True)
+    except ValueError as exc:
+        return " ".join(str(exc).split())
+    return ""
 
 
 def _scan_end(data: bytes, start: int) -> int | str:

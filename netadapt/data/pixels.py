@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from netadapt.data.checksums import Checksums
-from netadapt.data.jpeg import read_layout, runs_short
+from netadapt.data.jpeg import decode_problem, read_layout
 from netadapt.errors import DataError
 
 GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -35,7 +35,7 @@ def channels_of(mode: str) -> int:
 
 def open_image(path: Path, checksums: Checksums) -> Image.Image:
     """The decoded image of `path`, or a one-line `DataError` naming it: an empty file, a format
-    Pillow cannot identify, a damaged JPEG (`jpeg`: its structure, a scan that runs short), a
+    Pillow cannot identify, a damaged JPEG (`jpeg`: its structure, libjpeg's warnings), a
     truncated or damaged file, and a warning Pillow raises while decoding (under `strict_decoding`)."""
     raw = path.read_bytes()
     checksums.verify(path, raw)
@@ -51,9 +51,9 @@ def open_image(path: Path, checksums: Checksums) -> Image.Image:
         raise DataError(f"{path}: cannot decode image: not a format Pillow recognises") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Warning) as exc:
         raise DataError(f"{path}: cannot decode image: {exc}") from None
-    if layout.single_scan_end and runs_short(raw, layout.single_scan_end, np.asarray(img)):
-        raise DataError(f"{path}: damaged JPEG: its scan data runs out before the image does (garbled or "
-                        f"missing bytes; the decoder would fill in the rest)")
+    if img.format == "JPEG" and (problem := decode_problem(raw)):
+        raise DataError(f"{path}: damaged JPEG: {problem} (garbled or missing bytes; Pillow would fill in "
+                        f"the rest without a word)")
     return img
 
 
