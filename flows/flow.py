@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import flow, unmapped
+from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -55,6 +56,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from netadapt import evaluation, stages, stamps
 from netadapt.arch import Architecture
 from netadapt.config import Config, load_config, to_dict
+from netadapt.eta import progress_bar
 from netadapt.history import Replay
 from netadapt.layout import DEVICE_STAGES, STAGES, UPSTREAM, Paths
 from netadapt.lock import project_lock
@@ -107,6 +109,9 @@ class SearchRecorder:
             seed_candidate_cache(arch_jsons, [[base["holdout_acc"], base["seconds"]]], self.kwargs)  # the base network
         futures = candidate_task.map(arch_jsons, unmapped(self.kwargs), unmapped(self.iteration),
                                      range(len(arch_jsons)))
+        with progress_bar(total=len(futures), desc="search candidates", unit="candidates") as bar:
+            for _ in as_completed(futures):  # as the CLI's loop does: the ETA of an iteration's candidates
+                bar.update()
         results = [tuple(map(float, f.result())) for f in futures]  # [accuracy, seconds] each
         self.candidate_states.extend(f.state.name for f in futures)
         self.iteration_seconds[str(self.iteration)] = round(time.perf_counter() - started, 3)

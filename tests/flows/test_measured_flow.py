@@ -24,9 +24,19 @@ import json
 import sys
 from pathlib import Path
 
+import logging
+
+import netadapt.eta as eta
 import netadapt.resources.metric as metric
 import netadapt_flows.flow as ff
 from tests.presets import device_over_once
+
+eta.EVERY = 0.0  # every progress line at once (off a terminal: log lines), as a step past 10 s logs them
+progress = []
+handler = logging.Handler()
+handler.emit = lambda record: progress.append(record.getMessage())
+logging.getLogger("netadapt").addHandler(handler)
+logging.getLogger("netadapt").setLevel(logging.INFO)
 
 timed = []
 metric.network_timings = device_over_once(Path("artifacts/profile/lut.csv"), float(sys.argv[1]), timed)
@@ -34,7 +44,8 @@ first = ff.netadapt_flow(params_file="tiny.yaml")
 timed_first = len(timed)
 second = ff.netadapt_flow(params_file="tiny.yaml")
 print(json.dumps({"first": first, "second": second, "timed_first": timed_first,
-                  "timed_second": len(timed) - timed_first}))
+                  "timed_second": len(timed) - timed_first,
+                  "candidates": [line for line in progress if line.startswith("search candidates: ")]}))
 '''
 
 
@@ -47,6 +58,8 @@ def test_the_flow_searches_on_until_its_answer_measures_within_the_budget(tmp_pa
     first, second = out["first"], out["second"]
 
     assert first["states"] == dict.fromkeys(STAGES, "Completed")
+    assert out["candidates"] and all("ETA" in line for line in out["candidates"]), \
+        "the mapped candidates of an iteration report their progress with an ETA"
     search = first["metrics"]["search"]
     checks = search["checks"]
     assert [c["measured"] for c in checks][:1] == [FIRST] and checks[-1]["measured"] <= BUDGET
