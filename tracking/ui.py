@@ -1,13 +1,17 @@
 """How the MLflow UI shows the project's experiment: the addresses the project prints, and the runs
 view it stores in the experiment.
 
-What MLflow 3.17's UI reads to choose an experiment's view is not the experiment: it is the browser's
-workflow switch (the sidebar's "GenAI | Model training"), kept in the browser's local storage
-(`mlflow.workflowType`, default `genai`, so a fresh browser lands on the GenAI overview of traces and
-token usage) and overridden by the page address's `workflowType` query parameter. The experiment tag
-`mlflow.experimentKind` (set too: `store.EXPERIMENT_KIND_TAG`) is what its experiment-kind selector
-wrote in earlier 3.x releases; 3.17 no longer reads it to pick the view. So every address the project
-prints carries `workflowType=machine_learning` (`experiment_url`, `run_url`).
+What MLflow 3.17's UI reads to choose an experiment's view is not the experiment, nor the server: it
+is the browser's workflow switch (the sidebar's "GenAI | Model training"), kept in the browser's
+local storage (`mlflow.workflowType_v1`, default `genai`, so a fresh browser lands on the GenAI
+overview of traces and token usage) and overridden by the page address's `workflowType` query
+parameter, which is not remembered. Its bundle reads the experiment tag `mlflow.experimentKind` only
+behind a feature flag compiled to "on" (`()=>!0`) that derives the kind from the switch instead;
+its experiment list links to the bare `#/experiments/<id>`; its `server-info` answer has no default
+view; only the switch (and the demo launcher) writes the key. So nothing the project can set on the
+experiment or on `mlflow ui` changes where a click in MLflow's list lands, and every address the
+project prints carries `workflowType=machine_learning` (`experiment_url`, `run_url`). The tag
+(`store.EXPERIMENT_KIND_TAG`) is still set: earlier 3.x releases read it.
 
 A saved runs view is an experiment tag `mlflow.sharedViewState.<id>` holding `{name, createdAt,
 state}` (the state: the runs table's columns, as JSON text); the runs tab lists it under *Views*,

@@ -2,7 +2,8 @@
 final network's figures as columns. MLflow 3.17 picks the view from the browser's workflow switch
 (default: GenAI) or the address's `workflowType`, not from the experiment, so the addresses the
 project prints carry it (`netadapt_tracking.ui`); the experiment holds the saved runs view they open.
-The browser test reads the page headless Chromium renders from `mlflow server`."""
+The browser test reads the pages headless Chromium renders from `mlflow server`, and clicks through
+MLflow's own pages as docs/mlflow.md tells a reviewer to (`tests/tracking/browser.py`)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from netadapt.layout import RESULT_METRICS
 from netadapt_tracking import ui
 from netadapt_tracking.contents import VERDICT_TAG
 from netadapt_tracking.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, open_store
+from tests.tracking.browser import Browser
 
 VIEW_TAG = ui.VIEW_TAG_PREFIX + ui.RESULTS_VIEW
 
@@ -146,7 +148,34 @@ def test_the_experiment_opens_on_the_training_runs_with_the_headline_columns(chr
     assert "netadapt Runs" in overview and "Evaluations" not in overview, overview[:1500]
     assert "About this run" in overview and "0.8125" in overview
 
-    # The control: the experiment's plain address opens MLflow 3.17's GenAI overview in a fresh
-    # browser, whatever the experiment's tags say (why the printed addresses carry `workflowType`).
-    plain = page_text(chromium, f"{mlflow_server}/#/experiments/{experiment_id}", "Token Usage")
-    assert "Token Usage" in plain, plain[:1500]
+    reviewer_clicks_through_mlflows_own_pages(chromium, mlflow_server, experiment_id)
+
+
+def reviewer_clicks_through_mlflows_own_pages(chromium: str, base: str, experiment_id: str) -> None:
+    """What docs/mlflow.md tells a reviewer, in a fresh browser: MLflow's home -> the experiment in its
+    list lands on the GenAI overview whatever the experiment's tags say, and still does after the
+    printed address was opened (the address's `workflowType` is not remembered); one click on the
+    sidebar's "Model training" is remembered (local storage `mlflow.workflowType_v1`), and from then
+    on the same click in the list lands on the runs table."""
+    runs_table = "document.body.innerText.includes('latency ≤ 50% · MET')"
+    genai = "document.body.innerText.includes('Token Usage')"
+
+    def home_then_experiment() -> str:
+        browser.open(f"{base}/#/")
+        browser.click("a[data-testid=experiment-list-item-link]", "netadapt")  # MLflow's experiment list
+        browser.wait_for(f"{runs_table} || {genai}")
+        return browser.location()
+
+    with Browser(chromium) as browser:
+        browser.open(ui.experiment_url(base, experiment_id))
+        browser.wait_for(runs_table)
+        landed = home_then_experiment()
+        assert f"/experiments/{experiment_id}/overview" in landed and "workflowType=genai" in landed, landed
+        assert "Token Usage" in browser.text() and browser.js("localStorage['mlflow.workflowType_v1']") is None
+
+        browser.click("[role=button]", "Model training")  # the sidebar's workflow switch, once
+        browser.wait_for(runs_table)
+        assert browser.js("localStorage['mlflow.workflowType_v1']") == '"machine_learning"'
+        landed = home_then_experiment()
+        assert f"/experiments/{experiment_id}/runs?workflowType=machine_learning" in landed, landed
+        assert "Token Usage" not in browser.text(), "not the GenAI overview"
