@@ -21,7 +21,6 @@ them from a sound file (a checksum can: `data.checksums`).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
