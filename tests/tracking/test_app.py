@@ -9,6 +9,7 @@ from flask import Flask
 from mlflow import server as mlflow_server
 
 from netadapt_tracking import app as netadapt_app
+from tests.conftest import REPO
 from tests.tracking.conftest import APP_NAME, declared_app
 
 OTHERS = ("/health", "/version", "/static-files/favicon.ico", "/static-files/manifest.json")
@@ -20,6 +21,12 @@ def test_mlflow_finds_the_app_by_its_name(mlflow_app_path: list[str], monkeypatc
         monkeypatch.syspath_prepend(folder)
     assert mlflow_server._find_app(APP_NAME) == declared_app()
     assert mlflow_server._is_factory(declared_app())  # uvicorn gets `--factory`, gunicorn `create_app()`
+
+
+def test_the_commands_the_project_prints_serve_the_app():
+    for where in ("Makefile", "docs/mlflow.md", "flows/reporting.py"):
+        commands = [line for line in (REPO / where).read_text().splitlines() if "mlflow ui --" in line]
+        assert commands and all("mlflow ui --app-name netadapt --" in line for line in commands), where
 
 
 @pytest.fixture
