@@ -56,7 +56,7 @@ run: $(STAMP)
 	@echo "plots:     $(CURDIR)/plots  (fidelity.png, search.png, tradeoff.png; all in one page: make plots)"
 	@echo "change the budget: git add dvc.lock metrics plots && git commit -m baseline   (the row experiments compare with),"
 	@echo "                   then make exp BUDGET=0.4   (re-runs search, finetune, evaluate only; compare: make exp-show)"
-	@echo "review in MLflow:  MLFLOW_DISABLE_TELEMETRY=true $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db   (then http://127.0.0.1:5000; docs/mlflow.md: the model-training view and the saved columns)"
+	@echo "review in MLflow:  MLFLOW_DISABLE_TELEMETRY=true $(BIN)/mlflow ui --app-name netadapt --backend-store-uri sqlite:///$(CURDIR)/mlflow.db   (then http://127.0.0.1:5000; docs/mlflow.md: the model-training view and the saved columns)"
 	@echo "the Prefect flow:  $(BIN)/netadapt flow   (served, with its UI: $(BIN)/netadapt serve)"
 
 # An experiment: the pipeline with params overridden (only the stages they affect re-run); its

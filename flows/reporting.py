@@ -215,4 +215,4 @@ def publish(result: dict, cfg: Config, p: Paths, pid: str) -> None:
     if link:
         create_link_artifact(key="mlflow-run", link=link, link_text="MLflow run of this pipeline",
                              description=f"Tracking URI {tracking.tracking_uri()} (a local store: open it with "
-                                         f"`mlflow ui --backend-store-uri <uri>`)")
+                                         f"`mlflow ui --app-name netadapt --backend-store-uri <uri>`)")

@@ -8,10 +8,12 @@ overview of traces and token usage) and overridden by the page address's `workfl
 parameter, which is not remembered. Its bundle reads the experiment tag `mlflow.experimentKind` only
 behind a feature flag compiled to "on" (`()=>!0`) that derives the kind from the switch instead;
 its experiment list links to the bare `#/experiments/<id>`; its `server-info` answer has no default
-view; only the switch (and the demo launcher) writes the key. So nothing the project can set on the
-experiment or on `mlflow ui` changes where a click in MLflow's list lands, and every address the
-project prints carries `workflowType=machine_learning` (`experiment_url`, `run_url`). The tag
-(`store.EXPERIMENT_KIND_TAG`) is still set: earlier 3.x releases read it.
+view; only the switch (and the demo launcher) writes the key. So the project serves the UI with its
+own MLflow server app, `mlflow ui --app-name netadapt` (`netadapt_tracking.app`), whose page stores
+model training in that key where the browser has made no choice; and every address the project
+prints carries `workflowType=machine_learning` (`experiment_url`, `run_url`), which opens the
+training view from any MLflow server. The tag (`store.EXPERIMENT_KIND_TAG`) is still set: earlier
+3.x releases read it.
 
 A saved runs view is an experiment tag `mlflow.sharedViewState.<id>` holding `{name, createdAt,
 state}` (the state: the runs table's columns, as JSON text); the runs tab lists it under *Views*,
@@ -32,7 +34,7 @@ WORKFLOW = {"workflowType": "machine_learning"}  # the UI's model-training view 
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # MLflow 3.17's saved runs views: one experiment tag each
 RESULTS_VIEW, RESULTS_VIEW_NAME = "netadapt-results", "netadapt: verdict and final network"
 RESULT_COLUMNS = (f"tags.`{VERDICT_TAG}`", *(f"metrics.`{m}`" for m in (*RESULT_METRICS, "total_seconds")))
-LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui --app-name netadapt` serves a local store by default
 
 
 def ui_base(tracking_uri: str) -> str:

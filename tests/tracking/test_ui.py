@@ -1,9 +1,11 @@
 """The MLflow UI opens the project's experiment in the model-training view with the verdict and the
 final network's figures as columns. MLflow 3.17 picks the view from the browser's workflow switch
 (default: GenAI) or the address's `workflowType`, not from the experiment, so the addresses the
-project prints carry it (`netadapt_tracking.ui`); the experiment holds the saved runs view they open.
-The browser test reads the pages headless Chromium renders from `mlflow server`, and clicks through
-MLflow's own pages as docs/mlflow.md tells a reviewer to (`tests/tracking/browser.py`)."""
+project prints carry it (`netadapt_tracking.ui`), the project's server app (`--app-name netadapt`,
+`netadapt_tracking.app`) makes model training a fresh browser's choice, and the experiment holds the
+saved runs view the addresses open. The browser test reads the pages headless Chromium renders from
+`mlflow server --app-name netadapt`, and clicks through MLflow's own pages as docs/mlflow.md tells a
+reviewer to (`tests/tracking/browser.py`)."""
 
 from __future__ import annotations
 
@@ -90,14 +92,16 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def mlflow_server(store: str, tmp_path: Path):
-    """`mlflow server` on a free loopback port over `store`, telemetry off; its base address."""
+def mlflow_server(store: str, tmp_path: Path, mlflow_app_path: list[str]):
+    """`mlflow server --app-name netadapt` (the project's app: tests/tracking/conftest.py says where from)
+    on a free loopback port over `store`, telemetry off; its base address."""
     port = free_port()
     exe = Path(sys.executable).with_name("mlflow")
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    python_path = os.pathsep.join([*mlflow_app_path, *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "PYTHONPATH": python_path}
     with open(tmp_path / "server.log", "wb") as log:
-        server = subprocess.Popen([str(exe), "server", "--backend-store-uri", store, "--host", "127.0.0.1",
-                                   "--port", str(port), "--workers", "1",
+        server = subprocess.Popen([str(exe), "server", "--app-name", "netadapt", "--backend-store-uri", store,
+                                   "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                                    "--default-artifact-root", str(tmp_path / "mlartifacts")],
                                   stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -153,29 +157,29 @@ def test_the_experiment_opens_on_the_training_runs_with_the_headline_columns(chr
 
 def reviewer_clicks_through_mlflows_own_pages(chromium: str, base: str, experiment_id: str) -> None:
     """What docs/mlflow.md tells a reviewer, in a fresh browser: MLflow's home -> the experiment in its
-    list lands on the GenAI overview whatever the experiment's tags say, and still does after the
-    printed address was opened (the address's `workflowType` is not remembered); one click on the
-    sidebar's "Model training" is remembered (local storage `mlflow.workflowType_v1`), and from then
-    on the same click in the list lands on the runs table."""
+    list lands on the runs table (the app stored model training, `mlflow.workflowType_v1`, as the
+    page loaded); a reviewer who then picks *GenAI* in the sidebar's switch keeps it: after a fresh
+    load of MLflow's home page the same click lands on the GenAI overview."""
     runs_table = "document.body.innerText.includes('latency ≤ 50% · MET')"
     genai = "document.body.innerText.includes('Token Usage')"
+    stored = "localStorage['mlflow.workflowType_v1']"
 
     def home_then_experiment() -> str:
+        browser.open("about:blank")  # a new page load (a new hash alone keeps the page and its scripts)
         browser.open(f"{base}/#/")
         browser.click("a[data-testid=experiment-list-item-link]", "netadapt")  # MLflow's experiment list
         browser.wait_for(f"{runs_table} || {genai}")
         return browser.location()
 
     with Browser(chromium) as browser:
-        browser.open(ui.experiment_url(base, experiment_id))
-        browser.wait_for(runs_table)
-        landed = home_then_experiment()
-        assert f"/experiments/{experiment_id}/overview" in landed and "workflowType=genai" in landed, landed
-        assert "Token Usage" in browser.text() and browser.js("localStorage['mlflow.workflowType_v1']") is None
-
-        browser.click("[role=button]", "Model training")  # the sidebar's workflow switch, once
-        browser.wait_for(runs_table)
-        assert browser.js("localStorage['mlflow.workflowType_v1']") == '"machine_learning"'
         landed = home_then_experiment()
         assert f"/experiments/{experiment_id}/runs?workflowType=machine_learning" in landed, landed
         assert "Token Usage" not in browser.text(), "not the GenAI overview"
+        assert browser.js(stored) == '"machine_learning"'
+
+        browser.click("[role=button]", "GenAI")  # the sidebar's workflow switch: the reviewer's choice
+        browser.wait_for(genai)
+        assert browser.js(stored) == '"genai"'
+        landed = home_then_experiment()
+        assert f"/experiments/{experiment_id}/overview" in landed and "workflowType=genai" in landed, landed
+        assert browser.js(stored) == '"genai"'

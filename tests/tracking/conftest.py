@@ -1,0 +1,34 @@
+"""Where MLflow finds the project's server app (`--app-name netadapt`, tracking/app.py)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+APP_GROUP, APP_NAME = "mlflow.app", "netadapt"
+
+
+def declared_app() -> str:
+    """The `netadapt` MLflow app pyproject.toml declares (`module:factory`)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return project["entry-points"][APP_GROUP][APP_NAME]
+
+
+@pytest.fixture
+def mlflow_app_path(tmp_path: Path) -> list[str]:
+    """Folders for sys.path (or PYTHONPATH) under which MLflow finds the `netadapt` app in this checkout:
+    the repository (its `netadapt_tracking` link) and, where this venv's install of the project predates
+    the entry point (installed before pyproject declared it; `make` reinstalls on a pyproject change),
+    a minimal dist-info in tmp_path declaring pyproject's. Installed: the real entry point is used."""
+    if any(e.name == APP_NAME for e in importlib.metadata.entry_points(group=APP_GROUP)):
+        return [str(REPO)]
+    dist = tmp_path / "entry-points" / "netadapt_app_test-0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: netadapt-app-test\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text(f"[{APP_GROUP}]\n{APP_NAME} = {declared_app()}\n")
+    return [str(REPO), str(dist.parent)]
