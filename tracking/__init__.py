@@ -3,7 +3,8 @@
 The folder `tracking/`, imported as `netadapt_tracking`: `store` (on or off, the tracking URI, the
 SQLite store's lock and retry), `runs` (a stage's run and its parent: open, finish, close),
 `contents` (what a run holds), `registry` (the registered model and its versions), `scoring`
-(the registered model's code), `ui` (the UI's addresses and the experiment's saved runs view).
+(the registered model's code), `ui` (the UI's addresses and the experiment's saved runs view), `app`
+(the `mlflow ui --app-name netadapt` server app).
 
 Both front ends (the stage CLI that `dvc.yaml` runs, and the Prefect tasks) wrap a stage in
 `stage_run`, which opens the stage's child run before the stage starts and closes it when it ends:
@@ -43,6 +44,9 @@ Both front ends (the stage CLI that `dvc.yaml` runs, and the Prefect tasks) wrap
   prints carry `workflowType=machine_learning` (a run's: its overview page). The experiment holds a
   saved runs view, `netadapt-results` (the verdict and the final network's figures as columns), and
   the tag `mlflow.experimentKind = custom_model_development`; neither overrides what the user set.
+  `mlflow ui --app-name netadapt` (`app`, the command the project prints) serves MLflow's page with
+  the browser's workflow switch preset to model training where the user has not chosen, so that a
+  click on the experiment in MLflow's own list lands on the runs table.
 - Tracking URI: `MLFLOW_TRACKING_URI`, default a SQLite file in the working directory (`mlflow.db`).
 - Pipeline id: `NETADAPT_PIPELINE_ID` when set (the flow sets it), else the `dvc repro` process
   that started the stage, else one per process (all stages of `netadapt run` share a parent run).
