@@ -122,15 +122,19 @@ def retry_while_locked(call: Callable[[], T]) -> T:
 @contextmanager
 def quiet_store() -> Iterator[None]:
     """MLflow's SQL store logs each database error with its traceback (logger `mlflow.store.db.utils`,
-    ERROR) before raising it: a locked store mid-stage printed four of them. Our callers report the
-    error in one line, so that log is muted for the block."""
-    logger = logging.getLogger("mlflow.store.db.utils")
-    previous = logger.level
-    logger.setLevel(logging.CRITICAL)
+    ERROR) before raising it: a locked store mid-stage printed four of them; and urllib3 logs each retry
+    of a request to a tracking server (`Retrying (Retry(total=1, ...)) after connection broken by ...`,
+    WARNING). Our callers report the error in one line (with the retries), so those logs are muted for
+    the block."""
+    loggers = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "urllib3.connectionpool")]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(previous)
+        for logger, level in zip(loggers, previous):
+            logger.setLevel(level)
 
 
 def open_store(uri: str, experiment: str) -> tuple[Any, str]:

@@ -500,6 +500,28 @@ def test_a_tracking_server_that_never_answers_is_given_up_on_with_the_bound_stat
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "1"
 
 
+def test_an_unreachable_tracking_server_is_one_line_without_the_retries_log(tmp_path: Path, tracking_store,
+                                                                            monkeypatch, caplog):
+    """Issue 27 item 8: an unreachable server (connection refused) took 264 s; with our bounds it takes
+    the retries' backoff (1 + 2 s), but urllib3 logged each retry (`Retrying (Retry(total=1, ...)) after
+    connection broken by ...`), two lines before the refusal's one. The refusal, which states the
+    retries, is the only word."""
+    import socket
+
+    for name in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(tracking.store, "HTTP_RETRIES", 1)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    uri = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()  # nothing listens there: connection refused
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(NetAdaptError, match=rf"^tracking: cannot open an MLflow run in {uri}: .* and 1 retries"):
+            with stage_run("prepare", fake_config(), Paths(tmp_path / "a", tmp_path / "m", tmp_path / "p")):
+                pass
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
 def test_a_store_locked_mid_stage_leaves_no_run_running_and_says_so_in_one_line(tmp_path: Path, tracking_store: str,
                                                                                  monkeypatch, caplog, capsys):
     """Issue 27 item 7: another writer held `mlflow.db` locked while a stage ran: logging the finished
