@@ -79,7 +79,9 @@ def _store_lock(uri: str) -> Iterator[None]:
     """An exclusive lock (flock) around the first use of a SQLite store in this process: MLflow creates
     and migrates a new database's schema when a store is first opened, and two processes doing it at
     once crashed one (`duplicate column name: step`). The lock file lives in the temp folder, named
-    after the database, so the project gets no extra file; other stores are not locked."""
+    after the database, so the project gets no extra file; its holder removes it before releasing it
+    (one was left per store: hundreds in a test run), and a waiter that then holds a removed file's lock
+    locks the file now at that name instead. Other stores are not locked."""
     db = _sqlite_file(uri)
     if db is None:
         yield
@@ -88,13 +90,22 @@ def _store_lock(uri: str) -> Iterator[None]:
     import hashlib
     import tempfile
 
-    name = f"netadapt-mlflow-init-{hashlib.sha256(str(db).encode()).hexdigest()[:16]}.lock"
-    with open(Path(tempfile.gettempdir()) / name, "a") as handle:
+    digest = hashlib.sha256(str(db).encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"netadapt-mlflow-init-{digest}.lock"
+    while True:
+        handle = open(path, "a")
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if os.path.samestat(os.fstat(handle.fileno()), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()  # its holder removed it meanwhile: lock the one at that name now
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        handle.close()  # and with it the lock
 
 
 def _locked(exc: BaseException) -> bool:

@@ -389,6 +389,33 @@ def test_two_processes_using_a_new_store_at_once_both_open_their_runs(tmp_path: 
     assert results == ["ok"] * 6, results
 
 
+def test_the_stores_first_use_lock_excludes_and_leaves_no_file(tmp_path: Path, monkeypatch):
+    """The lock file of a store's first use (in the temp folder) was left behind, one per store: hundreds
+    after a test run. Its holder now removes it; a waiter holding the removed file's lock takes the new
+    one's, so holders still never overlap (eight threads, each opening the lock file on its own)."""
+    import tempfile
+    import threading
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    inside, overlaps = [], []
+
+    def use() -> None:
+        for _ in range(20):
+            with tracking.store._store_lock(uri):
+                inside.append(1)
+                overlaps.append(len(inside) > 1)
+                time.sleep(0.001)
+                inside.pop()
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(overlaps) == 160 and not any(overlaps)
+    assert not list(tmp_path.glob("netadapt-mlflow-init-*")), "the lock file is left behind"
+
 def test_a_store_another_writer_holds_locked_is_waited_for_before_the_stage_starts(tmp_path: Path,
                                                                                      tracking_store: str):
     """Another writer holds the SQLite store locked: the stage's run is opened once it lets go (MLflow's
