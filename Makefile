@@ -12,6 +12,7 @@ export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
+export ORT_DISABLE_TELEMETRY := 1
 
 .PHONY: test test-all test-busy run venv clean exp exp-show results metrics plots plots-template
 

@@ -1,4 +1,5 @@
-"""Telemetry off for the tools the project runs (MLflow, Prefect, DVC), in the values each honours.
+"""Telemetry off for the tools the project runs (MLflow, Prefect, DVC, ONNX Runtime), in the values each
+honours.
 
 `telemetry_off()` sets them in this process's environment, so every library imported here and every
 process started from here (the Prefect server, Dask workers, DVC, `mlflow ui`) reads them. The CLI's
@@ -12,6 +13,9 @@ the installed versions:
   its server's startup report: `PREFECT_SERVER_ANALYTICS_ENABLED=false`.
 - DVC 3 (`dvc.analytics.is_enabled`): `DVC_NO_ANALYTICS` set to anything (and `core.analytics =
   false` in `.dvc/config`).
+- ONNX Runtime 1.32 (its 1DS telemetry, on Linux too): `ORT_DISABLE_TELEMETRY` 1. Without it, the
+  first session a process creates writes a device id and an event store (`onnxruntime.db`) under
+  `~/.cache/Microsoft/DeveloperTools/.onnxruntime/`: files outside the project.
 
 The values are set, not defaulted: a `DO_NOT_TRACK=1` already in the environment (which MLflow
 ignores) becomes `true`.
@@ -26,6 +30,7 @@ TELEMETRY_OFF: dict[str, str] = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DVC_NO_ANALYTICS": "1",
+    "ORT_DISABLE_TELEMETRY": "1",
 }
 
 

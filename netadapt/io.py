@@ -34,7 +34,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     artifact gets the mode a plain write would give (mkstemp's temp files are private, 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # a folder that takes no new file: the artifact's name, not a temp name's
+        raise _naming(exc, path, temp=True) from None
     os.close(fd)
     try:
         yield Path(tmp)
@@ -47,15 +50,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-# Writes the machine refuses (`ulimit -f`, a full disk, a quota, a read-only mount): the CLI says them in
-# one line naming the artifact.
+# Writes the machine refuses (`ulimit -f`, a full disk, a quota, a read-only mount, a folder without write
+# permission): the CLI says them in one line naming the artifact.
 STORAGE_FULL = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "over the file size limit (ulimit -f)",
-                errno.EDQUOT: "over the disk quota", errno.EROFS: "on a read-only file system"}
+                errno.EDQUOT: "over the disk quota", errno.EROFS: "on a read-only file system",
+                errno.EACCES: "permission denied (a read-only folder?)"}
 
 
-def _naming(exc: OSError, path: Path) -> OSError:
-    """`exc`, naming the artifact being written when the OS did not name a file (a refused write())."""
-    if exc.errno in STORAGE_FULL and not exc.filename:
+def _naming(exc: OSError, path: Path, temp: bool = False) -> OSError:
+    """`exc`, naming the artifact being written when the OS did not name a file (a refused write()),
+    or named only the temp file it was being written to (`temp`)."""
+    if exc.errno in STORAGE_FULL and (temp or not exc.filename):
         return OSError(exc.errno, exc.strerror, str(path))
     return exc
 
@@ -66,7 +71,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     with a plain folder's mode (mkdtemp's are private, 0700)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise _naming(exc, path, temp=True) from None
     try:
         try:
             yield tmp

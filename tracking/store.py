@@ -79,7 +79,9 @@ def _store_lock(uri: str) -> Iterator[None]:
     """An exclusive lock (flock) around the first use of a SQLite store in this process: MLflow creates
     and migrates a new database's schema when a store is first opened, and two processes doing it at
     once crashed one (`duplicate column name: step`). The lock file lives in the temp folder, named
-    after the database, so the project gets no extra file; other stores are not locked."""
+    after the database, so the project gets no extra file; its holder removes it before releasing it
+    (one was left per store: hundreds in a test run), and a waiter that then holds a removed file's lock
+    locks the file now at that name instead. Other stores are not locked."""
     db = _sqlite_file(uri)
     if db is None:
         yield
@@ -88,13 +90,22 @@ def _store_lock(uri: str) -> Iterator[None]:
     import hashlib
     import tempfile
 
-    name = f"netadapt-mlflow-init-{hashlib.sha256(str(db).encode()).hexdigest()[:16]}.lock"
-    with open(Path(tempfile.gettempdir()) / name, "a") as handle:
+    digest = hashlib.sha256(str(db).encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"netadapt-mlflow-init-{digest}.lock"
+    while True:
+        handle = open(path, "a")
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if os.path.samestat(os.fstat(handle.fileno()), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()  # its holder removed it meanwhile: lock the one at that name now
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        handle.close()  # and with it the lock
 
 
 def _locked(exc: BaseException) -> bool:
@@ -122,15 +133,19 @@ def retry_while_locked(call: Callable[[], T]) -> T:
 @contextmanager
 def quiet_store() -> Iterator[None]:
     """MLflow's SQL store logs each database error with its traceback (logger `mlflow.store.db.utils`,
-    ERROR) before raising it: a locked store mid-stage printed four of them. Our callers report the
-    error in one line, so that log is muted for the block."""
-    logger = logging.getLogger("mlflow.store.db.utils")
-    previous = logger.level
-    logger.setLevel(logging.CRITICAL)
+    ERROR) before raising it: a locked store mid-stage printed four of them; and urllib3 logs each retry
+    of a request to a tracking server (`Retrying (Retry(total=1, ...)) after connection broken by ...`,
+    WARNING). Our callers report the error in one line (with the retries), so those logs are muted for
+    the block."""
+    loggers = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "urllib3.connectionpool")]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(previous)
+        for logger, level in zip(loggers, previous):
+            logger.setLevel(level)
 
 
 def open_store(uri: str, experiment: str) -> tuple[Any, str]:

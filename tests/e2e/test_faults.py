@@ -811,3 +811,62 @@ def test_a_write_over_the_file_size_limit_is_one_line_naming_the_artifact(tmp_pa
     assert line.startswith("netadapt: error: ") and "over the file size limit (ulimit -f)" in line, done.stderr
     assert str(tmp_path / "a" / "prepared") in line and "Traceback" not in done.stderr
     assert not (tmp_path / "a" / "prepared").exists(), "nothing half-written was published"
+
+
+def test_a_read_only_artifacts_folder_is_one_line_naming_the_lock(tmp_path: Path):
+    """Issue 27 item 10: an artifacts folder without write permission (EACCES; a read-only mount gives
+    EROFS, said the same way) made creating the lock a PermissionError traceback. Now one line naming
+    the lock file, exit 2. Root writes anyway: it runs without the capability that lets it."""
+    data = presets.tiny_data(tmp_path / "data", train=100, test=20)
+    artifacts = tmp_path / "a"
+    artifacts.mkdir()
+    artifacts.chmod(0o555)
+    command = [sys.executable, "-m", "netadapt_flows.cli", "prepare", *project_args(tmp_path, data)]
+    if os.geteuid() == 0:
+        drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+        if not shutil.which("setpriv") or subprocess.run([*drop, "true"], capture_output=True).returncode:
+            pytest.skip("running as root, and setpriv cannot drop CAP_DAC_OVERRIDE here")
+        command = [*drop, *command]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NETADAPT_TRACKING": "off"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"netadapt: error: {artifacts / '.lock'}: permission denied"), line
+    assert os.listdir(artifacts) == []
+
+
+def test_a_full_disk_at_the_second_epoch_keeps_the_first(finished, tmp_path, monkeypatch, capsys, caplog):
+    """Issue 27 item 10: a write refused mid-training (a full disk, `ulimit -f`: the OS names no file) is
+    one line naming the artifact, and the epochs saved before it stay: the next run resumes after them."""
+    import errno
+    import logging
+
+    from netadapt import io as artifact_io
+    from netadapt import resume
+    from netadapt_flows.cli import main
+
+    ref, data, _ = finished
+    root = tmp_path / "project"
+    copy_project(ref, root)
+    shutil.rmtree(root / "a" / "progress")
+    args = [*project_args(root, data), "-S", "supernet.epochs=3"]
+    saves: list[Path] = []
+
+    def full_at_the_second(path, obj):
+        saves.append(Path(path))
+        if len(saves) < 2:
+            return artifact_io.save_tensors(path, obj)
+        with artifact_io.atomic_path(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as write() fails: no file named
+
+    monkeypatch.setattr(resume, "save_tensors", full_at_the_second)
+    assert main(["supernet", *args]) == 2
+    progress = root / "a" / "progress" / "supernet.pt"
+    [line] = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert line.startswith(f"netadapt: error: {progress}: no space left on the device"), line
+    assert progress.is_file() and not debris(root)
+    monkeypatch.undo()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="netadapt"):
+        assert main(["supernet", *args]) == 0
+    assert "resuming after epoch 1 " in caplog.text and "supernet epoch 1/3" not in caplog.text

@@ -3,8 +3,10 @@ taken over, and a failing stage releases it (the lock itself: tests/netadapt/tes
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +95,24 @@ def test_a_stage_waiting_for_a_tracking_server_does_not_hold_the_lock(tmp_path: 
     assert stage.returncode == 2 and err.count("\n") == 1, err
     assert err.startswith(f"netadapt: error: tracking: cannot open an MLflow run in {uri}"), err
     assert not path.exists() and not (tmp_path / "met").exists(), "the stage did no work"
+
+
+def test_a_killed_holders_lock_is_taken_over_saying_so_once(tmp_path: Path):
+    """Issue 27 item 12: the stale lock a killed stage left was taken over with the warning printed
+    twice. A command started over it says so in one line, then goes on (here: to refuse the missing
+    prepared data, in one line of its own)."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    art = tmp_path / "art"
+    art.mkdir()
+    lock_path(art).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "command": "netadapt supernet",
+                                          "since": "then"}) + "\n")
+    env = {**os.environ, "NETADAPT_TRACKING": "off"}
+    done = subprocess.run([sys.executable, "-m", "netadapt_flows.cli", *search_args(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    said = done.stderr.splitlines()
+    assert [line for line in said if "taking over a stale lock" in line] == [
+        f"{lock_path(art).resolve()}: taking over a stale lock of pid {dead.pid} (netadapt supernet, since then): "
+        "that process is gone"], done.stderr
+    assert done.returncode == 2 and len(said) == 2 and said[1].startswith("netadapt: error: "), done.stderr
+    assert not lock_path(art).exists()

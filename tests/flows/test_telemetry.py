@@ -69,3 +69,36 @@ def test_the_makefile_gives_dvc_and_mlflow_the_same_switches(home: Path):
     env = dict(line.split("=", 1) for line in done.stdout.split("\0") if "=" in line)
     assert {k: env.get(k) for k in TELEMETRY_OFF} == TELEMETRY_OFF
     assert probe(home, {**bare_env(home), **{k: env[k] for k in TELEMETRY_OFF}}, "bare") == ALL_OFF
+
+
+ORT_SESSION = r'''
+import contextlib, io, sys
+if sys.argv[1] == "cli":
+    from netadapt_flows.cli import main
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+        main(["--help"])
+import onnx, onnxruntime
+from onnx import TensorProto, helper
+graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+'''
+
+
+def test_onnx_runtime_writes_nothing_in_the_users_home(tmp_path: Path):
+    """Issue 27 (nothing written outside the project): ONNX Runtime's telemetry wrote a device id and an
+    event store under `~/.cache/Microsoft/DeveloperTools/.onnxruntime/` at a process's first session (the
+    profile and evaluate stages, the device scripts). A process started as the CLI starts writes none."""
+    for start in ("bare", "cli"):
+        home = tmp_path / start
+        home.mkdir()
+        done = subprocess.run([sys.executable, "-c", ORT_SESSION, start], cwd=home, env=bare_env(home),
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        written = sorted(p.relative_to(home).as_posix() for p in home.rglob("*") if p.is_file())
+        if start == "bare":
+            assert any("onnxruntime" in p for p in written), "the probe no longer sees ONNX Runtime write its id"
+        else:
+            assert written == [], written

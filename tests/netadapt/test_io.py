@@ -42,6 +42,31 @@ def test_artifacts_get_a_plain_files_mode(tmp_path: Path):
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask
 
 
+def test_a_folder_that_takes_no_new_file_is_named_by_the_artifact(tmp_path: Path, monkeypatch):
+    """Issue 27 item 10: a read-only metrics folder (EROFS, or EACCES without write permission) refused the
+    temp file, and the one-line error named `.search.json.k2j4_x9a.tmp`, a file that never existed; it
+    names the artifact being written, for a file and a staging folder alike."""
+    import errno
+    import tempfile
+
+    import pytest
+
+    from netadapt.io import atomic_dir, write_json
+
+    for code in (errno.EROFS, errno.EACCES):
+        def refuse(*args, prefix="", dir=None, **kwargs):
+            raise OSError(code, os.strerror(code), os.path.join(dir, f"{prefix}k2j4_x9a.tmp"))
+
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+        monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+        with pytest.raises(OSError) as refused:
+            write_json(tmp_path / "m" / "search.json", {"a": 1})
+        assert refused.value.errno == code and refused.value.filename == str(tmp_path / "m" / "search.json")
+        with pytest.raises(OSError) as refused, atomic_dir(tmp_path / "prepared"):
+            pass
+        assert refused.value.filename == str(tmp_path / "prepared")
+    assert not (tmp_path / "m" / "search.json").exists() and not (tmp_path / "prepared").exists()
+
 
 def test_clean_stale_removes_only_what_interrupted_writes_left(tmp_path: Path):
     """Temp files and staging folders `.<name>.XXXXXXXX.tmp` and `.<name>.old` folders go; a `.old`

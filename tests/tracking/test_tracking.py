@@ -389,6 +389,33 @@ def test_two_processes_using_a_new_store_at_once_both_open_their_runs(tmp_path: 
     assert results == ["ok"] * 6, results
 
 
+def test_the_stores_first_use_lock_excludes_and_leaves_no_file(tmp_path: Path, monkeypatch):
+    """The lock file of a store's first use (in the temp folder) was left behind, one per store: hundreds
+    after a test run. Its holder now removes it; a waiter holding the removed file's lock takes the new
+    one's, so holders still never overlap (eight threads, each opening the lock file on its own)."""
+    import tempfile
+    import threading
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    inside, overlaps = [], []
+
+    def use() -> None:
+        for _ in range(20):
+            with tracking.store._store_lock(uri):
+                inside.append(1)
+                overlaps.append(len(inside) > 1)
+                time.sleep(0.001)
+                inside.pop()
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(overlaps) == 160 and not any(overlaps)
+    assert not list(tmp_path.glob("netadapt-mlflow-init-*")), "the lock file is left behind"
+
 def test_a_store_another_writer_holds_locked_is_waited_for_before_the_stage_starts(tmp_path: Path,
                                                                                      tracking_store: str):
     """Another writer holds the SQLite store locked: the stage's run is opened once it lets go (MLflow's
@@ -499,6 +526,28 @@ def test_a_tracking_server_that_never_answers_is_given_up_on_with_the_bound_stat
     assert "gave up after 1 s per request and 0 retries" in outcome[0] and "\n" not in outcome[0]
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "1"
 
+
+def test_an_unreachable_tracking_server_is_one_line_without_the_retries_log(tmp_path: Path, tracking_store,
+                                                                            monkeypatch, caplog):
+    """Issue 27 item 8: an unreachable server (connection refused) took 264 s; with our bounds it takes
+    the retries' backoff (1 + 2 s), but urllib3 logged each retry (`Retrying (Retry(total=1, ...)) after
+    connection broken by ...`), two lines before the refusal's one. The refusal, which states the
+    retries, is the only word."""
+    import socket
+
+    for name in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(tracking.store, "HTTP_RETRIES", 1)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    uri = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()  # nothing listens there: connection refused
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(NetAdaptError, match=rf"^tracking: cannot open an MLflow run in {uri}: .* and 1 retries"):
+            with stage_run("prepare", fake_config(), Paths(tmp_path / "a", tmp_path / "m", tmp_path / "p")):
+                pass
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 def test_a_store_locked_mid_stage_leaves_no_run_running_and_says_so_in_one_line(tmp_path: Path, tracking_store: str,
                                                                                  monkeypatch, caplog, capsys):
