@@ -20,7 +20,8 @@ Both front ends (the stage CLI that `dvc.yaml` runs, and the Prefect tasks) wrap
 - Failure policy. A run that cannot be *opened* (bad URI, unreachable store) raises `NetAdaptError`
   before the stage does any work: nothing is lost and the user fixes it or sets
   `NETADAPT_TRACKING=off`. A failure while *logging* a finished stage is a warning, the run is
-  closed with a `netadapt.tracking_error` tag where the store still answers, and the stage succeeds:
+  closed FAILED (its record is incomplete) with a `netadapt.tracking_error` tag where the store
+  still answers, and the stage itself succeeds:
   its outputs, `metrics/<stage>.json` and its report are written, and failing it would make `dvc
   repro` leave it out of `dvc.lock` and Prefect not cache it, so hours of work would run again for a
   record.

@@ -149,6 +149,7 @@ def _close_once(run: StageRun, status: str, exc: BaseException | None) -> None:
             log_partial(run)
     if run.logging_error:
         client.set_tag(run.run_id, "netadapt.tracking_error", run.logging_error[:MAX_TAG])
+        status = "FAILED" if status == "FINISHED" else status  # the record is incomplete, not the stage
     client.set_terminated(run.run_id, status)
     client.set_terminated(run.parent_id, status)
 
