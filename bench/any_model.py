@@ -311,7 +311,7 @@ def setup_budget_ms(entry: dict) -> float:
 
 # -- the run ----------------------------------------------------------------------------------------
 
-REAL = {"train_per_class": 1500, "pretrain_epochs": 6, "finetune_epochs": 4, "supernet_epochs": 2, "candidates": 8,
+REAL = {"train_per_class": 1000, "pretrain_epochs": 6, "finetune_epochs": 4, "supernet_epochs": 2, "candidates": 8,
         "eval_batches": 8, "granularity": 8, "tp_steps": 8, "latency_repeats": 200, "seeds": [0, 1, 2]}
 
 
