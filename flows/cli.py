@@ -114,14 +114,19 @@ def _stage_config(args: argparse.Namespace, device: str = ""):
     return cfg, paths
 
 
-def _lock(args: argparse.Namespace):
-    """The project's lock (`<artifacts>/.lock`), named after the command line that holds it; in a DVC
-    project with DVC's write lock on its folders (`dvc_writes`: a `dvc repro` refuses before it
-    removes an output)."""
-    from netadapt.lock import project_lock
+def _guards() -> tuple:
+    """The locks held with the project's: in a DVC project, DVC's write lock on its folders
+    (`dvc_writes`: a `dvc repro` refuses before it removes an output)."""
     from netadapt_tasks.dvc import dvc_writes
 
-    return project_lock(args.artifacts, getattr(args, "command_line", None), guards=(dvc_writes,))
+    return (dvc_writes,)
+
+
+def _lock(args: argparse.Namespace):
+    """The project's lock (`<artifacts>/.lock`), named after the command line that holds it, with `_guards`."""
+    from netadapt.lock import project_lock
+
+    return project_lock(args.artifacts, getattr(args, "command_line", None), guards=_guards())
 
 
 def _stamped_stage(name: str, args: argparse.Namespace, device: str = "") -> dict:
@@ -132,10 +137,8 @@ def _stamped_stage(name: str, args: argparse.Namespace, device: str = "") -> dic
     from netadapt.lock import check
 
     cfg, paths = _stage_config(args, device)  # bad input (an unknown --device too) fails here, before any work
-    from netadapt_tasks.dvc import dvc_writes
-
-    check(args.artifacts, guards=(dvc_writes,))  # another writer (a `dvc repro` stage too): exit 2 naming
-    # it, before any work (opening a tracking run too)
+    check(args.artifacts, guards=_guards())  # another writer (a `dvc repro` stage too): exit 2 naming it,
+    # before any work (opening a tracking run too)
     from netadapt.run_stage import run_stage
     from netadapt_tracking import stage_run  # after validation: bad input never opens a run (MLflow is lazy)
 

@@ -147,6 +147,11 @@ def _shares(path: Path, holder: dict | None) -> bool:
         and _alive(holder["pid"])
 
 
+def _command_line() -> str:
+    """This process's command line, as a lock's holder is named."""
+    return shlex.join([Path(sys.argv[0]).name or "python", *sys.argv[1:]])
+
+
 def acquire(artifacts: str | Path, command: str | None = None, guards: Sequence[Guard] = ()) -> Path:
     """Take the project's lock (re-entrant within this process); raises LockHeld naming the holder.
     `guards` are entered first when this process takes it for itself (see the module docstring)."""
@@ -155,7 +160,7 @@ def acquire(artifacts: str | Path, command: str | None = None, guards: Sequence[
         path.parent.mkdir(parents=True)
         _made.add(path.parent.resolve())  # removed again on release if nothing else was written
     path = path.resolve()
-    command = command or shlex.join([Path(sys.argv[0]).name or "python", *sys.argv[1:]])
+    command = command or _command_line()
     with _mutex:
         if path in _held:
             _held[path] += 1
@@ -220,10 +225,9 @@ def check(artifacts: str | Path, guards: Sequence[Guard] = ()) -> None:
         return
     if holder is not None and not _stale(holder, path):
         raise _refusal(path, holder)
-    command = shlex.join([Path(sys.argv[0]).name or "python", *sys.argv[1:]])
     with ExitStack() as stack:
         for guard in guards:
-            stack.enter_context(guard(path.parent, f"{command} (checking)"))
+            stack.enter_context(guard(path.parent, f"{_command_line()} (checking)"))
 
 
 def _forget_made(path: Path) -> None:

@@ -6,18 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from netadapt import plots
-
-HISTORY = pd.DataFrame({
-    "iteration": [-1, 0, 0, 1, 1],
-    "candidate": [0, 0, 1, 0, 1],
-    "resource_estimated": [2.43, 2.10, 2.05, 1.70, 1.62],
-    "holdout_acc": [0.80, 0.74, 0.78, 0.71, 0.75],
-    "kept": [True, False, True, False, True],
-})
+from tests.netadapt.test_plots import HISTORY
 EVALUATE = {"test_acc": 0.76, "latency_measured_ms": 1.96, "latency_estimated_ms": 1.62,
             "base_latency_measured_ms": 2.94, "base_latency_estimated_ms": 2.43, "backend": "torch-cpu"}
 SEARCH = {"budget": 1.66, "unit": "ms", "metric": "latency"}

@@ -1,9 +1,14 @@
-"""Where MLflow finds the project's server app (`--app-name netadapt`, tracking/app.py)."""
+"""Where MLflow finds the project's server app (`--app-name netadapt`, tracking/app.py), and MLflow's
+process-wide state put back after a test that opened a store."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import sys
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,3 +37,20 @@ def mlflow_app_path(tmp_path: Path) -> list[str]:
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: netadapt-app-test\nVersion: 0\n")
     (dist / "entry_points.txt").write_text(f"[{APP_GROUP}]\n{APP_NAME} = {declared_app()}\n")
     return [str(REPO), str(dist.parent)]
+
+
+@contextmanager
+def mlflow_state_restored() -> Iterator[None]:
+    """After the block: MLflow's tracking URI and active experiment back to the environment's (opening a
+    store sets them process-wide, and `mlflow.set_experiment` exports MLFLOW_EXPERIMENT_ID)."""
+    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    try:
+        yield
+    finally:
+        if "mlflow" in sys.modules:
+            sys.modules["mlflow"].set_tracking_uri(None)
+            sys.modules["mlflow.tracking.fluent"]._active_experiment_id = None
+        if experiment_id is None:
+            os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+        else:
+            os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_id

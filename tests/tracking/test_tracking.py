@@ -32,6 +32,7 @@ from netadapt_tracking import log_stage, stage_run
 from tests.conftest import REPO, write_idx
 from tests.netadapt.test_finetune import SPEC, tiny_network
 from tests.presets import FAKE_DEVICE, TINY_ARGS as TINY
+from tests.tracking.conftest import mlflow_state_restored
 
 STAGES = ["prepare", "profile", "supernet", "search", "finetune", "evaluate"]
 
@@ -44,15 +45,8 @@ def tracking_store(tmp_path: Path, monkeypatch) -> Iterator[str]:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("NETADAPT_PIPELINE_ID", "pipeline-under-test")
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is relative to the working directory
-    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
-    yield uri
-    if "mlflow" in sys.modules:  # stage_run set them process-wide: back to the environment's
-        sys.modules["mlflow"].set_tracking_uri(None)
-        sys.modules["mlflow.tracking.fluent"]._active_experiment_id = None
-    if experiment_id is None:  # mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID
-        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
-    else:
-        os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_id
+    with mlflow_state_restored():  # stage_run sets them process-wide
+        yield uri
 
 
 @pytest.mark.slow

@@ -29,6 +29,7 @@ from netadapt_tracking import ui
 from netadapt_tracking.contents import VERDICT_TAG
 from netadapt_tracking.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, open_store
 from tests.tracking.browser import Browser
+from tests.tracking.conftest import mlflow_state_restored
 
 VIEW_TAG = ui.VIEW_TAG_PREFIX + ui.RESULTS_VIEW
 
@@ -37,14 +38,8 @@ VIEW_TAG = ui.VIEW_TAG_PREFIX + ui.RESULTS_VIEW
 def store(tmp_path: Path, monkeypatch) -> str:
     """A SQLite store under tmp_path (MLflow's default artifact root is relative to the working directory)."""
     monkeypatch.chdir(tmp_path)
-    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
-    yield f"sqlite:///{tmp_path / 'mlflow.db'}"
-    sys.modules["mlflow"].set_tracking_uri(None)
-    sys.modules["mlflow.tracking.fluent"]._active_experiment_id = None
-    if experiment_id is None:  # mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID
-        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
-    else:
-        os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_id
+    with mlflow_state_restored():
+        yield f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 def test_the_experiment_holds_the_projects_runs_view(store: str):
