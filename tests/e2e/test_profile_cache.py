@@ -26,7 +26,8 @@ def _cached_units(folder: Path) -> int:
 def test_a_profile_killed_midway_resumes_and_times_only_the_rest(tiny_root: Path, tmp_path: Path):
     """`netadapt profile` on the command backend (the shipped device script, ~0.3 s per unit) is
     killed with SIGKILL once a group of units is in the cache; the second run times only the others
-    and writes a complete table (accepted whatever its error: `presets.ANY_ERROR`)."""
+    and writes a complete table (accepted whatever its error: `presets.ANY_ERROR`). The cache then
+    holds all 34 units, or none where the run saw sustained contention (its units are never reused)."""
     args = command_args(tiny_root, tmp_path)
     cli = [sys.executable, "-m", "netadapt_flows.cli"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -53,4 +54,9 @@ def test_a_profile_killed_midway_resumes_and_times_only_the_rest(tiny_root: Path
           f"held-out error {metrics['lut_mean_abs_error']:.1%}")
     assert metrics["entries"] == 34 and metrics["attempts"] == 1  # (its error is this machine's: not asserted)
     assert len(LatencyTable.load(tmp_path / "a" / "profile" / "lut.csv")) == 34
-    assert _cached_units(cache_dir) == 34
+    if "every attempt saw sustained contention" in second.stderr:  # a busy machine (CI): the table is used,
+        assert "discarded 34 cached unit(s)" in second.stderr  # its units timed beside a neighbour are not kept
+        assert _cached_units(cache_dir) == 0
+    else:
+        assert _cached_units(cache_dir) == 34
+    print(f"resume: the cache keeps {_cached_units(cache_dir)} units")
