@@ -10,6 +10,7 @@ minimum; the maximum is what the super-network was built with. Every dimension's
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterable, Mapping
@@ -58,6 +59,11 @@ class Dimension:
     @property
     def bypassable(self) -> bool:
         return self.min_width == 0
+
+    @property
+    def fixed(self) -> bool:
+        """Whether the search may not move it (`model.fixed`): its one width is the maximum."""
+        return self.min_width == self.max_width
 
     def check(self, width: int) -> None:
         if isinstance(width, bool) or not isinstance(width, int):
@@ -111,9 +117,26 @@ class ModelSpec:
     granularity: int = 8
     kwargs: tuple[tuple[str, Any], ...] = ()  # a user's model: its construction arguments (model.kwargs)
     path: str | None = None  # a user's model: the folder of its module (model.path), relative to the project
+    fixed: tuple[str, ...] = ()  # patterns of dimension names held at their built size (model.fixed)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kwargs", _frozen_kwargs(self.kwargs))
+        object.__setattr__(self, "fixed", tuple(self.fixed))
+
+
+def pinned(dims: Iterable[Dimension], patterns: Iterable[str]) -> tuple[Dimension, ...]:
+    """`dims` with every dimension whose name matches one of `patterns` (shell-style: `*.stage`,
+    `*.kernel`, `head.conv.out`) fixed at its maximum, so no search moves it (`model.fixed`). A
+    pattern that matches no dimension is an error naming it: a typo must not search the full space."""
+    dims, patterns = tuple(dims), tuple(patterns)
+    for i, pattern in enumerate(patterns):
+        if not any(fnmatch.fnmatchcase(d.name, pattern) for d in dims):
+            names = [d.name for d in dims]
+            shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+            raise ArchitectureError(f"model.fixed[{i}]: {pattern!r} matches no dimension of the model "
+                                    f"(its dimensions: {shown})")
+    return tuple(replace(d, min_width=d.max_width, width=d.max_width)
+                 if any(fnmatch.fnmatchcase(d.name, p) for p in patterns) else d for d in dims)
 
 
 def _dimension_dict(d: Dimension) -> dict[str, Any]:
@@ -180,7 +203,8 @@ class Architecture:
     def to_dict(self) -> dict[str, Any]:
         model = {**asdict(self.model), "input_shape": list(self.model.input_shape),
                  "kwargs": {k: v for k, v in self.model.kwargs}}
-        for key in ("kwargs", "path"):  # the built-in models' descriptions stay as they were
+        model["fixed"] = list(self.model.fixed)
+        for key in ("kwargs", "path", "fixed"):  # the built-in models' descriptions stay as they were
             if not model[key]:
                 del model[key]
         return {"model": model,

@@ -87,7 +87,8 @@ def model_spec(cfg: Config, prepared: Path) -> ModelSpec:
     """The super-network's spec: the model section plus the prepared data's shape and classes."""
     info = load_info(prepared)
     spec = ModelSpec(cfg.model.name, info.input_shape, len(info.classes), cfg.model.width_mult,
-                     cfg.model.granularity, cfg.model.kwargs, cfg.model.path if user_module(cfg.model.name) else None)
+                     cfg.model.granularity, cfg.model.kwargs, cfg.model.path if user_module(cfg.model.name) else None,
+                     tuple(cfg.model.fixed))
     check_model_widths(spec)  # before anything is built, loaded or trained: names model.granularity / width_mult
     return spec
 

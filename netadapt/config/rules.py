@@ -66,6 +66,10 @@ def check_consistency(cfg: Config) -> None:
                           f"got {cfg.model.path!r}")
     if not isinstance(cfg.model.kwargs, dict) or not all(isinstance(k, str) for k in cfg.model.kwargs):
         raise ConfigError(f"model.kwargs: must be a mapping of argument names to values, got {cfg.model.kwargs!r}")
+    for i, pattern in enumerate(cfg.model.fixed):
+        if not pattern.strip() or pattern != pattern.strip():
+            raise ConfigError(f"model.fixed[{i}]: must be a dimension name or pattern (`*.stage`) without "
+                              f"surrounding spaces, got {pattern!r}")
     if not cfg.data.root.strip():
         raise ConfigError(f"data.root: must name the dataset's folder, got {cfg.data.root!r}")
     for key, path in (("data.root", cfg.data.root), ("search.start_checkpoint", cfg.search.start_checkpoint),

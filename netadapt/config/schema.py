@@ -61,6 +61,9 @@ class ModelConfig:
     # the model is found and built, a dvc.yaml dep of every stage that builds the model (so it must exist
     # there: the repository ships models/); checked when a model is looked up in it (`models.source`)
     path: str = "models"
+    # dimensions the search never shrinks, held at their built size: shell-style patterns of dimension names
+    # (`*.stage`, `*.kernel`, `head.conv.out`; `netadapt info` lists a model's); each must match one
+    fixed: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from netadapt.arch import Architecture, ArchitectureError, ModelSpec
+from netadapt.arch import Architecture, ArchitectureError, ModelSpec, pinned
 from netadapt.errors import describe
 from netadapt.graph import ops
 from netadapt.graph.channels import ChannelGraph, analyse
@@ -145,7 +145,7 @@ class TracedNetwork(nn.Module):
         self.net = masked_network(traced, graph)
         self.graph: ChannelGraph = graph  # not a module: `net` holds every weight
         self.plan = UnitPlan(graph, dict(self.net.named_modules()))
-        self._space = Architecture(spec, graph.dims)
+        self._space = Architecture(spec, pinned(graph.dims, spec.fixed))
         for path in opaque:
             log.warning("model.name %s: submodule %r cannot be traced by torch.fx (its forward has data-dependent "
                         "control flow, say): kept whole, as one opaque op", spec.name, path)

@@ -7,7 +7,8 @@ factory), `torchvision:<name>` or `timm:<name>`; it is traced and its coupled ch
 search dimensions (`netadapt.graph`). A model can instead implement `SearchableModel` itself:
 
 - constructed as `Model(spec: ModelSpec)` (input shape, classes, width multiplier, granularity);
-- `space() -> Architecture`: its searchable dimensions, every width at its maximum;
+- `space() -> Architecture`: its searchable dimensions, every width at its maximum, those that
+  `spec.fixed` (`model.fixed`) names held there (`netadapt.arch.pinned`);
 - `forward(x, widths=None)`: the masked super-network. `widths` maps a dimension name to an int
   (whole batch) or a LongTensor [B] (one width per sample, ordered dropout); channels >= width
   are zeroed (`netadapt.ordered_dropout.channel_mask`), bypassable blocks use
@@ -32,7 +33,7 @@ from typing import Callable, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from netadapt.arch import Architecture, ModelSpec
+from netadapt.arch import Architecture, ModelSpec, pinned
 from netadapt.errors import ConfigError
 from netadapt.layers import LayerSpec
 from netadapt.models import any_model
@@ -88,6 +89,11 @@ def _build(spec: ModelSpec, checkpoint: str | Path | None, allow_pickle: bool) -
         if not isinstance(model, SearchableModel):
             raise ConfigError(f"model.name: {spec.name!r} does not implement the SearchableModel protocol "
                               f"(spec, space, forward, extract, layers)")
+        dims = model.space().dims
+        if pinned(dims, spec.fixed) != dims:
+            raise ConfigError(f"model.fixed: {spec.name} implements SearchableModel, and its space() leaves "
+                              f"dimensions that model.fixed names free: build its Architecture from "
+                              f"netadapt.arch.pinned(dims, spec.fixed), as SearchableNetwork does")
         return model
     from netadapt.graph import TracedNetwork  # torch.fx: only for traced models
 

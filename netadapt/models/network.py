@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from netadapt.arch import Architecture, ArchitectureError, ModelSpec
+from netadapt.arch import Architecture, ArchitectureError, ModelSpec, pinned
 from netadapt.layers import LayerSpec
 from netadapt.models import reorder
 from netadapt.models.blocks import Classifier
@@ -24,7 +24,7 @@ class SearchableNetwork(nn.Module):
         self.spec = spec
         self.blocks = nn.ModuleList(blocks)
         self.classifier = classifier
-        self._space = Architecture(spec, tuple(d for b in blocks for d in b.dims()))
+        self._space = Architecture(spec, pinned((d for b in blocks for d in b.dims()), spec.fixed))
 
     def space(self) -> Architecture:
         """The full search space, every width at its maximum."""
