@@ -230,6 +230,9 @@ CASES = [
     # ------------------------------------------------ data
     Bad("data-root-a-file", "prepare", [*DATA_T10K, "-S", f"data.root={{tmp}}/d/{IMAGES}"],
         f"data.root: {{tmp}}/d/{IMAGES} is a file", make=lambda tmp: _idx(tmp)),
+    Bad("fixed-blank", "prepare", ["-S", 'model.fixed=[" conv0"]'],
+        "model.fixed[0]: must be a dimension name or pattern (`*.stage`) without surrounding spaces, got ' conv0'"),
+    Bad("fixed-not-a-list", "prepare", ["-S", "model.fixed=conv0"], "model.fixed: must be a list, got 'conv0'"),
     Bad("data-root-empty", "prepare", ["-S", "data.root="], "data.root: must name the dataset's folder, got ''"),
     Bad("data-root-5000-characters", "prepare", ["-S", "data.root=/" + "d" * 4999],
         "data.root: a path of 5000 bytes is longer than the file system allows (4095), got '/ddd"),
@@ -256,6 +259,10 @@ CASES = [
     # ------------------------------------------------ model-level, before building or training the super-network
     Bad("granularity-above-smallest-width", "supernet", ["-S", "model.granularity=64"],
         "model.granularity: 64 is larger than plain_cnn's smallest searchable width (conv0: 16 channels", **PROJECT),
+    Bad("fixed-matches-nothing", "supernet", ["-S", 'model.fixed=["conv*", "*.stage"]'],
+        "model.fixed[1]: '*.stage' matches no dimension of the model (its dimensions: conv0", **PROJECT),
+    Bad("fixed-matches-nothing-profile", "profile", ["-S", "model.fixed=[head]"],
+        "model.fixed[0]: 'head' matches no dimension of the model", **PROJECT),
     Bad("granularity-4096-profile", "profile", ["-S", "model.granularity=4096"],
         "model.granularity: 4096 is larger than plain_cnn's smallest searchable width", **PROJECT),
     Bad("width-mult-tiny", "supernet", ["-S", "model.width_mult=0.01"],

@@ -1,6 +1,8 @@
+from dataclasses import replace
+
 import pytest
 
-from netadapt.arch import Architecture, ArchitectureError, Dimension, ModelSpec
+from netadapt.arch import Architecture, ArchitectureError, Dimension, ModelSpec, pinned
 
 SPEC = ModelSpec("plain_cnn", (1, 28, 28), 10, 1.0, 8)
 
@@ -48,3 +50,24 @@ def test_invalid_dimensions_and_descriptions():
         Architecture.from_json("{")
     with pytest.raises(ArchitectureError, match="architecture: malformed description"):
         Architecture.from_json('{"model": {}}')
+
+
+def test_fixed_dimensions_keep_their_built_size_and_the_spec_says_so():
+    """`model.fixed`: a matched dimension has one choice, its maximum (a bypassable one can no longer
+    reach 0); the others are untouched; the spec's patterns survive the JSON round trip, and a spec
+    without any is described as before."""
+    spec = replace(SPEC, fixed=("a.o*",))
+    a = Architecture(spec, pinned(arch().dims, spec.fixed))
+    assert a.dim("a.out").choices() == [24] and a.dim("a.out").fixed and not a.dim("a.out").bypassable
+    assert a.dim("a.expand").choices() == [8, 16, 24, 32, 40, 48] and not a.dim("a.expand").fixed
+    assert a.smallest().widths == {"a.expand": 8, "a.out": 24}
+    assert Architecture.from_json(a.to_json()) == a and a.to_dict()["model"]["fixed"] == ["a.o*"]
+    assert "fixed" not in arch().to_dict()["model"]
+    with pytest.raises(ArchitectureError, match="a.out: width 0 is below the minimum"):
+        a.with_widths({"a.out": 0})
+
+
+def test_a_fixed_pattern_that_matches_no_dimension_is_named_with_the_models_dimensions():
+    with pytest.raises(ArchitectureError, match=r"model.fixed\[1\]: '\*.stage' matches no dimension of the model "
+                                                r"\(its dimensions: a.expand, a.out\)"):
+        pinned(arch().dims, ["a.*", "*.stage"])

@@ -89,3 +89,18 @@ def test_an_iteration_is_seeded_from_the_index_the_loop_hands_in():
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not all(torch.equal(first[k], later[k]) for k in first)
     assert v1.kept_state(space)["iteration"] == 2
+
+
+def test_v1_proposes_no_fixed_dimension():
+    """`model.fixed`: one proposal per dimension the search may move, none for a fixed one."""
+    network = build_supernet(ModelSpec("mobilenet_v2", (1, 28, 28), 10, kwargs={"kernel": 5}, fixed=("*.kernel",)))
+    data = Split(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.arange(4) % 2)
+    tuning = FineTuning(short_term_steps=0, long_term_epochs=0, lr=0.1, batch_size=4, eval_batch_size=4,
+                        eval_batches=1, seed=0, device=torch.device("cpu"))
+    macs = MacsModel(network)
+    space = network.space()
+    proposals = NetAdaptV1(network, macs, data, data, tuning).candidates(
+        space, macs.estimate(space), 0.97 * macs.estimate(space), None)
+    moved = [name for c in proposals for name, w in c.arch.widths.items() if w != space.widths[name]]
+    assert moved and len(moved) == len(proposals) and not any(name.endswith(".kernel") for name in moved)
+    assert len(proposals) == sum(not d.fixed for d in space.dims)

@@ -281,3 +281,20 @@ def test_a_continuation_that_gets_stuck_keeps_and_measures_its_last_iterate():
     assert result.resource_estimated > result.schedule.budget, "stopped short of the tightened budget"
     kept = result.history[result.history.kept.astype(bool)]
     assert kept.arch.iloc[-1] == result.chosen.widths_json()
+
+
+def test_mcd_never_moves_a_fixed_dimension():
+    """`model.fixed`: the search meets the budget with every fixed dimension (here each kernel size
+    and the first stage's blocks) at its built size, and moves the others."""
+    model = build_supernet(ModelSpec("mobilenet_v2", (1, 28, 28), 10, kwargs={"kernel": 5},
+                                     fixed=("*.kernel", "b1.*", "b2.*")))
+    space, macs = model.space(), MacsModel(model)
+    fixed = {d.name for d in space.dims if d.fixed}
+    assert fixed == {d.name for d in space.dims if d.name.endswith(".kernel") or d.name[:3] in ("b1.", "b2.")}
+    base = macs.estimate(space)
+    plan = Schedule.from_settings(base, macs.estimate(space.smallest()), 0.5, "relative", 0.1, 0.9, "MACs")
+    result = search(space, macs, Counting(), mcd_candidates(macs, 6, 2), plan, SearchSettings(0))
+    assert result.resource_estimated <= 0.5 * base
+    chosen = result.chosen.widths
+    assert all(chosen[n] == space.dim(n).max_width for n in fixed)
+    assert any(chosen[d.name] < d.max_width for d in space.dims if d.name not in fixed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -98,6 +99,22 @@ def test_the_dimensions_are_the_coupled_channel_groups():
     assert "features.4.block.2.fc1.out" in mobile  # squeeze-excite's reduction width
     assert "features.5.block.bypass" in mobile and "features.4.block.bypass" not in mobile
     assert "classifier.0.out" in mobile  # the head
+
+
+def test_fixed_stage_widths_stay_at_their_built_size_in_every_view():
+    """`model.fixed: ["*.stage"]`: the same dimensions, the stage widths with one choice; the smallest
+    network keeps every stage at full width, and profiling has fewer units to time."""
+    free = traced("resnet18")
+    cls, shape, kwargs = MODELS["resnet18"]
+    torch.manual_seed(0)
+    net = TracedNetwork(replace(free.spec, fixed=("*.stage",)), cls(num_classes=10, in_channels=shape[0], **kwargs))
+    stages = [d for d in net.space().dims if d.name.endswith(".stage")]
+    assert stages and all(d.fixed for d in stages) and not any(d.fixed for d in free.space().dims)
+    assert [d.name for d in net.space().dims] == [d.name for d in free.space().dims]
+    slim = dict(net.extract(net.space().smallest()).named_modules())
+    assert slim["layer2.0.conv2"].out_channels == net.space().dim("layer2.0.conv2.stage").max_width
+    assert slim["layer2.0.conv1"].out_channels == net.space().dim("layer2.0.conv1.out").min_width
+    assert net.units() < free.units()
 
 
 def test_removing_a_branch_removes_its_nodes():

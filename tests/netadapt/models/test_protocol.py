@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from netadapt.arch import Architecture, Dimension, ModelSpec
+from netadapt.arch import Architecture, Dimension, ModelSpec, pinned
 from netadapt.bypass import residual_bypass
 from netadapt.config import parse_config
 from netadapt.errors import ConfigError, NetAdaptError
@@ -88,6 +88,23 @@ def test_a_model_defined_outside_the_package_is_searchable():
         with torch.no_grad():
             assert torch.allclose(slim(x), model(x, arch.widths), atol=1e-5), widths
         assert sum(p.numel() for p in slim.parameters()) == total_params(model.layers(arch))
+
+
+class PinningTinyNet(TinyNet):
+    """TinyNet whose space honours `spec.fixed`, as the protocol asks."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__(spec)
+        self._space = Architecture(spec, pinned(self._space.dims, spec.fixed))
+
+
+def test_a_protocol_model_must_honour_model_fixed_in_its_space():
+    """A SearchableModel builds its own space: one that leaves a `model.fixed` dimension free is
+    refused naming the key (the search would move it); one built with `pinned` is searched with it fixed."""
+    with pytest.raises(ConfigError, match="model.fixed: .*:TinyNet implements SearchableModel, and its space"):
+        build_supernet(ModelSpec(NAME, (1, 8, 8), 4, fixed=("res",)))
+    space = build_supernet(ModelSpec(f"{__name__}:PinningTinyNet", (1, 8, 8), 4, fixed=("res",))).space()
+    assert space.dim("res").choices() == [16] and space.dim("hidden").choices() == [8, 16]
 
 
 def test_unknown_or_non_conforming_models_fail_naming_the_key():
