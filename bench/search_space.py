@@ -6,8 +6,9 @@ onnxruntime-cpu, 1 thread, batch 1; the embedded Fashion-MNIST t10k) on `model.n
 (`fixed`: expansion widths, squeeze-excite reductions, depth and the head only). Each run is a fresh
 project (a clone of this repository's HEAD) under `--work`; `--jobs` runs go side by side (one
 process each). A cell keeps what `evaluate` measured (test accuracy; the final network's latency timed
-beside the base's, in one rotation) and the search's dimension counts. A finished cell is kept; a
-project whose run was cut off resumes (`netadapt run` redoes only what is not up to date).
+beside the base's, in one rotation) and the search's dimension counts. A cell in the results is
+kept; any other runs from the start (`netadapt run` does not cache); a run that fails is named and
+the others go on (exit 1 at the end).
 
     .venv/bin/python bench/search_space.py [--seeds 0 1 2] [--jobs 2]
 
@@ -20,6 +21,7 @@ import argparse
 import json
 import shutil
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,7 +35,7 @@ VARIANTS = {"all": [], "fixed": ["-S", 'model.fixed=["*.stage", "*.kernel"]']}
 MODEL = ["-S", "model.name=mobilenet_v3"]
 
 
-def run_cell(variant: str, seed: int, work: Path, code: dict) -> dict:
+def run_cell(variant: str, seed: int, work: Path, code: dict) -> dict | None:
     """One `netadapt run` in its own project; its evaluate and search metrics (`code`: the
     provenance taken when the benchmark started, before any cell ran)."""
     project = work / f"{variant}-s{seed}"
@@ -42,7 +44,11 @@ def run_cell(variant: str, seed: int, work: Path, code: dict) -> dict:
         subprocess.run(["git", "clone", "--quiet", str(REPO), str(project)], check=True)
     cli = [str(REPO / ".venv" / "bin" / "netadapt"), "run", *MODEL, *VARIANTS[variant], "-S", f"seed={seed}"]
     with open(project / "run.log", "a") as log:
-        subprocess.run(cli, cwd=project, stdout=log, stderr=subprocess.STDOUT, check=True)
+        done = subprocess.run(cli, cwd=project, stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode:
+        last = (project / "run.log").read_text().strip().splitlines()[-1:]
+        print(f"{variant}-s{seed}: failed (exit {done.returncode}): {last[0] if last else ''}", flush=True)
+        return None
     metrics = {stage: json.loads((project / "metrics" / f"{stage}.json").read_text()) for stage in ("evaluate", "search")}
     dims = json.loads((project / "artifacts" / "search" / "arch.json").read_text())["dimensions"]
     e = metrics["evaluate"]
@@ -64,13 +70,28 @@ def summary(cells: dict[str, dict]) -> dict:
         "values": [100 * v for v in diff["values"]]}}
 
 
-def table(cells: dict[str, dict]) -> str:
-    rows = ["| variant | seed | dimensions searched | test acc | measured latency / base | final ms | params |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
-    for c in sorted(cells.values(), key=lambda c: (c["variant"], c["seed"])):
-        rows.append(f"| {c['variant']} | {c['seed']} | {c['searched_dimensions']} of {c['dimensions']} | {c['test_acc']:.3f} | "
-                    f"{c['latency_ratio']:.3f} | {c['latency_measured_ms']:.3f} | {c['params']:,} |")
-    return "\n".join(rows)
+def plot(cells: dict[str, dict], path: Path) -> None:
+    """Test accuracy against measured latency / base, one point per run, a colour per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for variant, label in (("all", "every dimension"), ("fixed", "stage widths and kernels fixed")):
+        mine = [c for c in cells.values() if c["variant"] == variant]
+        ax.scatter([c["latency_ratio"] for c in mine], [100 * c["test_acc"] for c in mine], label=label)
+        for c in mine:
+            ax.annotate(f"s{c['seed']}", (c["latency_ratio"], 100 * c["test_acc"]), fontsize=8,
+                        xytext=(3, 3), textcoords="offset points")
+    ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("measured latency / base (budget 0.5)")
+    ax.set_ylabel("test accuracy %")
+    ax.set_title("MCD on mobilenet_v3, Fashion-MNIST t10k", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -86,18 +107,24 @@ def main() -> None:
     todo = [(v, s) for s in args.seeds for v in VARIANTS if f"{v}-s{s}" not in cells]
     args.work.mkdir(parents=True, exist_ok=True)
     code = provenance(torch.device("cpu"), {"jobs": args.jobs})
+    failed = 0
     with ThreadPoolExecutor(args.jobs) as pool:
         for cell in pool.map(lambda vs: run_cell(*vs, args.work, code), todo):
+            if cell is None:
+                failed += 1
+                continue
             cells[f"{cell['variant']}-s{cell['seed']}"] = cell
             args.results.write_text(json.dumps({"cells": cells, **summary(cells)}, indent=2) + "\n")
             print(f"{cell['variant']}-s{cell['seed']}: test acc {cell['test_acc']:.3f} at {cell['latency_ratio']:.3f} "
                   f"of the base's measured latency", flush=True)
     require_one_code(parser, cells, args.mix_commits, str(args.results))
     args.results.write_text(json.dumps({"cells": cells, **summary(cells)}, indent=2) + "\n")
-    print(table(cells))
+    plot(cells, args.results.with_suffix(".png"))  # the table: bench/tables.py (search_space)
     head = summary(cells)["fixed_minus_all_test_acc_pts"]
     if head is not None:
         print(f"fixed_minus_all_test_acc_pts={head['mean']:.2f}")
+    if failed:
+        sys.exit(f"{failed} run(s) failed: run the benchmark again for them")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables_any_model import any_model  # noqa: E402
 from tables_search import (CONVERGED, search_quality, search_quality_converged, search_quality_effort,  # noqa: E402, F401
-                           search_quality_full, search_quality_paired, search_quality_time)
+                           search_quality_full, search_quality_paired, search_quality_time, search_space)
 from tables_supernet import (candidates_throughput, data_rss, latency_reach, mcd_moves, rank_correlation,  # noqa: E402
                              supernet_overhead, supernet_quality, supernet_variants)
 
@@ -64,6 +64,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "mcd_moves": mcd_moves,
     "any_model": any_model,
     "rank_correlation": rank_correlation,
+    "search_space": search_space,
 }
 
 

@@ -200,3 +200,38 @@ def search_quality_time(results: Path) -> str:
 
 
 # -- super-network ----------------------------------------------------------------------------------
+
+
+SPACE_VARIANTS = {"all": "every dimension", "fixed": "model.fixed: [*.stage, *.kernel]"}
+
+
+def search_space(results: Path) -> str:
+    """MCD with every dimension against stage widths and kernel sizes held fixed (`search_space.py`)."""
+    entry = read(results, "search_space.json")
+    cells = list(entry["cells"].values())
+    head = entry["fixed_minus_all_test_acc_pts"]
+    devices = sorted({where(c)[0] for c in cells})
+    commits = sorted({where(c)[1][:10] for c in cells})
+    caption = (f"*The embedded Fashion-MNIST t10k, `model.name: mobilenet_v3` (small), the default params (MCD, J = 8; "
+               f"latency budget 0.5 of the base measured on onnxruntime-cpu, 1 thread, batch 1; super-network 3 "
+               f"epochs, final training 2); test accuracy and the final network's latency as `evaluate` measured "
+               f"them (timed beside the base, {cells[0]['provenance']['settings']['jobs']} runs side by side). "
+               f"Ran on: {'; '.join(devices)} (commit {', '.join(commits)}).*")
+    rows = []
+    for variant, label in SPACE_VARIANTS.items():
+        mine = sorted((c for c in cells if c["variant"] == variant), key=lambda c: c["seed"])
+        if not mine:
+            continue
+        acc = [100 * c["test_acc"] for c in mine]
+        ratio = [c["latency_ratio"] for c in mine]
+        std = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        diff = "-" if variant == "all" or head is None else (
+            f"**{head['mean']:+.2f}**" + (f" [{head['ci95'][0]:+.2f}, {head['ci95'][1]:+.2f}]" if head["ci95"] else "")
+            + f" ({signed(head['values'])})")
+        rows.append([label, f"{mine[0]['searched_dimensions']} of {mine[0]['dimensions']}",
+                     f"{statistics.mean(acc):.2f} ± {std:.2f} ({min(acc):.2f}-{max(acc):.2f})", str(len(mine)),
+                     f"{statistics.mean(ratio):.3f} ({max(ratio):.3f})",
+                     f"{statistics.mean(c['params'] for c in mine):,.0f}", diff])
+    header = ["search space", "dimensions searched", "test acc %, mean ± std (min-max)", "seeds",
+              "measured latency / base, mean (max)", "params, mean", "minus every dimension, points: mean [95% CI] (per seed)"]
+    return block(caption, header, rows)

@@ -62,7 +62,7 @@ class ModelConfig:
     # there: the repository ships models/); checked when a model is looked up in it (`models.source`)
     path: str = "models"
     # dimensions the search never shrinks, held at their built size: shell-style patterns of dimension names
-    # (`*.stage`, `*.kernel`, `head.conv.out`; `netadapt info` lists a model's); each must match one
+    # (`*.stage`, `*.kernel`, `head.conv.out`); one that matches none is refused, listing the model's dimensions
     fixed: list[str] = field(default_factory=list)
 
 
