@@ -199,8 +199,7 @@ def search_quality_time(results: Path) -> str:
     return block(caption, header, rows)
 
 
-# -- super-network ----------------------------------------------------------------------------------
-
+# -- search space (search_space.py) -------------------------------------------------------------------
 
 SPACE_VARIANTS = {"all": "every dimension", "fixed": "model.fixed: [*.stage, *.kernel]"}
 
