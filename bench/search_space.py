@@ -62,12 +62,16 @@ def run_cell(variant: str, seed: int, work: Path, code: dict) -> dict | None:
 
 
 def summary(cells: dict[str, dict]) -> dict:
-    acc = {(c["variant"], c["seed"]): c["test_acc"] for c in cells.values()}
-    diff = paired(acc, "fixed", "all")
-    return {"fixed_minus_all_test_acc_pts": None if diff is None else {
-        "seeds": diff["seeds"], "mean": 100 * diff["mean"], "std": 100 * diff["std"],
-        "ci95": None if diff["ci95"] is None else [100 * x for x in diff["ci95"]],
-        "values": [100 * v for v in diff["values"]]}}
+    """Fixed minus every dimension, test accuracy in points, paired by seed (`stats.paired`)."""
+    acc = {(c["variant"], c["seed"]): 100 * c["test_acc"] for c in cells.values()}
+    return {"fixed_minus_all_test_acc_pts": paired(acc, "fixed", "all")}
+
+
+def save(cells: dict[str, dict], path: Path) -> dict | None:
+    """Write the cells and their summary; the summary (None before a seed has both variants)."""
+    head = summary(cells)
+    path.write_text(json.dumps({"cells": cells, **head}, indent=2) + "\n")
+    return head["fixed_minus_all_test_acc_pts"]
 
 
 def plot(cells: dict[str, dict], path: Path) -> None:
@@ -114,13 +118,12 @@ def main() -> None:
                 failed += 1
                 continue
             cells[f"{cell['variant']}-s{cell['seed']}"] = cell
-            args.results.write_text(json.dumps({"cells": cells, **summary(cells)}, indent=2) + "\n")
+            save(cells, args.results)
             print(f"{cell['variant']}-s{cell['seed']}: test acc {cell['test_acc']:.3f} at {cell['latency_ratio']:.3f} "
                   f"of the base's measured latency", flush=True)
     require_one_code(parser, cells, args.mix_commits, str(args.results))
-    args.results.write_text(json.dumps({"cells": cells, **summary(cells)}, indent=2) + "\n")
+    head = save(cells, args.results)
     plot(cells, args.results.with_suffix(".png"))  # the table: bench/tables.py (search_space)
-    head = summary(cells)["fixed_minus_all_test_acc_pts"]
     if head is not None:
         print(f"fixed_minus_all_test_acc_pts={head['mean']:.2f}")
     if failed:
